@@ -1,0 +1,145 @@
+"""Accounts, their settings and their API keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatmeter.accounts.models import Account, ApiKey
+from chatmeter.config import check_timezone
+from chatmeter.errors import InvalidInput, NotFound, Unauthorized
+from chatmeter.ledger import service as ledger
+from chatmeter.notifications.outbox import enqueue
+
+API_KEY_PREFIX = "cm_"
+MAX_NAME_LENGTH = 200
+
+
+def normalise_email(address: object) -> str:
+    """A syntactically valid email address, or ``InvalidInput``."""
+    if not isinstance(address, str) or not address.strip() or len(address) > 320:
+        raise InvalidInput("enter a valid email address", field="email")
+    try:
+        return validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"enter a valid email address: {exc}", field="email") from exc
+
+
+def normalise_timezone(name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidInput("time zone must be an IANA name such as Europe/Berlin", field="timezone")
+    try:
+        check_timezone(name)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin",
+            field="timezone",
+        ) from exc
+    return name
+
+
+def create_account(
+    session: Session, *, email: str, now: dt.datetime, timezone: str = "UTC", name: str = ""
+) -> Account:
+    """A new account with an empty balance; its contact email is the sign-up email."""
+    email = normalise_email(email)
+    timezone = normalise_timezone(timezone)
+    name = (name or email.split("@", 1)[1]).strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"the name is longer than {MAX_NAME_LENGTH} characters", field="name")
+    account = Account(name=name, contact_email=email, timezone=timezone, created_at=now)
+    session.add(account)
+    session.flush()
+    ledger.open_balance(session, account_id=account.id)
+    return account
+
+
+def get_account(session: Session, *, account_id: int) -> Account:
+    account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound("no such account", account_id=account_id)
+    return account
+
+
+def update_account(
+    session: Session,
+    *,
+    account_id: int,
+    now: dt.datetime,
+    contact_email: str | None = None,
+    timezone: str | None = None,
+    name: str | None = None,
+) -> Account:
+    """Change settings; a new contact email is announced to the old and the new address."""
+    # Take the balance lock: a concurrent ledger change reads the contact email.
+    ledger.lock_balance(session, account_id=account_id)
+    account = get_account(session, account_id=account_id)
+    if timezone is not None:
+        account.timezone = normalise_timezone(timezone)
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise InvalidInput(f"the name must be 1 to {MAX_NAME_LENGTH} characters", field="name")
+        account.name = name
+    if contact_email is not None:
+        new = normalise_email(contact_email)
+        old = account.contact_email
+        if new != old:
+            account.contact_email = new
+            stamp = now.isoformat()
+            for recipient, address in (("old", old), ("new", new)):
+                enqueue(
+                    session,
+                    kind="contact_email_changed",
+                    dedupe_key=f"contact_email_changed:{account_id}:{stamp}:{recipient}",
+                    to=address,
+                    context={
+                        "account_name": account.name,
+                        "old_email": old,
+                        "new_email": new,
+                        "recipient": recipient,
+                        "changed_at": stamp,
+                    },
+                    now=now,
+                    account_id=account_id,
+                )
+    return account
+
+
+def issue_api_key(
+    session: Session, *, account_id: int, now: dt.datetime, name: str = "default"
+) -> str:
+    """Create an API key and return it; only its hash is stored, so this is the one chance to see it."""
+    get_account(session, account_id=account_id)
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    session.add(
+        ApiKey(account_id=account_id, prefix=prefix, secret_hash=_hash(secret), name=name[:100],
+               created_at=now)
+    )
+    session.flush()
+    return f"{API_KEY_PREFIX}{prefix}_{secret}"
+
+
+def authenticate(session: Session, *, token: str) -> int:
+    """The account id an API key belongs to, or ``Unauthorized``."""
+    if not token.startswith(API_KEY_PREFIX) or "_" not in token[len(API_KEY_PREFIX):]:
+        raise Unauthorized("invalid API key")
+    prefix, secret = token[len(API_KEY_PREFIX):].split("_", 1)
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or key.revoked_at is not None or not hmac.compare_digest(
+        key.secret_hash, _hash(secret)
+    ):
+        raise Unauthorized("invalid API key")
+    return key.account_id
+
+
+def _hash(secret: str) -> str:
+    # The secret is 256 random bits, so a plain hash cannot be brute-forced.
+    return hashlib.sha256(secret.encode()).hexdigest()

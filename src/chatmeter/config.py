@@ -1,0 +1,118 @@
+"""One validated Settings object, read from ``CHATMETER_*`` environment variables.
+
+Every field here is documented in README.md; ``tests/test_docs.py`` fails when
+the two drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Env(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+DEFAULT_SECRET = "change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHATMETER_", extra="ignore")
+
+    env: Env = Env.DEVELOPMENT
+    database_url: str = "sqlite:///./var/chatmeter.db"
+    data_dir: Path = Path("./var")
+    secret_key: str = DEFAULT_SECRET
+    base_url: str = "http://127.0.0.1:8000"
+    now: dt.datetime | None = None
+
+    package_tokens: Annotated[int, Field(ge=1, le=10_000_000)] = 5000
+    package_price: Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2)] = Decimal("9.00")
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    free_tokens: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+    default_timezone: str = "UTC"
+
+    payment_gateway: Literal["manual"] = "manual"
+    payment_auto_approve: bool | None = None
+    renewal_retry_hours: Annotated[int, Field(ge=1, le=24 * 7)] = 24
+    renewal_max_attempts: Annotated[int, Field(ge=1, le=30)] = 4
+
+    hold_ttl_seconds: Annotated[int, Field(ge=1, le=86_400)] = 120
+
+    mailer: Literal["file", "smtp"] = "file"
+    mail_from: str = "Chatmeter <no-reply@chatmeter.localhost>"
+    mail_dir: Path | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+    worker: Literal["inprocess", "none"] = "inprocess"
+    worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    max_body_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 1_048_576
+
+    demo: bool = True
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        check_timezone(value)
+        return value
+
+    @field_validator("now")
+    @classmethod
+    def _aware_now(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.env is Env.PRODUCTION:
+            if self.now is not None:
+                raise ValueError("CHATMETER_NOW is refused when CHATMETER_ENV=production")
+            if self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+                raise ValueError(
+                    "CHATMETER_SECRET_KEY must be set to a random value of 32+ characters "
+                    "in production"
+                )
+        return self
+
+    @property
+    def auto_approve_payments(self) -> bool:
+        """Demo and test installations approve manual payments at once."""
+        if self.payment_auto_approve is not None:
+            return self.payment_auto_approve
+        return self.env is not Env.PRODUCTION
+
+    @property
+    def mail_path(self) -> Path:
+        return self.mail_dir or self.data_dir / "mail"
+
+
+def check_timezone(name: str) -> ZoneInfo:
+    """Return the IANA zone called ``name`` or raise ``ValueError``."""
+    if not name or name != name.strip() or ".." in name or name.startswith("/"):
+        raise ValueError(f"unknown time zone {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,72 @@
+"""One exception tree; each error knows its HTTP status and a stable code.
+
+    ChatmeterError (500 internal)
+    ├── InvalidInput (422 invalid_input)
+    ├── Unauthorized (401 unauthorized)
+    ├── NotFound (404 not_found)
+    ├── Conflict (409 conflict)
+    │   └── IdempotencyConflict (409 idempotency_conflict)
+    ├── InsufficientTokens (402 insufficient_tokens)
+    ├── PaymentFailed (402 payment_failed)
+    └── PayloadTooLarge (413 payload_too_large)
+
+The web layer maps them to JSON in one handler; the CLI prints the message and
+exits with status 1.
+"""
+
+from __future__ import annotations
+
+
+class ChatmeterError(Exception):
+    status_code = 500
+    code = "internal"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidInput(ChatmeterError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class Unauthorized(ChatmeterError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(ChatmeterError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ChatmeterError):
+    status_code = 409
+    code = "conflict"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+class InsufficientTokens(ChatmeterError):
+    status_code = 402
+    code = "insufficient_tokens"
+
+
+class PaymentFailed(ChatmeterError):
+    status_code = 402
+    code = "payment_failed"
+
+
+class PayloadTooLarge(ChatmeterError):
+    status_code = 413
+    code = "payload_too_large"

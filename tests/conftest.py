@@ -1,0 +1,149 @@
+"""Shared fixtures: a clock, settings, and a database on SQLite or PostgreSQL.
+
+PostgreSQL tests need ``CHATMETER_TEST_POSTGRES_URL``; without it they skip,
+unless ``CHATMETER_TEST_REQUIRE_POSTGRES=1`` (set by CI), which turns the skip
+into a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from chatmeter import models  # noqa: E402  (registers every table)
+from chatmeter.clock import FixedClock  # noqa: E402
+from chatmeter.config import Env, Settings  # noqa: E402
+from chatmeter.db import Database, normalise_url  # noqa: E402
+from chatmeter.accounts import service as accounts  # noqa: E402
+from chatmeter.billing import service as billing  # noqa: E402
+from chatmeter.billing.gateways import ManualGateway  # noqa: E402
+from chatmeter.context import Context  # noqa: E402
+
+START = dt.datetime(2026, 11, 15, 12, 0, tzinfo=dt.UTC)
+
+
+def postgres_admin_url() -> str | None:
+    url = os.environ.get("CHATMETER_TEST_POSTGRES_URL")
+    return normalise_url(url) if url else None
+
+
+def _require_postgres() -> bool:
+    return os.environ.get("CHATMETER_TEST_REQUIRE_POSTGRES") == "1"
+
+
+def _unavailable(reason: str) -> None:
+    if _require_postgres():
+        pytest.fail(f"PostgreSQL is required but unavailable: {reason}")
+    pytest.skip(f"PostgreSQL unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(worker_id: str) -> Iterator[str]:
+    """A database of this test process's own, created once and dropped at the end."""
+    admin = postgres_admin_url()
+    if admin is None:
+        _unavailable("CHATMETER_TEST_POSTGRES_URL is not set")
+    name = f"chatmeter_test_{worker_id}_{os.getpid()}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # connection refused, auth...
+        engine.dispose()
+        _unavailable(str(exc).splitlines()[0])
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    created = Database(url)
+    created.create_all()
+    created.dispose()
+    yield url
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'chatmeter.db'}"
+        database = Database(url)
+        database.create_all()
+        database.dispose()
+        yield url
+        return
+    url = request.getfixturevalue("postgres_url")
+    _truncate(url)
+    yield url
+
+
+def _truncate(url: str) -> None:
+    engine = create_engine(normalise_url(url))
+    tables = ", ".join(f'"{t.name}"' for t in models.Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        env=Env.TEST,
+        database_url=db_url,
+        data_dir=tmp_path / "var",
+        worker="none",
+        demo=False,
+    )
+
+
+@pytest.fixture
+def ctx(settings: Settings, db: Database, clock: FixedClock) -> Context:
+    """Everything an entry point needs, on the test's database and clock."""
+    return Context(settings=settings, db=db, clock=clock,
+                   gateway=ManualGateway(auto_approve=True))
+
+
+def new_account(ctx: Context, *, email: str = "owner@example.com", timezone: str = "UTC") -> int:
+    """Create an account with its balance and subscription; return its id."""
+    with ctx.db.uow() as uow:
+        account = accounts.create_account(uow.session, email=email, timezone=timezone,
+                                          now=ctx.clock.now())
+        billing.open_subscription(uow.session, account_id=account.id, settings=ctx.settings,
+                                  now=ctx.clock.now())
+        uow.commit()
+        return account.id
+
+
+def add_tokens(ctx: Context, account_id: int, amount: int, *, key: str | None = None) -> None:
+    """A manual, non-expiring grant: the simplest way to give a test account tokens."""
+    from chatmeter.billing import periods
+    from chatmeter.ledger import service as ledger
+    from chatmeter.ledger.models import GrantSource
+
+    with ctx.db.uow() as uow:
+        account = accounts.get_account(uow.session, account_id=account_id)
+        ledger.grant(uow.session, account_id=account_id, amount=amount,
+                     source=GrantSource.ADJUSTMENT, key=key or f"test:{amount}:{ctx.clock.now()}",
+                     period=periods.period_of(ctx.clock.now(), account.timezone),
+                     now=ctx.clock.now())
+        uow.commit()
