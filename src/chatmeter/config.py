@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 1_048_576
 
-    demo: bool = True
+    demo: bool | None = None
 
     @field_validator("default_timezone")
     @classmethod
@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         if self.payment_auto_approve is not None:
             return self.payment_auto_approve
         return self.env is not Env.PRODUCTION
+
+    @property
+    def create_demo(self) -> bool:
+        """A demo account on first run, except in production unless asked for."""
+        return self.demo if self.demo is not None else self.env is not Env.PRODUCTION
 
     @property
     def mail_path(self) -> Path:

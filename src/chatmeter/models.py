@@ -4,6 +4,7 @@ from chatmeter.accounts.models import Account, ApiKey
 from chatmeter.billing.models import Invoice, Subscription
 from chatmeter.db import Base
 from chatmeter.idempotency import IdempotencyRecord
+from chatmeter.jobs.models import JobLease
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
 
@@ -17,6 +18,7 @@ __all__ = [
     "HoldAllocation",
     "IdempotencyRecord",
     "Invoice",
+    "JobLease",
     "LedgerEntry",
     "OutboxMessage",
     "Subscription",

@@ -1,0 +1,63 @@
+"""The named periodic jobs, registered in one place; each can be run by hand.
+
+Every job is safe to run concurrently and repeatedly (locks, leases and unique
+keys inside make a second run a no-op); the scheduler's lease only saves the
+wasted work of several workers running the same job at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chatmeter.billing import service as billing
+from chatmeter.context import Context
+from chatmeter.ledger import service as ledger
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    every: dt.timedelta
+    run: Callable[[Context], dict[str, Any]]
+    help: str
+
+
+def expire_holds(ctx: Context) -> dict[str, Any]:
+    released = 0
+    while True:  # in batches, one transaction each
+        with ctx.db.uow() as uow:
+            batch = ledger.expire_holds(uow.session, now=ctx.clock.now(), limit=200)
+            uow.commit()
+        released += batch
+        if batch < 200:
+            return {"released": released}
+
+
+def renew(ctx: Context) -> dict[str, Any]:
+    return billing.run_renewals(ctx)
+
+
+def deliver_outbox(ctx: Context) -> dict[str, Any]:
+    from chatmeter.notifications import delivery, mailers
+
+    report = delivery.deliver_due(
+        ctx.db, mailer=mailers.make_mailer(ctx.settings), settings=ctx.settings,
+        now=ctx.clock.now(),
+    )
+    return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
+
+
+JOBS: dict[str, Job] = {
+    job.name: job
+    for job in (
+        Job("renewal", dt.timedelta(minutes=1), renew,
+            "Renew accounts whose month began (00:00 on the 1st in their zone); retry failed charges."),
+        Job("hold-expiry", dt.timedelta(seconds=15), expire_holds,
+            "Release token holds that were neither settled nor released in time."),
+        Job("outbox", dt.timedelta(seconds=5), deliver_outbox,
+            "Send queued emails, retrying failures with backoff."),
+    )
+}

@@ -1,0 +1,40 @@
+"""Alembic environment: the URL comes from the caller or CHATMETER_DATABASE_URL."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from chatmeter import models
+from chatmeter.config import Settings
+from chatmeter.db import make_engine, normalise_url
+
+config = context.config
+target_metadata = models.Base.metadata
+
+
+def database_url() -> str:
+    url = config.attributes.get("database_url")
+    return normalise_url(url) if url else normalise_url(Settings().database_url)
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=database_url(), target_metadata=target_metadata,
+                      literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = make_engine(database_url())
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=True, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,69 @@
+"""Buying packages, the subscription and invoices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
+
+from chatmeter.billing import service as billing
+from chatmeter.billing.models import InvoiceStatus
+from chatmeter.billing.summary import invoice_dict, list_invoices, subscription_summary
+from chatmeter.web.deps import AccountDep, ContextDep
+from chatmeter.web.schemas import InvoiceOut, PurchaseIn, SubscriptionIn, SubscriptionOut
+
+router = APIRouter(tags=["billing"])
+
+
+@router.post("/purchases", response_model=InvoiceOut, status_code=201,
+             responses={202: {"description": "payment pending"},
+                        402: {"description": "payment_failed"},
+                        409: {"description": "idempotency_conflict"}})
+def create_purchase(
+    body: PurchaseIn,
+    ctx: ContextDep,
+    account_id: AccountDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """Buy packages: on payment the tokens are added at once and the subscription grows."""
+    invoice = billing.purchase(ctx, account_id=account_id, packages=body.packages,
+                               key=idempotency_key)
+    if invoice.status != InvoiceStatus.PAID:
+        return JSONResponse(InvoiceOut(**invoice_dict(invoice)).model_dump(mode="json"),
+                            status_code=202)
+    return invoice_dict(invoice)
+
+
+@router.get("/subscription", response_model=SubscriptionOut)
+def get_subscription(ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
+    with ctx.db.read() as session:
+        return subscription_summary(session, settings=ctx.settings, account_id=account_id,
+                                    now=ctx.clock.now())
+
+
+@router.patch("/subscription", response_model=SubscriptionOut)
+def change_subscription(
+    body: SubscriptionIn, ctx: ContextDep, account_id: AccountDep
+) -> dict[str, Any]:
+    """Change the packages renewed each month; takes effect at the next renewal."""
+    with ctx.db.uow() as uow:
+        billing.change_quantity(uow.session, account_id=account_id, packages=body.packages,
+                                now=ctx.clock.now())
+        uow.commit()
+    return get_subscription(ctx, account_id)
+
+
+@router.post("/subscription/cancel", response_model=SubscriptionOut)
+def cancel_subscription(ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
+    """No more renewals; the tokens you have stay usable until the next 1st."""
+    with ctx.db.uow() as uow:
+        billing.cancel(uow.session, account_id=account_id, now=ctx.clock.now())
+        uow.commit()
+    return get_subscription(ctx, account_id)
+
+
+@router.get("/invoices", response_model=list[InvoiceOut])
+def get_invoices(ctx: ContextDep, account_id: AccountDep) -> list[dict[str, Any]]:
+    with ctx.db.read() as session:
+        return [invoice_dict(i) for i in list_invoices(session, account_id=account_id)]

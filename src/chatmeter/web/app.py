@@ -1,0 +1,50 @@
+"""The FastAPI application: the REST API under /api/v1 (and, later, panel and widget)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from chatmeter import __version__
+from chatmeter.context import Context
+from chatmeter.web import errors
+from chatmeter.web.api import account, billing, tokens
+from chatmeter.web.limits import BodySizeLimit
+
+
+def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if run_worker:
+            from chatmeter.jobs.worker import Worker
+
+            worker = Worker(ctx)
+            worker.start_thread()
+        yield
+        if worker is not None:
+            worker.stop()
+
+    app = FastAPI(
+        title="Chatmeter API",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    api = APIRouter(prefix="/api/v1")
+    for module in (tokens, billing, account):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=ctx.settings.max_body_bytes)
+    return app

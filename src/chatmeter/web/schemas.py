@@ -1,0 +1,129 @@
+"""Request and response bodies of the REST API.
+
+Requests are strict: a number must be a JSON integer (no ``"12"``, no
+``1.5``, no ``true``), unknown fields are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from chatmeter.billing.service import MAX_PACKAGES, MIN_PACKAGES
+from chatmeter.ledger.rules import MAX_TOKENS
+from chatmeter.ledger.service import MAX_HOLD_TTL_SECONDS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+Packages = Annotated[StrictInt, Field(ge=MIN_PACKAGES, le=MAX_PACKAGES)]
+Tokens = Annotated[StrictInt, Field(ge=0, le=MAX_TOKENS)]
+
+
+class PurchaseIn(Strict):
+    packages: Packages
+
+
+class SubscriptionIn(Strict):
+    packages: Packages
+
+
+class HoldIn(Strict):
+    tokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)]
+    ttl_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_HOLD_TTL_SECONDS)] | None = None
+    key: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+
+
+class SettleIn(Strict):
+    context: Tokens
+    generation: Tokens
+
+
+class AccountIn(Strict):
+    contact_email: Annotated[StrictStr, Field(max_length=320)] | None = None
+    timezone: Annotated[StrictStr, Field(max_length=64)] | None = None
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+
+
+class BalanceOut(BaseModel):
+    balance: int = Field(description="Tokens not yet spent: available + reserved.")
+    available: int = Field(description="Tokens a new chat can reserve now.")
+    reserved: int = Field(description="Tokens held by chats in progress.")
+    limit: int = Field(description="Tokens granted for the current month.")
+    used_this_month: int
+    period: str
+    renews_at: dt.datetime
+    active: bool = Field(description="Assistants are shown while tokens are available.")
+    low: bool = Field(description="Below 20% of the limit.")
+
+
+class InvoiceOut(BaseModel):
+    id: int
+    number: str
+    kind: str
+    status: str
+    period: str
+    packages: int
+    tokens: int
+    amount: str
+    currency: str
+    created_at: dt.datetime
+    paid_at: dt.datetime | None
+    failure_reason: str | None
+
+
+class SubscriptionOut(BaseModel):
+    status: str
+    packages: int
+    next_packages: int = Field(description="Packages the next renewal grants and charges.")
+    package_tokens: int
+    monthly_tokens: int
+    monthly_price: str
+    currency: str
+    renews_at: dt.datetime
+
+
+class HoldOut(BaseModel):
+    id: int
+    key: str
+    tokens: int
+    status: str
+    context: int | None
+    generation: int | None
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+class EntryOut(BaseModel):
+    id: int
+    kind: str
+    available_delta: int
+    reserved_delta: int
+    balance_after: int
+    available_after: int
+    reserved_after: int
+    consumed: int
+    context: int
+    generation: int
+    expired: int
+    grant_id: int | None
+    hold_id: int | None
+    memo: str
+    created_at: dt.datetime
+
+
+class LedgerPage(BaseModel):
+    entries: list[EntryOut]
+    next_before: int | None = Field(description="Pass as ?before= for the next page.")
+
+
+class AccountOut(BaseModel):
+    id: int
+    name: str
+    contact_email: str
+    timezone: str
+    created_at: dt.datetime
