@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_username: str | None = None
     smtp_password: str | None = None
-    smtp_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    smtp_timeout: Annotated[float, Field(gt=0, le=30)] = 10.0
 
     worker: Literal["inprocess", "none"] = "inprocess"
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0

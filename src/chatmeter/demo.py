@@ -12,7 +12,7 @@ from chatmeter.accounts.models import Account
 from chatmeter.billing import service as billing
 from chatmeter.context import Context
 
-DEMO_EMAIL = "demo@chatmeter.localhost"
+DEMO_EMAIL = "demo@example.com"
 DEMO_PACKAGES = 2
 
 

@@ -1,0 +1,137 @@
+"""Subject, plain text and HTML of every email, rendered from the figures in the outbox.
+
+Each kind has ``emails/{kind}.txt`` (which also holds the ``subject`` block) and
+``emails/{kind}.html``. Undefined figures are errors (``jinja2.UndefinedError``):
+an email with a blank where a number should be is worse than a retried one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Undefined, select_autoescape
+
+EMAILS_DIR = Path(__file__).parent / "emails"
+
+KINDS = frozenset(
+    {
+        "low_balance",
+        "depleted",
+        "purchase_receipt",
+        "renewal_receipt",
+        "renewal_failed",
+        "subscription_cancelled",
+        "contact_email_changed",
+    }
+)
+
+# Hard-coded rather than calendar.month_name, which follows the process locale.
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def thousands(value: int) -> str:
+    """5000 -> "5,000"; anything but an integer is a caller's bug."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer token amount, got {value!r}")
+    return f"{value:,}"
+
+
+def plural(count: int, noun: str) -> str:
+    """1 -> "1 package", 3 -> "3 packages"."""
+    return f"{thousands(count)} {noun if count == 1 else noun + 's'}"
+
+
+def month(period: str) -> str:
+    """The period "2026-11" as "November 2026"."""
+    year, number = period.split("-")
+    return f"{_MONTHS[int(number) - 1]} {int(year)}"
+
+
+def instant(iso: str) -> str:
+    """An ISO instant as the customer reads it: "2026-11-15 12:00 UTC"."""
+    return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(EMAILS_DIR),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    for name, function in {
+        "thousands": thousands,
+        "plural": plural,
+        "month": month,
+        "instant": instant,
+    }.items():
+        env.filters[name] = _strict(function)
+    return env
+
+
+def _strict(function: Callable[..., str]) -> Callable[..., str]:
+    """A filter sees a missing figure before it is printed; fail as printing it would."""
+
+    @functools.wraps(function)
+    def checked(value: Any, *args: Any) -> str:
+        if isinstance(value, Undefined):
+            str(value)  # StrictUndefined raises UndefinedError, naming the figure
+        return function(value, *args)
+
+    return checked
+
+
+_env = _environment()
+
+
+def render(kind: str, context: dict[str, Any], *, base_url: str) -> RenderedEmail:
+    """Render the email ``kind`` with the caller's figures; unknown kinds raise ValueError."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown email kind {kind!r}")
+    base = base_url.rstrip("/")
+    figures = {
+        **context,
+        "base_url": base,
+        "billing_url": f"{base}/billing",
+        "buy_url": f"{base}/billing?buy=1",
+    }
+    text_template = _env.get_template(f"{kind}.txt")
+    subject_block = text_template.blocks["subject"](text_template.new_context(figures))
+    # A header must be one line whatever the figures contain.
+    subject = " ".join("".join(subject_block).split())
+    text = _tidy(text_template.render(figures))
+    html = _env.get_template(f"{kind}.html").render(figures, subject=subject)
+    return RenderedEmail(subject=subject, text=text, html=html)
+
+
+def _tidy(text: str) -> str:
+    """At most one blank line between paragraphs, whatever the template's conditionals left."""
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
