@@ -136,3 +136,14 @@ def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "chatmeter.cli", "jobs", "list", "--json"],
                           env=env, capture_output=True, text=True, timeout=60, check=True)
     assert {job["name"] for job in json.loads(done.stdout)} == {"renewal", "hold-expiry", "outbox"}
+
+
+def test_outbox_shows_and_requeues_emails(operator: Operator) -> None:
+    operator.json("accounts", "create", "--email", "a@example.com")
+    operator.run("tokens", "buy", "--account", "1", "--packages", "1")
+    (receipt,) = operator.json("outbox", "list")
+    assert (receipt["kind"], receipt["status"], receipt["to"]) == (
+        "purchase_receipt", "pending", "a@example.com")
+    assert operator.json("outbox", "requeue-dead") == {"requeued": 0}
+    assert "choose pending, sent or dead" in operator.run("outbox", "list", "--status", "x",
+                                                            code=2)

@@ -26,8 +26,10 @@ billing_app = typer.Typer(help="Subscriptions and the monthly renewal.", no_args
 invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The token ledger.", no_args_is_help=True)
 jobs_app = typer.Typer(help="The named periodic jobs.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Queued and sent emails.", no_args_is_help=True)
 for sub, name in ((accounts_app, "accounts"), (tokens_app, "tokens"), (billing_app, "billing"),
-                  (invoices_app, "invoices"), (ledger_app, "ledger"), (jobs_app, "jobs")):
+                  (invoices_app, "invoices"), (ledger_app, "ledger"), (jobs_app, "jobs"),
+                  (outbox_app, "outbox")):
     app.add_typer(sub, name=name)
 
 AccountOpt = Annotated[int, typer.Option("--account", help="The account's id.", min=1)]
@@ -371,6 +373,46 @@ def jobs_run(
     with context() as ctx:
         data = JOBS[name].run(ctx)
     emit(data, as_json, lambda d: json.dumps(d, default=str))
+
+
+# --- outbox ----------------------------------------------------------------------------------------
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[str | None, typer.Option(help="pending, sent or dead.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Emails in the outbox, newest first."""
+    from sqlalchemy import select
+
+    from chatmeter.notifications.models import OutboxMessage, OutboxStatus
+
+    if status is not None and status not in set(OutboxStatus):
+        raise typer.BadParameter("choose pending, sent or dead", param_hint="--status")
+    with context() as ctx, ctx.db.read() as session:
+        query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+        if status:
+            query = query.where(OutboxMessage.status == status)
+        data = [{"id": m.id, "kind": m.kind, "to": m.to_address, "status": m.status,
+                 "attempts": m.attempts, "last_error": m.last_error, "created_at": m.created_at,
+                 "sent_at": m.sent_at} for m in session.scalars(query)]
+    emit(data, as_json, lambda rows: "\n".join(
+        f"{r['id']:>6}  {r['status']:<8} {r['kind']:<24} {r['to']:<32} attempts {r['attempts']}"
+        + (f"  ({r['last_error']})" if r["last_error"] and r["status"] != "sent" else "")
+        for r in rows) or "no emails")
+
+
+@outbox_app.command("requeue-dead")
+def outbox_requeue_dead(as_json: JsonOpt = False) -> None:
+    """Give emails that ran out of retries (e.g. after a long SMTP outage) another round."""
+    from chatmeter.notifications.delivery import requeue_dead
+
+    with context() as ctx, ctx.db.uow() as uow:
+        count = requeue_dead(uow.session, now=ctx.clock.now())
+        uow.commit()
+    emit({"requeued": count}, as_json, lambda d: f"{d['requeued']} emails queued again")
 
 
 def main() -> None:
