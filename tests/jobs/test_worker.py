@@ -48,7 +48,7 @@ def test_the_worker_renews_on_the_first_and_releases_stale_holds(ctx: Context) -
     worker.tick()
     ctx.clock.advance(days=16)  # 2026-12-01 12:00 UTC
     results = worker.tick()
-    assert results["renewal"] == {"accounts": 1, "retries": 0}
+    assert results["renewal"] == {"accounts": 1, "retries": 0, "errors": 0}
     assert results["hold-expiry"] == {"released": 1}
     with ctx.db.read() as session:
         balance = session.get(Balance, account)

@@ -37,18 +37,12 @@ def starts_at(period: str, zone: str | ZoneInfo) -> dt.datetime:
     """The UTC instant at which ``period`` begins: 00:00 local on its 1st.
 
     Where a zone skips midnight (a daylight-saving jump at 00:00), the month
-    begins at the first instant that exists on the 1st.
+    begins at the jump, the first instant that exists on the 1st: a skipped
+    wall time with ``fold=0`` takes the offset from before the jump, which
+    lands exactly there. A repeated midnight starts at its first occurrence.
     """
     year, month = parse(period)
-    tz = to_zone(zone)
-    local = dt.datetime(year, month, 1, tzinfo=tz)
-    instant = local.astimezone(dt.UTC)
-    # A skipped midnight round-trips to another wall time; step to the first real one.
-    if instant.astimezone(tz).replace(tzinfo=None) != local.replace(tzinfo=None):
-        instant = local.replace(fold=1).astimezone(dt.UTC)
-        while period_of(instant - dt.timedelta(minutes=1), tz) == period:
-            instant -= dt.timedelta(minutes=1)
-    return instant
+    return dt.datetime(year, month, 1, tzinfo=to_zone(zone)).astimezone(dt.UTC)
 
 
 def ends_at(period: str, zone: str | ZoneInfo) -> dt.datetime:

@@ -9,6 +9,7 @@ transactions, never while the account's lock is held, so they take the
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from decimal import Decimal
 
@@ -33,6 +34,8 @@ from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Balance, GrantSource
 from chatmeter.notifications.balance_notices import account_figures
 from chatmeter.notifications.outbox import enqueue
+
+log = logging.getLogger("chatmeter.billing")
 
 MIN_PACKAGES, MAX_PACKAGES = 1, 1000
 # How long one charge attempt may take before another worker may try again.
@@ -224,13 +227,22 @@ def run_renewals(ctx: Context) -> dict[str, int]:
     with ctx.db.read() as session:
         due = due_accounts(session, now=now)
         retries = retryable_invoices(session, now=now)
-    renewed = 0
+    renewed = failed = 0
     for account_id in due:
-        renew(ctx, account_id=account_id)
-        renewed += 1
+        try:
+            renew(ctx, account_id=account_id)
+            renewed += 1
+        except Exception:  # one account's trouble (a gateway error) must not stop the others
+            log.exception("renewal of account %s failed; it is retried on the next run",
+                          account_id)
+            failed += 1
     for invoice_id in retries:
-        _charge(ctx, invoice_id)
-    return {"accounts": renewed, "retries": len(retries)}
+        try:
+            _charge(ctx, invoice_id)
+        except Exception:
+            log.exception("charging invoice %s failed; it is retried on the next run", invoice_id)
+            failed += 1
+    return {"accounts": renewed, "retries": len(retries), "errors": failed}
 
 
 def _start_renewal(
@@ -259,7 +271,15 @@ def _start_renewal(
     ):
         stale.status = InvoiceStatus.VOID
         stale.next_attempt_at = None
+    # The quantity renewing now is fixed here: a purchase or change made while
+    # this month's charge is retried belongs to the next renewal.
     packages = subscription.renewing_quantity
+    subscription.quantity = packages
+    subscription.next_quantity = None
+    if packages == 0:  # cancelled or never bought: nothing to charge
+        _begin_month(session, account, period, now, free_tokens=settings.free_tokens)
+        subscription.renewed_period = period
+        return None
     unit = price_cents(settings.package_price)
     invoice = Invoice(
         account_id=account_id, key=f"renewal:{period}", kind=InvoiceKind.RENEWAL, period=period,
@@ -270,9 +290,37 @@ def _start_renewal(
     )
     session.add(invoice)
     session.flush()
-    if invoice.amount_cents == 0:  # nothing to charge: free allowance only, or cancelled
+    if invoice.amount_cents == 0:  # the operator gives packages away
         _fulfil(session, invoice, reference=None, now=now)
     return invoice
+
+
+def _begin_month(
+    session: Session, account: Account, period: str, now: dt.datetime, *, free_tokens: int,
+    packages: int = 0, package_tokens: int = 0, invoice_id: int | None = None,
+) -> None:
+    """Expire last month's tokens and grant this month's, in that order, as one step.
+
+    The new month is entered first, so the expiry is not mistaken for running
+    out: no "low" or "depleted" email for tokens that are about to be replaced.
+    """
+    expires_at = periods.ends_at(period, account.timezone)
+    ledger.start_period(session, account_id=account.id, period=period)
+    ledger.expire_grants(session, account_id=account.id,
+                         due_by=periods.starts_at(period, account.timezone), now=now)
+    if packages:
+        ledger.grant(
+            session, account_id=account.id, amount=packages * package_tokens,
+            source=GrantSource.RENEWAL, key=f"renewal:{period}", period=period, now=now,
+            expires_at=expires_at, invoice_id=invoice_id,
+            memo=f"monthly renewal of {packages} packages",
+        )
+    if free_tokens:
+        ledger.grant(
+            session, account_id=account.id, amount=free_tokens, source=GrantSource.FREE,
+            key=f"free:{period}", period=period, now=now, expires_at=expires_at,
+            memo="free monthly allowance",
+        )
 
 
 # --- charging and confirmation ----------------------------------------------
@@ -419,26 +467,11 @@ def _fulfil_purchase(session: Session, account: Account, invoice: Invoice, now: 
 def _fulfil_renewal(session: Session, account: Account, invoice: Invoice, now: dt.datetime) -> None:
     subscription = get_subscription(session, account_id=account.id)
     period = invoice.period
-    starts = periods.starts_at(period, account.timezone)
-    expires_at = periods.ends_at(period, account.timezone)
-    ledger.expire_grants(session, account_id=account.id, due_by=starts, now=now)
-    ledger.start_period(session, account_id=account.id, period=period)
-    if invoice.packages:
-        ledger.grant(
-            session, account_id=account.id, amount=invoice.packages * invoice.package_tokens,
-            source=GrantSource.RENEWAL, key=f"renewal:{period}", period=period, now=now,
-            expires_at=expires_at, invoice_id=invoice.id,
-            memo=f"monthly renewal of {invoice.packages} packages",
-        )
-    if invoice.free_tokens:
-        ledger.grant(
-            session, account_id=account.id, amount=invoice.free_tokens, source=GrantSource.FREE,
-            key=f"free:{period}", period=period, now=now, expires_at=expires_at,
-            memo="free monthly allowance",
-        )
-    subscription.quantity = invoice.packages
-    subscription.next_quantity = None
+    _begin_month(session, account, period, now, free_tokens=invoice.free_tokens,
+                 packages=invoice.packages, package_tokens=invoice.package_tokens,
+                 invoice_id=invoice.id)
     subscription.renewed_period = max(period, subscription.renewed_period or period)
+    expires_at = periods.ends_at(period, account.timezone)
     if invoice.amount_cents == 0:
         return
     balance = ledger.lock_balance(session, account_id=account.id)
@@ -479,11 +512,8 @@ def _decline(
         subscription.status = SubscriptionStatus.CANCELLED
         subscription.cancelled_at = now
         subscription.renewed_period = invoice.period
-        ledger.expire_grants(
-            session, account_id=account.id,
-            due_by=periods.starts_at(invoice.period, account.timezone), now=now,
-        )
-        ledger.start_period(session, account_id=account.id, period=invoice.period)
+        subscription.quantity = 0
+        _begin_month(session, account, invoice.period, now, free_tokens=invoice.free_tokens)
     else:
         invoice.status = InvoiceStatus.OPEN
         invoice.next_attempt_at = now + dt.timedelta(hours=settings.renewal_retry_hours)
