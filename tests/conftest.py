@@ -18,14 +18,14 @@ from sqlalchemy.engine import make_url
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from chatmeter import models  # noqa: E402  (registers every table)
-from chatmeter.clock import FixedClock  # noqa: E402
-from chatmeter.config import Env, Settings  # noqa: E402
-from chatmeter.db import Database, normalise_url  # noqa: E402
-from chatmeter.accounts import service as accounts  # noqa: E402
-from chatmeter.billing import service as billing  # noqa: E402
-from chatmeter.billing.gateways import ManualGateway  # noqa: E402
-from chatmeter.context import Context  # noqa: E402
+from chatmeter import models
+from chatmeter.accounts import service as accounts
+from chatmeter.billing import service as billing
+from chatmeter.billing.gateways import ManualGateway
+from chatmeter.clock import FixedClock
+from chatmeter.config import Env, Settings
+from chatmeter.context import Context
+from chatmeter.db import Database, normalise_url
 
 START = dt.datetime(2026, 11, 15, 12, 0, tzinfo=dt.UTC)
 
@@ -119,17 +119,18 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 @pytest.fixture
 def ctx(settings: Settings, db: Database, clock: FixedClock) -> Context:
     """Everything an entry point needs, on the test's database and clock."""
-    return Context(settings=settings, db=db, clock=clock,
-                   gateway=ManualGateway(auto_approve=True))
+    return Context(settings=settings, db=db, clock=clock, gateway=ManualGateway(auto_approve=True))
 
 
 def new_account(ctx: Context, *, email: str = "owner@example.com", timezone: str = "UTC") -> int:
     """Create an account with its balance and subscription; return its id."""
     with ctx.db.uow() as uow:
-        account = accounts.create_account(uow.session, email=email, timezone=timezone,
-                                          now=ctx.clock.now())
-        billing.open_subscription(uow.session, account_id=account.id, settings=ctx.settings,
-                                  now=ctx.clock.now())
+        account = accounts.create_account(
+            uow.session, email=email, timezone=timezone, now=ctx.clock.now()
+        )
+        billing.open_subscription(
+            uow.session, account_id=account.id, settings=ctx.settings, now=ctx.clock.now()
+        )
         uow.commit()
         return account.id
 
@@ -142,8 +143,13 @@ def add_tokens(ctx: Context, account_id: int, amount: int, *, key: str | None = 
 
     with ctx.db.uow() as uow:
         account = accounts.get_account(uow.session, account_id=account_id)
-        ledger.grant(uow.session, account_id=account_id, amount=amount,
-                     source=GrantSource.ADJUSTMENT, key=key or f"test:{amount}:{ctx.clock.now()}",
-                     period=periods.period_of(ctx.clock.now(), account.timezone),
-                     now=ctx.clock.now())
+        ledger.grant(
+            uow.session,
+            account_id=account_id,
+            amount=amount,
+            source=GrantSource.ADJUSTMENT,
+            key=key or f"test:{amount}:{ctx.clock.now()}",
+            period=periods.period_of(ctx.clock.now(), account.timezone),
+            now=ctx.clock.now(),
+        )
         uow.commit()

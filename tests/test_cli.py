@@ -37,17 +37,20 @@ class Operator:
 
 @pytest.fixture
 def operator(db_url: str, tmp_path: Path) -> Operator:
-    return Operator({
-        "CHATMETER_DATABASE_URL": db_url,
-        "CHATMETER_ENV": "test",
-        "CHATMETER_DATA_DIR": str(tmp_path / "var"),
-        "CHATMETER_NOW": "2026-11-15T12:00:00Z",
-    })
+    return Operator(
+        {
+            "CHATMETER_DATABASE_URL": db_url,
+            "CHATMETER_ENV": "test",
+            "CHATMETER_DATA_DIR": str(tmp_path / "var"),
+            "CHATMETER_NOW": "2026-11-15T12:00:00Z",
+        }
+    )
 
 
 def test_account_life_through_the_cli(operator: Operator) -> None:
-    created = operator.json("accounts", "create", "--email", "shop@example.com",
-                            "--timezone", "Europe/Berlin")
+    created = operator.json(
+        "accounts", "create", "--email", "shop@example.com", "--timezone", "Europe/Berlin"
+    )
     account = str(created["account_id"])
     assert created["api_key"].startswith("cm_")
     bought = operator.json("tokens", "buy", "--account", account, "--packages", "10")
@@ -56,8 +59,16 @@ def test_account_life_through_the_cli(operator: Operator) -> None:
     assert (balance["balance"], balance["limit"], balance["active"]) == (50_000, 50_000, True)
     assert balance["renews_at"] == "2026-11-30 23:00:00+00:00"  # 00:00 in Berlin
     assert "50,000" in operator.run("tokens", "balance", "--account", account)
-    operator.run("tokens", "adjust", "--account", account, "--tokens", "-1000",
-                 "--reason", "refund correction")
+    operator.run(
+        "tokens",
+        "adjust",
+        "--account",
+        account,
+        "--tokens",
+        "-1000",
+        "--reason",
+        "refund correction",
+    )
     operator.run("tokens", "adjust", "--account", account, "--tokens", "250")
     assert operator.json("tokens", "balance", "--account", account)["balance"] == 49_250
     # The 1st of December in Berlin: one renewal, however often it runs.
@@ -65,27 +76,38 @@ def test_account_life_through_the_cli(operator: Operator) -> None:
         operator.run("billing", "renew", now="2026-11-30T23:00:01Z")
     invoices = operator.json("invoices", "list", "--account", account)
     assert [(i["kind"], i["status"], i["period"]) for i in invoices] == [
-        ("renewal", "paid", "2026-12"), ("purchase", "paid", "2026-11")]
-    december = operator.json("tokens", "balance", "--account", account,
-                             now="2026-12-02T00:00:00Z")
+        ("renewal", "paid", "2026-12"),
+        ("purchase", "paid", "2026-11"),
+    ]
+    december = operator.json("tokens", "balance", "--account", account, now="2026-12-02T00:00:00Z")
     assert (december["balance"], december["limit"]) == (50_000 + 250, 50_000)
     operator.run("billing", "cancel", "--account", account)
     assert operator.json("ledger", "verify") == [
-        {"account_id": 1, "ok": True, "available": 50_250, "reserved": 0, "problems": []}]
+        {"account_id": 1, "ok": True, "available": 50_250, "reserved": 0, "problems": []}
+    ]
 
 
 def test_pending_invoices_wait_for_mark_paid(operator: Operator) -> None:
     account = str(operator.json("accounts", "create", "--email", "a@example.com")["account_id"])
-    pending = operator.json("tokens", "buy", "--account", account, "--packages", "2",
-                            CHATMETER_PAYMENT_AUTO_APPROVE="false")
+    pending = operator.json(
+        "tokens",
+        "buy",
+        "--account",
+        account,
+        "--packages",
+        "2",
+        CHATMETER_PAYMENT_AUTO_APPROVE="false",
+    )
     assert pending["status"] == "pending"
     assert operator.json("tokens", "balance", "--account", account)["balance"] == 0
-    paid = operator.json("invoices", "mark-paid", "--account", account,
-                         "--invoice", str(pending["id"]))
+    paid = operator.json(
+        "invoices", "mark-paid", "--account", account, "--invoice", str(pending["id"])
+    )
     assert paid["status"] == "paid"
     assert operator.json("tokens", "balance", "--account", account)["balance"] == 10_000
-    again = operator.json("invoices", "mark-paid", "--account", account,
-                          "--invoice", str(pending["id"]))
+    again = operator.json(
+        "invoices", "mark-paid", "--account", account, "--invoice", str(pending["id"])
+    )
     assert again["status"] == "paid"
     assert operator.json("tokens", "balance", "--account", account)["balance"] == 10_000
 
@@ -112,8 +134,9 @@ def test_bad_input_gives_a_message_and_changes_nothing(
 
 
 def test_now_is_refused_in_production(operator: Operator) -> None:
-    output = operator.run("ledger", "verify", code=1, CHATMETER_ENV="production",
-                          CHATMETER_SECRET_KEY="x" * 40)
+    output = operator.run(
+        "ledger", "verify", code=1, CHATMETER_ENV="production", CHATMETER_SECRET_KEY="x" * 40
+    )
     assert "CHATMETER_NOW is refused" in output
 
 
@@ -133,9 +156,20 @@ def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     upgrade(url)
     env = os.environ | {"CHATMETER_DATABASE_URL": url, "CHATMETER_ENV": "test"}
-    done = subprocess.run([sys.executable, "-m", "chatmeter.cli", "jobs", "list", "--json"],
-                          env=env, capture_output=True, text=True, timeout=60, check=True)
-    assert {job["name"] for job in json.loads(done.stdout)} == {"renewal", "hold-expiry", "outbox"}
+    done = subprocess.run(
+        [sys.executable, "-m", "chatmeter.cli", "jobs", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert {job["name"] for job in json.loads(done.stdout)} == {
+        "renewal",
+        "hold-expiry",
+        "outbox",
+        "training",
+    }
 
 
 def test_outbox_shows_and_requeues_emails(operator: Operator) -> None:
@@ -143,7 +177,9 @@ def test_outbox_shows_and_requeues_emails(operator: Operator) -> None:
     operator.run("tokens", "buy", "--account", "1", "--packages", "1")
     (receipt,) = operator.json("outbox", "list")
     assert (receipt["kind"], receipt["status"], receipt["to"]) == (
-        "purchase_receipt", "pending", "a@example.com")
+        "purchase_receipt",
+        "pending",
+        "a@example.com",
+    )
     assert operator.json("outbox", "requeue-dead") == {"requeued": 0}
-    assert "choose pending, sent or dead" in operator.run("outbox", "list", "--status", "x",
-                                                            code=2)
+    assert "choose pending, sent or dead" in operator.run("outbox", "list", "--status", "x", code=2)

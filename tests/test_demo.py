@@ -21,3 +21,47 @@ def test_demo_account_is_created_once_with_two_packages(ctx: Context) -> None:
         assert session.scalar(select(func.count()).select_from(Account)) == 1
         summary = balance_summary(session, account_id=first, now=ctx.clock.now())
     assert (summary.balance, summary.limit, summary.active) == (10_000, 10_000, True)
+
+
+def test_demo_help_center_learns_the_help_articles(ctx: Context) -> None:
+    from chatmeter.assistants import service as assistants
+    from chatmeter.demo import HELP_ARTICLES
+    from chatmeter.training import service as training
+
+    account = ensure_demo(ctx, echo=lambda _line: None)
+    with ctx.db.read() as session:
+        (helper,) = assistants.list_assistants(session, account_id=account)
+        files = training.list_files(session, assistant=helper)
+    assert helper.name == "Help Center"
+    assert {f.filename for f in files} == {p.name for p in HELP_ARTICLES.iterdir()}
+    assert "buying-tokens.txt" in {f.filename for f in files}
+
+
+def test_demo_help_center_cites_the_buying_tokens_article(ctx: Context) -> None:
+    from chatmeter.assistants import service as assistants
+    from chatmeter.assistants.schemas import AssistantFields
+    from chatmeter.chat.service import start_turn
+    from chatmeter.training import service as training
+
+    account = ensure_demo(ctx, echo=lambda _line: None)
+    training.process_queue(ctx)
+    with ctx.db.uow() as uow:
+        (helper,) = assistants.list_assistants(uow.session, account_id=account)
+        assistants.update_assistant(
+            uow.session,
+            account_id=account,
+            assistant_id=helper.id,
+            fields=AssistantFields(max_tokens=16),
+            now=ctx.clock.now(),
+        )
+        uow.commit()
+    answer = start_turn(
+        ctx,
+        public_key=helper.public_key,
+        conversation_id=None,
+        visitor="t",
+        message="How many tokens are in one package?",
+    ).run()
+    assert answer["answer"].strip()
+    cited = [s for s in answer["sources"] if s["filename"] == "buying-tokens.txt"]
+    assert any("packages of 5,000" in s["passage"] for s in cited), answer["sources"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
 from typing import Any
 
 import typer
@@ -40,8 +39,9 @@ def test_every_cli_command_and_option_is_documented() -> None:
     rows = {line for line in README.splitlines() if line.startswith("| `chatmeter ")}
     root = typer.main.get_command(app)
     for path, command in commands(root).items():
-        row = next((r for r in rows if r.startswith(f"| `{path} ") or r.startswith(f"| `{path}`")),
-                   None)
+        row = next(
+            (r for r in rows if r.startswith(f"| `{path} ") or r.startswith(f"| `{path}`")), None
+        )
         assert row is not None, f"{path} is not documented in README"
         for param in command.params:
             for option in param.opts:

@@ -63,13 +63,51 @@ class Settings(BaseSettings):
     worker: Literal["inprocess", "none"] = "inprocess"
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 1_048_576
+    max_upload_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 20 * 1024 * 1024
 
     demo: bool | None = None
+
+    redis_url: str | None = None
+    chat_max_message_chars: Annotated[int, Field(ge=10, le=100_000)] = 2000
+    chat_visitor_rate: str = "20/minute"
+    chat_assistant_rate: str = "600/minute"
+    chat_history_tokens: Annotated[int, Field(ge=0, le=100_000)] = 200
+    chat_hold_seconds: Annotated[int, Field(ge=10, le=3600)] = 300
+
+    llm_context_window: Annotated[int, Field(ge=512, le=1_000_000)] = 2048
+    llm_threads: Annotated[int, Field(ge=1, le=256)] = 1
+    llm_batch_threads: Annotated[int, Field(ge=1, le=256)] = 2
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
+    rate_card: dict[str, tuple[Decimal, Decimal]] = {}
 
     @field_validator("default_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         check_timezone(value)
+        return value
+
+    @field_validator("chat_visitor_rate", "chat_assistant_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate such as 20/minute") from exc
+        return value
+
+    @field_validator("rate_card")
+    @classmethod
+    def _positive_rates(
+        cls, value: dict[str, tuple[Decimal, Decimal]]
+    ) -> dict[str, tuple[Decimal, Decimal]]:
+        for model, (prompt, completion) in value.items():
+            if prompt <= 0 or completion <= 0:
+                raise ValueError(f"rates for {model!r} must be positive")
         return value
 
     @field_validator("now")

@@ -1,13 +1,26 @@
-"""What every entry point (web, worker, CLI) needs: settings, database, clock, gateway."""
+"""What every entry point (web, worker, CLI) needs: settings, database, clock, gateway,
+and the per-process models and caches, loaded on first use."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from chatmeter.billing.gateways import ManualGateway, PaymentGateway
 from chatmeter.clock import Clock, FixedClock, SystemClock
 from chatmeter.config import Settings
 from chatmeter.db import Database
+
+if TYPE_CHECKING:
+    from chatmeter.chat.limits import ChatLimiter
+    from chatmeter.knowledge.embeddings import Embedder
+    from chatmeter.llm.base import Provider
+    from chatmeter.llm.rates import RateCard
+    from chatmeter.retrieval.vectors import VectorCache
+
+_lock = threading.Lock()
 
 
 @dataclass
@@ -16,6 +29,12 @@ class Context:
     db: Database
     clock: Clock
     gateway: PaymentGateway
+    # Nudges the in-process worker (new training files); a no-op without one.
+    wake_worker: Callable[[], None] = field(default=lambda: None)
+    _embedder: Any = None
+    _vectors: Any = None
+    _providers: dict[str, Any] = field(default_factory=dict)
+    _limiter: Any = None
 
     @classmethod
     def from_settings(
@@ -29,8 +48,80 @@ class Context:
             clock = FixedClock(settings.now) if settings.now else SystemClock()
         if gateway is None:
             gateway = ManualGateway(auto_approve=settings.auto_approve_payments)
-        return cls(settings=settings, db=Database(settings.database_url), clock=clock,
-                   gateway=gateway)
+        return cls(
+            settings=settings, db=Database(settings.database_url), clock=clock, gateway=gateway
+        )
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from chatmeter.knowledge.embeddings import MiniLMEmbedder
+
+            with _lock:
+                if self._embedder is None:
+                    self._embedder = MiniLMEmbedder()
+        return self._embedder  # type: ignore[no-any-return]
+
+    @property
+    def vectors(self) -> VectorCache:
+        if self._vectors is None:
+            from chatmeter.retrieval.vectors import VectorCache
+
+            with _lock:
+                if self._vectors is None:
+                    self._vectors = VectorCache()
+        return self._vectors  # type: ignore[no-any-return]
+
+    def provider(self, name: str, model: str = "") -> Provider:
+        """The language model an assistant uses; one instance per (provider, model) and process."""
+        key = f"{name}:{model}"
+        if key not in self._providers:
+            from chatmeter.llm.registry import make_provider
+
+            with _lock:
+                if key not in self._providers:
+                    self._providers[key] = make_provider(
+                        name, **self._provider_options(name, model)
+                    )
+        return self._providers[key]  # type: ignore[no-any-return]
+
+    def _provider_options(self, name: str, model: str) -> dict[str, Any]:
+        settings = self.settings
+        if name == "local":
+            return {
+                "n_ctx": settings.llm_context_window,
+                "n_threads": settings.llm_threads,
+                "n_threads_batch": settings.llm_batch_threads,
+            }
+        return {
+            "base_url": settings.openai_base_url,
+            "api_key": settings.openai_api_key,
+            "model": model or settings.openai_model,
+            "timeout": settings.openai_timeout,
+        }
+
+    @property
+    def rate_card(self) -> RateCard:
+        from chatmeter.llm.rates import Rate, RateCard
+
+        return RateCard(
+            {
+                model: Rate.of(input=str(prompt), output=str(completion))
+                for model, (prompt, completion) in self.settings.rate_card.items()
+            }
+        )
+
+    @property
+    def limiter(self) -> ChatLimiter:
+        if self._limiter is None:
+            from chatmeter.chat.limits import ChatLimiter
+
+            with _lock:
+                if self._limiter is None:
+                    self._limiter = ChatLimiter(self.settings)
+        return self._limiter  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        for provider in self._providers.values():
+            provider.close()
         self.db.dispose()

@@ -10,6 +10,7 @@ run in parallel while writers to one account queue.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,13 +111,16 @@ class Database:
         writer = self.engine.execution_options(sqlite_immediate=True)
         self._write_sessions = sessionmaker(bind=writer, expire_on_commit=False)
         self._read_sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        # SQLite has one writer; let this process's writers queue on a lock that hands
+        # over at once, instead of SQLite's busy handler that sleeps and polls.
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self._write_sessions)
+        return UnitOfWork(self._write_sessions, self._write_lock)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -142,14 +146,24 @@ class UnitOfWork:
     registered with ``after_commit`` run only once the commit succeeded.
     """
 
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: sessionmaker[Session], lock: threading.Lock | None = None) -> None:
         self._factory = factory
+        self._lock = lock
         self._after_commit: list[Callable[[], None]] = []
         self.session: Session
 
     def __enter__(self) -> UnitOfWork:
-        self.session = self._factory()
-        self.session.begin()
+        # A generous timeout turns a nested write in one thread (a bug) into an error,
+        # not a hang.
+        if self._lock is not None and not self._lock.acquire(timeout=120):
+            raise TimeoutError("waited 120 s for this process's SQLite writer lock")
+        try:
+            self.session = self._factory()
+            self.session.begin()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -157,6 +171,8 @@ class UnitOfWork:
             self.session.rollback()
         finally:
             self.session.close()
+            if self._lock is not None:
+                self._lock.release()
 
     def commit(self) -> None:
         self.session.commit()

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy import select
 
 from chatmeter.accounts import service as accounts
 from chatmeter.accounts.models import Account
+from chatmeter.assistants import service as assistants
+from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.billing import service as billing
 from chatmeter.context import Context
+from chatmeter.training import service as training
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PACKAGES = 2
+# The product's own help articles: the demo assistant answers questions about Chatmeter.
+HELP_ARTICLES = Path(__file__).resolve().parents[2] / "docs" / "help"
 
 
 def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
@@ -25,10 +31,33 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
     with ctx.db.uow() as uow:
         now = ctx.clock.now()
         account = accounts.create_account(uow.session, email=DEMO_EMAIL, name="Demo Shop", now=now)
-        billing.open_subscription(uow.session, account_id=account.id, settings=ctx.settings,
-                                  now=now)
+        billing.open_subscription(
+            uow.session, account_id=account.id, settings=ctx.settings, now=now
+        )
         key = accounts.issue_api_key(uow.session, account_id=account.id, now=now, name="demo")
+        helper = assistants.create_assistant(
+            uow.session,
+            account_id=account.id,
+            now=now,
+            fields=AssistantFields(
+                name="Help Center",
+                widget_title="Chatmeter help",
+                welcome_message="Hi! Ask me anything about Chatmeter: tokens, training, billing.",
+                allowed_domains=["localhost", "127.0.0.1"],
+            ),
+        )
+        articles = sorted(HELP_ARTICLES.glob("*")) if HELP_ARTICLES.is_dir() else []
+        for article in articles:
+            training.upload(
+                uow.session,
+                assistant=helper,
+                filename=article.name,
+                data=article.read_bytes(),
+                max_bytes=ctx.settings.max_upload_bytes,
+                now=now,
+            )
         uow.commit()
+        public_key = helper.public_key
     billing.purchase(ctx, account_id=account.id, packages=DEMO_PACKAGES, key="demo:first-run")
     key_file = ctx.settings.data_dir / "demo-api-key.txt"
     key_file.parent.mkdir(parents=True, exist_ok=True)
@@ -36,4 +65,8 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
     os.chmod(key_file, 0o600)
     echo(f"Demo account {account.id} created ({DEMO_EMAIL}) with {DEMO_PACKAGES} packages.")
     echo(f"Its API key (also saved in {key_file}): {key}")
+    echo(
+        f"Assistant 'Help Center' (public key {public_key}) is learning {len(articles)} "
+        "help articles in the background."
+    )
     return account.id

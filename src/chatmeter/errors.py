@@ -8,7 +8,10 @@
     │   └── IdempotencyConflict (409 idempotency_conflict)
     ├── InsufficientTokens (402 insufficient_tokens)
     ├── PaymentFailed (402 payment_failed)
-    └── PayloadTooLarge (413 payload_too_large)
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── RateLimited (429 rate_limited)
+    ├── Unavailable (503 unavailable)
+    └── ProviderError (502 provider_error) and its kind, see chatmeter.llm.base
 
 The web layer maps them to JSON in one handler; the CLI prints the message and
 exits with status 1.
@@ -70,3 +73,23 @@ class PaymentFailed(ChatmeterError):
 class PayloadTooLarge(ChatmeterError):
     status_code = 413
     code = "payload_too_large"
+
+
+class RateLimited(ChatmeterError):
+    status_code = 429
+    code = "rate_limited"
+
+
+class Unavailable(ChatmeterError):
+    """What a visitor hears whenever an assistant cannot answer: never why.
+
+    An assistant that does not exist, an account out of tokens and a broken
+    model all look the same from outside, so a visitor can learn nothing
+    about the customer's balance.
+    """
+
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("This assistant is not available right now. Please try again later.")

@@ -1,18 +1,24 @@
 """Imports every table so that ``Base.metadata`` knows the whole schema."""
 
 from chatmeter.accounts.models import Account, ApiKey
+from chatmeter.assistants.models import Assistant
 from chatmeter.billing.models import Invoice, Subscription
+from chatmeter.chat.models import Conversation, Message
 from chatmeter.db import Base
 from chatmeter.idempotency import IdempotencyRecord
 from chatmeter.jobs.models import JobLease
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
+from chatmeter.training.models import Chunk, TrainingFile
 
 __all__ = [
     "Account",
     "ApiKey",
+    "Assistant",
     "Balance",
     "Base",
+    "Chunk",
+    "Conversation",
     "Grant",
     "Hold",
     "HoldAllocation",
@@ -20,6 +26,8 @@ __all__ = [
     "Invoice",
     "JobLease",
     "LedgerEntry",
+    "Message",
     "OutboxMessage",
     "Subscription",
+    "TrainingFile",
 ]

@@ -46,16 +46,23 @@ def assert_first_instant(period: str, zone: str | ZoneInfo) -> None:
 
 @pytest.mark.parametrize(
     ("period", "following"),
-    [("2026-11", "2026-12"), ("2026-12", "2027-01"), ("2027-01", "2027-02"),
-     ("1999-12", "2000-01"), ("0999-09", "0999-10")],
+    [
+        ("2026-11", "2026-12"),
+        ("2026-12", "2027-01"),
+        ("2027-01", "2027-02"),
+        ("1999-12", "2000-01"),
+        ("0999-09", "0999-10"),
+    ],
 )
 def test_next_period(period: str, following: str) -> None:
     """The month after, across year ends."""
     assert next_period(period) == following
 
 
-@pytest.mark.parametrize("bad", ["2026-13", "2026-00", "2026-1", "26-01", "2026/01", "2026-01-01",
-                                 " 2026-01", "", "2026-1x"])
+@pytest.mark.parametrize(
+    "bad",
+    ["2026-13", "2026-00", "2026-1", "26-01", "2026/01", "2026-01-01", " 2026-01", "", "2026-1x"],
+)
 def test_a_malformed_period_is_refused(bad: str) -> None:
     """Only ``YYYY-MM`` with a month from 01 to 12 is a period."""
     with pytest.raises(ValueError):
@@ -177,11 +184,26 @@ def test_daylight_saving_moves_the_utc_start_by_an_hour() -> None:
 # --- properties -----------------------------------------------------------------
 
 INTERESTING_ZONES = [
-    "UTC", "Pacific/Auckland", "America/Los_Angeles", "Asia/Kolkata", "Asia/Kathmandu",
-    "Pacific/Chatham", "Pacific/Kiritimati", "Pacific/Apia", "Australia/Lord_Howe",
-    "America/St_Johns", "America/Havana", "America/Santiago", "America/Sao_Paulo",
-    "Europe/London", "Europe/Dublin", "Africa/Casablanca", "Asia/Tehran", "Asia/Beirut",
-    "America/Godthab", "Antarctica/Troll",
+    "UTC",
+    "Pacific/Auckland",
+    "America/Los_Angeles",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Pacific/Chatham",
+    "Pacific/Kiritimati",
+    "Pacific/Apia",
+    "Australia/Lord_Howe",
+    "America/St_Johns",
+    "America/Havana",
+    "America/Santiago",
+    "America/Sao_Paulo",
+    "Europe/London",
+    "Europe/Dublin",
+    "Africa/Casablanca",
+    "Asia/Tehran",
+    "Asia/Beirut",
+    "America/Godthab",
+    "Antarctica/Troll",
 ]
 
 
@@ -198,23 +220,33 @@ def test_starts_at_is_the_first_instant_of_the_period(zone: str, year: int, mont
     period = f"{year:04d}-{month:02d}"
     assert_first_instant(period, zone)
     assert period_of(starts_at(period, zone) - dt.timedelta(minutes=1), zone) == previous_period(
-        period)
+        period
+    )
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(st.sampled_from(INTERESTING_ZONES),
-       st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2199, 12, 1),
-                    timezones=st.just(UTC)))
-def test_every_instant_lies_between_its_periods_start_and_end(zone: str,
-                                                              instant: dt.datetime) -> None:
+@given(
+    st.sampled_from(INTERESTING_ZONES),
+    st.datetimes(
+        min_value=dt.datetime(1971, 1, 1),
+        max_value=dt.datetime(2199, 12, 1),
+        timezones=st.just(UTC),
+    ),
+)
+def test_every_instant_lies_between_its_periods_start_and_end(
+    zone: str, instant: dt.datetime
+) -> None:
     """period_of(t) = p exactly when starts_at(p) <= t < ends_at(p)."""
     period = period_of(instant, zone)
     assert starts_at(period, zone) <= instant < ends_at(period, zone)
 
 
 def _canonical_zones() -> list[str]:
-    return sorted(z for z in zoneinfo.available_timezones()
-                  if not z.startswith(("posix/", "right/", "Etc/")) and z != "localtime")
+    return sorted(
+        z
+        for z in zoneinfo.available_timezones()
+        if not z.startswith(("posix/", "right/", "Etc/")) and z != "localtime"
+    )
 
 
 def test_every_zone_every_month_since_1970_starts_at_its_first_instant() -> None:
@@ -231,7 +263,8 @@ def test_every_zone_every_month_since_1970_starts_at_its_first_instant() -> None
             for month in range(1, 13):
                 period = f"{year:04d}-{month:02d}"
                 start = starts_at(period, zone)
-                if (period_of(start, zone) != period
-                        or period_of(start - TINY, zone) != previous_period(period)):
+                if period_of(start, zone) != period or period_of(
+                    start - TINY, zone
+                ) != previous_period(period):
                     wrong.append(f"{zone_name} {period}: {start:%Y-%m-%d %H:%M} UTC")
     assert not wrong, f"{len(wrong)} months start at the wrong instant, e.g. {wrong[:8]}"

@@ -79,15 +79,22 @@ def subscription_of(ctx: Context, account_id: int) -> Subscription:
 
 def outbox(ctx: Context, kind: str) -> list[OutboxMessage]:
     with ctx.db.read() as session:
-        return list(session.scalars(
-            select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id)))
+        return list(
+            session.scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id)
+            )
+        )
 
 
 def purchase_grants(ctx: Context, account_id: int) -> list[Grant]:
     with ctx.db.read() as session:
-        return list(session.scalars(
-            select(Grant).where(Grant.account_id == account_id,
-                                Grant.source == GrantSource.PURCHASE).order_by(Grant.id)))
+        return list(
+            session.scalars(
+                select(Grant)
+                .where(Grant.account_id == account_id, Grant.source == GrantSource.PURCHASE)
+                .order_by(Grant.id)
+            )
+        )
 
 
 def row_counts(ctx: Context) -> dict[str, int]:
@@ -102,10 +109,22 @@ def row_counts(ctx: Context) -> dict[str, int]:
 def spend(ctx: Context, account_id: int, tokens: int, key: str) -> None:
     """A chat turn that uses all it reserved."""
     with ctx.db.uow() as uow:
-        hold = ledger.reserve(uow.session, account_id=account_id, tokens=tokens, key=key,
-                              ttl_seconds=60, now=ctx.clock.now())
-        ledger.settle(uow.session, account_id=account_id, hold_id=hold.id, context=tokens,
-                      generation=0, now=ctx.clock.now())
+        hold = ledger.reserve(
+            uow.session,
+            account_id=account_id,
+            tokens=tokens,
+            key=key,
+            ttl_seconds=60,
+            now=ctx.clock.now(),
+        )
+        ledger.settle(
+            uow.session,
+            account_id=account_id,
+            hold_id=hold.id,
+            context=tokens,
+            generation=0,
+            now=ctx.clock.now(),
+        )
         uow.commit()
 
 
@@ -173,7 +192,8 @@ def test_a_second_purchase_adds_to_the_first(ctx: Context) -> None:
 def test_the_package_size_is_the_operators_setting(ctx: Context) -> None:
     """Packages hold ``settings.package_tokens`` tokens (5,000 unless the operator says else)."""
     small = dataclasses.replace(
-        ctx, settings=ctx.settings.model_copy(update={"package_tokens": 1000}))
+        ctx, settings=ctx.settings.model_copy(update={"package_tokens": 1000})
+    )
     account = new_account(small)
     billing.purchase(small, account_id=account, packages=4)
     assert balance_of(small, account).available == 4000
@@ -305,8 +325,13 @@ def test_a_pending_payment_grants_only_when_confirmed_and_only_once(ctx: Context
     ctx.clock.advance(hours=5)
     for _ in range(2):  # the operator clicks "mark paid" twice
         with ctx.db.uow() as uow:
-            paid = billing.confirm_payment(uow.session, account_id=account, invoice_id=invoice.id,
-                                           now=ctx.clock.now(), reference="bank:42")
+            paid = billing.confirm_payment(
+                uow.session,
+                account_id=account,
+                invoice_id=invoice.id,
+                now=ctx.clock.now(),
+                reference="bank:42",
+            )
             uow.commit()
         assert paid.status == InvoiceStatus.PAID
     balance = balance_of(ctx, account)
@@ -324,8 +349,9 @@ def test_confirming_another_accounts_invoice_is_not_found(ctx: Context) -> None:
     other = new_account(ctx, email="two@example.com")
     invoice = billing.purchase(ctx, account_id=owner, packages=1)
     with ctx.db.uow() as uow, pytest.raises(NotFound):
-        billing.confirm_payment(uow.session, account_id=other, invoice_id=invoice.id,
-                                now=ctx.clock.now())
+        billing.confirm_payment(
+            uow.session, account_id=other, invoice_id=invoice.id, now=ctx.clock.now()
+        )
     assert balance_of(ctx, owner).available == 0
     assert balance_of(ctx, other).available == 0
 
@@ -352,8 +378,7 @@ def test_buying_after_cancelling_starts_over_with_just_the_new_packages(ctx: Con
     ctx.clock.set(periods.starts_at("2026-12", "UTC"))
     billing.run_renewals(ctx)
     with ctx.db.read() as session:
-        renewal = session.scalars(
-            select(Invoice).where(Invoice.kind == InvoiceKind.RENEWAL)).one()
+        renewal = session.scalars(select(Invoice).where(Invoice.kind == InvoiceKind.RENEWAL)).one()
     assert renewal.packages == 2
     assert balance_of(ctx, account).available == 2 * PACKAGE
     assert_ledger_clean(ctx)

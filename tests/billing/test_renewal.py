@@ -97,9 +97,13 @@ def subscription_of(ctx: Context, account_id: int) -> Subscription:
 
 def renewal_invoices(ctx: Context, account_id: int) -> list[Invoice]:
     with ctx.db.read() as session:
-        return list(session.scalars(
-            select(Invoice).where(Invoice.account_id == account_id,
-                                  Invoice.kind == InvoiceKind.RENEWAL).order_by(Invoice.id)))
+        return list(
+            session.scalars(
+                select(Invoice)
+                .where(Invoice.account_id == account_id, Invoice.kind == InvoiceKind.RENEWAL)
+                .order_by(Invoice.id)
+            )
+        )
 
 
 def grants(ctx: Context, account_id: int, *sources: GrantSource) -> list[Grant]:
@@ -112,8 +116,9 @@ def grants(ctx: Context, account_id: int, *sources: GrantSource) -> list[Grant]:
 
 def expired_tokens(ctx: Context, account_id: int) -> int:
     with ctx.db.read() as session:
-        return sum(session.scalars(
-            select(LedgerEntry.expired).where(LedgerEntry.account_id == account_id)))
+        return sum(
+            session.scalars(select(LedgerEntry.expired).where(LedgerEntry.account_id == account_id))
+        )
 
 
 def outbox(ctx: Context, kind: str, account_id: int | None = None) -> list[OutboxMessage]:
@@ -127,10 +132,22 @@ def outbox(ctx: Context, kind: str, account_id: int | None = None) -> list[Outbo
 def spend(ctx: Context, account_id: int, tokens: int, key: str) -> None:
     """A chat turn that uses everything it reserved."""
     with ctx.db.uow() as uow:
-        hold = ledger.reserve(uow.session, account_id=account_id, tokens=tokens, key=key,
-                              ttl_seconds=60, now=ctx.clock.now())
-        ledger.settle(uow.session, account_id=account_id, hold_id=hold.id, context=tokens,
-                      generation=0, now=ctx.clock.now())
+        hold = ledger.reserve(
+            uow.session,
+            account_id=account_id,
+            tokens=tokens,
+            key=key,
+            ttl_seconds=60,
+            now=ctx.clock.now(),
+        )
+        ledger.settle(
+            uow.session,
+            account_id=account_id,
+            hold_id=hold.id,
+            context=tokens,
+            generation=0,
+            now=ctx.clock.now(),
+        )
         uow.commit()
 
 
@@ -138,8 +155,14 @@ def can_reserve(ctx: Context, account_id: int, tokens: int, key: str) -> bool:
     """Whether a chat turn of ``tokens`` could start now (the hold is released again)."""
     with ctx.db.uow() as uow:
         try:
-            ledger.reserve(uow.session, account_id=account_id, tokens=tokens, key=key,
-                           ttl_seconds=60, now=ctx.clock.now())
+            ledger.reserve(
+                uow.session,
+                account_id=account_id,
+                tokens=tokens,
+                key=key,
+                ttl_seconds=60,
+                now=ctx.clock.now(),
+            )
         except InsufficientTokens:
             return False
         return True  # rolled back: nothing kept
@@ -174,7 +197,10 @@ def test_running_the_job_again_and_again_renews_once(ctx: Context) -> None:
     assert len(ctx.gateway.requests) == 2  # type: ignore[attr-defined]  # purchase + renewal
     balance = balance_of(ctx, account)
     assert (balance.available, balance.period, balance.period_granted) == (
-        2 * PACKAGE, "2026-12", 2 * PACKAGE)
+        2 * PACKAGE,
+        "2026-12",
+        2 * PACKAGE,
+    )
     assert expired_tokens(ctx, account) == 2 * PACKAGE - 3000  # November's unused tokens
     (receipt,) = outbox(ctx, "renewal_receipt")
     assert json.loads(receipt.context)["period"] == "2026-12"
@@ -214,8 +240,11 @@ def test_four_workers_running_the_job_at_once_renew_once(ctx: Context) -> None:
         assert renewal.amount == packages * PACKAGE
         assert balance_of(ctx, account).available == packages * PACKAGE
         assert len(outbox(ctx, "renewal_receipt", account)) == 1
-    renewal_charges = [r for r in ctx.gateway.requests  # type: ignore[attr-defined]
-                       if "renewal" in r.description]
+    renewal_charges = [
+        r
+        for r in ctx.gateway.requests  # type: ignore[attr-defined]
+        if "renewal" in r.description
+    ]
     assert len(renewal_charges) == 3, "an account was charged twice"
     assert_ledger_clean(ctx)
 
@@ -264,8 +293,10 @@ def test_a_renewal_sends_no_running_out_emails(ctx: Context) -> None:
     assert balance_of(ctx, account).available == 2 * PACKAGE
     with ctx.db.read() as session:
         at_renewal = session.scalars(
-            select(OutboxMessage.kind).where(OutboxMessage.created_at == utc(2026, 12, 1))
-            .order_by(OutboxMessage.id)).all()
+            select(OutboxMessage.kind)
+            .where(OutboxMessage.created_at == utc(2026, 12, 1))
+            .order_by(OutboxMessage.id)
+        ).all()
     assert at_renewal == ["renewal_receipt"]
 
 
@@ -282,8 +313,11 @@ ZONE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("zone", "created", "period", "first_instant"), ZONE_CASES,
-                         ids=[f"{c[0]}-{c[2]}" for c in ZONE_CASES])
+@pytest.mark.parametrize(
+    ("zone", "created", "period", "first_instant"),
+    ZONE_CASES,
+    ids=[f"{c[0]}-{c[2]}" for c in ZONE_CASES],
+)
 def test_renewal_happens_at_local_midnight_never_early(
     ctx: Context, zone: str, created: dt.datetime, period: str, first_instant: dt.datetime
 ) -> None:
@@ -552,7 +586,10 @@ def test_the_free_allowance_is_granted_every_month(ctx: Context) -> None:
     assert (balance.available, balance.period_granted) == (PACKAGE + 1000, PACKAGE + 1000)
     free = grants(ctx, account, GrantSource.FREE)
     assert [(g.period, g.amount) for g in free] == [
-        ("2026-11", 1000), ("2026-12", 1000), ("2027-01", 1000)]
+        ("2026-11", 1000),
+        ("2026-12", 1000),
+        ("2027-01", 1000),
+    ]
     (receipt,) = outbox(ctx, "renewal_receipt")
     assert json.loads(receipt.context)["free_tokens"] == 1000
     with ctx.db.read() as session:

@@ -41,8 +41,14 @@ def test_the_worker_renews_on_the_first_and_releases_stale_holds(ctx: Context) -
     billing.purchase(ctx, account_id=account, packages=1)
     add_tokens(ctx, account, 100)
     with ctx.db.uow() as uow:
-        ledger.reserve(uow.session, account_id=account, tokens=100, key="stale", ttl_seconds=60,
-                       now=ctx.clock.now())
+        ledger.reserve(
+            uow.session,
+            account_id=account,
+            tokens=100,
+            key="stale",
+            ttl_seconds=60,
+            now=ctx.clock.now(),
+        )
         uow.commit()
     worker = Worker(ctx, names=["renewal", "hold-expiry"])
     worker.tick()
@@ -53,8 +59,9 @@ def test_the_worker_renews_on_the_first_and_releases_stale_holds(ctx: Context) -
     with ctx.db.read() as session:
         balance = session.get(Balance, account)
         assert balance is not None
-        renewals = session.scalar(select(func.count()).select_from(Grant).where(
-            Grant.source == GrantSource.RENEWAL))
+        renewals = session.scalar(
+            select(func.count()).select_from(Grant).where(Grant.source == GrantSource.RENEWAL)
+        )
     assert renewals == 1
     assert (balance.available, balance.reserved, balance.period_granted) == (5100, 0, 5000)
 
@@ -65,8 +72,11 @@ def test_a_failing_job_does_not_stop_the_others(ctx: Context, monkeypatch) -> No
     def broken(_ctx: Context) -> dict[str, object]:
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(registry.JOBS, "renewal",
-                        registry.Job("renewal", registry.JOBS["renewal"].every, broken, "x"))
+    monkeypatch.setitem(
+        registry.JOBS,
+        "renewal",
+        registry.Job("renewal", registry.JOBS["renewal"].every, broken, "x"),
+    )
     results = Worker(ctx, names=["renewal", "hold-expiry"]).tick()
     assert results["renewal"] == {"error": "RuntimeError: boom"}
     assert results["hold-expiry"] == {"released": 0}

@@ -42,8 +42,7 @@ expiries = st.one_of(
 def bucket_lists(draw: st.DrawFn, *, min_size: int = 0, max_size: int = 8) -> list[Bucket]:
     ids = draw(st.lists(st.integers(1, 10**9), min_size=min_size, max_size=max_size, unique=True))
     return [
-        Bucket(grant_id, draw(st.integers(0, 10_000) | st.integers(0, MAX_TOKENS)),
-               draw(expiries))
+        Bucket(grant_id, draw(st.integers(0, 10_000) | st.integers(0, MAX_TOKENS)), draw(expiries))
         for grant_id in ids
     ]
 
@@ -285,8 +284,21 @@ def test_check_amount_bounds() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [True, False, 1.0, 1.5, "1", "12", None, b"1", Decimal("5"), Fraction(5), [5], float("nan"),
-     float("inf")],
+    [
+        True,
+        False,
+        1.0,
+        1.5,
+        "1",
+        "12",
+        None,
+        b"1",
+        Decimal("5"),
+        Fraction(5),
+        [5],
+        float("nan"),
+        float("inf"),
+    ],
 )
 def test_check_amount_refuses_anything_but_an_int(bad: object) -> None:
     """Booleans, floats, text and numbers of other types are refused, even when they look whole."""

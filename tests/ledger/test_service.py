@@ -24,8 +24,14 @@ def balance_of(ctx: Context, account_id: int) -> Balance:
 
 def reserve(ctx: Context, account_id: int, tokens: int, key: str, ttl: int = 60) -> int:
     with ctx.db.uow() as uow:
-        hold = ledger.reserve(uow.session, account_id=account_id, tokens=tokens, key=key,
-                              ttl_seconds=ttl, now=ctx.clock.now())
+        hold = ledger.reserve(
+            uow.session,
+            account_id=account_id,
+            tokens=tokens,
+            key=key,
+            ttl_seconds=ttl,
+            now=ctx.clock.now(),
+        )
         uow.commit()
         return hold.id
 
@@ -42,8 +48,14 @@ def test_reserve_settle_spends_only_what_was_used(ctx: Context) -> None:
     hold_id = reserve(ctx, account, 700, "turn-1")
     assert (balance_of(ctx, account).available, balance_of(ctx, account).reserved) == (4300, 700)
     with ctx.db.uow() as uow:
-        hold = ledger.settle(uow.session, account_id=account, hold_id=hold_id, context=400,
-                             generation=120, now=ctx.clock.now())
+        hold = ledger.settle(
+            uow.session,
+            account_id=account,
+            hold_id=hold_id,
+            context=400,
+            generation=120,
+            now=ctx.clock.now(),
+        )
         uow.commit()
     assert hold.consumed == 520
     balance = balance_of(ctx, account)
@@ -86,13 +98,25 @@ def test_settle_twice_is_idempotent_and_other_figures_conflict(ctx: Context) -> 
     hold_id = reserve(ctx, account, 500, "t")
     for _ in range(2):
         with ctx.db.uow() as uow:
-            ledger.settle(uow.session, account_id=account, hold_id=hold_id, context=100,
-                          generation=50, now=ctx.clock.now())
+            ledger.settle(
+                uow.session,
+                account_id=account,
+                hold_id=hold_id,
+                context=100,
+                generation=50,
+                now=ctx.clock.now(),
+            )
             uow.commit()
     assert balance_of(ctx, account).available == 850
     with ctx.db.uow() as uow, pytest.raises(IdempotencyConflict):
-        ledger.settle(uow.session, account_id=account, hold_id=hold_id, context=100,
-                      generation=51, now=ctx.clock.now())
+        ledger.settle(
+            uow.session,
+            account_id=account,
+            hold_id=hold_id,
+            context=100,
+            generation=51,
+            now=ctx.clock.now(),
+        )
     with ctx.db.uow() as uow, pytest.raises(Conflict):
         ledger.release(uow.session, account_id=account, hold_id=hold_id, now=ctx.clock.now())
 
@@ -102,8 +126,14 @@ def test_settle_cannot_exceed_the_hold(ctx: Context) -> None:
     add_tokens(ctx, account, 1000)
     hold_id = reserve(ctx, account, 100, "t")
     with ctx.db.uow() as uow, pytest.raises(InvalidInput):
-        ledger.settle(uow.session, account_id=account, hold_id=hold_id, context=90,
-                      generation=11, now=ctx.clock.now())
+        ledger.settle(
+            uow.session,
+            account_id=account,
+            hold_id=hold_id,
+            context=90,
+            generation=11,
+            now=ctx.clock.now(),
+        )
     assert balance_of(ctx, account).reserved == 100
 
 
@@ -138,26 +168,44 @@ def test_bad_amounts_are_refused(ctx: Context, bad: object) -> None:
     account = new_account(ctx)
     add_tokens(ctx, account, 1000)
     with ctx.db.uow() as uow, pytest.raises(InvalidInput):
-        ledger.reserve(uow.session, account_id=account, tokens=bad, key="x",  # type: ignore[arg-type]
-                       ttl_seconds=60, now=ctx.clock.now())
+        ledger.reserve(
+            uow.session,
+            account_id=account,
+            tokens=bad,
+            key="x",  # type: ignore[arg-type]
+            ttl_seconds=60,
+            now=ctx.clock.now(),
+        )
 
 
 def test_spending_takes_the_soonest_expiring_grant_first(ctx: Context) -> None:
     account = new_account(ctx)
     now = ctx.clock.now()
     with ctx.db.uow() as uow:
-        for key, expires in (("never", None), ("late", now + dt.timedelta(days=20)),
-                             ("soon", now + dt.timedelta(days=2))):
-            ledger.grant(uow.session, account_id=account, amount=100, source=GrantSource.ADJUSTMENT,
-                         key=key, period="2026-11", now=now, expires_at=expires)
+        for key, expires in (
+            ("never", None),
+            ("late", now + dt.timedelta(days=20)),
+            ("soon", now + dt.timedelta(days=2)),
+        ):
+            ledger.grant(
+                uow.session,
+                account_id=account,
+                amount=100,
+                source=GrantSource.ADJUSTMENT,
+                key=key,
+                period="2026-11",
+                now=now,
+                expires_at=expires,
+            )
         uow.commit()
     hold_id = reserve(ctx, account, 150, "t")
     with ctx.db.read() as session:
         remaining = dict(session.execute(select(Grant.key, Grant.remaining)).all())
     assert remaining == {"soon": 0, "late": 50, "never": 100}
     with ctx.db.uow() as uow:  # spend 60 of 150: the 90 unused go back to "late" first
-        ledger.settle(uow.session, account_id=account, hold_id=hold_id, context=60, generation=0,
-                      now=now)
+        ledger.settle(
+            uow.session, account_id=account, hold_id=hold_id, context=60, generation=0, now=now
+        )
         uow.commit()
     with ctx.db.read() as session:
         remaining = dict(session.execute(select(Grant.key, Grant.remaining)).all())
@@ -169,25 +217,41 @@ def test_unused_tokens_of_a_grant_that_expired_during_the_hold_expire(ctx: Conte
     account = new_account(ctx)
     now = ctx.clock.now()
     with ctx.db.uow() as uow:
-        ledger.grant(uow.session, account_id=account, amount=500, source=GrantSource.RENEWAL,
-                     key="nov", period="2026-11", now=now, expires_at=now + dt.timedelta(hours=1))
+        ledger.grant(
+            uow.session,
+            account_id=account,
+            amount=500,
+            source=GrantSource.RENEWAL,
+            key="nov",
+            period="2026-11",
+            now=now,
+            expires_at=now + dt.timedelta(hours=1),
+        )
         uow.commit()
     hold_id = reserve(ctx, account, 300, "t", ttl=7200)
     ctx.clock.advance(hours=1)
     with ctx.db.uow() as uow:
-        expired = ledger.expire_grants(uow.session, account_id=account, due_by=ctx.clock.now(),
-                                       now=ctx.clock.now())
+        expired = ledger.expire_grants(
+            uow.session, account_id=account, due_by=ctx.clock.now(), now=ctx.clock.now()
+        )
         uow.commit()
     assert expired == 200
     with ctx.db.uow() as uow:
-        ledger.settle(uow.session, account_id=account, hold_id=hold_id, context=100, generation=0,
-                      now=ctx.clock.now())
+        ledger.settle(
+            uow.session,
+            account_id=account,
+            hold_id=hold_id,
+            context=100,
+            generation=0,
+            now=ctx.clock.now(),
+        )
         uow.commit()
     balance = balance_of(ctx, account)
     assert (balance.available, balance.reserved) == (0, 0)
     with ctx.db.read() as session:
         settle = session.scalars(
-            select(LedgerEntry).where(LedgerEntry.kind == EntryKind.SETTLE)).one()
+            select(LedgerEntry).where(LedgerEntry.kind == EntryKind.SETTLE)
+        ).one()
     assert (settle.consumed, settle.expired, settle.available_delta) == (100, 200, 0)
     assert_clean(ctx)
 
@@ -197,11 +261,13 @@ def test_debit_removes_available_tokens_only(ctx: Context) -> None:
     add_tokens(ctx, account, 1000)
     reserve(ctx, account, 600, "t")
     with ctx.db.uow() as uow, pytest.raises(InsufficientTokens):
-        ledger.debit(uow.session, account_id=account, amount=401, period="2026-11",
-                     now=ctx.clock.now())
+        ledger.debit(
+            uow.session, account_id=account, amount=401, period="2026-11", now=ctx.clock.now()
+        )
     with ctx.db.uow() as uow:
-        ledger.debit(uow.session, account_id=account, amount=400, period="2026-11",
-                     now=ctx.clock.now())
+        ledger.debit(
+            uow.session, account_id=account, amount=400, period="2026-11", now=ctx.clock.now()
+        )
         uow.commit()
     assert balance_of(ctx, account).available == 0
     assert_clean(ctx)
@@ -210,8 +276,10 @@ def test_debit_removes_available_tokens_only(ctx: Context) -> None:
 def test_ledger_entries_cannot_be_changed_or_deleted(ctx: Context) -> None:
     account = new_account(ctx)
     add_tokens(ctx, account, 1000)
-    for statement in ("UPDATE ledger_entries SET available_delta = 5",
-                      "DELETE FROM ledger_entries"):
+    for statement in (
+        "UPDATE ledger_entries SET available_delta = 5",
+        "DELETE FROM ledger_entries",
+    ):
         with ctx.db.uow() as uow, pytest.raises(Exception, match="append-only"):
             uow.session.execute(text(statement))
     assert_clean(ctx)

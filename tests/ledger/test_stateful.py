@@ -102,8 +102,10 @@ class Model:
         self.totals.granted += amount
 
     def take(self, amount: int) -> list[tuple[ModelGrant, int]]:
-        live = sorted((g for g in self.grants if not g.expired and g.remaining > 0),
-                      key=lambda g: (g.expires_at or NEVER, g.seq))
+        live = sorted(
+            (g for g in self.grants if not g.expired and g.remaining > 0),
+            key=lambda g: (g.expires_at or NEVER, g.seq),
+        )
         taken, left = [], amount
         for grant in live:
             if not left:
@@ -146,21 +148,31 @@ class LedgerMachine(RuleBasedStateMachine):
         self.db.create_all()
         self.clock = FixedClock(START)
         app_settings = Settings(
-            _env_file=None, env=Env.TEST, database_url=url, data_dir=Path(self.tmp) / "var",
-            worker="none", demo=False, free_tokens=FREE_TOKENS,
+            _env_file=None,
+            env=Env.TEST,
+            database_url=url,
+            data_dir=Path(self.tmp) / "var",
+            worker="none",
+            demo=False,
+            free_tokens=FREE_TOKENS,
         )
-        self.ctx = Context(settings=app_settings, db=self.db, clock=self.clock,
-                           gateway=ManualGateway(auto_approve=True))
+        self.ctx = Context(
+            settings=app_settings,
+            db=self.db,
+            clock=self.clock,
+            gateway=ManualGateway(auto_approve=True),
+        )
         with self.db.uow() as uow:
-            account = accounts.create_account(uow.session, email="owner@example.com",
-                                              timezone=ZONE, now=START)
-            billing.open_subscription(uow.session, account_id=account.id,
-                                      settings=app_settings, now=START)
+            account = accounts.create_account(
+                uow.session, email="owner@example.com", timezone=ZONE, now=START
+            )
+            billing.open_subscription(
+                uow.session, account_id=account.id, settings=app_settings, now=START
+            )
             uow.commit()
             self.account = account.id
         self.model = Model(renewed=self.period)
-        self.model.add_grant(f"free:{self.period}", FREE_TOKENS,
-                             periods.ends_at(self.period, ZONE))
+        self.model.add_grant(f"free:{self.period}", FREE_TOKENS, periods.ends_at(self.period, ZONE))
         self.counter = 0
 
     def teardown(self) -> None:
@@ -190,17 +202,26 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # --- rules: the operator ------------------------------------------------------
 
-    @rule(amount=st.integers(1, 20_000),
-          expires_in=st.none() | st.integers(1, 45 * 24 * 60).map(
-              lambda minutes: dt.timedelta(minutes=minutes)))
+    @rule(
+        amount=st.integers(1, 20_000),
+        expires_in=st.none()
+        | st.integers(1, 45 * 24 * 60).map(lambda minutes: dt.timedelta(minutes=minutes)),
+    )
     def grant(self, amount: int, expires_in: dt.timedelta | None) -> None:
         """An operator's adjustment, expiring some day or never."""
         key = self.new_key("adjust")
         expires_at = None if expires_in is None else self.now + expires_in
         with self.db.uow() as uow:
-            ledger.grant(uow.session, account_id=self.account, amount=amount,
-                         source=GrantSource.ADJUSTMENT, key=key, period=self.period,
-                         now=self.now, expires_at=expires_at)
+            ledger.grant(
+                uow.session,
+                account_id=self.account,
+                amount=amount,
+                source=GrantSource.ADJUSTMENT,
+                key=key,
+                period=self.period,
+                now=self.now,
+                expires_at=expires_at,
+            )
             uow.commit()
         self.model.add_grant(key, amount, expires_at)
 
@@ -213,12 +234,22 @@ class LedgerMachine(RuleBasedStateMachine):
         with self.db.uow() as uow:
             if amount > available:
                 with pytest.raises(InsufficientTokens):
-                    ledger.debit(uow.session, account_id=self.account, amount=amount,
-                                 period=self.period, now=self.now)
+                    ledger.debit(
+                        uow.session,
+                        account_id=self.account,
+                        amount=amount,
+                        period=self.period,
+                        now=self.now,
+                    )
                 assert self.entry_count() == before
                 return
-            ledger.debit(uow.session, account_id=self.account, amount=amount,
-                         period=self.period, now=self.now)
+            ledger.debit(
+                uow.session,
+                account_id=self.account,
+                amount=amount,
+                period=self.period,
+                now=self.now,
+            )
             uow.commit()
         self.model.take(amount)
         self.model.totals.debited += amount
@@ -230,23 +261,46 @@ class LedgerMachine(RuleBasedStateMachine):
         """A chat turn holds an estimate; it must succeed exactly when enough is available."""
         available = self.model.available
         too_much = data.draw(st.integers(0, 3), label="ask too much") == 0  # one time in four
-        tokens = data.draw(st.integers(available + 1, available + 500) if too_much or not available
-                           else st.integers(1, available), label="tokens")
+        tokens = data.draw(
+            st.integers(available + 1, available + 500)
+            if too_much or not available
+            else st.integers(1, available),
+            label="tokens",
+        )
         key = self.new_key("turn")
         before = self.entry_count()
         with self.db.uow() as uow:
             if tokens > available:
                 with pytest.raises(InsufficientTokens):
-                    ledger.reserve(uow.session, account_id=self.account, tokens=tokens, key=key,
-                                   ttl_seconds=ttl, now=self.now)
+                    ledger.reserve(
+                        uow.session,
+                        account_id=self.account,
+                        tokens=tokens,
+                        key=key,
+                        ttl_seconds=ttl,
+                        now=self.now,
+                    )
                 assert self.entry_count() == before
                 return
-            hold = ledger.reserve(uow.session, account_id=self.account, tokens=tokens, key=key,
-                                  ttl_seconds=ttl, now=self.now)
+            hold = ledger.reserve(
+                uow.session,
+                account_id=self.account,
+                tokens=tokens,
+                key=key,
+                ttl_seconds=ttl,
+                now=self.now,
+            )
             uow.commit()
-        self.model.holds.append(ModelHold(
-            key=key, hold_id=hold.id, amount=tokens, ttl=ttl,
-            expires_at=self.now + dt.timedelta(seconds=ttl), taken=self.model.take(tokens)))
+        self.model.holds.append(
+            ModelHold(
+                key=key,
+                hold_id=hold.id,
+                amount=tokens,
+                ttl=ttl,
+                expires_at=self.now + dt.timedelta(seconds=ttl),
+                taken=self.model.take(tokens),
+            )
+        )
 
     @precondition(lambda self: self.holds_in("pending"))
     @rule(data=st.data())
@@ -256,8 +310,14 @@ class LedgerMachine(RuleBasedStateMachine):
         used = data.draw(st.integers(0, hold.amount), label="used")
         context = data.draw(st.integers(0, used), label="context")
         with self.db.uow() as uow:
-            settled = ledger.settle(uow.session, account_id=self.account, hold_id=hold.hold_id,
-                                    context=context, generation=used - context, now=self.now)
+            settled = ledger.settle(
+                uow.session,
+                account_id=self.account,
+                hold_id=hold.hold_id,
+                context=context,
+                generation=used - context,
+                now=self.now,
+            )
             uow.commit()
         assert settled.consumed == used
         hold.figures = (context, used - context)
@@ -269,8 +329,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """The turn failed before the model answered: everything returns."""
         hold = data.draw(st.sampled_from(self.holds_in("pending")), label="hold")
         with self.db.uow() as uow:
-            ledger.release(uow.session, account_id=self.account, hold_id=hold.hold_id,
-                           now=self.now)
+            ledger.release(uow.session, account_id=self.account, hold_id=hold.hold_id, now=self.now)
             uow.commit()
         self.model.close(hold, "released")
 
@@ -297,18 +356,27 @@ class LedgerMachine(RuleBasedStateMachine):
         before = self.entry_count()
         with self.db.uow() as uow:
             if same:
-                again = ledger.reserve(uow.session, account_id=self.account, tokens=hold.amount,
-                                       key=hold.key, ttl_seconds=hold.ttl, now=self.now)
+                again = ledger.reserve(
+                    uow.session,
+                    account_id=self.account,
+                    tokens=hold.amount,
+                    key=hold.key,
+                    ttl_seconds=hold.ttl,
+                    now=self.now,
+                )
                 assert again.id == hold.hold_id
                 uow.commit()
             else:
                 other_tokens = data.draw(st.booleans(), label="change tokens")
                 with pytest.raises(IdempotencyConflict):
                     ledger.reserve(
-                        uow.session, account_id=self.account,
-                        tokens=hold.amount + 1 if other_tokens else hold.amount, key=hold.key,
+                        uow.session,
+                        account_id=self.account,
+                        tokens=hold.amount + 1 if other_tokens else hold.amount,
+                        key=hold.key,
                         ttl_seconds=hold.ttl if other_tokens else hold.ttl % 86_400 + 1,
-                        now=self.now)
+                        now=self.now,
+                    )
         assert self.entry_count() == before
 
     @precondition(lambda self: self.holds_in("settled"))
@@ -323,37 +391,57 @@ class LedgerMachine(RuleBasedStateMachine):
         before = self.entry_count()
         with self.db.uow() as uow:
             if same:
-                again = ledger.settle(uow.session, account_id=self.account,
-                                      hold_id=hold.hold_id, context=context,
-                                      generation=generation, now=self.now)
+                again = ledger.settle(
+                    uow.session,
+                    account_id=self.account,
+                    hold_id=hold.hold_id,
+                    context=context,
+                    generation=generation,
+                    now=self.now,
+                )
                 assert again.id == hold.hold_id
                 uow.commit()
             else:
                 with pytest.raises(IdempotencyConflict):
-                    ledger.settle(uow.session, account_id=self.account, hold_id=hold.hold_id,
-                                  context=context, generation=generation, now=self.now)
+                    ledger.settle(
+                        uow.session,
+                        account_id=self.account,
+                        hold_id=hold.hold_id,
+                        context=context,
+                        generation=generation,
+                        now=self.now,
+                    )
         assert self.entry_count() == before
 
     @precondition(lambda self: self.holds_in("settled", "released", "expired"))
     @rule(data=st.data())
     def close_a_closed_hold(self, data: st.DataObject) -> None:
         """A finished hold cannot be finished another way; releasing twice is a no-op."""
-        hold = data.draw(st.sampled_from(self.holds_in("settled", "released", "expired")),
-                         label="hold")
+        hold = data.draw(
+            st.sampled_from(self.holds_in("settled", "released", "expired")), label="hold"
+        )
         before = self.entry_count()
         with self.db.uow() as uow:
             if hold.status == "released":
-                ledger.release(uow.session, account_id=self.account, hold_id=hold.hold_id,
-                               now=self.now)
+                ledger.release(
+                    uow.session, account_id=self.account, hold_id=hold.hold_id, now=self.now
+                )
                 uow.commit()
             else:
                 with pytest.raises(Conflict):
-                    ledger.release(uow.session, account_id=self.account, hold_id=hold.hold_id,
-                                   now=self.now)
+                    ledger.release(
+                        uow.session, account_id=self.account, hold_id=hold.hold_id, now=self.now
+                    )
             if hold.status != "settled":
                 with pytest.raises(Conflict):
-                    ledger.settle(uow.session, account_id=self.account, hold_id=hold.hold_id,
-                                  context=0, generation=0, now=self.now)
+                    ledger.settle(
+                        uow.session,
+                        account_id=self.account,
+                        hold_id=hold.hold_id,
+                        context=0,
+                        generation=0,
+                        now=self.now,
+                    )
         assert self.entry_count() == before
 
     # --- rules: billing -----------------------------------------------------------
@@ -362,8 +450,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def purchase(self, packages: int) -> None:
         """Buying packages adds their tokens at once, for the rest of this month."""
         invoice = billing.purchase(self.ctx, account_id=self.account, packages=packages)
-        self.model.add_grant(f"invoice:{invoice.id}", packages * PACKAGE,
-                             periods.ends_at(self.period, ZONE))
+        self.model.add_grant(
+            f"invoice:{invoice.id}", packages * PACKAGE, periods.ends_at(self.period, ZONE)
+        )
         self.model.quantity += packages
 
     @rule(offset=st.integers(0, 3 * 86_400))
@@ -398,10 +487,15 @@ class LedgerMachine(RuleBasedStateMachine):
             balance = session.get(Balance, self.account)
             assert balance is not None
             assert (balance.available, balance.reserved) == (
-                self.model.available, self.model.reserved)
+                self.model.available,
+                self.model.reserved,
+            )
             assert balance.available >= 0 and balance.reserved >= 0
-            remaining = dict(session.execute(
-                select(Grant.key, Grant.remaining).where(Grant.account_id == self.account)).all())
+            remaining = dict(
+                session.execute(
+                    select(Grant.key, Grant.remaining).where(Grant.account_id == self.account)
+                ).all()
+            )
         assert remaining == {g.key: g.remaining for g in self.model.grants}
 
     @invariant()
@@ -414,21 +508,38 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def tokens_are_conserved(self) -> None:
         totals = self.model.totals
-        assert totals.granted == (self.model.available + self.model.reserved + totals.spent
-                                  + totals.expired + totals.debited)
+        assert totals.granted == (
+            self.model.available
+            + self.model.reserved
+            + totals.spent
+            + totals.expired
+            + totals.debited
+        )
         with self.db.read() as session:
             granted, spent, expired, debited = session.execute(
                 select(
-                    func.coalesce(func.sum(LedgerEntry.available_delta).filter(
-                        LedgerEntry.kind == EntryKind.GRANT), 0),
+                    func.coalesce(
+                        func.sum(LedgerEntry.available_delta).filter(
+                            LedgerEntry.kind == EntryKind.GRANT
+                        ),
+                        0,
+                    ),
                     func.coalesce(func.sum(LedgerEntry.consumed), 0),
                     func.coalesce(func.sum(LedgerEntry.expired), 0),
-                    func.coalesce(-func.sum(LedgerEntry.available_delta).filter(
-                        LedgerEntry.kind == EntryKind.DEBIT), 0),
+                    func.coalesce(
+                        -func.sum(LedgerEntry.available_delta).filter(
+                            LedgerEntry.kind == EntryKind.DEBIT
+                        ),
+                        0,
+                    ),
                 ).where(LedgerEntry.account_id == self.account)
             ).one()
         assert (granted, spent, expired, debited) == (
-            totals.granted, totals.spent, totals.expired, totals.debited)
+            totals.granted,
+            totals.spent,
+            totals.expired,
+            totals.debited,
+        )
 
 
 LedgerMachine.TestCase.settings = settings(

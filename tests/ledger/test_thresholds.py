@@ -105,7 +105,10 @@ def test_evaluate_every_small_case() -> None:
                 balance <= 0 and limit > 0 and alarms.depleted_armed
             ), (balance, limit, alarms)
             assert (Notice.LOW_BALANCE in notices) == (low_positive and alarms.low_armed), (
-                balance, limit, alarms)
+                balance,
+                limit,
+                alarms,
+            )
             if limit == 0:
                 assert notices == []
             if balance <= 0:
@@ -141,16 +144,18 @@ def test_spending_down_warns_once_and_depletes_once(case: tuple[int, list[int]])
     notices = run(balances, limit)
     lows = [i for i, n in enumerate(notices) if Notice.LOW_BALANCE in n]
     depleted = [i for i, n in enumerate(notices) if Notice.DEPLETED in n]
-    first_low = next(
-        (i for i, b in enumerate(balances) if b > 0 and exactly_low(b, limit)), None)
+    first_low = next((i for i, b in enumerate(balances) if b > 0 and exactly_low(b, limit)), None)
     first_zero = next((i for i, b in enumerate(balances) if b <= 0), None)
     assert lows == ([] if first_low is None else [first_low])
     assert depleted == ([] if first_zero is None else [first_zero])
 
 
 @quick
-@given(st.integers(1, 10**6).flatmap(
-    lambda limit: st.tuples(st.just(limit), st.lists(st.integers(0, 2 * limit), max_size=60))))
+@given(
+    st.integers(1, 10**6).flatmap(
+        lambda limit: st.tuples(st.just(limit), st.lists(st.integers(0, 2 * limit), max_size=60))
+    )
+)
 def test_any_sequence_warns_only_when_crossing_down(case: tuple[int, list[int]]) -> None:
     """For any path of the balance:
 
@@ -183,7 +188,12 @@ def test_depleted_rearms_when_tokens_return() -> None:
     assert run([0, 0, 10, 0], limit) == [[Notice.DEPLETED], [], [], [Notice.DEPLETED]]
     # after running dry the low warning stays quiet until the balance is healthy again
     assert run([0, 10, 5, 4000, 900], limit) == [
-        [Notice.DEPLETED], [], [], [], [Notice.LOW_BALANCE]]
+        [Notice.DEPLETED],
+        [],
+        [],
+        [],
+        [Notice.LOW_BALANCE],
+    ]
 
 
 @quick

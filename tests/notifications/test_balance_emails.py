@@ -29,14 +29,26 @@ def spend_concurrently(ctx: Context, account_id: int) -> int:
             barrier.wait()
         try:
             with ctx.db.uow() as uow:
-                hold = ledger.reserve(uow.session, account_id=account_id, tokens=100,
-                                      key=f"turn-{n}", ttl_seconds=60, now=ctx.clock.now())
+                hold = ledger.reserve(
+                    uow.session,
+                    account_id=account_id,
+                    tokens=100,
+                    key=f"turn-{n}",
+                    ttl_seconds=60,
+                    now=ctx.clock.now(),
+                )
                 uow.commit()
         except InsufficientTokens:
             return
         with ctx.db.uow() as uow:
-            ledger.settle(uow.session, account_id=account_id, hold_id=hold.id, context=70,
-                          generation=30, now=ctx.clock.now())
+            ledger.settle(
+                uow.session,
+                account_id=account_id,
+                hold_id=hold.id,
+                context=70,
+                generation=30,
+                now=ctx.clock.now(),
+            )
             uow.commit()
         with lock:
             settled += 1

@@ -115,13 +115,18 @@ def update_account(
 def issue_api_key(
     session: Session, *, account_id: int, now: dt.datetime, name: str = "default"
 ) -> str:
-    """Create an API key and return it; only its hash is stored, so this is the one chance to see it."""
+    """Create an API key and return it: only its hash is kept, so it is shown this once."""
     get_account(session, account_id=account_id)
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     session.add(
-        ApiKey(account_id=account_id, prefix=prefix, secret_hash=_hash(secret), name=name[:100],
-               created_at=now)
+        ApiKey(
+            account_id=account_id,
+            prefix=prefix,
+            secret_hash=_hash(secret),
+            name=name[:100],
+            created_at=now,
+        )
     )
     session.flush()
     return f"{API_KEY_PREFIX}{prefix}_{secret}"
@@ -129,12 +134,14 @@ def issue_api_key(
 
 def authenticate(session: Session, *, token: str) -> int:
     """The account id an API key belongs to, or ``Unauthorized``."""
-    if not token.startswith(API_KEY_PREFIX) or "_" not in token[len(API_KEY_PREFIX):]:
+    if not token.startswith(API_KEY_PREFIX) or "_" not in token[len(API_KEY_PREFIX) :]:
         raise Unauthorized("invalid API key")
-    prefix, secret = token[len(API_KEY_PREFIX):].split("_", 1)
+    prefix, secret = token[len(API_KEY_PREFIX) :].split("_", 1)
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if key is None or key.revoked_at is not None or not hmac.compare_digest(
-        key.secret_hash, _hash(secret)
+    if (
+        key is None
+        or key.revoked_at is not None
+        or not hmac.compare_digest(key.secret_hash, _hash(secret))
     ):
         raise Unauthorized("invalid API key")
     return key.account_id

@@ -59,5 +59,7 @@ class ManualGateway:
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         if self.auto_approve:
-            return ChargeResult(ChargeStatus.SUCCEEDED, reference=f"manual:{request.idempotency_key}")
+            return ChargeResult(
+                ChargeStatus.SUCCEEDED, reference=f"manual:{request.idempotency_key}"
+            )
         return ChargeResult(ChargeStatus.PENDING, reference=None)

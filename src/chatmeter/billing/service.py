@@ -55,16 +55,25 @@ def open_subscription(
     account = _account(session, account_id)
     period = periods.period_of(now, account.timezone)
     subscription = Subscription(
-        account_id=account_id, quantity=0, status=SubscriptionStatus.ACTIVE,
-        renewed_period=period, created_at=now,
+        account_id=account_id,
+        quantity=0,
+        status=SubscriptionStatus.ACTIVE,
+        renewed_period=period,
+        created_at=now,
     )
     session.add(subscription)
     ledger.start_period(session, account_id=account_id, period=period)
     if settings.free_tokens:
         ledger.grant(
-            session, account_id=account_id, amount=settings.free_tokens, source=GrantSource.FREE,
-            key=f"free:{period}", period=period, now=now,
-            expires_at=periods.ends_at(period, account.timezone), memo="free monthly allowance",
+            session,
+            account_id=account_id,
+            amount=settings.free_tokens,
+            source=GrantSource.FREE,
+            key=f"free:{period}",
+            period=period,
+            now=now,
+            expires_at=periods.ends_at(period, account.timezone),
+            memo="free monthly allowance",
         )
     session.flush()
     return subscription
@@ -112,7 +121,10 @@ def cancel(session: Session, *, account_id: int, now: dt.datetime) -> Subscripti
     subscription.cancelled_at = now
     figures = account_figures(account, balance, now)
     enqueue(
-        session, kind="subscription_cancelled", now=now, account_id=account_id,
+        session,
+        kind="subscription_cancelled",
+        now=now,
+        account_id=account_id,
         dedupe_key=f"subscription_cancelled:{account_id}:{now.isoformat()}",
         to=account.contact_email,
         context={
@@ -137,8 +149,14 @@ def purchase(ctx: Context, *, account_id: int, packages: int, key: str | None = 
     packages = check_packages(packages)
     key = check_key(key) if key is not None else f"purchase:{uuid.uuid4()}"
     with ctx.db.uow() as uow:
-        invoice = _open_purchase(uow.session, ctx.settings, account_id=account_id,
-                                 packages=packages, key=key, now=ctx.clock.now())
+        invoice = _open_purchase(
+            uow.session,
+            ctx.settings,
+            account_id=account_id,
+            packages=packages,
+            key=key,
+            now=ctx.clock.now(),
+        )
         uow.commit()
     invoice = _charge(ctx, invoice.id)
     if invoice.status == InvoiceStatus.FAILED:
@@ -149,7 +167,12 @@ def purchase(ctx: Context, *, account_id: int, packages: int, key: str | None = 
 
 
 def _open_purchase(
-    session: Session, settings: Settings, *, account_id: int, packages: int, key: str,
+    session: Session,
+    settings: Settings,
+    *,
+    account_id: int,
+    packages: int,
+    key: str,
     now: dt.datetime,
 ) -> Invoice:
     ledger.lock_balance(session, account_id=account_id)
@@ -166,11 +189,21 @@ def _open_purchase(
         return existing
     unit = price_cents(settings.package_price)
     invoice = Invoice(
-        account_id=account_id, key=key, request_hash=fingerprint, kind=InvoiceKind.PURCHASE,
-        period=periods.period_of(now, account.timezone), packages=packages,
-        package_tokens=settings.package_tokens, free_tokens=0, unit_price_cents=unit,
-        amount_cents=unit * packages, currency=settings.currency,
-        status=InvoiceStatus.OPEN, gateway="", attempts=0, created_at=now,
+        account_id=account_id,
+        key=key,
+        request_hash=fingerprint,
+        kind=InvoiceKind.PURCHASE,
+        period=periods.period_of(now, account.timezone),
+        packages=packages,
+        package_tokens=settings.package_tokens,
+        free_tokens=0,
+        unit_price_cents=unit,
+        amount_cents=unit * packages,
+        currency=settings.currency,
+        status=InvoiceStatus.OPEN,
+        gateway="",
+        attempts=0,
+        created_at=now,
     )
     session.add(invoice)
     session.flush()
@@ -197,10 +230,12 @@ def due_accounts(session: Session, *, now: dt.datetime) -> list[int]:
 def retryable_invoices(session: Session, *, now: dt.datetime) -> list[int]:
     return list(
         session.scalars(
-            select(Invoice.id).where(
+            select(Invoice.id)
+            .where(
                 Invoice.status == InvoiceStatus.OPEN,
                 Invoice.next_attempt_at <= now,
-            ).order_by(Invoice.id)
+            )
+            .order_by(Invoice.id)
         )
     )
 
@@ -213,8 +248,9 @@ def renew(ctx: Context, *, account_id: int) -> Invoice | None:
     nothing was charged).
     """
     with ctx.db.uow() as uow:
-        invoice = _start_renewal(uow.session, ctx.settings, account_id=account_id,
-                                 now=ctx.clock.now())
+        invoice = _start_renewal(
+            uow.session, ctx.settings, account_id=account_id, now=ctx.clock.now()
+        )
         uow.commit()
     if invoice is None or invoice.status != InvoiceStatus.OPEN:
         return invoice
@@ -233,8 +269,7 @@ def run_renewals(ctx: Context) -> dict[str, int]:
             renew(ctx, account_id=account_id)
             renewed += 1
         except Exception:  # one account's trouble (a gateway error) must not stop the others
-            log.exception("renewal of account %s failed; it is retried on the next run",
-                          account_id)
+            log.exception("renewal of account %s failed; it is retried on the next run", account_id)
             failed += 1
     for invoice_id in retries:
         try:
@@ -254,8 +289,9 @@ def _start_renewal(
     period = periods.period_of(now, account.timezone)
     if subscription.renewed_period is not None and subscription.renewed_period >= period:
         return session.scalar(  # already renewed, or its charge is under way
-            select(Invoice).where(Invoice.account_id == account_id,
-                                  Invoice.key == f"renewal:{period}")
+            select(Invoice).where(
+                Invoice.account_id == account_id, Invoice.key == f"renewal:{period}"
+            )
         )
     existing = session.scalar(
         select(Invoice).where(Invoice.account_id == account_id, Invoice.key == f"renewal:{period}")
@@ -265,7 +301,8 @@ def _start_renewal(
     # A past month's renewal still being retried is overtaken by this one.
     for stale in session.scalars(
         select(Invoice).where(
-            Invoice.account_id == account_id, Invoice.kind == InvoiceKind.RENEWAL,
+            Invoice.account_id == account_id,
+            Invoice.kind == InvoiceKind.RENEWAL,
             Invoice.status.in_([InvoiceStatus.OPEN, InvoiceStatus.PENDING]),
         )
     ):
@@ -282,10 +319,19 @@ def _start_renewal(
         return None
     unit = price_cents(settings.package_price)
     invoice = Invoice(
-        account_id=account_id, key=f"renewal:{period}", kind=InvoiceKind.RENEWAL, period=period,
-        packages=packages, package_tokens=settings.package_tokens,
-        free_tokens=settings.free_tokens, unit_price_cents=unit, amount_cents=unit * packages,
-        currency=settings.currency, status=InvoiceStatus.OPEN, gateway="", attempts=0,
+        account_id=account_id,
+        key=f"renewal:{period}",
+        kind=InvoiceKind.RENEWAL,
+        period=period,
+        packages=packages,
+        package_tokens=settings.package_tokens,
+        free_tokens=settings.free_tokens,
+        unit_price_cents=unit,
+        amount_cents=unit * packages,
+        currency=settings.currency,
+        status=InvoiceStatus.OPEN,
+        gateway="",
+        attempts=0,
         created_at=now,
     )
     session.add(invoice)
@@ -296,8 +342,15 @@ def _start_renewal(
 
 
 def _begin_month(
-    session: Session, account: Account, period: str, now: dt.datetime, *, free_tokens: int,
-    packages: int = 0, package_tokens: int = 0, invoice_id: int | None = None,
+    session: Session,
+    account: Account,
+    period: str,
+    now: dt.datetime,
+    *,
+    free_tokens: int,
+    packages: int = 0,
+    package_tokens: int = 0,
+    invoice_id: int | None = None,
 ) -> None:
     """Expire last month's tokens and grant this month's, in that order, as one step.
 
@@ -306,19 +359,32 @@ def _begin_month(
     """
     expires_at = periods.ends_at(period, account.timezone)
     ledger.start_period(session, account_id=account.id, period=period)
-    ledger.expire_grants(session, account_id=account.id,
-                         due_by=periods.starts_at(period, account.timezone), now=now)
+    ledger.expire_grants(
+        session, account_id=account.id, due_by=periods.starts_at(period, account.timezone), now=now
+    )
     if packages:
         ledger.grant(
-            session, account_id=account.id, amount=packages * package_tokens,
-            source=GrantSource.RENEWAL, key=f"renewal:{period}", period=period, now=now,
-            expires_at=expires_at, invoice_id=invoice_id,
+            session,
+            account_id=account.id,
+            amount=packages * package_tokens,
+            source=GrantSource.RENEWAL,
+            key=f"renewal:{period}",
+            period=period,
+            now=now,
+            expires_at=expires_at,
+            invoice_id=invoice_id,
             memo=f"monthly renewal of {packages} packages",
         )
     if free_tokens:
         ledger.grant(
-            session, account_id=account.id, amount=free_tokens, source=GrantSource.FREE,
-            key=f"free:{period}", period=period, now=now, expires_at=expires_at,
+            session,
+            account_id=account.id,
+            amount=free_tokens,
+            source=GrantSource.FREE,
+            key=f"free:{period}",
+            period=period,
+            now=now,
+            expires_at=expires_at,
             memo="free monthly allowance",
         )
 
@@ -363,8 +429,12 @@ def _claim_attempt(
 
 
 def _apply(
-    session: Session, settings: Settings, invoice_id: int, result: ChargeResult,
-    *, now: dt.datetime,
+    session: Session,
+    settings: Settings,
+    invoice_id: int,
+    result: ChargeResult,
+    *,
+    now: dt.datetime,
 ) -> Invoice:
     invoice = _locked_invoice(session, invoice_id)
     if invoice.status != InvoiceStatus.OPEN:
@@ -381,7 +451,11 @@ def _apply(
 
 
 def confirm_payment(
-    session: Session, *, account_id: int, invoice_id: int, now: dt.datetime,
+    session: Session,
+    *,
+    account_id: int,
+    invoice_id: int,
+    now: dt.datetime,
     reference: str | None = None,
 ) -> Invoice:
     """The gateway (or the operator) confirms an invoice was paid: fulfil it, once."""
@@ -397,7 +471,12 @@ def confirm_payment(
 
 
 def reject_payment(
-    session: Session, *, settings: Settings, account_id: int, invoice_id: int, reason: str,
+    session: Session,
+    *,
+    settings: Settings,
+    account_id: int,
+    invoice_id: int,
+    reason: str,
     now: dt.datetime,
 ) -> Invoice:
     """The gateway reports that a pending payment failed."""
@@ -424,7 +503,9 @@ def _fulfil(session: Session, invoice: Invoice, *, reference: str | None, now: d
         _fulfil_renewal(session, account, invoice, now)
 
 
-def _fulfil_purchase(session: Session, account: Account, invoice: Invoice, now: dt.datetime) -> None:
+def _fulfil_purchase(
+    session: Session, account: Account, invoice: Invoice, now: dt.datetime
+) -> None:
     subscription = get_subscription(session, account_id=account.id)
     period = periods.period_of(now, account.timezone)
     if subscription.status == SubscriptionStatus.CANCELLED:
@@ -438,16 +519,26 @@ def _fulfil_purchase(session: Session, account: Account, invoice: Invoice, now: 
         if subscription.next_quantity is not None:
             subscription.next_quantity += invoice.packages
     ledger.grant(
-        session, account_id=account.id, amount=invoice.packages * invoice.package_tokens,
-        source=GrantSource.PURCHASE, key=f"invoice:{invoice.id}", period=period, now=now,
-        expires_at=periods.ends_at(period, account.timezone), invoice_id=invoice.id,
+        session,
+        account_id=account.id,
+        amount=invoice.packages * invoice.package_tokens,
+        source=GrantSource.PURCHASE,
+        key=f"invoice:{invoice.id}",
+        period=period,
+        now=now,
+        expires_at=periods.ends_at(period, account.timezone),
+        invoice_id=invoice.id,
         memo=f"purchase of {invoice.packages} packages",
     )
     balance = ledger.lock_balance(session, account_id=account.id)
     figures = account_figures(account, balance, now)
     enqueue(
-        session, kind="purchase_receipt", dedupe_key=f"purchase_receipt:{invoice.id}",
-        to=account.contact_email, now=now, account_id=account.id,
+        session,
+        kind="purchase_receipt",
+        dedupe_key=f"purchase_receipt:{invoice.id}",
+        to=account.contact_email,
+        now=now,
+        account_id=account.id,
         context={
             "account_name": account.name,
             "invoice_number": invoice.number,
@@ -456,7 +547,9 @@ def _fulfil_purchase(session: Session, account: Account, invoice: Invoice, now: 
             "amount": format_cents(invoice.amount_cents),
             "currency": invoice.currency,
             "monthly_packages": subscription.renewing_quantity,
-            "monthly_amount": format_cents(subscription.renewing_quantity * invoice.unit_price_cents),
+            "monthly_amount": format_cents(
+                subscription.renewing_quantity * invoice.unit_price_cents
+            ),
             "balance": balance.balance,
             "limit": balance.period_granted,
             "renews_on": figures["renews_on"],
@@ -467,17 +560,28 @@ def _fulfil_purchase(session: Session, account: Account, invoice: Invoice, now: 
 def _fulfil_renewal(session: Session, account: Account, invoice: Invoice, now: dt.datetime) -> None:
     subscription = get_subscription(session, account_id=account.id)
     period = invoice.period
-    _begin_month(session, account, period, now, free_tokens=invoice.free_tokens,
-                 packages=invoice.packages, package_tokens=invoice.package_tokens,
-                 invoice_id=invoice.id)
+    _begin_month(
+        session,
+        account,
+        period,
+        now,
+        free_tokens=invoice.free_tokens,
+        packages=invoice.packages,
+        package_tokens=invoice.package_tokens,
+        invoice_id=invoice.id,
+    )
     subscription.renewed_period = max(period, subscription.renewed_period or period)
     expires_at = periods.ends_at(period, account.timezone)
     if invoice.amount_cents == 0:
         return
     balance = ledger.lock_balance(session, account_id=account.id)
     enqueue(
-        session, kind="renewal_receipt", dedupe_key=f"renewal_receipt:{invoice.id}",
-        to=account.contact_email, now=now, account_id=account.id,
+        session,
+        kind="renewal_receipt",
+        dedupe_key=f"renewal_receipt:{invoice.id}",
+        to=account.contact_email,
+        now=now,
+        account_id=account.id,
         context={
             "account_name": account.name,
             "invoice_number": invoice.number,
@@ -519,7 +623,10 @@ def _decline(
         invoice.next_attempt_at = now + dt.timedelta(hours=settings.renewal_retry_hours)
     balance: Balance = ledger.lock_balance(session, account_id=account.id)
     enqueue(
-        session, kind="renewal_failed", now=now, account_id=account.id,
+        session,
+        kind="renewal_failed",
+        now=now,
+        account_id=account.id,
         dedupe_key=f"renewal_failed:{invoice.id}:{invoice.attempts}",
         to=account.contact_email,
         context={
@@ -529,7 +636,8 @@ def _decline(
             "amount": format_cents(invoice.amount_cents),
             "currency": invoice.currency,
             "reason": invoice.failure_reason,
-            "next_attempt_on": None if final
+            "next_attempt_on": None
+            if final
             else _local_date(invoice.next_attempt_at, account.timezone),
             "balance": balance.balance,
         },

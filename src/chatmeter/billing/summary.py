@@ -110,7 +110,9 @@ def invoice_dict(invoice: Invoice) -> dict[str, Any]:
 def list_invoices(session: Session, *, account_id: int, limit: int = 100) -> list[Invoice]:
     return list(
         session.scalars(
-            select(Invoice).where(Invoice.account_id == account_id)
-            .order_by(Invoice.id.desc()).limit(limit)
+            select(Invoice)
+            .where(Invoice.account_id == account_id)
+            .order_by(Invoice.id.desc())
+            .limit(limit)
         )
     )

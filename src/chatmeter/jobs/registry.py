@@ -23,6 +23,9 @@ class Job:
     every: dt.timedelta
     run: Callable[[Context], dict[str, Any]]
     help: str
+    # Jobs that claim their own work item by item run on every tick of every
+    # worker; the others are leased so that one worker runs them per interval.
+    leased: bool = True
 
 
 def expire_holds(ctx: Context) -> dict[str, Any]:
@@ -44,20 +47,48 @@ def deliver_outbox(ctx: Context) -> dict[str, Any]:
     from chatmeter.notifications import delivery, mailers
 
     report = delivery.deliver_due(
-        ctx.db, mailer=mailers.make_mailer(ctx.settings), settings=ctx.settings,
+        ctx.db,
+        mailer=mailers.make_mailer(ctx.settings),
+        settings=ctx.settings,
         now=ctx.clock.now(),
     )
     return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
 
 
+def train(ctx: Context) -> dict[str, Any]:
+    from chatmeter.training import service as training
+
+    return training.process_queue(ctx)
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
-        Job("renewal", dt.timedelta(minutes=1), renew,
-            "Renew accounts whose month began (00:00 on the 1st in their zone); retry failed charges."),
-        Job("hold-expiry", dt.timedelta(seconds=15), expire_holds,
-            "Release token holds that were neither settled nor released in time."),
-        Job("outbox", dt.timedelta(seconds=5), deliver_outbox,
-            "Send queued emails, retrying failures with backoff."),
+        Job(
+            "renewal",
+            dt.timedelta(minutes=1),
+            renew,
+            "Renew accounts whose month began (00:00 on the 1st in their zone); "
+            "retry failed charges.",
+        ),
+        Job(
+            "hold-expiry",
+            dt.timedelta(seconds=15),
+            expire_holds,
+            "Release token holds that were neither settled nor released in time.",
+        ),
+        Job(
+            "outbox",
+            dt.timedelta(seconds=5),
+            deliver_outbox,
+            "Send queued emails, retrying failures with backoff.",
+        ),
+        Job(
+            "training",
+            dt.timedelta(seconds=1),
+            train,
+            "Extract, chunk, embed and index uploaded training files.",
+            leased=False,
+        ),
     )
 }

@@ -31,13 +31,14 @@ class Worker:
         self.jobs = [JOBS[name] for name in (names or list(JOBS))]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._ensure_rows()
 
     def tick(self) -> dict[str, dict[str, object]]:
         """Run every job that is due and whose lease this worker wins."""
         results: dict[str, dict[str, object]] = {}
         for job in self.jobs:
-            if self._claim(job):
+            if not job.leased or self._claim(job):
                 results[job.name] = self._run(job)
         return results
 
@@ -48,23 +49,29 @@ class Worker:
                 self.tick()
             except Exception:  # a broken tick must not end the worker
                 log.exception("worker tick failed")
-            self._stop.wait(self.ctx.settings.worker_interval_seconds)
+            self._wake.wait(self.ctx.settings.worker_interval_seconds)
+            self._wake.clear()
 
     def start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.run_forever, name="chatmeter-worker", daemon=True)
         thread.start()
         return thread
 
+    def wake(self) -> None:
+        """Run the next tick now (new work arrived in this process)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def _ensure_rows(self) -> None:
         insert = pg_insert if self.ctx.db.is_postgres else sqlite_insert
         with self.ctx.db.uow() as uow:
             for job in self.jobs:
-                uow.session.execute(
-                    insert(JobLease).values(name=job.name).on_conflict_do_nothing()
-                )
+                if not job.leased:
+                    continue
+                uow.session.execute(insert(JobLease).values(name=job.name).on_conflict_do_nothing())
             uow.commit()
 
     def _claim(self, job: Job) -> bool:
@@ -72,8 +79,10 @@ class Worker:
         with self.ctx.db.uow() as uow:
             claimed = uow.session.execute(
                 update(JobLease)
-                .where(JobLease.name == job.name,
-                       or_(JobLease.leased_until.is_(None), JobLease.leased_until <= now))
+                .where(
+                    JobLease.name == job.name,
+                    or_(JobLease.leased_until.is_(None), JobLease.leased_until <= now),
+                )
                 .values(owner=self.owner, leased_until=now + job.every, last_started_at=now)
             ).rowcount
             uow.commit()
@@ -85,6 +94,8 @@ class Worker:
         except Exception as exc:
             log.exception("job %s failed", job.name)
             result = {"error": f"{type(exc).__name__}: {exc}"}
+        if not job.leased:  # no lease row: nothing to record
+            return result
         with self.ctx.db.uow() as uow:
             lease = uow.session.scalar(select(JobLease).where(JobLease.name == job.name))
             assert lease is not None

@@ -107,8 +107,9 @@ def grant(
     session.add(new)
     session.flush()
     balance.period_granted += amount
-    _record(session, balance, EntryKind.GRANT, now, available_delta=amount, grant_id=new.id,
-            memo=memo)
+    _record(
+        session, balance, EntryKind.GRANT, now, available_delta=amount, grant_id=new.id, memo=memo
+    )
     _after_change(session, balance, now)
     return new
 
@@ -151,8 +152,10 @@ def reserve(
     """
     tokens = _amount(tokens)
     key = check_key(key)
-    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or not (
-        1 <= ttl_seconds <= MAX_HOLD_TTL_SECONDS
+    if (
+        isinstance(ttl_seconds, bool)
+        or not isinstance(ttl_seconds, int)
+        or not (1 <= ttl_seconds <= MAX_HOLD_TTL_SECONDS)
     ):
         raise InvalidInput(f"ttl_seconds must be a whole number from 1 to {MAX_HOLD_TTL_SECONDS}")
     balance = lock_balance(session, account_id=account_id)
@@ -182,8 +185,15 @@ def reserve(
     for grant_id, taken in allocations:
         by_id[grant_id].remaining -= taken
         session.add(HoldAllocation(hold_id=hold.id, grant_id=grant_id, amount=taken))
-    _record(session, balance, EntryKind.RESERVE, now, available_delta=-tokens,
-            reserved_delta=tokens, hold_id=hold.id)
+    _record(
+        session,
+        balance,
+        EntryKind.RESERVE,
+        now,
+        available_delta=-tokens,
+        reserved_delta=tokens,
+        hold_id=hold.id,
+    )
     return hold
 
 
@@ -203,8 +213,9 @@ def settle(
     hold = _get_hold(session, account_id, hold_id)
     if hold.status == HoldStatus.SETTLED:
         if (hold.context_tokens, hold.generation_tokens) != (context, generation):
-            raise IdempotencyConflict("this hold was already settled with other figures",
-                                      hold_id=hold_id)
+            raise IdempotencyConflict(
+                "this hold was already settled with other figures", hold_id=hold_id
+            )
         return hold
     if hold.status != HoldStatus.PENDING:
         raise Conflict(f"this hold was already {hold.status}", hold_id=hold_id)
@@ -212,14 +223,23 @@ def settle(
     if used > hold.amount:
         raise InvalidInput(
             f"cannot settle {used:,} tokens on a hold of {hold.amount:,}",
-            held=hold.amount, settled=used,
+            held=hold.amount,
+            settled=used,
         )
     hold.status = HoldStatus.SETTLED
     hold.context_tokens = context
     hold.generation_tokens = generation
     hold.finished_at = now
-    _close_hold(session, balance, hold, EntryKind.SETTLE, now, used=used,
-                context=context, generation=generation)
+    _close_hold(
+        session,
+        balance,
+        hold,
+        EntryKind.SETTLE,
+        now,
+        used=used,
+        context=context,
+        generation=generation,
+    )
     return hold
 
 
@@ -261,7 +281,7 @@ def expire_holds(session: Session, *, now: dt.datetime, limit: int = 500) -> int
 def expire_grants(
     session: Session, *, account_id: int, due_by: dt.datetime, now: dt.datetime
 ) -> int:
-    """Expire the account's grants whose expiry is at or before ``due_by``; returns tokens expired."""
+    """Expire the grants due by ``due_by``; returns how many tokens expired."""
     balance = lock_balance(session, account_id=account_id)
     total = 0
     for live in _live_grants(session, account_id, include_empty=True):
@@ -272,8 +292,15 @@ def expire_grants(
         live.expired_at = now
         total += left
         if left:
-            _record(session, balance, EntryKind.GRANT_EXPIRY, now, available_delta=-left,
-                    expired=left, grant_id=live.id)
+            _record(
+                session,
+                balance,
+                EntryKind.GRANT_EXPIRY,
+                now,
+                available_delta=-left,
+                expired=left,
+                grant_id=live.id,
+            )
     if total:
         _after_change(session, balance, now)
     return total
@@ -334,41 +361,37 @@ def _close_hold(
     generation: int = 0,
 ) -> None:
     """Return a closing hold's unused tokens to their grants; expired grants keep none."""
-    allocations = [
-        (a.grant_id, a.amount)
-        for a in session.scalars(
-            select(HoldAllocation)
-            .where(HoldAllocation.hold_id == hold.id)
-            .order_by(HoldAllocation.grant_id)
-        )
-    ]
-    allocations = _in_spending_order(session, allocations)
+    rows = session.execute(
+        select(HoldAllocation.amount, Grant)
+        .join(Grant, Grant.id == HoldAllocation.grant_id)
+        .where(HoldAllocation.hold_id == hold.id)
+    ).all()
+    grants = {grant.id: grant for _, grant in rows}
+    order = rules.spending_order(rules.Bucket(g.id, 0, g.expires_at) for g in grants.values())
+    amounts = {grant.id: amount for amount, grant in rows}
+    allocations = [(b.grant_id, amounts[b.grant_id]) for b in order]
     returned_live = expired = 0
     for grant_id, back in rules.give_back(allocations, hold.amount - used):
-        target = session.get(Grant, grant_id)
-        assert target is not None
+        target = grants[grant_id]
         if target.expired_at is None:
             target.remaining += back
             returned_live += back
         else:  # the month ended while the chat ran: its unused tokens end with it
             expired += back
-    _record(session, balance, kind, now, available_delta=returned_live,
-            reserved_delta=-hold.amount, consumed=used, context_tokens=context,
-            generation_tokens=generation, expired=expired, hold_id=hold.id)
-    _after_change(session, balance, now)
-
-
-def _in_spending_order(
-    session: Session, allocations: list[tuple[int, int]]
-) -> list[tuple[int, int]]:
-    grants = {g.id: g for g in session.scalars(
-        select(Grant).where(Grant.id.in_([grant_id for grant_id, _ in allocations]))
-    )}
-    order = rules.spending_order(
-        rules.Bucket(gid, 0, grants[gid].expires_at) for gid, _ in allocations
+    _record(
+        session,
+        balance,
+        kind,
+        now,
+        available_delta=returned_live,
+        reserved_delta=-hold.amount,
+        consumed=used,
+        context_tokens=context,
+        generation_tokens=generation,
+        expired=expired,
+        hold_id=hold.id,
     )
-    amounts = dict(allocations)
-    return [(b.grant_id, amounts[b.grant_id]) for b in order]
+    _after_change(session, balance, now)
 
 
 def _record(
@@ -381,23 +404,23 @@ def _record(
     reserved_delta: int = 0,
     **fields: object,
 ) -> LedgerEntry:
-    balance.available += available_delta
-    balance.reserved += reserved_delta
-    if balance.available < 0 or balance.reserved < 0:  # the lock makes this unreachable
+    available = balance.available + available_delta
+    reserved = balance.reserved + reserved_delta
+    if available < 0 or reserved < 0:  # the lock makes this unreachable
         raise AssertionError(f"ledger invariant broken for account {balance.account_id}")
     entry = LedgerEntry(
         account_id=balance.account_id,
         kind=kind,
         available_delta=available_delta,
         reserved_delta=reserved_delta,
-        available_after=balance.available,
-        reserved_after=balance.reserved,
+        available_after=available,
+        reserved_after=reserved,
         created_at=now,
         **fields,
     )
     session.add(entry)
-    session.flush()
-    balance.last_entry_id = entry.id
+    session.flush()  # the entry's id; the balance row is written once, at commit
+    balance.available, balance.reserved, balance.last_entry_id = available, reserved, entry.id
     return entry
 
 

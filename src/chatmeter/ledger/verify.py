@@ -53,7 +53,8 @@ def _verify_account(session: Session, balance: Balance) -> AccountReport:
     problems = report.problems
     available = reserved = granted = spent = expired = debited = 0
     entries = session.scalars(
-        select(LedgerEntry).where(LedgerEntry.account_id == balance.account_id)
+        select(LedgerEntry)
+        .where(LedgerEntry.account_id == balance.account_id)
         .order_by(LedgerEntry.id)
     )
     for entry in entries:

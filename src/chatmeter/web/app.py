@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from chatmeter import __version__
 from chatmeter.context import Context
 from chatmeter.web import errors
-from chatmeter.web.api import account, billing, tokens
+from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
 from chatmeter.web.limits import BodySizeLimit
 
 
@@ -22,6 +22,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
             from chatmeter.jobs.worker import Worker
 
             worker = Worker(ctx)
+            ctx.wake_worker = worker.wake
             worker.start_thread()
         yield
         if worker is not None:
@@ -38,7 +39,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (tokens, billing, account):
+    for module in (tokens, billing, account, assistants, conversations, public):
         api.include_router(module.router)
     app.include_router(api)
 
@@ -46,5 +47,10 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(BodySizeLimit, max_bytes=ctx.settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=ctx.settings.max_body_bytes,
+        max_upload_bytes=ctx.settings.max_upload_bytes,
+        max_files=assistants.MAX_FILES_PER_UPLOAD,
+    )
     return app

@@ -26,13 +26,21 @@ def install(app: FastAPI) -> None:
         ]
         summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems)
         return JSONResponse(
-            {"error": {"code": "invalid_input", "message": summary,
-                       "details": {"problems": problems}}},
+            {
+                "error": {
+                    "code": "invalid_input",
+                    "message": summary,
+                    "details": {"problems": problems},
+                }
+            },
             status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
-                            status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail)}},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )

@@ -25,13 +25,22 @@ def update_account(body: AccountIn, ctx: ContextDep, account_id: AccountDep) -> 
     """Change the contact email (both addresses are told), time zone or name."""
     with ctx.db.uow() as uow:
         account = accounts.update_account(
-            uow.session, account_id=account_id, now=ctx.clock.now(),
-            contact_email=body.contact_email, timezone=body.timezone, name=body.name,
+            uow.session,
+            account_id=account_id,
+            now=ctx.clock.now(),
+            contact_email=body.contact_email,
+            timezone=body.timezone,
+            name=body.name,
         )
         uow.commit()
     return account_dict(account)
 
 
 def account_dict(account: Account) -> dict[str, Any]:
-    return {"id": account.id, "name": account.name, "contact_email": account.contact_email,
-            "timezone": account.timezone, "created_at": account.created_at}
+    return {
+        "id": account.id,
+        "name": account.name,
+        "contact_email": account.contact_email,
+        "timezone": account.timezone,
+        "created_at": account.created_at,
+    }

@@ -16,10 +16,16 @@ from chatmeter.web.schemas import InvoiceOut, PurchaseIn, SubscriptionIn, Subscr
 router = APIRouter(tags=["billing"])
 
 
-@router.post("/purchases", response_model=InvoiceOut, status_code=201,
-             responses={202: {"description": "payment pending"},
-                        402: {"description": "payment_failed"},
-                        409: {"description": "idempotency_conflict"}})
+@router.post(
+    "/purchases",
+    response_model=InvoiceOut,
+    status_code=201,
+    responses={
+        202: {"description": "payment pending"},
+        402: {"description": "payment_failed"},
+        409: {"description": "idempotency_conflict"},
+    },
+)
 def create_purchase(
     body: PurchaseIn,
     ctx: ContextDep,
@@ -27,19 +33,22 @@ def create_purchase(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     """Buy packages: on payment the tokens are added at once and the subscription grows."""
-    invoice = billing.purchase(ctx, account_id=account_id, packages=body.packages,
-                               key=idempotency_key)
+    invoice = billing.purchase(
+        ctx, account_id=account_id, packages=body.packages, key=idempotency_key
+    )
     if invoice.status != InvoiceStatus.PAID:
-        return JSONResponse(InvoiceOut(**invoice_dict(invoice)).model_dump(mode="json"),
-                            status_code=202)
+        return JSONResponse(
+            InvoiceOut(**invoice_dict(invoice)).model_dump(mode="json"), status_code=202
+        )
     return invoice_dict(invoice)
 
 
 @router.get("/subscription", response_model=SubscriptionOut)
 def get_subscription(ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
     with ctx.db.read() as session:
-        return subscription_summary(session, settings=ctx.settings, account_id=account_id,
-                                    now=ctx.clock.now())
+        return subscription_summary(
+            session, settings=ctx.settings, account_id=account_id, now=ctx.clock.now()
+        )
 
 
 @router.patch("/subscription", response_model=SubscriptionOut)
@@ -48,8 +57,9 @@ def change_subscription(
 ) -> dict[str, Any]:
     """Change the packages renewed each month; takes effect at the next renewal."""
     with ctx.db.uow() as uow:
-        billing.change_quantity(uow.session, account_id=account_id, packages=body.packages,
-                                now=ctx.clock.now())
+        billing.change_quantity(
+            uow.session, account_id=account_id, packages=body.packages, now=ctx.clock.now()
+        )
         uow.commit()
     return get_subscription(ctx, account_id)
 

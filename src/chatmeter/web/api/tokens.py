@@ -25,8 +25,12 @@ def get_balance(ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
         return balance_summary(session, account_id=account_id, now=ctx.clock.now()).as_dict()
 
 
-@router.post("/holds", response_model=HoldOut, status_code=201,
-             responses={402: {"description": "insufficient_tokens"}})
+@router.post(
+    "/holds",
+    response_model=HoldOut,
+    status_code=201,
+    responses={402: {"description": "insufficient_tokens"}},
+)
 def create_hold(
     body: HoldIn,
     ctx: ContextDep,
@@ -36,9 +40,14 @@ def create_hold(
     """Reserve tokens for a chat turn; the balance is checked here."""
     key = body.key or idempotency_key or f"hold:{uuid.uuid4()}"
     with ctx.db.uow() as uow:
-        hold = ledger.reserve(uow.session, account_id=account_id, tokens=body.tokens, key=key,
-                              ttl_seconds=body.ttl_seconds or ctx.settings.hold_ttl_seconds,
-                              now=ctx.clock.now())
+        hold = ledger.reserve(
+            uow.session,
+            account_id=account_id,
+            tokens=body.tokens,
+            key=key,
+            ttl_seconds=body.ttl_seconds or ctx.settings.hold_ttl_seconds,
+            now=ctx.clock.now(),
+        )
         uow.commit()
     return hold_dict(hold)
 
@@ -58,9 +67,14 @@ def settle_hold(
 ) -> dict[str, Any]:
     """Spend what the turn used (context + generation ≤ held) and free the rest."""
     with ctx.db.uow() as uow:
-        hold = ledger.settle(uow.session, account_id=account_id, hold_id=hold_id,
-                             context=body.context, generation=body.generation,
-                             now=ctx.clock.now())
+        hold = ledger.settle(
+            uow.session,
+            account_id=account_id,
+            hold_id=hold_id,
+            context=body.context,
+            generation=body.generation,
+            now=ctx.clock.now(),
+        )
         uow.commit()
     return hold_dict(hold)
 
@@ -68,8 +82,9 @@ def settle_hold(
 @router.post("/holds/{hold_id}/release", response_model=HoldOut)
 def release_hold(hold_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
     with ctx.db.uow() as uow:
-        hold = ledger.release(uow.session, account_id=account_id, hold_id=hold_id,
-                              now=ctx.clock.now())
+        hold = ledger.release(
+            uow.session, account_id=account_id, hold_id=hold_id, now=ctx.clock.now()
+        )
         uow.commit()
     return hold_dict(hold)
 
@@ -97,20 +112,33 @@ def get_ledger(
 
 def hold_dict(hold: Hold) -> dict[str, Any]:
     return {
-        "id": hold.id, "key": hold.key, "tokens": hold.amount, "status": hold.status,
-        "context": hold.context_tokens, "generation": hold.generation_tokens,
-        "created_at": hold.created_at, "expires_at": hold.expires_at,
+        "id": hold.id,
+        "key": hold.key,
+        "tokens": hold.amount,
+        "status": hold.status,
+        "context": hold.context_tokens,
+        "generation": hold.generation_tokens,
+        "created_at": hold.created_at,
+        "expires_at": hold.expires_at,
     }
 
 
 def entry_dict(entry: LedgerEntry) -> dict[str, Any]:
     return {
-        "id": entry.id, "kind": entry.kind, "available_delta": entry.available_delta,
-        "reserved_delta": entry.reserved_delta, "balance_after": entry.balance_after,
-        "available_after": entry.available_after, "reserved_after": entry.reserved_after,
-        "consumed": entry.consumed, "context": entry.context_tokens,
-        "generation": entry.generation_tokens, "expired": entry.expired,
-        "grant_id": entry.grant_id, "hold_id": entry.hold_id, "memo": entry.memo,
+        "id": entry.id,
+        "kind": entry.kind,
+        "available_delta": entry.available_delta,
+        "reserved_delta": entry.reserved_delta,
+        "balance_after": entry.balance_after,
+        "available_after": entry.available_after,
+        "reserved_after": entry.reserved_after,
+        "consumed": entry.consumed,
+        "context": entry.context_tokens,
+        "generation": entry.generation_tokens,
+        "expired": entry.expired,
+        "grant_id": entry.grant_id,
+        "hold_id": entry.hold_id,
+        "memo": entry.memo,
         "created_at": entry.created_at,
     }
 

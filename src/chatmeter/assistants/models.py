@@ -1,0 +1,42 @@
+"""Assistants: what a customer builds, trains and embeds on a website."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from chatmeter.db import Base, BigIntPK, UTCDateTime
+
+
+class Assistant(Base):
+    __tablename__ = "assistants"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    public_key: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    provider: Mapped[str] = mapped_column(String(20), default="local")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    temperature: Mapped[float] = mapped_column(Float, default=0.2)
+    max_tokens: Mapped[int] = mapped_column(Integer, default=160)
+    passages: Mapped[int] = mapped_column(Integer, default=3)
+    context_budget: Mapped[int] = mapped_column(Integer, default=400)
+    welcome_message: Mapped[str] = mapped_column(String(500), default="")
+    widget_title: Mapped[str] = mapped_column(String(60), default="")
+    widget_color: Mapped[str] = mapped_column(String(7), default="#2563eb")
+    widget_position: Mapped[str] = mapped_column(String(5), default="right")
+    # Website domains the widget may run on, one per line ("example.com", "*.example.com").
+    allowed_domains: Mapped[str] = mapped_column(Text, default="")
+    # Bumped whenever the training files change, so every process knows its
+    # in-memory search index is stale.
+    index_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    @property
+    def domains(self) -> list[str]:
+        return [d for d in self.allowed_domains.split("\n") if d]

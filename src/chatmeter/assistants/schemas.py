@@ -1,0 +1,72 @@
+"""An assistant's settings, validated once for the API, the CLI and the panel."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+_HOST = re.compile(
+    r"^(\*\.)?(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?$"
+)
+
+Name = Annotated[StrictStr, Field(min_length=1, max_length=100)]
+
+
+class AssistantFields(BaseModel):
+    """Every field is optional so that one model serves create (with defaults) and update."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Name | None = None
+    instructions: Annotated[StrictStr, Field(max_length=4000)] | None = None
+    provider: Literal["local", "openai"] | None = None
+    model: Annotated[StrictStr, Field(max_length=100)] | None = None
+    temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[StrictInt, Field(ge=16, le=2048)] | None = Field(
+        None, description="Response cap in tokens."
+    )
+    passages: Annotated[StrictInt, Field(ge=1, le=10)] | None = Field(
+        None, description="Passages retrieved per answer."
+    )
+    context_budget: Annotated[StrictInt, Field(ge=50, le=8000)] | None = Field(
+        None, description="Tokens of training context put into each prompt."
+    )
+    welcome_message: Annotated[StrictStr, Field(max_length=500)] | None = None
+    widget_title: Annotated[StrictStr, Field(max_length=60)] | None = None
+    widget_color: Annotated[StrictStr, Field(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
+    widget_position: Literal["left", "right"] | None = None
+    allowed_domains: Annotated[list[StrictStr], Field(max_length=50)] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("the name must not be blank")
+        return value.strip() if value is not None else None
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = []
+        for raw in value:
+            domain = raw.strip().lower().removeprefix("https://").removeprefix("http://")
+            domain = domain.rstrip("/")
+            if not _HOST.match(domain):
+                raise ValueError(
+                    f"{raw!r} is not a domain name such as example.com or *.example.com"
+                )
+            if domain not in cleaned:
+                cleaned.append(domain)
+        return cleaned

@@ -1,0 +1,150 @@
+"""Create, change and delete assistants; look one up by its public key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatmeter.assistants.models import Assistant
+from chatmeter.assistants.schemas import AssistantFields
+from chatmeter.errors import InvalidInput, NotFound
+
+PUBLIC_KEY_PREFIX = "pk_"
+
+# Defaults chosen so that a typical 3–4 turn conversation with a trained
+# assistant costs about 2,000 tokens, the figure the help article promises
+# (bench/chat.py measures it).
+DEFAULTS: dict[str, Any] = {
+    "instructions": "You are a friendly, concise assistant for this business. Answer from "
+    "the passages provided; if they do not contain the answer, say you don't know.",
+    "provider": "local",
+    "model": "",
+    "temperature": 0.2,
+    "max_tokens": 160,
+    "passages": 3,
+    "context_budget": 350,
+    "welcome_message": "Hi! How can I help you today?",
+    "widget_title": "",
+    "widget_color": "#2563eb",
+    "widget_position": "right",
+    "allowed_domains": [],
+}
+
+
+def create_assistant(
+    session: Session, *, account_id: int, fields: AssistantFields, now: dt.datetime
+) -> Assistant:
+    values = DEFAULTS | fields.model_dump(exclude_none=True)
+    if "name" not in values:
+        raise InvalidInput("an assistant needs a name", field="name")
+    assistant = Assistant(
+        account_id=account_id,
+        public_key=_new_public_key(),
+        index_version=0,
+        created_at=now,
+        updated_at=now,
+    )
+    _apply(assistant, values)
+    session.add(assistant)
+    session.flush()
+    return assistant
+
+
+def update_assistant(
+    session: Session,
+    *,
+    account_id: int,
+    assistant_id: int,
+    fields: AssistantFields,
+    now: dt.datetime,
+) -> Assistant:
+    assistant = get_assistant(session, account_id=account_id, assistant_id=assistant_id)
+    _apply(assistant, fields.model_dump(exclude_none=True))
+    assistant.updated_at = now
+    return assistant
+
+
+def delete_assistant(
+    session: Session, *, account_id: int, assistant_id: int, now: dt.datetime
+) -> None:
+    """Hide the assistant everywhere; its training data goes, its conversations stay for usage."""
+    from chatmeter.training import service as training
+
+    assistant = get_assistant(session, account_id=account_id, assistant_id=assistant_id)
+    training.delete_all_files(session, assistant=assistant, now=now)
+    assistant.deleted_at = now
+    assistant.public_key = f"deleted_{assistant.id}_{secrets.token_hex(4)}"
+
+
+def rotate_public_key(
+    session: Session, *, account_id: int, assistant_id: int, now: dt.datetime
+) -> Assistant:
+    """A new embed key; pages still carrying the old one stop showing the widget."""
+    assistant = get_assistant(session, account_id=account_id, assistant_id=assistant_id)
+    assistant.public_key = _new_public_key()
+    assistant.updated_at = now
+    return assistant
+
+
+def get_assistant(session: Session, *, account_id: int, assistant_id: int) -> Assistant:
+    assistant = session.get(Assistant, assistant_id)
+    if assistant is None or assistant.account_id != account_id or assistant.deleted_at:
+        raise NotFound("no such assistant", assistant_id=assistant_id)
+    return assistant
+
+
+def list_assistants(session: Session, *, account_id: int) -> list[Assistant]:
+    return list(
+        session.scalars(
+            select(Assistant)
+            .where(Assistant.account_id == account_id, Assistant.deleted_at.is_(None))
+            .order_by(Assistant.id)
+        )
+    )
+
+
+def by_public_key(session: Session, *, public_key: str) -> Assistant | None:
+    if not public_key.startswith(PUBLIC_KEY_PREFIX) or len(public_key) > 40:
+        return None
+    return session.scalar(
+        select(Assistant).where(Assistant.public_key == public_key, Assistant.deleted_at.is_(None))
+    )
+
+
+def assistant_dict(assistant: Assistant) -> dict[str, Any]:
+    return {
+        "id": assistant.id,
+        "public_key": assistant.public_key,
+        "name": assistant.name,
+        "instructions": assistant.instructions,
+        "provider": assistant.provider,
+        "model": assistant.model,
+        "temperature": assistant.temperature,
+        "max_tokens": assistant.max_tokens,
+        "passages": assistant.passages,
+        "context_budget": assistant.context_budget,
+        "welcome_message": assistant.welcome_message,
+        "widget_title": assistant.widget_title or assistant.name,
+        "widget_color": assistant.widget_color,
+        "widget_position": assistant.widget_position,
+        "allowed_domains": assistant.domains,
+        "created_at": assistant.created_at,
+        "updated_at": assistant.updated_at,
+    }
+
+
+def _apply(assistant: Assistant, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        if name == "allowed_domains":
+            value = "\n".join(value)
+        elif name == "temperature":
+            value = float(value)
+        setattr(assistant, name, value)
+
+
+def _new_public_key() -> str:
+    return PUBLIC_KEY_PREFIX + secrets.token_urlsafe(18)

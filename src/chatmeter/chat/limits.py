@@ -1,0 +1,43 @@
+"""Abuse protection: per-visitor and per-assistant rate limits.
+
+Counted in memory by default, in Redis when ``CHATMETER_REDIS_URL`` is set, so
+that limits hold across several web processes.
+"""
+
+from __future__ import annotations
+
+from limits import parse_many
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from chatmeter.config import Settings
+from chatmeter.errors import RateLimited
+
+
+class ChatLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self._storage = storage_from_string(settings.redis_url or "memory://")
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._per_visitor = parse_many(settings.chat_visitor_rate)
+        self._per_assistant = parse_many(settings.chat_assistant_rate)
+
+    def check(self, *, assistant_id: int, visitor: str) -> None:
+        """Count one message, or raise ``RateLimited`` (counting nothing) if it is one too many."""
+        checks = [(item, "visitor", str(assistant_id), visitor) for item in self._per_visitor]
+        checks += [(item, "assistant", str(assistant_id)) for item in self._per_assistant]
+        # test() first, so that a message refused by one limit is not counted by the
+        # others; then hit(), which is atomic, so that simultaneous messages cannot all
+        # pass a test that only one of them may.
+        for item, *keys in checks:
+            if not self._limiter.test(item, "chat", *keys):
+                raise _refused()
+        for item, *keys in checks:
+            if not self._limiter.hit(item, "chat", *keys):
+                raise _refused()
+
+    def reset(self) -> None:
+        self._storage.reset()
+
+
+def _refused() -> RateLimited:
+    return RateLimited("too many messages; please wait a moment and try again")

@@ -1,0 +1,392 @@
+"""One chat turn: retrieve → reserve → generate → settle → store.
+
+``start_turn`` does everything that can refuse a turn before a byte of the
+answer is sent (unknown or inactive assistant, rate limits, message size,
+not enough tokens), so refusals are plain HTTP errors. The returned ``Turn``
+then streams the answer and, however the stream ends (finished, broken
+provider, visitor gone), settles exactly what the model consumed and stores
+the messages in the same transaction as the settlement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from chatmeter.assistants import service as assistants
+from chatmeter.assistants.models import Assistant
+from chatmeter.billing.summary import is_active
+from chatmeter.chat import prompt
+from chatmeter.chat.models import Conversation, Message
+from chatmeter.context import Context
+from chatmeter.errors import InsufficientTokens, InvalidInput, NotFound, Unavailable
+from chatmeter.ledger import service as ledger
+from chatmeter.ledger.models import Balance
+from chatmeter.llm.base import (
+    GenerationRequest,
+    GenerationStream,
+    PartialGeneration,
+    Provider,
+    ProviderError,
+    TextDelta,
+    Usage,
+)
+from chatmeter.llm.rates import Rate, charge
+from chatmeter.retrieval.search import Passage, retrieve
+
+log = logging.getLogger("chatmeter.chat")
+
+
+@dataclass
+class Turn:
+    """An answer in the making; iterate it for events, it settles itself when done."""
+
+    ctx: Context
+    assistant_id: int
+    account_id: int
+    conversation_id: int
+    conversation_public_id: str
+    question: str
+    passages: list[Passage]
+    provider: Provider
+    request: GenerationRequest
+    prompt_tokens: int
+    rate: Rate
+    hold_id: int
+    held: int
+    answer: str = ""
+    usage: Usage | None = None
+    status: str = "pending"
+    _stream: GenerationStream | None = field(default=None, repr=False)
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """``start``, then ``delta`` events with text, then ``done`` (or ``error``)."""
+        pieces: list[str] = []
+        try:
+            # Inside the try: a visitor who leaves right after "start" is settled too.
+            yield {"type": "start", "conversation_id": self.conversation_public_id}
+            self._stream = self.provider.stream(self.request)
+            for event in self._stream:
+                if isinstance(event, TextDelta) and event.text:
+                    pieces.append(event.text)
+                    yield {"type": "delta", "text": event.text}
+            self.usage = self._stream.usage
+            self.status = "complete"
+        except PartialGeneration as broken:
+            self.usage, self.status = broken.usage, "partial"
+            log.warning("generation broke off for assistant %s: %s", self.assistant_id, broken)
+        except ProviderError as failed:
+            self.usage, self.status = Usage(0, 0, "provider"), "failed"
+            log.warning("provider failed for assistant %s: %s", self.assistant_id, failed)
+        finally:
+            if self.status == "pending":  # the visitor went away mid-answer
+                self.status = "interrupted"
+                self.usage = self._stream.usage if self._stream else Usage(0, 0, "provider")
+                if self._stream:
+                    self._stream.close()
+            self.answer = "".join(pieces)
+            self._finish()
+        if self.status == "failed":
+            yield {"type": "error", "message": Unavailable().message}
+            return
+        yield {
+            "type": "done",
+            "conversation_id": self.conversation_public_id,
+            "sources": [p.source() | {"label": i} for i, p in enumerate(self.passages, 1)],
+        }
+
+    def run(self) -> dict[str, Any]:
+        """The whole answer at once (the JSON form of the public API)."""
+        events = list(self.events())
+        if events[-1]["type"] == "error":
+            raise Unavailable()
+        return {
+            "conversation_id": self.conversation_public_id,
+            "answer": self.answer,
+            "sources": events[-1]["sources"],
+        }
+
+    def _finish(self) -> None:
+        """Settle what was consumed and store the exchange, in one transaction."""
+        usage = self.usage or Usage(0, 0, "provider")
+        if self.status == "failed" or usage.total_tokens == 0:
+            with self.ctx.db.uow() as uow:
+                ledger.release(
+                    uow.session,
+                    account_id=self.account_id,
+                    hold_id=self.hold_id,
+                    now=self.ctx.clock.now(),
+                )
+                conversation = uow.session.get(Conversation, self.conversation_id)
+                if conversation is not None and conversation.messages == 0:
+                    uow.session.delete(conversation)  # nothing was said: nothing to show
+                uow.commit()
+            return
+        context, generation = charge(usage, self.rate)
+        if context + generation > self.held:  # a provider overran its cap: never charge more
+            log.error("usage %s exceeds the hold of %s tokens", usage, self.held)
+            generation = max(0, self.held - context)
+            context = min(context, self.held)
+        now = self.ctx.clock.now()
+        with self.ctx.db.uow() as uow:
+            session = uow.session
+            ledger.settle(
+                session,
+                account_id=self.account_id,
+                hold_id=self.hold_id,
+                context=context,
+                generation=generation,
+                now=now,
+            )
+            conversation = session.get(Conversation, self.conversation_id)
+            assert conversation is not None
+            session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    role="user",
+                    content=self.question,
+                    created_at=now,
+                )
+            )
+            session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    role="assistant",
+                    content=self.answer,
+                    context_tokens=context,
+                    generation_tokens=generation,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    hold_id=self.hold_id,
+                    status=self.status,
+                    created_at=now,
+                    sources=json.dumps([p.source() for p in self.passages]),
+                )
+            )
+            conversation.messages += 2
+            conversation.context_tokens += context
+            conversation.generation_tokens += generation
+            conversation.updated_at = now
+            uow.commit()
+
+
+def start_turn(
+    ctx: Context,
+    *,
+    public_key: str,
+    message: str,
+    conversation_id: str | None,
+    visitor: str,
+) -> Turn:
+    """Everything before the answer; raises ``Unavailable``, ``RateLimited`` or ``InvalidInput``."""
+    question = message.strip() if isinstance(message, str) else ""
+    if not question:
+        raise InvalidInput("the message is empty", field="message")
+    if len(question) > ctx.settings.chat_max_message_chars:
+        raise InvalidInput(
+            f"the message is longer than {ctx.settings.chat_max_message_chars:,} characters",
+            field="message",
+        )
+    with ctx.db.read() as session:
+        assistant = assistants.by_public_key(session, public_key=public_key)
+        balance = session.get(Balance, assistant.account_id) if assistant else None
+        if assistant is None or balance is None or not is_active(balance):
+            raise Unavailable()
+        ctx.limiter.check(assistant_id=assistant.id, visitor=visitor)
+        history = _history(session, assistant, conversation_id)
+
+    provider = ctx.provider(assistant.provider, assistant.model)
+    try:
+        count = _text_counter(provider)
+        with ctx.db.read() as session:
+            passages = retrieve(
+                session,
+                assistant_id=assistant.id,
+                question=question,
+                embedder=ctx.embedder,
+                vectors=ctx.vectors,
+                passages=assistant.passages,
+                budget=assistant.context_budget,
+                count_tokens=count,
+            )
+        kept = prompt.trim_history(
+            history, budget=ctx.settings.chat_history_tokens, count_tokens=count
+        )
+        messages = prompt.build(
+            instructions=assistant.instructions,
+            passages=[
+                prompt.PassageText(i, p.heading, p.filename, p.text)
+                for i, p in enumerate(passages, 1)
+            ],
+            history=kept,
+            question=question,
+        )
+        prompt_tokens = provider.count_prompt_tokens(messages)
+        max_tokens = min(assistant.max_tokens, provider.context_window - prompt_tokens)
+        if max_tokens < 1:
+            raise InvalidInput("the message is too long for this assistant", field="message")
+    except ProviderError as exc:
+        log.warning("cannot prepare a turn for assistant %s: %s", assistant.id, exc)
+        raise Unavailable() from exc
+
+    rate = ctx.rate_card.rate_for(provider.model)
+    reserve = sum(charge(Usage(prompt_tokens, max_tokens, "tokenizer"), rate))
+    now = ctx.clock.now()
+    try:
+        with ctx.db.uow() as uow:
+            hold = ledger.reserve(
+                uow.session,
+                account_id=assistant.account_id,
+                tokens=reserve,
+                key=f"chat:{uuid.uuid4()}",
+                ttl_seconds=ctx.settings.chat_hold_seconds,
+                now=now,
+            )
+            conversation = _conversation(uow.session, assistant, conversation_id, visitor, now)
+            uow.commit()
+    except InsufficientTokens as exc:  # the visitor hears only "unavailable"
+        raise Unavailable() from exc
+    return Turn(
+        ctx=ctx,
+        assistant_id=assistant.id,
+        account_id=assistant.account_id,
+        conversation_id=conversation.id,
+        conversation_public_id=conversation.public_id,
+        question=question,
+        passages=passages,
+        provider=provider,
+        request=GenerationRequest(
+            messages=tuple(messages), max_tokens=max_tokens, temperature=assistant.temperature
+        ),
+        prompt_tokens=prompt_tokens,
+        rate=rate,
+        hold_id=hold.id,
+        held=reserve,
+    )
+
+
+def _text_counter(provider: Provider) -> Any:
+    from chatmeter.llm.base import ChatMessage
+
+    # The exact count of a piece of text inside the prompt is the difference it makes.
+    empty = provider.count_prompt_tokens([ChatMessage("user", "")])
+
+    def count(text: str) -> int:
+        return max(0, provider.count_prompt_tokens([ChatMessage("user", text)]) - empty)
+
+    return count
+
+
+def _history(session: Any, assistant: Assistant, public_id: str | None) -> list[tuple[str, str]]:
+    if not public_id:
+        return []
+    conversation = session.scalar(
+        select(Conversation).where(
+            Conversation.public_id == public_id, Conversation.assistant_id == assistant.id
+        )
+    )
+    if conversation is None:
+        return []  # unknown or another assistant's: start afresh rather than leak anything
+    rows = session.execute(
+        select(Message.role, Message.content)
+        .where(Message.conversation_id == conversation.id)
+        .order_by(Message.id.desc())
+        .limit(20)
+    ).all()
+    return [(role, content) for role, content in reversed(rows)]
+
+
+def _conversation(
+    session: Any, assistant: Assistant, public_id: str | None, visitor: str, now: dt.datetime
+) -> Conversation:
+    if public_id:
+        existing = session.scalar(
+            select(Conversation).where(
+                Conversation.public_id == public_id, Conversation.assistant_id == assistant.id
+            )
+        )
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+    conversation = Conversation(
+        public_id="cv_" + secrets.token_urlsafe(18),
+        assistant_id=assistant.id,
+        account_id=assistant.account_id,
+        visitor=visitor[:64],
+        messages=0,
+        context_tokens=0,
+        generation_tokens=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+# --- the customer's view -------------------------------------------------------
+
+
+def list_conversations(
+    session: Any,
+    *,
+    account_id: int,
+    assistant_id: int | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[Conversation]:
+    query = select(Conversation).where(Conversation.account_id == account_id)
+    if assistant_id is not None:
+        query = query.where(Conversation.assistant_id == assistant_id)
+    if before is not None:
+        query = query.where(Conversation.id < before)
+    return list(session.scalars(query.order_by(Conversation.id.desc()).limit(limit)))
+
+
+def get_conversation(session: Any, *, account_id: int, conversation_id: int) -> Conversation:
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.account_id != account_id:
+        raise NotFound("no such conversation", conversation_id=conversation_id)
+    return conversation  # type: ignore[no-any-return]
+
+
+def conversation_dict(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "assistant_id": conversation.assistant_id,
+        "message_count": conversation.messages,
+        "context_tokens": conversation.context_tokens,
+        "generation_tokens": conversation.generation_tokens,
+        "tokens": conversation.tokens,
+        "created_at": conversation.created_at,
+        "updated_at": conversation.updated_at,
+    }
+
+
+def message_dicts(session: Any, *, conversation_id: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+    )
+    return [
+        {
+            "id": m.id,
+            "role": m.role,
+            "content": m.content,
+            "status": m.status,
+            "context_tokens": m.context_tokens,
+            "generation_tokens": m.generation_tokens,
+            "tokens": m.context_tokens + m.generation_tokens,
+            "prompt_tokens": m.prompt_tokens,
+            "completion_tokens": m.completion_tokens,
+            "sources": json.loads(m.sources),
+            "created_at": m.created_at,
+        }
+        for m in rows
+    ]

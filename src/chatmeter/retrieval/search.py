@@ -1,0 +1,105 @@
+"""Hybrid retrieval: keyword and dense rankings fused by reciprocal rank, cut to a budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatmeter.knowledge.embeddings import Embedder
+from chatmeter.retrieval import keyword
+from chatmeter.retrieval.vectors import VectorCache
+from chatmeter.training.models import Chunk, TrainingFile
+
+RRF_K = 60  # the constant of Cormack et al.; dampens the weight of the very top ranks
+CANDIDATES = 30
+
+
+@dataclass(frozen=True)
+class Passage:
+    chunk_id: int
+    file_id: int
+    filename: str
+    page: int
+    heading: str
+    text: str
+    tokens: int
+    score: float
+
+    def source(self) -> dict[str, object]:
+        return {
+            "file_id": self.file_id,
+            "filename": self.filename,
+            "page": self.page,
+            "heading": self.heading,
+            "passage": self.text,
+        }
+
+
+def fuse(rankings: Sequence[Sequence[int]], *, k: int = RRF_K) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: sum of 1/(k + rank) over the rankings, best first."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def retrieve(
+    session: Session,
+    *,
+    assistant_id: int,
+    question: str,
+    embedder: Embedder,
+    vectors: VectorCache,
+    passages: int,
+    budget: int,
+    count_tokens: Callable[[str], int] | None = None,
+) -> list[Passage]:
+    """The best passages for ``question``: at most ``passages``, together within ``budget`` tokens.
+
+    ``count_tokens`` is the generating model's tokenizer, so the budget holds in
+    the prompt; without it the embedding tokenizer's count stored with each chunk is used.
+    """
+    query = embedder.embed([question])[0]
+    dense = vectors.search(session, assistant_id=assistant_id, query=query, limit=CANDIDATES)
+    sparse = keyword.search(session, assistant_id=assistant_id, question=question, limit=CANDIDATES)
+    ranked = fuse([dense, sparse])
+    if not ranked:
+        return []
+    wanted = [chunk_id for chunk_id, _ in ranked[: passages * 3]]
+    rows = {
+        chunk.id: (chunk, filename)
+        for chunk, filename in session.execute(
+            select(Chunk, TrainingFile.filename)
+            .join(TrainingFile, TrainingFile.id == Chunk.file_id)
+            .where(Chunk.id.in_(wanted))
+        )
+    }
+    chosen: list[Passage] = []
+    spent = 0
+    for chunk_id, score in ranked:
+        if len(chosen) == passages or chunk_id not in rows:
+            if len(chosen) == passages:
+                break
+            continue
+        chunk, filename = rows[chunk_id]
+        cost = count_tokens(chunk.text) if count_tokens else chunk.tokens
+        if spent + cost > budget:
+            continue  # a smaller passage further down may still fit
+        spent += cost
+        chosen.append(
+            Passage(
+                chunk.id,
+                chunk.file_id,
+                filename,
+                chunk.page,
+                chunk.heading,
+                chunk.text,
+                cost,
+                score,
+            )
+        )
+    return chosen

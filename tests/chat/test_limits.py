@@ -1,0 +1,55 @@
+"""The rate limiter on its own: a limit is a limit also when messages arrive together."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chatmeter.chat.limits import ChatLimiter
+from chatmeter.config import Env, Settings
+from chatmeter.errors import RateLimited
+
+SENDERS = 24
+
+
+def passed_together(limiters: list[ChatLimiter], *, visitor: str) -> int:
+    """How many of SENDERS messages from one visitor, sent at the same moment, get through."""
+    start = threading.Barrier(SENDERS)
+    passed: list[int] = []
+
+    def send(n: int) -> None:
+        start.wait(timeout=30)
+        try:
+            limiters[n % len(limiters)].check(assistant_id=1, visitor=visitor)
+        except RateLimited:
+            return
+        passed.append(n)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return len(passed)
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_simultaneous_messages_never_pass_a_limit(
+    request: pytest.FixtureRequest, storage: str
+) -> None:
+    """Messages from one visitor arriving together, through one process's limiter (memory)
+    or two processes' limiters sharing Redis, pass exactly as often as the limit allows."""
+    redis_url = request.getfixturevalue("redis_db") if storage == "redis" else None
+    settings = Settings(
+        _env_file=None,
+        env=Env.TEST,
+        database_url="sqlite://",
+        redis_url=redis_url,
+        chat_visitor_rate="3/minute",
+    )
+    limiters = (
+        [ChatLimiter(settings), ChatLimiter(settings)] if redis_url else [ChatLimiter(settings)]
+    )
+    passed = [passed_together(limiters, visitor=f"visitor-{n}") for n in range(5)]
+    assert passed == [3] * 5
