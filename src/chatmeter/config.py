@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     openai_api_key: str | None = None
     openai_model: str = "gpt-4o-mini"
     openai_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
+    openai_tokenizer: str | None = None
+    openai_context_window: Annotated[int, Field(ge=512, le=10_000_000)] = 8192
     rate_card: dict[str, tuple[Decimal, Decimal]] = {}
 
     @field_validator("default_timezone")

@@ -98,6 +98,8 @@ class Context:
             "api_key": settings.openai_api_key,
             "model": model or settings.openai_model,
             "timeout": settings.openai_timeout,
+            "tokenizer": settings.openai_tokenizer,
+            "context_window": settings.openai_context_window,
         }
 
     @property
