@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -153,3 +156,45 @@ def add_tokens(ctx: Context, account_id: int, amount: int, *, key: str | None = 
             now=ctx.clock.now(),
         )
         uow.commit()
+
+
+@dataclass
+class Caller:
+    """An account calling the REST API with its own key."""
+
+    account_id: int
+    client: TestClient
+
+    def new_assistant(self, **fields: Any) -> dict[str, Any]:
+        response = self.client.post("/api/v1/assistants", json={"name": "Helper"} | fields)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+def caller(ctx: Context, app_client: TestClient, email: str) -> Caller:
+    """A new account and a client that sends its API key."""
+    account_id = new_account(ctx, email=email)
+    with ctx.db.uow() as uow:
+        key = accounts.issue_api_key(uow.session, account_id=account_id, now=ctx.clock.now())
+        uow.commit()
+    headers = {"Authorization": f"Bearer {key}"}
+    return Caller(account_id, TestClient(app_client.app, headers=headers))
+
+
+@pytest.fixture
+def app_client(ctx: Context) -> Iterator[TestClient]:
+    """The real app on the test's context, in-process."""
+    from chatmeter.web.app import create_app
+
+    with TestClient(create_app(ctx)) as client:
+        yield client
+
+
+@pytest.fixture
+def alice(ctx: Context, app_client: TestClient) -> Caller:
+    return caller(ctx, app_client, "alice@example.com")
+
+
+@pytest.fixture
+def bob(ctx: Context, app_client: TestClient) -> Caller:
+    return caller(ctx, app_client, "bob@example.com")

@@ -12,6 +12,9 @@ ROOT = Path(__file__).parents[1]
 def test_ruff_finds_nothing() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "src", "tests", "bench"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -3,39 +3,12 @@ and the database figures the tests compare before and after a request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from chatmeter.accounts import service as accounts
 from chatmeter.assistants.models import Assistant
 from chatmeter.context import Context
 from chatmeter.training.models import Chunk, TrainingFile
-from tests.conftest import new_account
-
-
-@dataclass
-class Caller:
-    account_id: int
-    client: TestClient
-
-    def new_assistant(self, **fields: Any) -> dict[str, Any]:
-        response = self.client.post("/api/v1/assistants", json={"name": "Helper"} | fields)
-        assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-
-def caller(ctx: Context, app_client: TestClient, email: str) -> Caller:
-    """A new account and a client that sends its API key."""
-    account_id = new_account(ctx, email=email)
-    with ctx.db.uow() as uow:
-        key = accounts.issue_api_key(uow.session, account_id=account_id, now=ctx.clock.now())
-        uow.commit()
-    return Caller(
-        account_id, TestClient(app_client.app, headers={"Authorization": f"Bearer {key}"})
-    )
+from tests.conftest import Caller, caller  # noqa: F401  (re-exported for the tests)
 
 
 def index_version(ctx: Context, assistant_id: int) -> int:

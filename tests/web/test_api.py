@@ -2,51 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from chatmeter.accounts import service as accounts
 from chatmeter.context import Context
 from chatmeter.ledger.models import LedgerEntry
 from chatmeter.ledger.verify import verify
 from chatmeter.notifications.models import OutboxMessage
-from chatmeter.web.app import create_app
-from tests.conftest import add_tokens, new_account
-
-
-@dataclass
-class Caller:
-    account_id: int
-    client: TestClient
-
-
-def caller(ctx: Context, app_client: TestClient, email: str) -> Caller:
-    account_id = new_account(ctx, email=email)
-    with ctx.db.uow() as uow:
-        key = accounts.issue_api_key(uow.session, account_id=account_id, now=ctx.clock.now())
-        uow.commit()
-    client = TestClient(app_client.app, headers={"Authorization": f"Bearer {key}"})
-    return Caller(account_id, client)
-
-
-@pytest.fixture
-def app_client(ctx: Context) -> Iterator[TestClient]:
-    with TestClient(create_app(ctx)) as client:
-        yield client
-
-
-@pytest.fixture
-def alice(ctx: Context, app_client: TestClient) -> Caller:
-    return caller(ctx, app_client, "alice@example.com")
-
-
-@pytest.fixture
-def bob(ctx: Context, app_client: TestClient) -> Caller:
-    return caller(ctx, app_client, "bob@example.com")
+from tests.conftest import Caller, add_tokens
 
 
 def entries(ctx: Context) -> int:

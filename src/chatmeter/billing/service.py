@@ -187,23 +187,16 @@ def _open_purchase(
                 "this idempotency key was already used for a different purchase", key=key
             )
         return existing
-    unit = price_cents(settings.package_price)
-    invoice = Invoice(
+    invoice = _new_invoice(
+        settings,
         account_id=account_id,
         key=key,
-        request_hash=fingerprint,
         kind=InvoiceKind.PURCHASE,
         period=periods.period_of(now, account.timezone),
         packages=packages,
-        package_tokens=settings.package_tokens,
         free_tokens=0,
-        unit_price_cents=unit,
-        amount_cents=unit * packages,
-        currency=settings.currency,
-        status=InvoiceStatus.OPEN,
-        gateway="",
-        attempts=0,
-        created_at=now,
+        now=now,
+        request_hash=fingerprint,
     )
     session.add(invoice)
     session.flush()
@@ -317,22 +310,15 @@ def _start_renewal(
         _begin_month(session, account, period, now, free_tokens=settings.free_tokens)
         subscription.renewed_period = period
         return None
-    unit = price_cents(settings.package_price)
-    invoice = Invoice(
+    invoice = _new_invoice(
+        settings,
         account_id=account_id,
         key=f"renewal:{period}",
         kind=InvoiceKind.RENEWAL,
         period=period,
         packages=packages,
-        package_tokens=settings.package_tokens,
         free_tokens=settings.free_tokens,
-        unit_price_cents=unit,
-        amount_cents=unit * packages,
-        currency=settings.currency,
-        status=InvoiceStatus.OPEN,
-        gateway="",
-        attempts=0,
-        created_at=now,
+        now=now,
     )
     session.add(invoice)
     session.flush()
@@ -645,6 +631,39 @@ def _decline(
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+def _new_invoice(
+    settings: Settings,
+    *,
+    account_id: int,
+    key: str,
+    kind: InvoiceKind,
+    period: str,
+    packages: int,
+    free_tokens: int,
+    now: dt.datetime,
+    request_hash: str = "",
+) -> Invoice:
+    """An open invoice for ``packages`` at today's price; the price is fixed on it."""
+    unit = price_cents(settings.package_price)
+    return Invoice(
+        account_id=account_id,
+        key=key,
+        request_hash=request_hash,
+        kind=kind,
+        period=period,
+        packages=packages,
+        package_tokens=settings.package_tokens,
+        free_tokens=free_tokens,
+        unit_price_cents=unit,
+        amount_cents=unit * packages,
+        currency=settings.currency,
+        status=InvoiceStatus.OPEN,
+        gateway="",
+        attempts=0,
+        created_at=now,
+    )
 
 
 def price_cents(price: Decimal) -> int:
