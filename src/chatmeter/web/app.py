@@ -1,4 +1,4 @@
-"""The FastAPI application: the REST API under /api/v1 (and, later, panel and widget)."""
+"""The FastAPI application: the REST API under /api/v1, the widget's script (later, the panel)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from chatmeter import __version__
 from chatmeter.context import Context
-from chatmeter.web import errors
+from chatmeter.web import errors, widget
 from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
 from chatmeter.web.limits import BodySizeLimit
 
@@ -42,6 +42,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     for module in (tokens, billing, account, assistants, conversations, public):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(widget.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -53,4 +54,5 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         max_upload_bytes=ctx.settings.max_upload_bytes,
         max_files=assistants.MAX_FILES_PER_UPLOAD,
     )
+    app.add_middleware(widget.PublicOrigins)  # outermost: other sites are refused first
     return app

@@ -1,7 +1,9 @@
-"""The visitor-facing chat API: no API key, the assistant's public key in the path.
+"""The visitor-facing API: no API key, the assistant's public key in the path.
 
 Whatever goes wrong for a reason of the customer's (no such assistant, out of
-tokens, model down), the visitor gets the same 503 "unavailable" answer.
+tokens, model down), the visitor gets the same 503 "unavailable" answer, and
+the widget's settings the same empty 404. Which websites may call these from
+a browser is decided before they run, by ``chatmeter.web.widget.PublicOrigins``.
 """
 
 from __future__ import annotations
@@ -10,15 +12,21 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field, StrictStr
 
+from chatmeter.assistants import service as assistants
+from chatmeter.billing.summary import is_active
 from chatmeter.chat import service as chat
+from chatmeter.ledger.models import Balance
 from chatmeter.web.deps import ContextDep
 from chatmeter.web.schemas import Strict
 
 router = APIRouter(tags=["public"])
+
+# The widget asks on every page load, so a purchase brings it back on the next one.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class ChatIn(Strict):
@@ -62,3 +70,28 @@ def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
         close = getattr(events, "close", None)
         if close is not None:
             close()  # a visitor who left: the turn settles what was generated
+
+
+@router.get(
+    "/public/{public_key}/widget",
+    responses={
+        200: {"description": "the widget's title, colour, position and welcome message"},
+        404: {"description": "no widget (unknown or inactive assistant); empty body"},
+        403: {"description": "called from a website the assistant is not allowed on"},
+    },
+)
+def widget_settings(public_key: str, ctx: ContextDep) -> Response:
+    """What the embedded widget shows; an empty 404 tells it to show nothing at all."""
+    with ctx.db.read() as session:
+        assistant = assistants.by_public_key(session, public_key=public_key)
+        balance = session.get(Balance, assistant.account_id) if assistant else None
+        if assistant is None or balance is None or not is_active(balance):
+            return Response(status_code=404, headers=NO_STORE)
+        settings = {
+            "title": assistant.widget_title or assistant.name,
+            "color": assistant.widget_color,
+            "position": assistant.widget_position,
+            "welcome_message": assistant.welcome_message,
+            "max_message_chars": ctx.settings.chat_max_message_chars,
+        }
+    return JSONResponse(settings, headers=NO_STORE)

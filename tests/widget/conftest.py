@@ -1,0 +1,3 @@
+from tests.chat.conftest import visitor
+
+__all__ = ["visitor"]
