@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     chat_max_message_chars: Annotated[int, Field(ge=10, le=100_000)] = 2000
     chat_visitor_rate: str = "20/minute"
     chat_assistant_rate: str = "600/minute"
-    chat_history_tokens: Annotated[int, Field(ge=0, le=100_000)] = 200
+    chat_history_tokens: Annotated[int, Field(ge=0, le=100_000)] = 300
     chat_hold_seconds: Annotated[int, Field(ge=10, le=3600)] = 300
 
     llm_context_window: Annotated[int, Field(ge=512, le=1_000_000)] = 2048

@@ -127,7 +127,7 @@ def test_a_name_alone_makes_an_assistant_with_the_defaults(alice: Caller) -> Non
         created["max_tokens"],
         created["passages"],
         created["context_budget"],
-    ) == (0.2, 160, 3, 350)
+    ) == (0.2, 160, 4, 500)
     assert created["instructions"] and created["welcome_message"]
     assert created["widget_title"] == "Help Center"  # falls back to the name
     assert (created["widget_color"], created["widget_position"]) == ("#2563eb", "right")

@@ -137,6 +137,11 @@ def _close_models() -> None:
     _loaded.clear()
 
 
+# A small model left alone repeats itself ("Tokens are a monthly subscription." four
+# times over); a mild penalty keeps its answers short and on the question.
+REPEAT_PENALTY = 1.15
+
+
 class LocalProvider(Provider):
     """The bundled model (or another GGUF chat model) in this process."""
 
@@ -232,6 +237,7 @@ class LocalProvider(Provider):
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "stop": list(request.stop),
+            "repeat_penalty": REPEAT_PENALTY,
         }
 
 
