@@ -9,6 +9,7 @@ from chatmeter.idempotency import IdempotencyRecord
 from chatmeter.jobs.models import JobLease
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
+from chatmeter.panel.models import User
 from chatmeter.training.models import Chunk, TrainingFile
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "OutboxMessage",
     "Subscription",
     "TrainingFile",
+    "User",
 ]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from chatmeter import __version__
 from chatmeter.context import Context
+from chatmeter.panel.routes import install as install_panel
 from chatmeter.web import errors, widget
 from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
 from chatmeter.web.limits import BodySizeLimit
@@ -43,6 +44,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(widget.router)
+    install_panel(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

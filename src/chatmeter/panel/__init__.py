@@ -1,0 +1,1 @@
+"""The control panel: server-rendered pages for the customer, reached after sign-in."""

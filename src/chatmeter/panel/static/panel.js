@@ -1,0 +1,152 @@
+// The control panel's few scripts: the menu at phone width and the "Get more tokens" window.
+(() => {
+  "use strict";
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+  const number = new Intl.NumberFormat("en-US");
+
+  // Sign-up: the browser's own time zone, so renewal dates read right.
+  document.querySelectorAll("[data-browser-timezone]").forEach((field) => {
+    try {
+      const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone && field.value === "UTC") field.value = zone;
+    } catch (_) { /* keep UTC */ }
+  });
+
+  const toggle = document.querySelector("[data-menu-toggle]");
+  if (toggle) {
+    toggle.addEventListener("click", () => {
+      const sidebar = toggle.closest(".sidebar");
+      const open = sidebar.classList.toggle("is-open");
+      toggle.setAttribute("aria-expanded", String(open));
+    });
+  }
+
+  // Every figure on the page that shows the balance, updated in place.
+  function showFigures(figures) {
+    document.querySelectorAll("[data-figure]").forEach((node) => {
+      const value = figures[node.dataset.figure];
+      if (value === undefined) return;
+      node.textContent = typeof value === "number" ? number.format(value) : value;
+    });
+    document.querySelectorAll("[data-meter]").forEach((bar) => { bar.style.width = `${figures.percent}%`; });
+    document.querySelectorAll("[data-gauge]").forEach((ring) => {
+      ring.setAttribute("stroke-dashoffset", String(100 - figures.percent));
+      ring.classList.toggle("is-empty", !figures.active);
+      ring.classList.toggle("is-low", figures.active && figures.low);
+    });
+    document.querySelectorAll('[data-show-when="inactive"]').forEach((node) => { node.hidden = figures.active; });
+    document.querySelectorAll('[data-show-when="low"]').forEach((node) => { node.hidden = !figures.low; });
+    document.querySelectorAll("[data-assistant-status]").forEach((pill) => {
+      pill.textContent = figures.active ? "Active" : "Inactive";
+      pill.classList.toggle("pill-ok", figures.active);
+      pill.classList.toggle("pill-off", !figures.active);
+    });
+  }
+
+  const modal = document.getElementById("tokens-modal");
+  if (!modal) return;
+  const form = modal.querySelector("[data-tokens-form]");
+  const input = modal.querySelector("#packages-input");
+  const error = modal.querySelector("[data-tokens-error]");
+  const confirm = modal.querySelector("[data-confirm]");
+  const chooseStep = modal.querySelector('[data-step="choose"]');
+  const doneStep = modal.querySelector('[data-step="done"]');
+  const perPackage = Number(modal.dataset.packageTokens);
+  const unitCents = Number(modal.dataset.unitCents);
+  const prefix = modal.dataset.moneyPrefix;
+  const maxPackages = Number(modal.dataset.maxPackages);
+  const message = `Enter a whole number of packages from 1 to ${number.format(maxPackages)}.`;
+  let key = "";
+  let busy = false;
+
+  const money = (cents) => prefix + (cents / 100).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+
+  function packages() {
+    const text = input.value.trim();
+    if (!/^\d{1,7}$/.test(text)) return null;
+    const value = Number(text);
+    return value >= 1 && value <= maxPackages ? value : null;
+  }
+
+  function showError(text) {
+    error.textContent = text;
+    error.hidden = !text;
+    input.setAttribute("aria-invalid", text ? "true" : "false");
+  }
+
+  function quote() {
+    const count = packages();
+    const tokens = count === null ? "—" : number.format(count * perPackage);
+    const price = count === null ? "—" : money(count * unitCents);
+    modal.querySelector('[data-quote="tokens"]').textContent = tokens;
+    modal.querySelectorAll('[data-quote^="price"]').forEach((node) => { node.textContent = price; });
+    showError(count === null ? message : "");
+    confirm.disabled = busy;
+    return count;
+  }
+
+  function newKey() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function open() {
+    key = newKey(); // one purchase per opening: a double click or a retry never buys twice
+    busy = false;
+    chooseStep.hidden = false;
+    doneStep.hidden = true;
+    input.value = "1";
+    quote();
+    modal.showModal();
+    input.focus();
+    input.select();
+  }
+
+  document.querySelectorAll("[data-open-tokens]").forEach((button) => button.addEventListener("click", open));
+  modal.querySelectorAll("[data-close-modal]").forEach((button) => button.addEventListener("click", () => modal.close()));
+  modal.addEventListener("click", (event) => { if (event.target === modal) modal.close(); });
+  input.addEventListener("input", quote);
+  modal.querySelectorAll("[data-step-by]").forEach((button) => button.addEventListener("click", () => {
+    const current = packages() ?? 0;
+    const next = Math.min(maxPackages, Math.max(1, current + Number(button.dataset.stepBy)));
+    input.value = String(next);
+    quote();
+  }));
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (busy) return;
+    const count = packages();
+    if (count === null) { showError(message); input.focus(); return; }
+    busy = true;
+    confirm.disabled = true;
+    showError("");
+    try {
+      const response = await fetch("/panel/tokens", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ packages: count, key }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        // Refused or declined: nothing was bought, so the next try is a new purchase.
+        // (A lost connection keeps the key: that request may have gone through.)
+        key = newKey();
+        showError(body?.error?.message || "Something went wrong. Please try again.");
+        return;
+      }
+      showFigures(body.figures);
+      modal.querySelector("[data-done-message]").textContent =
+        `${number.format(body.invoice.tokens)} tokens added. Invoice ${body.invoice.number}, ${body.invoice.amount}.`;
+      chooseStep.hidden = true;
+      doneStep.hidden = false;
+    } catch (_) {
+      showError("We could not reach Chatmeter. Check your connection and try again.");
+    } finally {
+      busy = false;
+      confirm.disabled = false;
+    }
+  });
+})();

@@ -1,0 +1,76 @@
+"""The figures the panel shows, all taken from ``billing.summary`` so they match the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from chatmeter.billing import summary
+from chatmeter.billing.service import price_cents
+from chatmeter.config import Settings
+
+SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
+
+
+def money_prefix(currency: str) -> str:
+    symbol = SYMBOLS.get(currency)
+    return symbol if symbol else f"{currency} "
+
+
+def money(amount: str | Decimal | int, currency: str) -> str:
+    """``18.00`` in EUR as ``€18.00``; thousands separated."""
+    value = Decimal(str(amount))
+    return f"{money_prefix(currency)}{value:,.2f}"
+
+
+def local_date(instant: dt.datetime, zone: str) -> str:
+    local = instant.astimezone(ZoneInfo(zone))
+    return f"{local.day} {local:%B %Y}"
+
+
+def gauge_percent(balance: int, limit: int) -> int:
+    if limit <= 0:
+        return 100 if balance > 0 else 0
+    return max(0, min(100, round(balance * 100 / limit)))
+
+
+def dashboard_figures(
+    session: Session, *, settings: Settings, account_id: int, timezone: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The balance as the dashboard, the sidebar and the purchase endpoint show it."""
+    figures = summary.balance_summary(session, account_id=account_id, now=now)
+    return {
+        "balance": figures.balance,
+        "available": figures.available,
+        "reserved": figures.reserved,
+        "limit": figures.limit,
+        "used_this_month": figures.used_this_month,
+        "percent": gauge_percent(figures.balance, figures.limit),
+        "active": figures.active,
+        "low": figures.low and figures.active,
+        "renews_on": local_date(figures.renews_at, timezone),
+        "period": figures.period,
+    }
+
+
+def billing_figures(
+    session: Session, *, settings: Settings, account_id: int, timezone: str, now: dt.datetime
+) -> dict[str, Any]:
+    plan = summary.subscription_summary(session, settings=settings, account_id=account_id, now=now)
+    currency = plan["currency"]
+    invoices = []
+    for invoice in summary.list_invoices(session, account_id=account_id):
+        row = summary.invoice_dict(invoice)
+        row["amount_text"] = money(row["amount"], row["currency"])
+        row["date"] = local_date(row["created_at"], timezone)
+        invoices.append(row)
+    return plan | {
+        "monthly_price_text": money(plan["monthly_price"], currency),
+        "renews_on": local_date(plan["renews_at"], timezone),
+        "unit_price_cents": price_cents(settings.package_price),
+        "invoices": invoices,
+    }

@@ -1,0 +1,59 @@
+"""A browser-like client for the panel: it keeps cookies and reads each page's CSRF token."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from chatmeter.context import Context
+from chatmeter.web.app import create_app
+
+PASSWORD = "a long enough password"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Panel:
+    client: TestClient
+
+    def csrf(self, path: str = "/panel/sign-in") -> str:
+        match = CSRF.search(self.client.get(path).text)
+        assert match, f"no CSRF token on {path}"
+        return match[1]
+
+    def post(self, path: str, data: dict[str, Any], *, page: str | None = None) -> Response:
+        token = self.csrf(page or path)
+        return self.client.post(path, data={"csrf_token": token} | data, follow_redirects=False)
+
+    def sign_up(self, email: str = "owner@example.com", **fields: Any) -> Response:
+        data = {"email": email, "password": PASSWORD, "name": "Shop", "timezone": "UTC"}
+        return self.post("/panel/sign-up", data | fields)
+
+    def sign_in(self, email: str = "owner@example.com", password: str = PASSWORD) -> Response:
+        return self.post("/panel/sign-in", {"email": email, "password": password})
+
+    def buy(
+        self, packages: Any, key: str = "window-key-0001", token: str | None = None
+    ) -> Response:
+        token = self.csrf("/panel/dashboard") if token is None else token
+        return self.client.post(
+            "/panel/tokens",
+            json={"packages": packages, "key": key},
+            headers={"X-CSRF-Token": token},
+        )
+
+
+@pytest.fixture
+def panel(ctx: Context) -> Iterator[Panel]:
+    with TestClient(create_app(ctx), base_url="http://127.0.0.1") as client:
+        yield Panel(client)
+
+
+def new_panel(ctx: Context) -> Panel:
+    return Panel(TestClient(create_app(ctx), base_url="http://127.0.0.1"))
