@@ -414,7 +414,7 @@ def bench_backend(backend: str, url: str, seconds: float, show_sql: bool) -> lis
         hot, spread = populate(db)
         reserve_sql, settle_sql = statements_per_turn(db, spread[-1])
         extra = (
-            "the pool's pre-ping, BEGIN and COMMIT are 3 more round trips"
+            "BEGIN and COMMIT are 2 more round trips"
             if backend == "postgres"
             else "COMMIT is one more"
         )
