@@ -6,7 +6,9 @@
    limit, retrieval (with the real embedding model and the real llama.cpp
    tokenizer for counting), prompt building, reserve, settle, storing the
    messages — with a provider that answers at once, against an assistant of
-   10,000 passages, on SQLite and PostgreSQL. p50/p99 per turn.
+   10,000 passages, on SQLite and PostgreSQL. p50/p99 per turn. Every
+   question is new (random words), so no cache of question vectors or
+   passage counts is hit more than by chance.
 2. Tokens per typical conversation: the demo "Help Center" trained on
    docs/help with the default settings and the bundled model, four
    conversations of 3-4 questions; prints each turn's context and generation
@@ -209,7 +211,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(
-        f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+        f"machine: {os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
     )
     print(f"platform overhead per turn, {args.chunks:,} passages, provider answering at once:")
     for backend in ("sqlite", "postgresql"):
@@ -223,7 +226,7 @@ def main() -> None:
             drop()
         print(
             f"  {backend:<10} p50 {figures['p50']:6.2f} ms   p99 {figures['p99']:6.2f} ms   "
-            f"mean {figures['mean']:6.2f} ms",
+            f"mean {figures['mean']:6.2f} ms   (load average {os.getloadavg()[0]:.2f})",
             flush=True,
         )
     if not args.skip_model:

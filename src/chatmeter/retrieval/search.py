@@ -70,10 +70,19 @@ def retrieve(
     if not ranked:
         return []
     wanted = [chunk_id for chunk_id, _ in ranked[: passages * 3]]
+    # Columns, not Chunk objects: an object would also load its 1.5 KB vector.
     rows = {
-        chunk.id: (chunk, filename)
-        for chunk, filename in session.execute(
-            select(Chunk, TrainingFile.filename)
+        row.id: row
+        for row in session.execute(
+            select(
+                Chunk.id,
+                Chunk.file_id,
+                TrainingFile.filename,
+                Chunk.page,
+                Chunk.heading,
+                Chunk.text,
+                Chunk.tokens,
+            )
             .join(TrainingFile, TrainingFile.id == Chunk.file_id)
             .where(Chunk.id.in_(wanted))
         )
@@ -81,25 +90,16 @@ def retrieve(
     chosen: list[Passage] = []
     spent = 0
     for chunk_id, score in ranked:
-        if len(chosen) == passages or chunk_id not in rows:
-            if len(chosen) == passages:
-                break
-            continue
-        chunk, filename = rows[chunk_id]
-        cost = count_tokens(chunk.text) if count_tokens else chunk.tokens
+        if len(chosen) == passages:
+            break
+        row = rows.get(chunk_id)
+        if row is None:
+            continue  # not among the wanted, or deleted since the search
+        cost = count_tokens(row.text) if count_tokens else row.tokens
         if spent + cost > budget:
             continue  # a smaller passage further down may still fit
         spent += cost
         chosen.append(
-            Passage(
-                chunk.id,
-                chunk.file_id,
-                filename,
-                chunk.page,
-                chunk.heading,
-                chunk.text,
-                cost,
-                score,
-            )
+            Passage(row.id, row.file_id, row.filename, row.page, row.heading, row.text, cost, score)
         )
     return chosen
