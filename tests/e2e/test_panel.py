@@ -201,3 +201,13 @@ def test_screenshots_of_the_dashboard_and_the_window(
     window.get_by_label("How many packages?").fill("10")
     expect(window.locator('[data-quote="tokens"]')).to_have_text("50,000")
     page.screenshot(path=str(SCREENSHOTS / "get-more-tokens.png"))
+
+
+def test_the_buy_link_in_the_emails_opens_the_window(live: LiveServer, visit: Visit) -> None:
+    """Low-balance and out-of-tokens emails link to /panel/billing?buy=1."""
+    page = visit.page
+    sign_up(page, live, "link@northwind.example")
+    page.goto(f"{live.url}/panel/billing?buy=1")
+    expect(page.get_by_role("dialog", name="Get more tokens")).to_be_visible()
+    page.goto(f"{live.url}/panel/billing")
+    expect(page.get_by_role("dialog", name="Get more tokens")).to_be_hidden()

@@ -79,7 +79,7 @@ def test_one_low_and_one_depleted_email_per_month(ctx: Context, smtp_server: Smt
     low_text = low[0].get_body(preferencelist=("plain",)).get_content()
     assert "900" in low_text and "5,000" in low_text and "2026-12-01" in low_text
     html = empty[0].get_body(preferencelist=("html",)).get_content()
-    assert "/billing?buy=1" in html
+    assert "/panel/billing?buy=1" in html
     assert all(m["To"] == "owner@example.com" for m in smtp_server.inbox.messages)
 
 

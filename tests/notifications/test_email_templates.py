@@ -14,7 +14,7 @@ from chatmeter.notifications.balance_notices import account_figures
 from chatmeter.notifications.templates import EMAILS_DIR, KINDS, render, thousands
 
 BASE_URL = "https://chat.example.com"
-BUY_URL = "https://chat.example.com/billing?buy=1"
+BUY_URL = "https://chat.example.com/panel/billing?buy=1"
 EVIL = '<script>alert("x")</script>'
 
 BALANCE = {
@@ -71,7 +71,7 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
             "27.00 EUR",
             "12,345 of 15,000 tokens",
             "2026-12-01",
-            f"{BASE_URL}/billing",
+            f"{BASE_URL}/panel/billing",
         ],
     ),
     "renewal_receipt": (

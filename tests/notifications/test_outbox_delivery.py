@@ -99,7 +99,7 @@ def test_each_message_arrives_once_with_both_parts(
         assert text is not None and html is not None
         assert "of 5,000 tokens left" in text.get_content()
         assert "5,000" in html.get_content()
-        assert f"{settings.base_url}/billing?buy=1" in text.get_content()
+        assert f"{settings.base_url}/panel/billing?buy=1" in text.get_content()
     assert all(r.status == OutboxStatus.SENT and r.sent_at == clock.now() for r in rows(db))
     assert all(r.attempts == 1 for r in rows(db))
 

@@ -120,8 +120,8 @@ def render(kind: str, context: dict[str, Any], *, base_url: str) -> RenderedEmai
     figures = {
         **context,
         "base_url": base,
-        "billing_url": f"{base}/billing",
-        "buy_url": f"{base}/billing?buy=1",
+        "billing_url": f"{base}/panel/billing",
+        "buy_url": f"{base}/panel/billing?buy=1",
     }
     text_template = _env.get_template(f"{kind}.txt")
     subject_block = text_template.blocks["subject"](text_template.new_context(figures))

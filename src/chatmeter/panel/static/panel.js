@@ -104,6 +104,8 @@
   }
 
   document.querySelectorAll("[data-open-tokens]").forEach((button) => button.addEventListener("click", open));
+  // The "Get more tokens" link in the low-balance and out-of-tokens emails.
+  if (new URLSearchParams(window.location.search).get("buy") === "1") open();
   modal.querySelectorAll("[data-close-modal]").forEach((button) => button.addEventListener("click", () => modal.close()));
   modal.addEventListener("click", (event) => { if (event.target === modal) modal.close(); });
   input.addEventListener("input", quote);
