@@ -65,3 +65,15 @@ def test_demo_help_center_cites_the_buying_tokens_article(ctx: Context) -> None:
     assert answer["answer"].strip()
     cited = [s for s in answer["sources"] if s["filename"] == "buying-tokens.txt"]
     assert any("packages of 5,000" in s["passage"] for s in cited), answer["sources"]
+
+
+def test_the_demo_can_sign_in_to_the_panel(ctx: Context) -> None:
+    from chatmeter.demo import DEMO_EMAIL, DEMO_PASSWORD
+    from chatmeter.panel import service as users
+
+    printed: list[str] = []
+    account = ensure_demo(ctx, echo=printed.append)
+    with ctx.db.read() as session:
+        user = users.authenticate(session, email=DEMO_EMAIL, password=DEMO_PASSWORD)
+    assert user.account_id == account
+    assert any(DEMO_PASSWORD in line and "/panel/sign-in" in line for line in printed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,10 +14,13 @@ from chatmeter.accounts.models import Account
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.billing import service as billing
+from chatmeter.config import Env
 from chatmeter.context import Context
+from chatmeter.panel import service as users
 from chatmeter.training import service as training
 
 DEMO_EMAIL = "demo@example.com"
+DEMO_PASSWORD = "chatmeter-demo"
 DEMO_PACKAGES = 2
 # The product's own help articles: the demo assistant answers questions about Chatmeter.
 HELP_ARTICLES = Path(__file__).resolve().parents[2] / "docs" / "help"
@@ -28,12 +32,21 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
         existing = session.scalar(select(Account.id).where(Account.contact_email == DEMO_EMAIL))
     if existing is not None:
         return existing
+    # A known password is convenient on a developer's machine, never in production.
+    production = ctx.settings.env is Env.PRODUCTION
+    password = secrets.token_urlsafe(12) if production else DEMO_PASSWORD
     with ctx.db.uow() as uow:
         now = ctx.clock.now()
-        account = accounts.create_account(uow.session, email=DEMO_EMAIL, name="Demo Shop", now=now)
-        billing.open_subscription(
-            uow.session, account_id=account.id, settings=ctx.settings, now=now
+        # Signs up like a customer would, so the demo can also sign in to the panel.
+        owner = users.sign_up(
+            uow.session,
+            settings=ctx.settings,
+            email=DEMO_EMAIL,
+            password=password,
+            name="Demo Shop",
+            now=now,
         )
+        account = accounts.get_account(uow.session, account_id=owner.account_id)
         key = accounts.issue_api_key(uow.session, account_id=account.id, now=now, name="demo")
         helper = assistants.create_assistant(
             uow.session,
@@ -65,6 +78,7 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
     os.chmod(key_file, 0o600)
     echo(f"Demo account {account.id} created ({DEMO_EMAIL}) with {DEMO_PACKAGES} packages.")
     echo(f"Its API key (also saved in {key_file}): {key}")
+    echo(f"Sign in at {ctx.settings.base_url}/panel/sign-in as {DEMO_EMAIL} / {password}")
     echo(
         f"Assistant 'Help Center' (public key {public_key}) is learning {len(articles)} "
         "help articles in the background."
