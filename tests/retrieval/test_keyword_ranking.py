@@ -6,13 +6,10 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from chatmeter.assistants import service as assistants
-from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.context import Context
 from chatmeter.retrieval import keyword
-from chatmeter.training import service as training
-from chatmeter.training.models import Chunk
 from tests.conftest import new_account
+from tests.retrieval.test_search_parts import make_assistant
 
 QUESTIONS = [
     "tokens",
@@ -21,40 +18,6 @@ QUESTIONS = [
     "refund policy for packages",
     "nothing matches this",
 ]
-
-
-def make_assistant(ctx: Context, account: int, texts: list[str]) -> tuple[int, list[int]]:
-    """An assistant of ``account`` whose one file has these passages."""
-    with ctx.db.uow() as uow:
-        assistant = assistants.create_assistant(
-            uow.session, account_id=account, fields=AssistantFields(name="A"), now=ctx.clock.now()
-        )
-        file = training.upload(
-            uow.session,
-            assistant=assistant,
-            filename="f.txt",
-            data=b"x",
-            max_bytes=100,
-            now=ctx.clock.now(),
-        ).file
-        chunks = [
-            Chunk(
-                assistant_id=assistant.id,
-                file_id=file.id,
-                ordinal=i,
-                page=1,
-                heading="",
-                text=passage,
-                tokens=len(passage.split()),
-                embedding=np.zeros(3, "<f4").tobytes(),
-            )
-            for i, passage in enumerate(texts)
-        ]
-        uow.session.add_all(chunks)
-        uow.session.flush()
-        ids = [c.id for c in chunks]
-        uow.commit()
-        return assistant.id, ids
 
 
 def texts(rng: np.random.Generator, count: int) -> list[str]:
@@ -87,8 +50,8 @@ def test_sqlite_ranks_as_one_query_would(ctx: Context) -> None:
     account = new_account(ctx)
     # A small assistant and a big one sharing the FTS table: the small one's
     # best are rarely among the table's best (the fallback), the big one's are.
-    small, small_ids = make_assistant(ctx, account, texts(rng, 40))
-    big, big_ids = make_assistant(ctx, account, texts(rng, 400))
+    small, small_ids = make_assistant(ctx, account=account, texts=texts(rng, 40))
+    big, big_ids = make_assistant(ctx, account=account, texts=texts(rng, 400))
     for question in QUESTIONS:
         for limit in (1, 5, 30):
             for assistant_id, ids in ((small, small_ids), (big, big_ids)):
@@ -102,8 +65,10 @@ def test_sqlite_ranks_as_one_query_would(ctx: Context) -> None:
 
 def test_an_assistant_sees_only_its_own_matches(ctx: Context) -> None:
     account = new_account(ctx)
-    mine, my_ids = make_assistant(ctx, account, ["Tokens renew on the first of the month."])
-    make_assistant(ctx, account, ["tokens tokens tokens renew renew"] * 200)
+    mine, my_ids = make_assistant(
+        ctx, account=account, texts=["Tokens renew on the first of the month."]
+    )
+    make_assistant(ctx, account=account, texts=["tokens tokens tokens renew renew"] * 200)
     with ctx.db.read() as session:
         found = keyword.search(session, assistant_id=mine, question="tokens renew", limit=3)
     assert found == my_ids

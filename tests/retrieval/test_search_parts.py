@@ -31,9 +31,17 @@ def test_fusion_scores_every_item_once_best_first(rankings: list[list[int]]) -> 
     assert scores == sorted(scores, reverse=True)
 
 
-def make_assistant(ctx: Context, texts: list[str], vectors: np.ndarray) -> tuple[int, list[int]]:
-    """An assistant with one trained file whose chunks carry the given vectors."""
-    account = new_account(ctx)
+def make_assistant(
+    ctx: Context,
+    texts: list[str],
+    vectors: np.ndarray | None = None,
+    *,
+    account: int | None = None,
+) -> tuple[int, list[int]]:
+    """An assistant with one trained file whose chunks carry the given vectors (or zeros)."""
+    account = account if account is not None else new_account(ctx)
+    if vectors is None:
+        vectors = np.zeros((len(texts), 3), dtype=np.float32)
     with ctx.db.uow() as uow:
         assistant = assistants.create_assistant(
             uow.session, account_id=account, fields=AssistantFields(name="A"), now=ctx.clock.now()

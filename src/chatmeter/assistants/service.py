@@ -115,6 +115,22 @@ def by_public_key(session: Session, *, public_key: str) -> Assistant | None:
     )
 
 
+def visible_by_public_key(session: Session, *, public_key: str) -> Assistant | None:
+    """The assistant visitors may see and talk to: it exists and its account has tokens.
+
+    The one place the "inactive at zero" rule meets the public: the widget and the
+    chat both ask here, so they can never disagree.
+    """
+    from chatmeter.billing.summary import is_active
+    from chatmeter.ledger.models import Balance
+
+    assistant = by_public_key(session, public_key=public_key)
+    if assistant is None:
+        return None
+    balance = session.get(Balance, assistant.account_id)
+    return assistant if balance is not None and is_active(balance) else None
+
+
 def assistant_dict(assistant: Assistant) -> dict[str, Any]:
     return {
         "id": assistant.id,

@@ -26,13 +26,11 @@ from sqlalchemy import select
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
-from chatmeter.billing.summary import is_active
 from chatmeter.chat import prompt
 from chatmeter.chat.models import Conversation, Message
 from chatmeter.context import Context
 from chatmeter.errors import InsufficientTokens, InvalidInput, NotFound, Unavailable
 from chatmeter.ledger import service as ledger
-from chatmeter.ledger.models import Balance
 from chatmeter.llm.base import (
     ChatMessage,
     GenerationRequest,
@@ -200,9 +198,8 @@ def start_turn(
             field="message",
         )
     with ctx.db.read() as session:
-        assistant = assistants.by_public_key(session, public_key=public_key)
-        balance = session.get(Balance, assistant.account_id) if assistant else None
-        if assistant is None or balance is None or not is_active(balance):
+        assistant = assistants.visible_by_public_key(session, public_key=public_key)
+        if assistant is None:
             raise Unavailable()
         ctx.limiter.check(assistant_id=assistant.id, visitor=visitor)
         history = _history(session, assistant, conversation_id)

@@ -183,6 +183,7 @@ class LlamaChatTokenizer:
             raise TokenizerUnavailable("the GGUF file carries no chat template")
         self.name = name
         self._llama = llama
+        self._last_prompt: tuple[tuple[ChatMessage, ...], int] | None = None
         # Built the way Llama.__init__ builds its handler for the file's own
         # template ("chat_template.default"), so the prompt is the same string.
         self._formatter = Jinja2ChatFormatter(
@@ -214,7 +215,16 @@ class LlamaChatTokenizer:
         )
 
     def count_prompt(self, messages: Sequence[ChatMessage]) -> int:
-        return len(self.prompt_tokens(messages))
+        # A chat turn counts its prompt to reserve, then the provider counts the same
+        # prompt again when it starts generating: remember the last one (a tuple
+        # swap is atomic, so threads at worst count again).
+        key = tuple(messages)
+        last = self._last_prompt
+        if last is not None and last[0] == key:
+            return last[1]
+        count = len(self.prompt_tokens(messages))
+        self._last_prompt = (key, count)
+        return count
 
     def count_text(self, text: str) -> int:
         if not text:

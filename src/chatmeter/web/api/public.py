@@ -17,9 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field, StrictStr
 
 from chatmeter.assistants import service as assistants
-from chatmeter.billing.summary import is_active
 from chatmeter.chat import service as chat
-from chatmeter.ledger.models import Balance
 from chatmeter.web.deps import ContextDep
 from chatmeter.web.schemas import Strict
 
@@ -83,9 +81,8 @@ def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
 def widget_settings(public_key: str, ctx: ContextDep) -> Response:
     """What the embedded widget shows; an empty 404 tells it to show nothing at all."""
     with ctx.db.read() as session:
-        assistant = assistants.by_public_key(session, public_key=public_key)
-        balance = session.get(Balance, assistant.account_id) if assistant else None
-        if assistant is None or balance is None or not is_active(balance):
+        assistant = assistants.visible_by_public_key(session, public_key=public_key)
+        if assistant is None:
             return Response(status_code=404, headers=NO_STORE)
         settings = {
             "title": assistant.widget_title or assistant.name,
