@@ -3,47 +3,40 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from chatmeter.accounts.models import Account
 from chatmeter.assistants import service as assistants
 from chatmeter.billing import service as billing
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
-from chatmeter.context import Context
 from chatmeter.errors import ChatmeterError, InvalidInput
-from chatmeter.panel import auth
+from chatmeter.panel import assistant_pages, auth, settings, usage
 from chatmeter.panel import service as users
-from chatmeter.panel.models import Role, User
-from chatmeter.panel.views import (
-    billing_figures,
-    dashboard_figures,
-    local_date,
-    money,
-    money_prefix,
+from chatmeter.panel.common import (
+    HERE,
+    NAV,
+    Viewer,
+    ctx_of,
+    form_text,
+    owner_only,
+    problem,
+    render,
+    sentence,
+    to_sign_in,
+    viewer_of,
 )
+from chatmeter.panel.views import billing_figures, dashboard_figures, local_date, money
 
-HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["num"] = lambda value: f"{int(value):,}"
+# Each area of the panel is its own router; this module's catch-all "not found" comes last.
+AREAS = [usage.router, assistant_pages.router, settings.router]
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
-NAV = [
-    ("dashboard", "Dashboard"),
-    ("assistants", "Assistants"),
-    ("usage", "Usage"),
-    ("billing", "Billing"),
-    ("settings", "Settings"),
-]
 PACKAGES_MESSAGE = "Enter a whole number of packages from 1 to 1,000."
 DONE = {
     "packages": "Your number of packages is changed. It takes effect at your next renewal.",
@@ -56,95 +49,13 @@ def install(app: FastAPI) -> None:
     app.state.panel_limiter = auth.SignInLimiter(app.state.ctx.settings)
     # The static files first: the panel's catch-all "not found" page would hide them.
     app.mount("/panel/static", StaticFiles(directory=HERE / "static"), name="panel-static")
+    for area in AREAS:
+        app.include_router(area)
     app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
         return RedirectResponse("/panel/dashboard", status_code=303)
-
-
-@dataclass(frozen=True)
-class Viewer:
-    user_id: int
-    email: str
-    role: str
-    account_id: int
-    account_name: str
-    timezone: str
-
-    @property
-    def is_owner(self) -> bool:
-        return self.role == Role.OWNER
-
-
-def _ctx(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
-    return ctx
-
-
-def _viewer(request: Request) -> Viewer | None:
-    ctx = _ctx(request)
-    user_id = auth.read_session(ctx.settings, request.cookies.get(auth.SESSION_COOKIE))
-    if user_id is None:
-        return None
-    with ctx.db.read() as session:
-        user = session.get(User, user_id)
-        account = session.get(Account, user.account_id) if user else None
-        if user is None or account is None:
-            return None
-        return Viewer(user.id, user.email, user.role, account.id, account.name, account.timezone)
-
-
-def sentence(message: str) -> str:
-    """A service's message as the panel shows it: a capital letter and a full stop."""
-    message = message.strip()
-    if not message:
-        return message
-    message = message[0].upper() + message[1:]
-    return message if message.endswith((".", "!", "?")) else message + "."
-
-
-def _render(
-    request: Request, name: str, *, viewer: Viewer | None = None, status: int = 200, **context: Any
-) -> HTMLResponse:
-    ctx = _ctx(request)
-    settings = ctx.settings
-    page: dict[str, Any] = {
-        "viewer": viewer,
-        "nav": NAV,
-        "csrf_token": auth.csrf_token(request, settings),
-        "package_tokens": settings.package_tokens,
-        "unit_price_cents": billing.price_cents(settings.package_price),
-        "currency": settings.currency,
-        "money_prefix": money_prefix(settings.currency),
-        "max_packages": billing.MAX_PACKAGES,
-    }
-    if viewer is not None and "figures" not in context:
-        with ctx.db.read() as session:
-            page["figures"] = dashboard_figures(
-                session,
-                settings=settings,
-                account_id=viewer.account_id,
-                timezone=viewer.timezone,
-                now=ctx.clock.now(),
-            )
-    response = templates.TemplateResponse(request, name, page | context, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
-    auth.keep_csrf_cookie(request, response, settings)
-    return response
-
-
-def _to_sign_in() -> RedirectResponse:
-    return RedirectResponse("/panel/sign-in", status_code=303)
-
-
-def _form_text(form: Any, name: str, *, limit: int = 1000) -> str:
-    value = form.get(name, "")
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be text")
-    if len(value) > limit:
-        raise InvalidInput(f"the {name.replace('_', ' ')} is too long (at most {limit} characters)")
-    return value
 
 
 def parse_packages(value: object) -> int:
@@ -171,9 +82,9 @@ def panel_home(request: Request) -> Response:
 
 @router.get("/sign-up")
 def sign_up_form(request: Request) -> Response:
-    if _viewer(request):
+    if viewer_of(request):
         return RedirectResponse("/panel/dashboard", status_code=303)
-    return _render(request, "sign_up.html", form={})
+    return render(request, "sign_up.html", form={})
 
 
 @router.post("/sign-up")
@@ -183,16 +94,16 @@ async def sign_up(request: Request) -> Response:
 
 
 def _sign_up(request: Request, form: Any) -> Response:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     values: dict[str, str] = {}
     try:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
         values = {
-            "name": _form_text(form, "name", limit=200),
-            "email": _form_text(form, "email", limit=320),
-            "timezone": _form_text(form, "timezone", limit=64) or "UTC",
+            "name": form_text(form, "name", limit=200),
+            "email": form_text(form, "email", limit=320),
+            "timezone": form_text(form, "timezone", limit=64) or "UTC",
         }
-        password = _form_text(form, "password", limit=users.MAX_PASSWORD_LENGTH)
+        password = form_text(form, "password", limit=users.MAX_PASSWORD_LENGTH)
         with ctx.db.uow() as uow:
             user = users.sign_up(
                 uow.session,
@@ -205,7 +116,7 @@ def _sign_up(request: Request, form: Any) -> Response:
             )
             uow.commit()
     except ChatmeterError as exc:
-        return _render(
+        return render(
             request,
             "sign_up.html",
             status=exc.status_code,
@@ -219,9 +130,9 @@ def _sign_up(request: Request, form: Any) -> Response:
 
 @router.get("/sign-in")
 def sign_in_form(request: Request) -> Response:
-    if _viewer(request):
+    if viewer_of(request):
         return RedirectResponse("/panel/dashboard", status_code=303)
-    return _render(request, "sign_in.html", email="")
+    return render(request, "sign_in.html", email="")
 
 
 @router.post("/sign-in")
@@ -231,19 +142,19 @@ async def sign_in(request: Request) -> Response:
 
 
 def _sign_in(request: Request, form: Any) -> Response:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     email = ""
     try:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
-        email = _form_text(form, "email", limit=320)
-        password = _form_text(form, "password", limit=users.MAX_PASSWORD_LENGTH)
+        email = form_text(form, "email", limit=320)
+        password = form_text(form, "password", limit=users.MAX_PASSWORD_LENGTH)
         limiter: auth.SignInLimiter = request.app.state.panel_limiter
         address = request.client.host if request.client else "unknown"
         limiter.check(email=email, address=address)
         with ctx.db.read() as session:
             user = users.authenticate(session, email=email, password=password)
     except ChatmeterError as exc:
-        return _render(
+        return render(
             request,
             "sign_in.html",
             status=exc.status_code,
@@ -262,14 +173,14 @@ async def sign_out(request: Request) -> Response:
 
 
 def _sign_out(request: Request, form: Any) -> Response:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     try:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
     except ChatmeterError as exc:
-        return _render(
+        return render(
             request, "sign_in.html", status=exc.status_code, error=sentence(exc.message), email=""
         )
-    response = _render(request, "sign_in.html", notice="You are signed out.", email="")
+    response = render(request, "sign_in.html", notice="You are signed out.", email="")
     auth.end_session(response, ctx.settings)
     return response
 
@@ -279,22 +190,22 @@ def _sign_out(request: Request, form: Any) -> Response:
 
 @router.get("/dashboard")
 def dashboard(request: Request) -> Response:
-    viewer = _viewer(request)
+    viewer = viewer_of(request)
     if viewer is None:
-        return _to_sign_in()
-    ctx = _ctx(request)
+        return to_sign_in()
+    ctx = ctx_of(request)
     with ctx.db.read() as session:
         bots = assistants.list_assistants(session, account_id=viewer.account_id)
         rows = [{"id": a.id, "name": a.name, "title": a.widget_title} for a in bots]
-    return _render(request, "dashboard.html", viewer=viewer, active_nav="dashboard", bots=rows)
+    return render(request, "dashboard.html", viewer=viewer, active_nav="dashboard", bots=rows)
 
 
 def _coming_soon(section: str, title: str) -> Any:
     def page(request: Request) -> Response:
-        viewer = _viewer(request)
+        viewer = viewer_of(request)
         if viewer is None:
-            return _to_sign_in()
-        return _render(request, "soon.html", viewer=viewer, active_nav=section, title=title)
+            return to_sign_in()
+        return render(request, "soon.html", viewer=viewer, active_nav=section, title=title)
 
     return page
 
@@ -310,7 +221,7 @@ for _section, _title in NAV:
 def _billing_page(
     request: Request, viewer: Viewer, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     with ctx.db.read() as session:
         plan = billing_figures(
             session,
@@ -320,7 +231,7 @@ def _billing_page(
             now=ctx.clock.now(),
         )
     done = request.query_params.get("done", "")
-    return _render(
+    return render(
         request,
         "billing.html",
         viewer=viewer,
@@ -334,9 +245,9 @@ def _billing_page(
 
 @router.get("/billing")
 def billing_page(request: Request) -> Response:
-    viewer = _viewer(request)
+    viewer = viewer_of(request)
     if viewer is None:
-        return _to_sign_in()
+        return to_sign_in()
     return _billing_page(request, viewer)
 
 
@@ -347,13 +258,13 @@ async def change_packages(request: Request) -> Response:
 
 
 def _change_packages(request: Request, form: Any) -> Response:
-    viewer = _viewer(request)
+    viewer = viewer_of(request)
     if viewer is None:
-        return _to_sign_in()
-    ctx = _ctx(request)
+        return to_sign_in()
+    ctx = ctx_of(request)
     try:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
-        _owner_only(viewer)
+        owner_only(viewer)
         packages = parse_packages(form.get("packages", ""))
         with ctx.db.uow() as uow:
             billing.change_quantity(
@@ -373,10 +284,10 @@ def _change_packages(request: Request, form: Any) -> Response:
 
 @router.get("/billing/cancel")
 def cancel_form(request: Request) -> Response:
-    viewer = _viewer(request)
+    viewer = viewer_of(request)
     if viewer is None:
-        return _to_sign_in()
-    return _render(request, "cancel.html", viewer=viewer, active_nav="billing")
+        return to_sign_in()
+    return render(request, "cancel.html", viewer=viewer, active_nav="billing")
 
 
 @router.post("/billing/cancel")
@@ -386,18 +297,18 @@ async def cancel(request: Request) -> Response:
 
 
 def _cancel(request: Request, form: Any) -> Response:
-    viewer = _viewer(request)
+    viewer = viewer_of(request)
     if viewer is None:
-        return _to_sign_in()
-    ctx = _ctx(request)
+        return to_sign_in()
+    ctx = ctx_of(request)
     try:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
-        _owner_only(viewer)
+        owner_only(viewer)
         with ctx.db.uow() as uow:
             billing.cancel(uow.session, account_id=viewer.account_id, now=ctx.clock.now())
             uow.commit()
     except ChatmeterError as exc:
-        return _render(
+        return render(
             request,
             "cancel.html",
             viewer=viewer,
@@ -410,10 +321,10 @@ def _cancel(request: Request, form: Any) -> Response:
 
 @router.get("/billing/invoices/{invoice_id}")
 def receipt(request: Request, invoice_id: str) -> Response:
-    viewer = _viewer(request)
+    viewer = viewer_of(request)
     if viewer is None:
-        return _to_sign_in()
-    ctx = _ctx(request)
+        return to_sign_in()
+    ctx = ctx_of(request)
     with ctx.db.read() as session:
         invoice = (
             session.scalar(
@@ -426,23 +337,14 @@ def receipt(request: Request, invoice_id: str) -> Response:
         )
         row = invoice_dict(invoice) if invoice is not None else None
     if row is None:
-        return _render(request, "not_found.html", viewer=viewer, status=404)
+        return render(request, "not_found.html", viewer=viewer, status=404)
     row["amount_text"] = money(row["amount"], row["currency"])
     row["date"] = local_date(row["created_at"], viewer.timezone)
     row["paid_on"] = local_date(row["paid_at"], viewer.timezone) if row["paid_at"] else None
-    return _render(request, "receipt.html", viewer=viewer, active_nav="billing", invoice=row)
-
-
-def _owner_only(viewer: Viewer) -> None:
-    if not viewer.is_owner:
-        raise auth.Forbidden("only the account's owner can change billing")
+    return render(request, "receipt.html", viewer=viewer, active_nav="billing", invoice=row)
 
 
 # --- "Get more tokens" ----------------------------------------------------------
-
-
-def _problem(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": sentence(message)}}, status_code=status)
 
 
 @router.post("/tokens")
@@ -453,13 +355,13 @@ async def buy_tokens(request: Request) -> Response:
 
 
 def _buy_tokens(request: Request, raw: bytes) -> Response:
-    viewer = _viewer(request)
+    viewer = viewer_of(request)
     if viewer is None:
-        return _problem(401, "your session has ended; sign in again")
-    ctx = _ctx(request)
+        return problem(401, "your session has ended; sign in again")
+    ctx = ctx_of(request)
     try:
         auth.check_csrf(request, ctx.settings, request.headers.get(auth.CSRF_HEADER))
-        _owner_only(viewer)
+        owner_only(viewer)
         try:
             body = json.loads(raw or b"null")
         except ValueError as exc:
@@ -474,7 +376,7 @@ def _buy_tokens(request: Request, raw: bytes) -> Response:
             ctx, account_id=viewer.account_id, packages=packages, key=f"panel:{key}"
         )
     except ChatmeterError as exc:
-        return _problem(exc.status_code, exc.message)
+        return problem(exc.status_code, exc.message)
     with ctx.db.read() as session:
         figures = dashboard_figures(
             session,
@@ -500,10 +402,10 @@ def _buy_tokens(request: Request, raw: bytes) -> Response:
 @router.get("/figures")
 def figures(request: Request) -> Response:
     """The balance as JSON, for the pages to refresh themselves."""
-    viewer = _viewer(request)
+    viewer = viewer_of(request)
     if viewer is None:
-        return _problem(401, "your session has ended; sign in again")
-    ctx = _ctx(request)
+        return problem(401, "your session has ended; sign in again")
+    ctx = ctx_of(request)
     with ctx.db.read() as session:
         return JSONResponse(
             dashboard_figures(
@@ -520,4 +422,4 @@ def figures(request: Request) -> Response:
 @router.get("/{rest:path}")
 def not_found(request: Request, rest: str) -> Response:
     """Any other address under /panel: a page, not JSON."""
-    return _render(request, "not_found.html", viewer=_viewer(request), status=404)
+    return render(request, "not_found.html", viewer=viewer_of(request), status=404)

@@ -1,0 +1,132 @@
+"""What every panel page shares: the signed-in viewer, rendering, form fields and errors.
+
+Each area of the panel (``routes`` for sign-in, dashboard and billing, ``usage``,
+``assistant_pages``, ``settings``) is its own router built on these helpers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from chatmeter.accounts.models import Account
+from chatmeter.billing import service as billing
+from chatmeter.context import Context
+from chatmeter.errors import InvalidInput
+from chatmeter.panel import auth
+from chatmeter.panel.models import Role, User
+from chatmeter.panel.views import dashboard_figures, money_prefix
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["num"] = lambda value: f"{int(value):,}"
+
+NAV = [
+    ("dashboard", "Dashboard"),
+    ("assistants", "Assistants"),
+    ("usage", "Usage"),
+    ("billing", "Billing"),
+    ("settings", "Settings"),
+]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: int
+    email: str
+    role: str
+    account_id: int
+    account_name: str
+    timezone: str
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == Role.OWNER
+
+
+def ctx_of(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def viewer_of(request: Request) -> Viewer | None:
+    """The signed-in user, or None for a missing, forged or expired session."""
+    ctx = ctx_of(request)
+    user_id = auth.read_session(ctx.settings, request.cookies.get(auth.SESSION_COOKIE))
+    if user_id is None:
+        return None
+    with ctx.db.read() as session:
+        user = session.get(User, user_id)
+        account = session.get(Account, user.account_id) if user else None
+        if user is None or account is None:
+            return None
+        return Viewer(user.id, user.email, user.role, account.id, account.name, account.timezone)
+
+
+def sentence(message: str) -> str:
+    """A service's message as the panel shows it: a capital letter and a full stop."""
+    message = message.strip()
+    if not message:
+        return message
+    message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."
+
+
+def render(
+    request: Request, name: str, *, viewer: Viewer | None = None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    """A page from ``templates/``; pages for a signed-in viewer get the sidebar's figures."""
+    ctx = ctx_of(request)
+    settings = ctx.settings
+    page: dict[str, Any] = {
+        "viewer": viewer,
+        "nav": NAV,
+        "csrf_token": auth.csrf_token(request, settings),
+        "package_tokens": settings.package_tokens,
+        "unit_price_cents": billing.price_cents(settings.package_price),
+        "currency": settings.currency,
+        "money_prefix": money_prefix(settings.currency),
+        "max_packages": billing.MAX_PACKAGES,
+    }
+    if viewer is not None and "figures" not in context:
+        with ctx.db.read() as session:
+            page["figures"] = dashboard_figures(
+                session,
+                settings=settings,
+                account_id=viewer.account_id,
+                timezone=viewer.timezone,
+                now=ctx.clock.now(),
+            )
+    response = templates.TemplateResponse(request, name, page | context, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    auth.keep_csrf_cookie(request, response, settings)
+    return response
+
+
+def to_sign_in() -> RedirectResponse:
+    return RedirectResponse("/panel/sign-in", status_code=303)
+
+
+def form_text(form: Any, name: str, *, limit: int = 1000) -> str:
+    """A text field of a posted form, or ``InvalidInput`` if it is a file or too long."""
+    value = form.get(name, "")
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name.replace('_', ' ')} must be text")
+    if len(value) > limit:
+        raise InvalidInput(f"the {name.replace('_', ' ')} is too long (at most {limit} characters)")
+    return value
+
+
+def owner_only(viewer: Viewer, what: str = "change billing") -> None:
+    if not viewer.is_owner:
+        raise auth.Forbidden(f"only the account's owner can {what}")
+
+
+def problem(status: int, message: str) -> JSONResponse:
+    """A JSON error for the panel's scripts: ``{"error": {"message": ...}}``."""
+    return JSONResponse({"error": {"message": sentence(message)}}, status_code=status)
