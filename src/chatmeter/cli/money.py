@@ -1,0 +1,335 @@
+"""Accounts, tokens, billing, invoices and the ledger."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from chatmeter.cli.base import (
+    AccountOpt,
+    JsonOpt,
+    accounts_app,
+    billing_app,
+    context,
+    emit,
+    invoices_app,
+    ledger_app,
+    tokens_app,
+)
+
+# --- accounts ---------------------------------------------------------------------
+
+
+@accounts_app.command("create")
+def accounts_create(
+    email: Annotated[str, typer.Option(help="Contact email (also the first user).")],
+    timezone: Annotated[
+        str, typer.Option(help="IANA time zone for the renewal on the 1st.")
+    ] = "UTC",
+    name: Annotated[str, typer.Option(help="Business name (default: the email's domain).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an account; prints its id and an API key (shown only once)."""
+    from chatmeter.accounts import service as accounts
+    from chatmeter.billing import service as billing
+
+    with context() as ctx, ctx.db.uow() as uow:
+        now = ctx.clock.now()
+        account = accounts.create_account(
+            uow.session, email=email, timezone=timezone, name=name, now=now
+        )
+        billing.open_subscription(
+            uow.session, account_id=account.id, settings=ctx.settings, now=now
+        )
+        key = accounts.issue_api_key(uow.session, account_id=account.id, now=now)
+        uow.commit()
+        data = {
+            "account_id": account.id,
+            "email": account.contact_email,
+            "timezone": account.timezone,
+            "api_key": key,
+        }
+    emit(data, as_json, lambda d: f"account {d['account_id']} created\napi key: {d['api_key']}")
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: JsonOpt = False) -> None:
+    """Every account with its balance."""
+    from sqlalchemy import select
+
+    from chatmeter.accounts.models import Account
+    from chatmeter.ledger.models import Balance
+
+    with context() as ctx, ctx.db.read() as session:
+        rows = session.execute(
+            select(Account, Balance)
+            .join(Balance, Balance.account_id == Account.id)
+            .order_by(Account.id)
+        ).all()
+        data = [
+            {
+                "account_id": a.id,
+                "name": a.name,
+                "email": a.contact_email,
+                "timezone": a.timezone,
+                "balance": b.balance,
+            }
+            for a, b in rows
+        ]
+    emit(
+        data,
+        as_json,
+        lambda rows: (
+            "\n".join(
+                f"{r['account_id']:>6}  {r['email']:<32} {r['timezone']:<20} "
+                f"{r['balance']:>12,} tokens"
+                for r in rows
+            )
+            or "no accounts"
+        ),
+    )
+
+
+# --- tokens --------------------------------------------------------------------------
+
+
+@tokens_app.command("balance")
+def tokens_balance(account: AccountOpt, as_json: JsonOpt = False) -> None:
+    """Balance, reserved, this month's limit and the renewal date."""
+    from chatmeter.billing.summary import balance_summary
+
+    with context() as ctx, ctx.db.read() as session:
+        data = balance_summary(session, account_id=account, now=ctx.clock.now()).as_dict()
+    emit(
+        data,
+        as_json,
+        lambda d: (
+            f"balance   {d['balance']:>12,} tokens\n"
+            f"available {d['available']:>12,}\n"
+            f"reserved  {d['reserved']:>12,}\n"
+            f"limit     {d['limit']:>12,} ({d['period']})\n"
+            f"used      {d['used_this_month']:>12,} this month\n"
+            f"renews    {d['renews_at']:%Y-%m-%d %H:%M} UTC\n"
+            f"status    {'active' if d['active'] else 'inactive (out of tokens)'}"
+        ),
+    )
+
+
+@tokens_app.command("buy")
+def tokens_buy(
+    account: AccountOpt,
+    packages: Annotated[int, typer.Option(help="Packages to buy (1-1000).")],
+    key: Annotated[
+        str | None, typer.Option(help="Idempotency key; a retry buys nothing more.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Buy packages now: the tokens arrive on payment and renew monthly."""
+    from chatmeter.billing import service as billing
+    from chatmeter.billing.summary import invoice_dict
+
+    with context() as ctx:
+        invoice = billing.purchase(ctx, account_id=account, packages=packages, key=key)
+        data = invoice_dict(invoice)
+    emit(
+        data,
+        as_json,
+        lambda d: (
+            f"invoice {d['number']}: {d['packages']} packages = {d['tokens']:,} tokens, "
+            f"{d['amount']} {d['currency']} - {d['status']}"
+        ),
+    )
+
+
+@tokens_app.command("adjust")
+def tokens_adjust(
+    account: AccountOpt,
+    tokens: Annotated[int, typer.Option(help="Tokens to add (positive) or remove (negative).")],
+    reason: Annotated[str, typer.Option(help="Why; kept in the ledger.")] = "manual adjustment",
+    key: Annotated[str | None, typer.Option(help="Idempotency key for a grant.")] = None,
+    expires: Annotated[
+        bool, typer.Option("--expires/--no-expire", help="Added tokens expire at the next renewal.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grant or remove tokens by hand (an operator's correction)."""
+    import uuid
+
+    from chatmeter.accounts import service as accounts
+    from chatmeter.billing import periods
+    from chatmeter.billing.summary import balance_summary
+    from chatmeter.errors import InvalidInput
+    from chatmeter.ledger import service as ledger
+    from chatmeter.ledger.models import GrantSource
+
+    with context() as ctx:
+        if tokens == 0:
+            raise typer.BadParameter("tokens must not be 0", param_hint="--tokens")
+        with ctx.db.uow() as uow:
+            now = ctx.clock.now()
+            zone = accounts.get_account(uow.session, account_id=account).timezone
+            period = periods.period_of(now, zone)
+            if tokens > 0:
+                ledger.grant(
+                    uow.session,
+                    account_id=account,
+                    amount=tokens,
+                    source=GrantSource.ADJUSTMENT,
+                    key=key or f"adjust:{uuid.uuid4()}",
+                    period=period,
+                    now=now,
+                    memo=reason,
+                    expires_at=periods.ends_at(period, zone) if expires else None,
+                )
+            elif key is not None:
+                raise InvalidInput("--key applies to grants only")
+            else:
+                ledger.debit(
+                    uow.session,
+                    account_id=account,
+                    amount=-tokens,
+                    period=period,
+                    now=now,
+                    memo=reason,
+                )
+            uow.commit()
+        with ctx.db.read() as session:
+            data = balance_summary(session, account_id=account, now=ctx.clock.now()).as_dict()
+    emit(data, as_json, lambda d: f"balance is now {d['balance']:,} tokens")
+
+
+# --- billing ---------------------------------------------------------------------------
+
+
+@billing_app.command("renew")
+def billing_renew(
+    account: Annotated[
+        int | None, typer.Option("--account", min=1, help="One account (default: every due one).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the monthly renewal now (it renews only accounts whose month began)."""
+    from chatmeter.billing import service as billing
+    from chatmeter.billing.summary import invoice_dict
+
+    with context() as ctx:
+        if account is None:
+            data: dict[str, Any] = billing.run_renewals(ctx)
+        else:
+            invoice = billing.renew(ctx, account_id=account)
+            data = {"invoice": invoice_dict(invoice) if invoice else None}
+    emit(data, as_json, lambda d: json.dumps(d, default=str))
+
+
+@billing_app.command("cancel")
+def billing_cancel(account: AccountOpt, as_json: JsonOpt = False) -> None:
+    """Cancel the subscription: no more renewals; tokens stay usable until the 1st."""
+    from chatmeter.billing import service as billing
+    from chatmeter.billing.summary import subscription_summary
+
+    with context() as ctx:
+        with ctx.db.uow() as uow:
+            billing.cancel(uow.session, account_id=account, now=ctx.clock.now())
+            uow.commit()
+        with ctx.db.read() as session:
+            data = subscription_summary(
+                session, settings=ctx.settings, account_id=account, now=ctx.clock.now()
+            )
+    emit(
+        data,
+        as_json,
+        lambda d: (
+            f"subscription cancelled; tokens stay usable until {d['renews_at']:%Y-%m-%d %H:%M} UTC"
+        ),
+    )
+
+
+# --- invoices ------------------------------------------------------------------------------
+
+
+@invoices_app.command("list")
+def invoices_list(account: AccountOpt, as_json: JsonOpt = False) -> None:
+    """An account's invoices, newest first."""
+    from chatmeter.billing.summary import invoice_dict, list_invoices
+
+    with context() as ctx, ctx.db.read() as session:
+        data = [invoice_dict(i) for i in list_invoices(session, account_id=account)]
+    emit(
+        data,
+        as_json,
+        lambda rows: (
+            "\n".join(
+                f"{r['id']:>6}  {r['number']}  {r['kind']:<8} {r['period']}  "
+                f"{r['packages']:>4} pkg  "
+                f"{r['amount']:>10} {r['currency']}  {r['status']}"
+                for r in rows
+            )
+            or "no invoices"
+        ),
+    )
+
+
+@invoices_app.command("mark-paid")
+def invoices_mark_paid(
+    account: AccountOpt,
+    invoice: Annotated[int, typer.Option("--invoice", min=1, help="The invoice's id.")],
+    reference: Annotated[str | None, typer.Option(help="Payment reference to record.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record that a pending invoice was paid; its tokens are granted at once."""
+    from chatmeter.billing import service as billing
+    from chatmeter.billing.summary import invoice_dict
+
+    with context() as ctx, ctx.db.uow() as uow:
+        paid = billing.confirm_payment(
+            uow.session,
+            account_id=account,
+            invoice_id=invoice,
+            now=ctx.clock.now(),
+            reference=reference or "manual",
+        )
+        uow.commit()
+        data = invoice_dict(paid)
+    emit(data, as_json, lambda d: f"invoice {d['number']} is {d['status']}")
+
+
+# --- ledger ----------------------------------------------------------------------------------
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    account: Annotated[
+        int | None, typer.Option("--account", min=1, help="One account (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute balances from the entries; exit 1 if anything differs."""
+    from chatmeter.ledger.verify import verify
+
+    with context() as ctx, ctx.db.read() as session:
+        reports = verify(session, account_id=account)
+    data = [
+        {
+            "account_id": r.account_id,
+            "ok": r.ok,
+            "available": r.available,
+            "reserved": r.reserved,
+            "problems": r.problems,
+        }
+        for r in reports
+    ]
+    emit(
+        data,
+        as_json,
+        lambda rows: (
+            "\n".join(
+                f"account {r['account_id']}: " + ("ok" if r["ok"] else "; ".join(r["problems"]))
+                for r in rows
+            )
+            or "no accounts"
+        ),
+    )
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)

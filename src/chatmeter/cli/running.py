@@ -1,0 +1,69 @@
+"""Running the product: the web app, the worker, migrations."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from chatmeter.cli.base import (
+    app,
+    context,
+)
+
+# --- running -------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Apply migrations before serving.")
+    ] = True,
+) -> None:
+    """Serve the web app (and, unless CHATMETER_WORKER=none, the in-process worker)."""
+    import uvicorn
+
+    from chatmeter.web.app import create_app
+
+    with context() as ctx:
+        if migrate_first:
+            from chatmeter.migrate import upgrade
+
+            upgrade(ctx.settings.database_url)
+        if ctx.settings.create_demo:
+            from chatmeter.demo import ensure_demo
+
+            ensure_demo(ctx, echo=typer.echo)
+        application = create_app(ctx, run_worker=ctx.settings.worker == "inprocess")
+        uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run due jobs once and exit.")] = False,
+) -> None:
+    """Run the background worker: renewals, hold expiry, email delivery."""
+    from chatmeter.jobs.worker import Worker
+
+    with context() as ctx:
+        runner = Worker(ctx)
+        if once:
+            typer.echo(json.dumps(runner.tick(), default=str))
+            return
+        try:
+            runner.run_forever()
+        except KeyboardInterrupt:
+            runner.stop()
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic) up to the latest."""
+    from chatmeter.migrate import upgrade
+
+    with context() as ctx:
+        upgrade(ctx.settings.database_url)
+        typer.echo("database is up to date")
