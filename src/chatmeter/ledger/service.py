@@ -17,14 +17,11 @@ are read again.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Update, bindparam, case, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from chatmeter.errors import (
     Conflict,
@@ -34,14 +31,13 @@ from chatmeter.errors import (
     NotFound,
 )
 from chatmeter.idempotency import check_key
-from chatmeter.ledger import rules, thresholds
+from chatmeter.ledger import rules, statements, thresholds
 from chatmeter.ledger.models import (
     Balance,
     EntryKind,
     Grant,
     GrantSource,
     Hold,
-    HoldAllocation,
     HoldStatus,
     LedgerEntry,
 )
@@ -171,8 +167,8 @@ def reserve(
         or not (1 <= ttl_seconds <= MAX_HOLD_TTL_SECONDS)
     ):
         raise InvalidInput(f"ttl_seconds must be a whole number from 1 to {MAX_HOLD_TTL_SECONDS}")
-    sql = _core(session)
-    balance = _lock(sql, account_id)
+    sql = statements.core(session)
+    balance = statements.lock(sql, account_id)
     hold = {
         "account_id": account_id,
         "key": key,
@@ -185,7 +181,7 @@ def reserve(
         "finished_at": None,
     }
     # Inserting the hold is also the idempotency check: it writes nothing if the key was used.
-    hold_id = _insert_hold(sql, hold) if balance.available >= tokens else None
+    hold_id = statements.insert_hold(sql, hold) if balance.available >= tokens else None
     if hold_id is None:  # the key was used before, or the tokens are not there
         existing = session.scalar(
             select(Hold).where(Hold.account_id == account_id, Hold.key == key)
@@ -198,16 +194,16 @@ def reserve(
         if existing.amount != tokens or not same_ttl:
             raise IdempotencyConflict("this key was already used for a different hold", key=key)
         return existing
-    allocations = rules.allocate(_live_buckets(sql, account_id), tokens)
-    _change_grants(session, sql, [(grant_id, -taken) for grant_id, taken in allocations])
+    allocations = rules.allocate(statements.live_buckets(sql, account_id), tokens)
+    statements.change_grants(session, sql, [(grant_id, -taken) for grant_id, taken in allocations])
     sql.execute(
-        _INSERT_ALLOCATIONS,
+        statements.INSERT_ALLOCATIONS,
         [{"hold_id": hold_id, "grant_id": g, "amount": taken} for g, taken in allocations],
     )
     entry = _entry(balance, EntryKind.RESERVE, now, -tokens, tokens, {"hold_id": hold_id})
     _moved(balance, entry)
-    _save(session, sql, balance, entry)
-    return _as_hold(session, {"id": hold_id, **hold})
+    statements.save(session, sql, balance, entry)
+    return statements.as_hold(session, {"id": hold_id, **hold})
 
 
 def settle(
@@ -428,156 +424,6 @@ def _after_change(session: Session, balance: Balance, now: dt.datetime) -> None:
         balance_notices.queue(session, balance=balance, notice=notice, now=now)
 
 
-# --- the hot path: Core statements ----------------------------------------------
-#
-# Built once, at import: building a statement and its cache key costs several
-# times what running it does. Parameters named after columns fill the SET of
-# an UPDATE and the VALUES of an INSERT.
-
-_BALANCES = Balance.__table__
-_GRANTS = Grant.__table__
-_HOLDS = Hold.__table__
-_ALLOCATIONS = HoldAllocation.__table__
-_ENTRIES = LedgerEntry.__table__
-
-_LOCK = select(*_BALANCES.c).where(_BALANCES.c.account_id == bindparam("account")).with_for_update()
-_SAVE_BALANCE = update(_BALANCES).where(_BALANCES.c.account_id == bindparam("account"))
-_INSERT_HOLD = {
-    name: dialect.insert(_HOLDS)
-    .on_conflict_do_nothing(index_elements=["account_id", "key"])
-    .returning(_HOLDS.c.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-_FINISH_HOLD = (
-    update(_HOLDS)
-    .where(
-        _HOLDS.c.id == bindparam("hold"),
-        _HOLDS.c.account_id == bindparam("account"),
-        _HOLDS.c.status == HoldStatus.PENDING,
-        _HOLDS.c.amount >= bindparam("used"),
-    )
-    .returning(*_HOLDS.c)
-)
-_LIVE_GRANTS = (
-    select(_GRANTS.c.id, _GRANTS.c.remaining, _GRANTS.c.expires_at)
-    .where(
-        _GRANTS.c.account_id == bindparam("account"),
-        _GRANTS.c.expired_at.is_(None),
-        _GRANTS.c.remaining > 0,
-    )
-    .order_by(_GRANTS.c.id)
-)
-_ALLOCATIONS_OF_HOLD = (
-    select(_ALLOCATIONS.c.grant_id, _ALLOCATIONS.c.amount, _GRANTS.c.expires_at)
-    .join(_GRANTS, _GRANTS.c.id == _ALLOCATIONS.c.grant_id)
-    .where(_ALLOCATIONS.c.hold_id == bindparam("hold"))
-)
-_INSERT_ALLOCATIONS = insert(_ALLOCATIONS)
-_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
-# Every column but the id, so that one statement serves every kind of entry.
-_ENTRY_DEFAULTS = {
-    c.name: None if c.default is None else c.default.arg for c in _ENTRIES.c if not c.primary_key
-}
-# PostgreSQL inserts the entry and saves the balance in one statement (a
-# data-modifying WITH): one round trip less while the row is locked.
-_NEW_ENTRY = (
-    insert(_ENTRIES)
-    .values(
-        {name: bindparam(f"entry_{name}", type_=_ENTRIES.c[name].type) for name in _ENTRY_DEFAULTS}
-    )
-    .returning(_ENTRIES.c.id)
-    .cte("new_entry")
-)
-_INSERT_ENTRY_AND_SAVE = _SAVE_BALANCE.values(
-    last_entry_id=select(_NEW_ENTRY.c.id).scalar_subquery()
-).add_cte(_NEW_ENTRY)
-
-
-@functools.cache
-def _change_grants_statement(count: int) -> Update:
-    """Add ``change_N`` to the remaining tokens of live grant ``grant_N``, for N < count."""
-    ids = [bindparam(f"grant_{n}", type_=BigInteger()) for n in range(count)]
-    change = case(
-        *(
-            (_GRANTS.c.id == ids[n], bindparam(f"change_{n}", type_=BigInteger()))
-            for n in range(count)
-        )
-    )
-    return (
-        update(_GRANTS)
-        .where(_GRANTS.c.id.in_(ids), _GRANTS.c.expired_at.is_(None))
-        .values(remaining=_GRANTS.c.remaining + change)
-        .returning(_GRANTS.c.id)
-    )
-
-
-def _core(session: Session) -> Connection:
-    """The session's connection for Core statements, with the session's changes flushed.
-
-    Statements run on the connection skip the session's autoflush; flushing
-    first lets them see what the caller changed through the ORM.
-    """
-    session.flush()
-    return session.connection()
-
-
-def _lock(sql: Connection, account_id: int) -> Balance:
-    """``lock_balance`` for the hot path: the locked row as a copy outside the session.
-
-    The verbs change the copy and write it back with one UPDATE (``_save``).
-    """
-    row = sql.execute(_LOCK, {"account": account_id}).one_or_none()
-    if row is None:
-        raise NotFound("no such account", account_id=account_id)
-    return Balance(**row._mapping)
-
-
-def _save(session: Session, sql: Connection, balance: Balance, entry: Mapping[str, Any]) -> None:
-    """Insert ``entry`` and write back the copy made by ``_lock``, now the balance after it."""
-    saved = {
-        "account": balance.account_id,
-        "available": balance.available,
-        "reserved": balance.reserved,
-        "low_armed": balance.low_armed,
-        "depleted_armed": balance.depleted_armed,
-        "notice_seq": balance.notice_seq,
-    }
-    entry = _ENTRY_DEFAULTS | entry
-    if sql.dialect.name == "postgresql":
-        sql.execute(_INSERT_ENTRY_AND_SAVE, saved | {f"entry_{k}": v for k, v in entry.items()})
-    else:
-        saved["last_entry_id"] = sql.execute(_INSERT_ENTRY, entry).scalar_one()
-        sql.execute(_SAVE_BALANCE, saved)
-    _forget(session, Balance, [balance.account_id])
-
-
-def _insert_hold(sql: Connection, hold: Mapping[str, Any]) -> int | None:
-    """Insert a hold and return its id, or None (and write nothing) if its key was used."""
-    return sql.execute(_INSERT_HOLD[sql.dialect.name], hold).scalar_one_or_none()
-
-
-def _live_buckets(sql: Connection, account_id: int) -> list[rules.Bucket]:
-    rows = sql.execute(_LIVE_GRANTS, {"account": account_id})
-    return [rules.Bucket(grant_id, remaining, expires) for grant_id, remaining, expires in rows]
-
-
-def _change_grants(
-    session: Session, sql: Connection, changes: Sequence[tuple[int, int]]
-) -> set[int]:
-    """Add each change to its grant's remaining tokens, in one statement.
-
-    Expired grants are left alone. Returns the ids of the grants changed.
-    """
-    if not changes:
-        return set()
-    params = {}
-    for n, (grant_id, change) in enumerate(changes):
-        params[f"grant_{n}"], params[f"change_{n}"] = grant_id, change
-    ids = set(sql.execute(_change_grants_statement(len(changes)), params).scalars())
-    _forget(session, Grant, ids)
-    return ids
-
-
 def _close_hold(
     session: Session,
     *,
@@ -594,20 +440,20 @@ def _close_hold(
     Returns None, having written nothing, if the hold is not this account's,
     not pending, or smaller than what was spent; the caller says which.
     """
-    sql = _core(session)
-    balance = _lock(sql, account_id)
+    sql = statements.core(session)
+    balance = statements.lock(sql, account_id)
     used = context + generation
     changes: dict[str, Any] = {"status": status, "finished_at": now}
     if status == HoldStatus.SETTLED:
         changes |= {"context_tokens": context, "generation_tokens": generation}
     row = sql.execute(
-        _FINISH_HOLD, {"hold": hold_id, "account": account_id, "used": used, **changes}
+        statements.FINISH_HOLD, {"hold": hold_id, "account": account_id, "used": used, **changes}
     ).one_or_none()
     if row is None:
         return None
-    hold = _as_hold(session, row._mapping)
-    back = rules.give_back(_allocations(sql, hold_id), hold.amount - used)
-    live = _change_grants(session, sql, back)
+    hold = statements.as_hold(session, row._mapping)
+    back = rules.give_back(statements.allocations(sql, hold_id), hold.amount - used)
+    live = statements.change_grants(session, sql, back)
     returned_live = sum(tokens for grant_id, tokens in back if grant_id in live)
     entry = _entry(
         balance,
@@ -626,36 +472,5 @@ def _close_hold(
     )
     _moved(balance, entry)
     _after_change(session, balance, now)
-    _save(session, sql, balance, entry)
+    statements.save(session, sql, balance, entry)
     return hold
-
-
-def _allocations(sql: Connection, hold_id: int) -> list[tuple[int, int]]:
-    """Which grants a hold took its tokens from, ``(grant_id, tokens)`` in spending order."""
-    rows = sql.execute(_ALLOCATIONS_OF_HOLD, {"hold": hold_id}).all()
-    taken = {grant_id: amount for grant_id, amount, _ in rows}
-    order = rules.spending_order(
-        rules.Bucket(grant_id, 0, expires) for grant_id, _, expires in rows
-    )
-    return [(bucket.grant_id, taken[bucket.grant_id]) for bucket in order]
-
-
-def _as_hold(session: Session, row: Mapping[str, Any]) -> Hold:
-    """The session's ``Hold`` for a row written by a Core statement, without reading it again."""
-    hold = session.identity_map.get(session.identity_key(Hold, row["id"]))
-    if not isinstance(hold, Hold):
-        hold = Hold(**row)
-        make_transient_to_detached(hold)  # as if loaded: adding it writes nothing
-        session.add(hold)
-    else:
-        for name, value in row.items():
-            set_committed_value(hold, name, value)
-    return hold
-
-
-def _forget(session: Session, model: type[Any], ids: Iterable[int]) -> None:
-    """Expire the session's instances of rows a Core statement changed: read again on use."""
-    for ident in ids:
-        stale = session.identity_map.get(session.identity_key(model, ident))
-        if stale is not None:
-            session.expire(stale)
