@@ -1,0 +1,225 @@
+"""An assistant's training files: the page, uploads, live status as JSON, removal.
+
+The page's script uploads each file on its own request (so each shows its own
+upload progress), sending the CSRF token in ``X-CSRF-Token``, and then polls
+``files.json`` until every file is ready or failed. Without the script the
+same endpoint takes the plain form with its ``csrf_token`` field and answers
+with the page. The background worker does the training; a failure's message
+is the one the extraction gave, meant for the customer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from chatmeter.assistants import service as assistants
+from chatmeter.errors import ChatmeterError, InvalidInput, PayloadTooLarge
+from chatmeter.knowledge.errors import SUPPORTED_FORMATS
+from chatmeter.panel import auth
+from chatmeter.panel.assistant_views import (
+    assistant_page,
+    file_row,
+    find,
+    owned_assistant,
+    parse_id,
+    size_text,
+    training_summary,
+)
+from chatmeter.panel.common import Viewer, ctx_of, problem, sentence, viewer_of
+from chatmeter.training import service as training
+from chatmeter.web.api.assistants import MAX_FILES_PER_UPLOAD
+
+router = APIRouter(include_in_schema=False)
+
+DONE = {
+    "created": "Your assistant is created. Now upload the files it should answer from.",
+    "uploaded": "Your files are uploaded. They are trained in the background.",
+    "removed": "The file is removed. Answers no longer use it.",
+}
+SESSION_ENDED = "your session has ended; sign in again"
+
+
+def _rows(request: Request, viewer: Viewer, assistant_id: int) -> list[dict[str, Any]]:
+    with ctx_of(request).db.read() as session:
+        assistant = assistants.get_assistant(
+            session, account_id=viewer.account_id, assistant_id=assistant_id
+        )
+        return [file_row(f) for f in training.list_files(session, assistant=assistant)]
+
+
+def _training_page(
+    request: Request, viewer: Viewer, bot: dict[str, Any], *, status: int = 200, **context: Any
+) -> Response:
+    rows = _rows(request, viewer, bot["id"])
+    return assistant_page(
+        request,
+        viewer,
+        "assistant_training.html",
+        bot=bot,
+        tab="training",
+        files=rows,
+        summary=training_summary(rows),
+        formats=SUPPORTED_FORMATS,
+        max_bytes=ctx_of(request).settings.max_upload_bytes,
+        max_size=size_text(ctx_of(request).settings.max_upload_bytes),
+        max_files=MAX_FILES_PER_UPLOAD,
+        status=status,
+        **context,
+    )
+
+
+@router.get("/assistants/{assistant_id}/training")
+def training_page(request: Request, assistant_id: str) -> Response:
+    found = find(request, assistant_id)
+    if isinstance(found, Response):
+        return found
+    viewer, bot = found
+    notice = DONE.get(request.query_params.get("done", ""))
+    return _training_page(request, viewer, bot, notice=notice)
+
+
+@router.get("/assistants/{assistant_id}/files.json")
+def files_json(request: Request, assistant_id: str) -> Response:
+    """Every file's status and progress, for the page to follow training as it happens."""
+    viewer = viewer_of(request)
+    if viewer is None:
+        return problem(401, SESSION_ENDED)
+    with ctx_of(request).db.read() as session:
+        assistant = owned_assistant(session, viewer, assistant_id)
+        if assistant is None:
+            return problem(404, "there is no such assistant")
+        rows = [file_row(f) for f in training.list_files(session, assistant=assistant)]
+    return JSONResponse(
+        {"files": rows, "summary": training_summary(rows)}, headers={"Cache-Control": "no-store"}
+    )
+
+
+# --- uploading ------------------------------------------------------------------------
+
+
+@router.post("/assistants/{assistant_id}/files")
+async def upload(request: Request, assistant_id: str) -> Response:
+    """One or several files; JSON for the page's script, the page again for a plain form."""
+    scripted = auth.CSRF_HEADER in request.headers
+    limit = ctx_of(request).settings.max_upload_bytes
+    failure: ChatmeterError | None = None
+    contents: list[tuple[str, bytes]] = []
+    async with request.form(max_files=MAX_FILES_PER_UPLOAD + 1) as form:
+        sent = request.headers.get(auth.CSRF_HEADER) if scripted else form.get(auth.CSRF_FIELD)
+        try:
+            contents = [(f.filename or "", await f.read(limit + 1)) for f in _files(form)]
+        except ChatmeterError as exc:
+            failure = exc
+    return await run_in_threadpool(
+        _upload, request, assistant_id, scripted, sent, contents, failure
+    )
+
+
+def _files(form: Any) -> list[UploadFile]:
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+    if not files:
+        raise InvalidInput("choose one or more files to upload", field="files")
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        raise InvalidInput(f"upload at most {MAX_FILES_PER_UPLOAD} files at once", field="files")
+    return files
+
+
+def _upload(
+    request: Request,
+    assistant_id: str,
+    scripted: bool,
+    sent: object,
+    contents: list[tuple[str, bytes]],
+    failure: ChatmeterError | None,
+) -> Response:
+    if scripted and viewer_of(request) is None:
+        return problem(401, SESSION_ENDED)
+    found = find(request, assistant_id)
+    if isinstance(found, Response):
+        return problem(404, "there is no such assistant") if scripted else found
+    viewer, bot = found
+    ctx = ctx_of(request)
+    try:
+        auth.check_csrf(request, ctx.settings, sent)
+        if failure is not None:
+            raise failure
+        rows = _store(request, viewer, bot["id"], contents)
+    except ChatmeterError as exc:
+        if scripted:
+            return problem(exc.status_code, exc.message)
+        return _training_page(
+            request, viewer, bot, status=exc.status_code, error=sentence(exc.message)
+        )
+    ctx.wake_worker()
+    if not scripted:
+        return RedirectResponse(f"/panel/assistants/{bot['id']}/training?done=uploaded", 303)
+    status = 201 if any(not row["duplicate"] for row in rows) else 200
+    return JSONResponse({"files": rows}, status_code=status)
+
+
+def _store(
+    request: Request, viewer: Viewer, assistant_id: int, contents: list[tuple[str, bytes]]
+) -> list[dict[str, Any]]:
+    """Queue every file, or none of them if one is refused (too large, empty, unnamed)."""
+    ctx = ctx_of(request)
+    limit = ctx.settings.max_upload_bytes
+    with ctx.db.uow() as uow:
+        assistant = assistants.get_assistant(
+            uow.session, account_id=viewer.account_id, assistant_id=assistant_id
+        )
+        rows = []
+        for filename, data in contents:
+            if len(data) > limit:  # read only to limit + 1: say so without the exact size
+                raise PayloadTooLarge(f"{filename} is larger than the limit of {limit:,} bytes")
+            done = training.upload(
+                uow.session,
+                assistant=assistant,
+                filename=filename,
+                data=data,
+                max_bytes=limit,
+                now=ctx.clock.now(),
+            )
+            uow.session.flush()
+            rows.append(file_row(done.file) | {"duplicate": done.duplicate})
+        uow.commit()
+    return rows
+
+
+# --- removing ---------------------------------------------------------------------------
+
+
+@router.post("/assistants/{assistant_id}/files/{file_id}/delete")
+async def remove(request: Request, assistant_id: str, file_id: str) -> Response:
+    async with request.form() as form:  # closes any uploaded file afterwards
+        return await run_in_threadpool(_remove, request, assistant_id, file_id, form)
+
+
+def _remove(request: Request, assistant_id: str, file_id: str, form: Any) -> Response:
+    found = find(request, assistant_id)
+    if isinstance(found, Response):
+        return found
+    viewer, bot = found
+    ctx = ctx_of(request)
+    try:
+        auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
+        with ctx.db.uow() as uow:
+            assistant = assistants.get_assistant(
+                uow.session, account_id=viewer.account_id, assistant_id=bot["id"]
+            )
+            training.delete_file(
+                uow.session,
+                assistant=assistant,
+                file_id=parse_id(file_id) or 0,
+                now=ctx.clock.now(),
+            )
+            uow.commit()
+    except ChatmeterError as exc:
+        return _training_page(
+            request, viewer, bot, status=exc.status_code, error=sentence(exc.message)
+        )
+    return RedirectResponse(f"/panel/assistants/{bot['id']}/training?done=removed", 303)
