@@ -103,6 +103,17 @@ def test_the_out_of_tokens_banner_leads_to_more_tokens(
 ) -> None:
     page = visit.page
     sign_up(page, live, "empty@northwind.example")
+    with ctx.db.uow() as uow:
+        assistants.create_assistant(
+            uow.session,
+            account_id=account_of(ctx, "empty@northwind.example"),
+            fields=AssistantFields(name="Front desk"),
+            now=ctx.clock.now(),
+        )
+        uow.commit()
+    page.reload()
+    status = page.locator("[data-assistant-status]")
+    expect(status).to_have_text("Hidden: out of tokens")
     banner = page.get_by_role("alert").filter(has_text=OUT_OF_TOKENS)
     expect(banner).to_be_visible()
     banner.get_by_role("button", name="Get more tokens").click()
@@ -112,6 +123,7 @@ def test_the_out_of_tokens_banner_leads_to_more_tokens(
     window.get_by_role("button", name="Done").click()
     expect(banner).to_be_hidden()
     expect(page.get_by_test_id("balance")).to_have_text("5,000")
+    expect(status).to_have_text("No files")  # no reload: the assistant is visible again
 
 
 def test_bad_package_input_shows_a_message_and_buys_nothing(

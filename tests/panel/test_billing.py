@@ -7,6 +7,8 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from chatmeter.assistants import service as assistants
+from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.billing.models import Invoice, Subscription, SubscriptionStatus
 from chatmeter.billing.summary import balance_summary, subscription_summary
 from chatmeter.context import Context
@@ -146,6 +148,28 @@ def test_the_dashboard_shows_exactly_the_ledgers_figures(ctx: Context, panel: Pa
     # Visible banners: neither out of tokens nor low (86%).
     assert 'data-show-when="inactive" role="alert" hidden' in page
     assert 'data-show-when="low" hidden' in page
+
+
+def test_the_dashboard_links_each_assistant_with_its_status(ctx: Context, panel: Panel) -> None:
+    panel.sign_up()
+    account = account_id(ctx)
+    with ctx.db.uow() as uow:
+        bot = assistants.create_assistant(
+            uow.session,
+            account_id=account,
+            fields=AssistantFields(name="Front desk"),
+            now=ctx.clock.now(),
+        )
+        uow.commit()
+    pill = re.compile(r'<span class="pill ([\w-]+)" data-assistant-status[^>]*>([^<]+)</span>')
+
+    assert pill.findall(panel.client.get("/panel/dashboard").text) == [
+        ("pill-off", "Hidden: out of tokens")
+    ]
+    panel.buy(1, key="window-status-abc")
+    page = panel.client.get("/panel/dashboard").text
+    assert pill.findall(page) == [("pill-wait", "No files")]
+    assert f'href="/panel/assistants/{bot.id}"' in page
 
 
 def test_below_20_percent_the_dashboard_says_so(ctx: Context, panel: Panel) -> None:

@@ -18,6 +18,7 @@ from chatmeter.billing.summary import invoice_dict
 from chatmeter.errors import ChatmeterError, InvalidInput
 from chatmeter.panel import assistant_pages, auth, settings, usage
 from chatmeter.panel import service as users
+from chatmeter.panel.assistant_views import file_counts, status_of
 from chatmeter.panel.common import (
     HERE,
     NAV,
@@ -196,7 +197,19 @@ def dashboard(request: Request) -> Response:
     ctx = ctx_of(request)
     with ctx.db.read() as session:
         bots = assistants.list_assistants(session, account_id=viewer.account_id)
-        rows = [{"id": a.id, "name": a.name, "title": a.widget_title} for a in bots]
+        files = file_counts(session, account_id=viewer.account_id)
+    # Each row carries its status both ways, so that buying tokens on this page (or
+    # running out) switches it without a reload.
+    rows = [
+        {
+            "id": bot.id,
+            "name": bot.name,
+            "title": bot.widget_title,
+            "on": status_of(active=True, counts=files.get(bot.id, {})),
+            "off": status_of(active=False, counts=files.get(bot.id, {})),
+        }
+        for bot in bots
+    ]
     return render(request, "dashboard.html", viewer=viewer, active_nav="dashboard", bots=rows)
 
 

@@ -37,9 +37,10 @@
     document.querySelectorAll('[data-show-when="inactive"]').forEach((node) => { node.hidden = figures.active; });
     document.querySelectorAll('[data-show-when="low"]').forEach((node) => { node.hidden = !figures.low; });
     document.querySelectorAll("[data-assistant-status]").forEach((pill) => {
-      pill.textContent = figures.active ? "Active" : "Inactive";
-      pill.classList.toggle("pill-ok", figures.active);
-      pill.classList.toggle("pill-off", !figures.active);
+      const state = figures.active ? "on" : "off";
+      pill.classList.remove(pill.dataset.onPill, pill.dataset.offPill);
+      pill.classList.add(pill.dataset[`${state}Pill`]);
+      pill.textContent = pill.dataset[`${state}Label`];
     });
   }
 
