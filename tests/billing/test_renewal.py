@@ -25,6 +25,7 @@ import traceback
 import pytest
 from sqlalchemy import select
 
+from chatmeter.accounts import service as accounts
 from chatmeter.billing import periods
 from chatmeter.billing import service as billing
 from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus
@@ -365,6 +366,36 @@ def test_daylight_saving_moves_the_renewal_instant_by_an_hour(ctx: Context) -> N
         (invoice,) = [i for i in renewal_invoices(ctx, account) if i.period == period]
         renewed_at.append(invoice.created_at)
     assert renewed_at == [utc(2026, 4, 1, 7), utc(2026, 12, 1, 8)]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("America/Los_Angeles", "Pacific/Auckland"), ("Pacific/Auckland", "America/Los_Angeles")],
+)
+def test_a_new_time_zone_mid_month_carries_no_tokens_into_the_next(
+    ctx: Context, before: str, after: str
+) -> None:
+    """Last month's tokens end when the account enters the new month, in whatever zone it
+    is in by then, even though their expiry instant was fixed in the old zone."""
+    ctx = setup(ctx)
+    ctx.clock.set(utc(2026, 11, 10))
+    account = new_account(ctx, timezone=before)
+    billing.purchase(ctx, account_id=account, packages=1)
+    with ctx.db.uow() as uow:
+        accounts.update_account(
+            uow.session, account_id=account, timezone=after, now=ctx.clock.now()
+        )
+        uow.commit()
+
+    ctx.clock.set(periods.starts_at("2026-12", after))
+    billing.run_renewals(ctx)
+    (invoice,) = renewal_invoices(ctx, account)
+    assert invoice.period == "2026-12"
+    (bought,) = grants(ctx, account, GrantSource.PURCHASE)
+    assert bought.expired_at is not None
+    figures = balance_of(ctx, account)
+    assert figures.available == PACKAGE  # December's package, not November's as well
+    assert_ledger_clean(ctx)
 
 
 # --- cancelling and changing the quantity -----------------------------------------------

@@ -346,7 +346,11 @@ def _begin_month(
     expires_at = periods.ends_at(period, account.timezone)
     ledger.start_period(session, account_id=account.id, period=period)
     ledger.expire_grants(
-        session, account_id=account.id, due_by=periods.starts_at(period, account.timezone), now=now
+        session,
+        account_id=account.id,
+        due_by=periods.starts_at(period, account.timezone),
+        before_period=period,
+        now=now,
     )
     if packages:
         ledger.grant(

@@ -290,13 +290,24 @@ def expire_holds(session: Session, *, now: dt.datetime, limit: int = 500) -> int
 
 
 def expire_grants(
-    session: Session, *, account_id: int, due_by: dt.datetime, now: dt.datetime
+    session: Session,
+    *,
+    account_id: int,
+    due_by: dt.datetime,
+    now: dt.datetime,
+    before_period: str | None = None,
 ) -> int:
-    """Expire the grants due by ``due_by``; returns how many tokens expired."""
+    """Expire the grants due by ``due_by``, and the monthly ones of a month before
+    ``before_period``.
+
+    A grant's expiry instant is fixed in the time zone the account had when it
+    was granted; after a change of zone, its month can end before that instant.
+    Returns how many tokens expired.
+    """
     balance = lock_balance(session, account_id=account_id)
     total = 0
     for live in _live_grants(session, account_id, include_empty=True):
-        if live.expires_at is None or live.expires_at > due_by:
+        if not _due(live, due_by, before_period):
             continue
         left = live.remaining
         live.remaining = 0
@@ -315,6 +326,24 @@ def expire_grants(
     if total:
         _after_change(session, balance, now)
     return total
+
+
+# Tokens bought or given for a month, which end with it; an operator's adjustment
+# ends when the operator said.
+MONTHLY_SOURCES = frozenset({GrantSource.PURCHASE, GrantSource.RENEWAL, GrantSource.FREE})
+
+
+def _due(grant: Grant, due_by: dt.datetime, before_period: str | None) -> bool:
+    if grant.expires_at is None:
+        return False
+    if (
+        before_period is not None
+        and grant.source in MONTHLY_SOURCES
+        and grant.period is not None
+        and grant.period < before_period
+    ):
+        return True
+    return grant.expires_at <= due_by
 
 
 def start_period(session: Session, *, account_id: int, period: str) -> Balance:
