@@ -9,7 +9,7 @@ from chatmeter.idempotency import IdempotencyRecord
 from chatmeter.jobs.models import JobLease
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
-from chatmeter.panel.models import User
+from chatmeter.panel.models import PanelToken, User
 from chatmeter.training.models import Chunk, TrainingFile
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "LedgerEntry",
     "Message",
     "OutboxMessage",
+    "PanelToken",
     "Subscription",
     "TrainingFile",
     "User",

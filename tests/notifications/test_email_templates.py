@@ -145,6 +145,55 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
             BASE_URL,
         ],
     ),
+    "password_reset": (
+        {
+            "account_name": "Acme Bakery",
+            "email": "owner@acme.example",
+            "token": "Abc123-_xyzAbc123-_xyzAbc123-_xyzAbc123-_x",
+            "expires_at": "2026-11-15T13:00:00+00:00",
+        },
+        [
+            "owner@acme.example",
+            f"{BASE_URL}/panel/password/reset?token=Abc123-_xyzAbc123-_xyzAbc123-_xyzAbc123-_x",
+            "2026-11-15 13:00 UTC",
+            "If you didn't ask for this",
+        ],
+    ),
+    "contact_email_confirm": (
+        {
+            "account_name": "Acme Bakery",
+            "old_email": "owner@acme.example",
+            "new_email": "billing@acme.example",
+            "requested_by": "boss@acme.example",
+            "token": "Abc123-_xyzAbc123-_xyzAbc123-_xyzAbc123-_x",
+            "expires_at": "2026-11-16T12:00:00+00:00",
+        },
+        [
+            "owner@acme.example",
+            "billing@acme.example",
+            "boss@acme.example",
+            f"{BASE_URL}/panel/settings/contact-email/confirm?token="
+            "Abc123-_xyzAbc123-_xyzAbc123-_xyzAbc123-_x",
+            "2026-11-16 12:00 UTC",
+        ],
+    ),
+    "team_invitation": (
+        {
+            "account_name": "Acme Bakery",
+            "invited_by": "boss@acme.example",
+            "email": "new@acme.example",
+            "role": "member",
+            "token": "Abc123-_xyzAbc123-_xyzAbc123-_xyzAbc123-_x",
+            "expires_at": "2026-11-22T12:00:00+00:00",
+        },
+        [
+            "boss@acme.example",
+            "new@acme.example",
+            "a member",
+            f"{BASE_URL}/panel/invite/accept?token=Abc123-_xyzAbc123-_xyzAbc123-_xyzAbc123-_x",
+            "2026-11-22 12:00 UTC",
+        ],
+    ),
 }
 
 # Passed by the callers (all balance emails get the same figures) but not

@@ -79,14 +79,16 @@ def test_a_forged_or_old_session_is_refused(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     settings = ctx.settings
     (user,) = users(ctx)
-    assert auth.read_session(settings, auth.session_value(settings, user.id)) == user.id
-    forged = auth.session_value(settings, user.id).rsplit(".", 1)[0] + ".0" * 1
-    assert auth.read_session(settings, forged) is None
+    claims = auth.read_claims(settings, auth.session_value(settings, user))
+    assert claims == auth.SessionClaims(user.id, user.session_epoch)
+    forged = auth.session_value(settings, user).rsplit(".", 1)[0] + ".0"
+    assert auth.read_claims(settings, forged) is None
     other = Settings(_env_file=None, secret_key="another secret key")
-    assert auth.read_session(settings, auth.session_value(other, user.id)) is None
-    old = auth.session_value(settings, user.id, now=1_000)
-    assert auth.read_session(settings, old, now=1_000 + auth.SESSION_SECONDS + 1) is None
-    assert auth.read_session(settings, "1.2.3.4") is None
+    assert auth.read_claims(settings, auth.session_value(other, user)) is None
+    old = auth.session_value(settings, user, now=1_000)
+    assert auth.read_claims(settings, old, now=1_000 + auth.SESSION_SECONDS + 1) is None
+    assert auth.read_claims(settings, "1.2.3.4") is None
+    assert auth.read_claims(settings, "1.2.3") is None  # a cookie from before epochs
     panel.client.cookies.clear()
     panel.client.cookies.set(auth.SESSION_COOKIE, forged)
     assert panel.client.get("/panel/dashboard", follow_redirects=False).status_code == 303

@@ -48,6 +48,8 @@ from chatmeter.notifications.models import OutboxMessage, OutboxStatus
 from chatmeter.notifications.templates import render
 
 log = logging.getLogger(__name__)
+# The one field of a stored email that grants access (a single-use link's token).
+SECRET = "token"
 
 LEASE = dt.timedelta(minutes=5)
 FIRST_RETRY = dt.timedelta(seconds=30)
@@ -215,11 +217,19 @@ def _mark_sent(db: Database, claim: _Claim, *, now: dt.datetime) -> None:
         result = uow.session.execute(
             update(OutboxMessage)
             .where(_still_claimed(claim))
-            .values(status=OutboxStatus.SENT, sent_at=now)
+            .values(status=OutboxStatus.SENT, sent_at=now, context=_without_secrets(claim.context))
         )
         uow.commit()
     if result.rowcount == 0:
         log.warning("outbox message %s was sent after its lease ran out; it may go twice", claim.id)
+
+
+def _without_secrets(context: str) -> str:
+    """The stored figures minus a link's token: once sent, only the recipient holds it."""
+    figures = json.loads(context)
+    if SECRET in figures:
+        figures[SECRET] = "(sent)"
+    return json.dumps(figures, sort_keys=True, default=str)
 
 
 def _mark_failed(db: Database, claim: _Claim, *, error: Exception, retry_at: dt.datetime) -> bool:

@@ -28,6 +28,10 @@ KINDS = frozenset(
         "renewal_failed",
         "subscription_cancelled",
         "contact_email_changed",
+        # The control panel's single-use links (chatmeter.panel.tokens).
+        "password_reset",
+        "contact_email_confirm",
+        "team_invitation",
     }
 )
 

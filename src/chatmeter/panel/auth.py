@@ -1,9 +1,14 @@
-"""Signed session cookies, CSRF tokens and the sign-in rate limit.
+"""Signed session cookies, CSRF tokens and the rate limits of the sign-in forms.
 
-The session cookie is ``user_id.issued_at.signature``, signed with HMAC-SHA256
-and ``settings.secret_key``. Every visitor also gets a random ``cm_csrf`` cookie;
-a form's CSRF token is that cookie's HMAC, so a page on another site can neither
-read nor forge it (signed double submit). Every POST checks it.
+The session cookie is ``user_id.epoch.issued_at.signature``, signed with
+HMAC-SHA256 and ``settings.secret_key``. It is stateless but revocable: it is
+good only while ``epoch`` is the user's ``session_epoch``, which signing out,
+resetting and changing the password move on. A counter rather than a time, so
+that clocks that differ between web servers cannot refuse a fresh sign-in.
+
+Every visitor also gets a random ``cm_csrf`` cookie; a form's CSRF token is
+that cookie's HMAC, so a page on another site can neither read nor forge it
+(signed double submit). Every POST checks it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import Request, Response
 from limits import parse_many
@@ -28,6 +35,8 @@ CSRF_HEADER = "x-csrf-token"
 SESSION_SECONDS = 14 * 24 * 3600
 SIGN_IN_PER_EMAIL = "5/minute;20/hour"
 SIGN_IN_PER_ADDRESS = "30/minute"
+PASSWORD_RESET_PER_EMAIL = "5/hour;10/day"
+PASSWORD_RESET_PER_ADDRESS = "20/hour"
 
 
 class CsrfRefused(ChatmeterError):
@@ -47,30 +56,48 @@ def _secure(settings: Settings) -> bool:
 # --- the session --------------------------------------------------------------
 
 
-def session_value(settings: Settings, user_id: int, *, now: float | None = None) -> str:
-    payload = f"{user_id}.{int(now if now is not None else time.time())}"
+@dataclass(frozen=True)
+class SessionClaims:
+    user_id: int
+    epoch: int
+
+
+class SessionHolder(Protocol):
+    id: int
+    session_epoch: int
+
+
+def session_value(settings: Settings, user: SessionHolder, *, now: float | None = None) -> str:
+    issued = int(now if now is not None else time.time())
+    payload = f"{user.id}.{user.session_epoch}.{issued}"
     return f"{payload}.{_sign(settings, 'session', payload)}"
 
 
-def read_session(settings: Settings, value: str | None, *, now: float | None = None) -> int | None:
-    """The signed-in user's id, or None for a missing, forged or expired cookie."""
-    if not value or value.count(".") != 2:
+def read_claims(
+    settings: Settings, value: str | None, *, now: float | None = None
+) -> SessionClaims | None:
+    """Who the cookie is for and its epoch; None if missing, forged or expired.
+
+    Whether the epoch is still the user's needs the user's row: ``viewer_of`` checks.
+    """
+    if not value or value.count(".") != 3:
         return None
-    user_id, issued, signature = value.split(".")
-    expected = _sign(settings, "session", f"{user_id}.{issued}")
+    user_id, epoch, issued, signature = value.split(".")
+    expected = _sign(settings, "session", f"{user_id}.{epoch}.{issued}")
     if not hmac.compare_digest(signature, expected):
         return None
-    if not user_id.isdigit() or not issued.isdigit():
+    if not all(part.isdigit() and len(part) < 19 for part in (user_id, epoch, issued)):
         return None
     if (now if now is not None else time.time()) - int(issued) > SESSION_SECONDS:
         return None
-    return int(user_id)
+    return SessionClaims(int(user_id), int(epoch))
 
 
-def start_session(response: Response, settings: Settings, user_id: int) -> None:
+def start_session(response: Response, settings: Settings, user: SessionHolder) -> None:
+    """Sign this browser in as ``user``, in the user's current session epoch."""
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(settings, user_id),
+        session_value(settings, user),
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="lax",
@@ -117,25 +144,56 @@ def check_csrf(request: Request, settings: Settings, sent: object) -> None:
         raise CsrfRefused("this form has expired; reload the page and try again")
 
 
-# --- the sign-in rate limit ---------------------------------------------------
+# --- rate limits ------------------------------------------------------------------
+
+# What one email, client address, account or user may try, per action. Password
+# reset emails and contact-email confirmations are limited per target so the
+# panel cannot be used to flood someone's inbox.
+LIMITS = {
+    "sign-in": (SIGN_IN_PER_EMAIL, SIGN_IN_PER_ADDRESS),
+    "password-reset": (PASSWORD_RESET_PER_EMAIL, PASSWORD_RESET_PER_ADDRESS),
+}
+ACTION_LIMITS = {
+    "change-password": "5/minute;20/hour",  # per user: guessing the current password
+    "contact-email": "5/hour;20/day",  # per account: confirmation emails to new addresses
+    "invite": "30/hour;100/day",  # per account: invitation emails
+}
+TOO_MANY = {
+    "sign-in": "too many sign-in attempts; please wait a minute and try again",
+    "password-reset": "too many password reset requests; please wait a while and try again",
+    "change-password": "too many attempts to change the password; please wait and try again",
+    "contact-email": "too many contact email changes; please wait a while and try again",
+    "invite": "too many invitations for now; please wait a while and try again",
+}
 
 
 class SignInLimiter:
-    """Counts sign-in attempts per email and per client address, in memory or Redis."""
+    """Counts attempts at the panel's sensitive forms, in memory or Redis.
+
+    Sign-in and password reset requests count per email and per client address;
+    other actions (``ACTION_LIMITS``) per account or user.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._storage = storage_from_string(settings.redis_url or "memory://")
         self._limiter = MovingWindowRateLimiter(self._storage)
-        self._per_email = parse_many(SIGN_IN_PER_EMAIL)
-        self._per_address = parse_many(SIGN_IN_PER_ADDRESS)
+        self._per_email = {name: parse_many(rates[0]) for name, rates in LIMITS.items()}
+        self._per_address = {name: parse_many(rates[1]) for name, rates in LIMITS.items()}
+        self._per_key = {name: parse_many(rates) for name, rates in ACTION_LIMITS.items()}
 
-    def check(self, *, email: str, address: str) -> None:
+    def check(self, *, email: str, address: str, action: str = "sign-in") -> None:
         """Count one attempt, or raise ``RateLimited`` if it is one too many."""
-        checks = [(item, "email", email.strip().lower()) for item in self._per_email]
-        checks += [(item, "address", address) for item in self._per_address]
+        checks = [(item, "email", email.strip().lower()) for item in self._per_email[action]]
+        checks += [(item, "address", address) for item in self._per_address[action]]
         for item, *keys in checks:
-            if not self._limiter.hit(item, "panel-sign-in", *keys):
-                raise RateLimited("too many sign-in attempts; please wait a minute and try again")
+            if not self._limiter.hit(item, f"panel-{action}", *keys):
+                raise RateLimited(TOO_MANY[action])
+
+    def check_action(self, action: str, key: str) -> None:
+        """Count one ``action`` by ``key`` (an account or user), or raise ``RateLimited``."""
+        for item in self._per_key[action]:
+            if not self._limiter.hit(item, f"panel-{action}", key):
+                raise RateLimited(TOO_MANY[action])
 
     def reset(self) -> None:
         self._storage.reset()

@@ -55,15 +55,19 @@ def ctx_of(request: Request) -> Context:
 
 
 def viewer_of(request: Request) -> Viewer | None:
-    """The signed-in user, or None for a missing, forged or expired session."""
+    """The signed-in user, or None for a missing, forged, expired or ended session.
+
+    A session ends early when its user signs out, resets or changes the password
+    (the user's ``session_epoch`` moves on), or is removed from the team (the row is gone).
+    """
     ctx = ctx_of(request)
-    user_id = auth.read_session(ctx.settings, request.cookies.get(auth.SESSION_COOKIE))
-    if user_id is None:
+    claims = auth.read_claims(ctx.settings, request.cookies.get(auth.SESSION_COOKIE))
+    if claims is None:
         return None
     with ctx.db.read() as session:
-        user = session.get(User, user_id)
+        user = session.get(User, claims.user_id)
         account = session.get(Account, user.account_id) if user else None
-        if user is None or account is None:
+        if user is None or account is None or claims.epoch != user.session_epoch:
             return None
         return Viewer(user.id, user.email, user.role, account.id, account.name, account.timezone)
 

@@ -1,11 +1,12 @@
-"""The people who sign in to the control panel, each belonging to one account."""
+"""The people who sign in to the control panel, each belonging to one account, and the
+single-use links the panel sends them by email."""
 
 from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatmeter.db import Base, BigIntPK, UTCDateTime
@@ -24,4 +25,37 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.OWNER)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Every session cookie carries the epoch it was issued in; signing out, resetting
+    # or changing the password moves the epoch on, which ends every older session.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class TokenPurpose(StrEnum):
+    RESET = "reset"  # set a new password
+    CONFIRM_EMAIL = "confirm_email"  # make ``email`` the account's contact email
+    INVITE = "invite"  # join the account as ``role``
+
+
+class PanelToken(Base):
+    """A single-use link sent by email; only the SHA-256 of its token is kept.
+
+    ``used_at`` is set when the link is used or withdrawn (a newer link, a
+    revoked invitation, a changed password); either way it no longer works.
+    """
+
+    __tablename__ = "panel_tokens"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # The user whose password a reset link sets; None for the other purposes.
+    user_id: Mapped[int | None] = mapped_column(
+        BigIntPK, ForeignKey("users.id"), index=True, default=None
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str | None] = mapped_column(String(16), default=None)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

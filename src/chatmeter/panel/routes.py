@@ -21,7 +21,6 @@ from chatmeter.panel import service as users
 from chatmeter.panel.assistant_views import file_counts, status_of
 from chatmeter.panel.common import (
     HERE,
-    NAV,
     Viewer,
     ctx_of,
     form_text,
@@ -125,7 +124,7 @@ def _sign_up(request: Request, form: Any) -> Response:
             form=values,
         )
     response = RedirectResponse("/panel/dashboard", status_code=303)
-    auth.start_session(response, ctx.settings, user.id)
+    auth.start_session(response, ctx.settings, user)
     return response
 
 
@@ -163,26 +162,7 @@ def _sign_in(request: Request, form: Any) -> Response:
             email=email,
         )
     response = RedirectResponse("/panel/dashboard", status_code=303)
-    auth.start_session(response, ctx.settings, user.id)
-    return response
-
-
-@router.post("/sign-out")
-async def sign_out(request: Request) -> Response:
-    form = await request.form()
-    return await run_in_threadpool(_sign_out, request, form)
-
-
-def _sign_out(request: Request, form: Any) -> Response:
-    ctx = ctx_of(request)
-    try:
-        auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
-    except ChatmeterError as exc:
-        return render(
-            request, "sign_in.html", status=exc.status_code, error=sentence(exc.message), email=""
-        )
-    response = render(request, "sign_in.html", notice="You are signed out.", email="")
-    auth.end_session(response, ctx.settings)
+    auth.start_session(response, ctx.settings, user)
     return response
 
 
@@ -211,21 +191,6 @@ def dashboard(request: Request) -> Response:
         for bot in bots
     ]
     return render(request, "dashboard.html", viewer=viewer, active_nav="dashboard", bots=rows)
-
-
-def _coming_soon(section: str, title: str) -> Any:
-    def page(request: Request) -> Response:
-        viewer = viewer_of(request)
-        if viewer is None:
-            return to_sign_in()
-        return render(request, "soon.html", viewer=viewer, active_nav=section, title=title)
-
-    return page
-
-
-for _section, _title in NAV:
-    if _section not in ("dashboard", "billing"):
-        router.add_api_route(f"/{_section}", _coming_soon(_section, _title), methods=["GET"])
 
 
 # --- billing --------------------------------------------------------------------

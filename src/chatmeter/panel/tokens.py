@@ -1,0 +1,169 @@
+"""Single-use links sent by email: password reset, contact email confirmation, invitation.
+
+A link carries a random token of 256 bits. The database keeps only its SHA-256
+(``panel_tokens.token_hash``), so a stolen copy of the table opens nothing; a
+plain hash is enough because the token is random, not chosen by a person. The
+token itself exists once more, in the outbox row of the email that carries it,
+until that email is sent and the link used or expired.
+
+A link works once, until it expires. Using it is a conditional update
+(``used_at IS NULL``), so two clicks racing each other cannot both succeed.
+
+    ChatmeterError
+    ├── NotFound
+    │   └── UnknownLink (404): no such token (mistyped, cut off or forged)
+    └── SpentLink (410): used, withdrawn or expired
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from chatmeter.errors import ChatmeterError, NotFound
+from chatmeter.panel.models import PanelToken, TokenPurpose
+
+LIFETIMES = {
+    TokenPurpose.RESET: dt.timedelta(hours=1),
+    TokenPurpose.CONFIRM_EMAIL: dt.timedelta(hours=24),
+    TokenPurpose.INVITE: dt.timedelta(days=7),
+}
+# What ``secrets.token_urlsafe(32)`` makes: 43 characters of the URL-safe alphabet.
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+SPENT = {
+    TokenPurpose.RESET: "this password reset link was already used; ask for a new one",
+    TokenPurpose.CONFIRM_EMAIL: "this confirmation link was already used, or a newer one "
+    "replaced it",
+    TokenPurpose.INVITE: "this invitation was already used or withdrawn; ask for a new one",
+}
+EXPIRED = {
+    TokenPurpose.RESET: "this password reset link has expired (it works for 1 hour); "
+    "ask for a new one",
+    TokenPurpose.CONFIRM_EMAIL: "this confirmation link has expired (it works for 24 hours); "
+    "enter the new contact email again in your settings",
+    TokenPurpose.INVITE: "this invitation has expired (it works for 7 days); "
+    "ask the account's owner for a new one",
+}
+UNKNOWN = "this link is not valid; check that you copied all of it from the email"
+
+
+class UnknownLink(NotFound):
+    code = "unknown_link"
+
+
+class SpentLink(ChatmeterError):
+    status_code = 410
+    code = "spent_link"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue(
+    session: Session,
+    *,
+    purpose: TokenPurpose,
+    account_id: int,
+    email: str,
+    now: dt.datetime,
+    user_id: int | None = None,
+    role: str | None = None,
+) -> tuple[PanelToken, str]:
+    """A new link's row and its token; the token is for the email and is not kept."""
+    token = secrets.token_urlsafe(32)
+    row = PanelToken(
+        purpose=purpose,
+        token_hash=token_hash(token),
+        account_id=account_id,
+        user_id=user_id,
+        email=email,
+        role=role,
+        expires_at=now + LIFETIMES[purpose],
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def find(session: Session, *, purpose: TokenPurpose, token: object, now: dt.datetime) -> PanelToken:
+    """The usable link for ``token``, or ``UnknownLink`` / ``SpentLink`` with a readable message."""
+    if not isinstance(token, str) or not _TOKEN.match(token):
+        raise UnknownLink(UNKNOWN)
+    row = session.scalar(
+        select(PanelToken).where(
+            PanelToken.token_hash == token_hash(token), PanelToken.purpose == purpose
+        )
+    )
+    if row is None:
+        raise UnknownLink(UNKNOWN)
+    if row.used_at is not None:
+        raise SpentLink(SPENT[purpose])
+    if now >= row.expires_at:
+        raise SpentLink(EXPIRED[purpose])
+    return row
+
+
+def use(session: Session, *, row: PanelToken, now: dt.datetime) -> None:
+    """Mark the link used; ``SpentLink`` if another request used it first."""
+    result = session.execute(
+        update(PanelToken)
+        .where(PanelToken.id == row.id, PanelToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise SpentLink(SPENT[TokenPurpose(row.purpose)])
+    row.used_at = now
+
+
+def withdraw(
+    session: Session,
+    *,
+    purpose: TokenPurpose,
+    now: dt.datetime,
+    account_id: int | None = None,
+    user_id: int | None = None,
+    email: str | None = None,
+) -> int:
+    """Make the matching unused links stop working; returns how many there were."""
+    if account_id is None and user_id is None and email is None:
+        raise ValueError("withdraw whose links? give an account, a user or an email")
+    statement = update(PanelToken).where(
+        PanelToken.purpose == purpose, PanelToken.used_at.is_(None)
+    )
+    if account_id is not None:
+        statement = statement.where(PanelToken.account_id == account_id)
+    if user_id is not None:
+        statement = statement.where(PanelToken.user_id == user_id)
+    if email is not None:
+        statement = statement.where(PanelToken.email == email)
+    result = session.execute(
+        statement.values(used_at=now).execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)
+
+
+def pending(
+    session: Session, *, purpose: TokenPurpose, account_id: int, now: dt.datetime
+) -> list[PanelToken]:
+    """The account's links of ``purpose`` that still work, newest first."""
+    return list(
+        session.scalars(
+            select(PanelToken)
+            .where(
+                PanelToken.purpose == purpose,
+                PanelToken.account_id == account_id,
+                PanelToken.used_at.is_(None),
+                PanelToken.expires_at > now,
+            )
+            .order_by(PanelToken.created_at.desc(), PanelToken.id.desc())
+        )
+    )
