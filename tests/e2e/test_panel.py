@@ -18,6 +18,7 @@ from chatmeter.billing.summary import balance_summary
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
 from chatmeter.panel.models import User
+from chatmeter.training import service as training
 from tests.e2e.conftest import SCREENSHOTS, LiveServer, Visit
 
 PASSWORD = "a long enough password"
@@ -183,11 +184,19 @@ def test_screenshots_of_the_dashboard_and_the_window(
     with ctx.db.uow() as uow:
         now = ctx.clock.now()
         for name, title in (("Help Center", "Northwind Help"), ("Wholesale", "Trade orders")):
-            assistants.create_assistant(
+            bot = assistants.create_assistant(
                 uow.session,
                 account_id=account_id,
                 now=now,
                 fields=AssistantFields(name=name, widget_title=title),
+            )
+            training.upload(
+                uow.session,
+                assistant=bot,
+                filename=f"{name.lower().replace(' ', '-')}.md",
+                data=f"# {title}\n\nWe roast coffee in Leeds and ship it the same day.\n".encode(),
+                max_bytes=ctx.settings.max_upload_bytes,
+                now=now,
             )
         hold = ledger.reserve(
             uow.session, account_id=account_id, tokens=7_000, key="shot:1", ttl_seconds=60, now=now
@@ -201,8 +210,10 @@ def test_screenshots_of_the_dashboard_and_the_window(
             now=now,
         )
         uow.commit()
+    training.process_queue(ctx)
     assert periods.period_of(ctx.clock.now(), "UTC") == "2026-11"
     page.reload()
+    expect(page.locator("[data-assistant-status]")).to_have_text(["Ready", "Ready"])
     expect(page.get_by_test_id("balance")).to_have_text(f"{balance(ctx, account_id):,}")
     expect(page.get_by_test_id("used")).to_have_text("6,640")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

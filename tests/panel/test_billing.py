@@ -141,6 +141,7 @@ def test_the_dashboard_shows_exactly_the_ledgers_figures(ctx: Context, panel: Pa
     assert figure(page, "limit") == f"{figures.limit:,}" == "15,000"
     assert figure(page, "used") == f"{figures.used_this_month:,}" == "2,034"
     assert figure(page, "renews") == "1 December 2026"
+    assert "Shop · November 2026" in page  # the month, as people write it
     json_figures = panel.client.get("/panel/figures").json()
     assert json_figures["balance"] == figures.balance
     assert json_figures["used_this_month"] == figures.used_this_month

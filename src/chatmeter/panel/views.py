@@ -13,6 +13,10 @@ from chatmeter.billing import summary
 from chatmeter.billing.service import price_cents
 from chatmeter.config import Settings
 
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 
@@ -30,6 +34,14 @@ def money(amount: str | Decimal | int, currency: str) -> str:
 def local_date(instant: dt.datetime, zone: str) -> str:
     local = instant.astimezone(ZoneInfo(zone))
     return f"{local.day} {local:%B %Y}"
+
+
+def month_name(period: str | None) -> str:
+    """``2026-11`` as ``November 2026`` (English, whatever the process locale)."""
+    if not period:
+        return ""
+    year, month = period.split("-")
+    return f"{MONTHS[int(month) - 1]} {year}"
 
 
 def gauge_percent(balance: int, limit: int) -> int:
