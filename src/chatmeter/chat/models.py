@@ -12,7 +12,10 @@ from chatmeter.db import Base, BigIntPK, UTCDateTime
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_account", "account_id", "id"),)
+    __table_args__ = (
+        Index("ix_conversations_account", "account_id", "id"),
+        Index("ix_conversations_account_updated", "account_id", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     # What the visitor's browser keeps; unguessable so nobody can read another's chat.

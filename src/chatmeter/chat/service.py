@@ -176,7 +176,7 @@ class Turn:
             conversation.messages += 2
             conversation.context_tokens += context
             conversation.generation_tokens += generation
-            conversation.updated_at = now
+            conversation.updated_at = max(conversation.updated_at, now)  # its last message
             uow.commit()
 
 

@@ -267,6 +267,10 @@ def _message_cells(
         .join(Conversation, Conversation.id == Message.conversation_id)
         .where(
             Conversation.account_id == account_id,
+            # A conversation's last message is its ``updated_at``: one that went quiet
+            # before the range has none in it (the index on account and ``updated_at``
+            # skips it without reading its messages).
+            Conversation.updated_at >= edges[0],
             Message.created_at >= edges[0],
             Message.created_at < edges[-1],
         )

@@ -1,8 +1,8 @@
 """panel tokens and sessions
 
 Single-use links of the control panel (password reset, contact email
-confirmation, team invitation), stored as hashes; and the instant up to which
-a user's session cookies are refused (sign-out everywhere).
+confirmation, team invitation), stored as hashes; and each user's session
+epoch, which signing out moves on to end every session (sign-out everywhere).
 
 Revision ID: 3afc33630a0c
 Revises: eab6fda6e736
