@@ -30,7 +30,7 @@ from chatmeter.panel.assistant_views import (
     size_text,
     training_summary,
 )
-from chatmeter.panel.common import Viewer, ctx_of, problem, sentence, viewer_of
+from chatmeter.panel.common import Viewer, ctx_of, problem, sentence, viewer_of, with_form
 from chatmeter.training import service as training
 from chatmeter.web.api.assistants import MAX_FILES_PER_UPLOAD
 
@@ -195,11 +195,10 @@ def _store(
 
 @router.post("/assistants/{assistant_id}/files/{file_id}/delete")
 async def remove(request: Request, assistant_id: str, file_id: str) -> Response:
-    async with request.form() as form:  # closes any uploaded file afterwards
-        return await run_in_threadpool(_remove, request, assistant_id, file_id, form)
+    return await with_form(request, _remove, assistant_id, file_id)
 
 
-def _remove(request: Request, assistant_id: str, file_id: str, form: Any) -> Response:
+def _remove(request: Request, form: Any, assistant_id: str, file_id: str) -> Response:
     found = find(request, assistant_id)
     if isinstance(found, Response):
         return found

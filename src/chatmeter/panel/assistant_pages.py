@@ -8,11 +8,11 @@ unless every value is valid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
@@ -41,6 +41,7 @@ from chatmeter.panel.common import (
     sentence,
     to_sign_in,
     viewer_of,
+    with_form,
 )
 from chatmeter.panel.views import dashboard_figures
 
@@ -135,8 +136,7 @@ def _new_page(
 
 @router.post("/assistants/new")
 async def create(request: Request) -> Response:
-    async with request.form() as form:  # closes any uploaded file afterwards
-        return await run_in_threadpool(_create, request, form)
+    return await with_form(request, _create)
 
 
 def _create(request: Request, form: Any) -> Response:
@@ -207,11 +207,10 @@ def _settings_page(
 
 @router.post("/assistants/{assistant_id}")
 async def save_settings(request: Request, assistant_id: str) -> Response:
-    async with request.form() as form:  # closes any uploaded file afterwards
-        return await run_in_threadpool(_save_settings, request, assistant_id, form)
+    return await with_form(request, _save_settings, assistant_id)
 
 
-def _save_settings(request: Request, assistant_id: str, form: Any) -> Response:
+def _save_settings(request: Request, form: Any, assistant_id: str) -> Response:
     found = find(request, assistant_id)
     if isinstance(found, Response):
         return found
@@ -256,11 +255,31 @@ def delete_form(request: Request, assistant_id: str) -> Response:
 
 @router.post("/assistants/{assistant_id}/delete")
 async def delete(request: Request, assistant_id: str) -> Response:
-    async with request.form() as form:  # closes any uploaded file afterwards
-        return await run_in_threadpool(_delete, request, assistant_id, form)
+    return await with_form(request, _delete, assistant_id)
 
 
-def _delete(request: Request, assistant_id: str, form: Any) -> Response:
+def _delete(request: Request, form: Any, assistant_id: str) -> Response:
+    return _confirmed(
+        request,
+        assistant_id,
+        form,
+        verb=assistants.delete_assistant,
+        page=("assistant_delete.html", "settings"),
+        done=lambda _: "/panel/assistants?done=deleted",
+    )
+
+
+def _confirmed(
+    request: Request,
+    assistant_id: str,
+    form: Any,
+    *,
+    verb: Callable[..., object],
+    page: tuple[str, str],
+    done: Callable[[int], str],
+) -> Response:
+    """A confirmation page's POST: run ``verb`` on the assistant, then go to ``done(id)``;
+    on an error, the confirmation page (``page``: template and tab) again, with the message."""
     found = find(request, assistant_id)
     if isinstance(found, Response):
         return found
@@ -269,7 +288,7 @@ def _delete(request: Request, assistant_id: str, form: Any) -> Response:
     try:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
         with ctx.db.uow() as uow:
-            assistants.delete_assistant(
+            verb(
                 uow.session,
                 account_id=viewer.account_id,
                 assistant_id=bot["id"],
@@ -277,16 +296,17 @@ def _delete(request: Request, assistant_id: str, form: Any) -> Response:
             )
             uow.commit()
     except ChatmeterError as exc:
+        template, tab = page
         return assistant_page(
             request,
             viewer,
-            "assistant_delete.html",
+            template,
             bot=bot,
-            tab="settings",
+            tab=tab,
             status=exc.status_code,
             error=sentence(exc.message),
         )
-    return RedirectResponse("/panel/assistants?done=deleted", status_code=303)
+    return RedirectResponse(done(bot["id"]), status_code=303)
 
 
 # --- the embed snippet -------------------------------------------------------------
@@ -334,37 +354,18 @@ def rotate_form(request: Request, assistant_id: str) -> Response:
 
 @router.post("/assistants/{assistant_id}/rotate-key")
 async def rotate(request: Request, assistant_id: str) -> Response:
-    async with request.form() as form:  # closes any uploaded file afterwards
-        return await run_in_threadpool(_rotate, request, assistant_id, form)
+    return await with_form(request, _rotate, assistant_id)
 
 
-def _rotate(request: Request, assistant_id: str, form: Any) -> Response:
-    found = find(request, assistant_id)
-    if isinstance(found, Response):
-        return found
-    viewer, bot = found
-    ctx = ctx_of(request)
-    try:
-        auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
-        with ctx.db.uow() as uow:
-            assistants.rotate_public_key(
-                uow.session,
-                account_id=viewer.account_id,
-                assistant_id=bot["id"],
-                now=ctx.clock.now(),
-            )
-            uow.commit()
-    except ChatmeterError as exc:
-        return assistant_page(
-            request,
-            viewer,
-            "assistant_rotate.html",
-            bot=bot,
-            tab="embed",
-            status=exc.status_code,
-            error=sentence(exc.message),
-        )
-    return RedirectResponse(f"/panel/assistants/{bot['id']}/embed?done=rotated", 303)
+def _rotate(request: Request, form: Any, assistant_id: str) -> Response:
+    return _confirmed(
+        request,
+        assistant_id,
+        form,
+        verb=assistants.rotate_public_key,
+        page=("assistant_rotate.html", "embed"),
+        done=lambda bot_id: f"/panel/assistants/{bot_id}/embed?done=rotated",
+    )
 
 
 # The training and chat pages join this router (their paths never collide with these).

@@ -6,13 +6,15 @@ Each area of the panel (``routes`` for sign-in, dashboard and billing, ``usage``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from chatmeter.accounts.models import Account
 from chatmeter.billing import service as billing
@@ -154,3 +156,15 @@ def owner_only(viewer: Viewer, what: str = "change billing") -> None:
 def problem(status: int, message: str) -> JSONResponse:
     """A JSON error for the panel's scripts: ``{"error": {"message": ...}}``."""
     return JSONResponse({"error": {"message": sentence(message)}}, status_code=status)
+
+
+async def with_form(
+    request: Request, handler: Callable[..., Response], *args: Any, **kwargs: Any
+) -> Response:
+    """Run ``handler(request, form, ...)`` in a thread; uploaded files are closed after.
+
+    A file sent where text belongs is refused by ``form_text``, and must not be
+    left open for the garbage collector.
+    """
+    async with request.form() as form:
+        return await run_in_threadpool(handler, request, form, *args, **kwargs)

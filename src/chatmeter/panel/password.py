@@ -12,17 +12,15 @@ password, ends the user's other sessions and signs this browser in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from chatmeter.errors import ChatmeterError, InvalidInput
 from chatmeter.panel import auth, tokens
 from chatmeter.panel import service as users
-from chatmeter.panel.common import ctx_of, form_text, render, sentence, viewer_of
+from chatmeter.panel.common import ctx_of, form_text, render, sentence, viewer_of, with_form
 from chatmeter.panel.models import User
 
 router = APIRouter(include_in_schema=False)
@@ -32,18 +30,6 @@ def limiter_of(request: Request) -> auth.SignInLimiter:
     """The panel's one limiter, made by ``routes.install``: it counts every sensitive form."""
     limiter: auth.SignInLimiter = request.app.state.panel_limiter
     return limiter
-
-
-async def with_form(
-    request: Request, handler: Callable[..., Response], *args: Any, **kwargs: Any
-) -> Response:
-    """Run ``handler(request, form, ...)`` in a thread; uploaded files are closed after.
-
-    A file sent where text belongs is refused by ``form_text``, and must not be
-    left open for the garbage collector.
-    """
-    async with request.form() as form:
-        return await run_in_threadpool(handler, request, form, *args, **kwargs)
 
 
 def client_address(request: Request) -> str:

@@ -30,6 +30,7 @@ from chatmeter.panel.common import (
     sentence,
     to_sign_in,
     viewer_of,
+    with_form,
 )
 from chatmeter.panel.views import billing_figures, dashboard_figures, local_date, money
 
@@ -89,8 +90,7 @@ def sign_up_form(request: Request) -> Response:
 
 @router.post("/sign-up")
 async def sign_up(request: Request) -> Response:
-    form = await request.form()
-    return await run_in_threadpool(_sign_up, request, form)
+    return await with_form(request, _sign_up)
 
 
 def _sign_up(request: Request, form: Any) -> Response:
@@ -137,8 +137,7 @@ def sign_in_form(request: Request) -> Response:
 
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
-    form = await request.form()
-    return await run_in_threadpool(_sign_in, request, form)
+    return await with_form(request, _sign_in)
 
 
 def _sign_in(request: Request, form: Any) -> Response:
@@ -231,8 +230,7 @@ def billing_page(request: Request) -> Response:
 
 @router.post("/billing/packages")
 async def change_packages(request: Request) -> Response:
-    form = await request.form()
-    return await run_in_threadpool(_change_packages, request, form)
+    return await with_form(request, _change_packages)
 
 
 def _change_packages(request: Request, form: Any) -> Response:
@@ -270,8 +268,7 @@ def cancel_form(request: Request) -> Response:
 
 @router.post("/billing/cancel")
 async def cancel(request: Request) -> Response:
-    form = await request.form()
-    return await run_in_threadpool(_cancel, request, form)
+    return await with_form(request, _cancel)
 
 
 def _cancel(request: Request, form: Any) -> Response:

@@ -34,8 +34,8 @@ from chatmeter.panel.common import (
     sentence,
     to_sign_in,
     viewer_of,
+    with_form,
 )
-from chatmeter.panel.password import with_form
 from chatmeter.panel.views import local_date
 
 router = APIRouter(prefix="/panel", include_in_schema=False)

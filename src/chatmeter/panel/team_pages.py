@@ -17,8 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from chatmeter.errors import ChatmeterError, NotFound
 from chatmeter.panel import auth, team, tokens
 from chatmeter.panel import service as users
-from chatmeter.panel.common import Viewer, ctx_of, form_text, render, sentence
-from chatmeter.panel.password import limiter_of, with_form
+from chatmeter.panel.common import Viewer, ctx_of, form_text, render, sentence, with_form
+from chatmeter.panel.password import limiter_of
 
 router = APIRouter(include_in_schema=False)
 
