@@ -398,6 +398,35 @@ def test_a_new_time_zone_mid_month_carries_no_tokens_into_the_next(
     assert_ledger_clean(ctx)
 
 
+def test_a_purchase_after_moving_west_belongs_to_the_month_already_entered(
+    ctx: Context,
+) -> None:
+    """Auckland has entered December; moved to Los Angeles, where it is still November,
+    a purchase counts towards December and lasts until January, as renewed tokens do."""
+    ctx = setup(ctx)
+    ctx.clock.set(utc(2026, 11, 10))
+    account = new_account(ctx, timezone="Pacific/Auckland")
+    ctx.clock.set(periods.starts_at("2026-12", "Pacific/Auckland"))
+    billing.run_renewals(ctx)
+    with ctx.db.uow() as uow:
+        accounts.update_account(
+            uow.session, account_id=account, timezone="America/Los_Angeles", now=ctx.clock.now()
+        )
+        uow.commit()
+    assert periods.period_of(ctx.clock.now(), "America/Los_Angeles") == "2026-11"
+
+    billing.purchase(ctx, account_id=account, packages=1)
+    (bought,) = grants(ctx, account, GrantSource.PURCHASE)
+    assert bought.period == "2026-12"
+    assert bought.expires_at == periods.starts_at("2027-01", "America/Los_Angeles")
+    assert balance_of(ctx, account).period_granted == PACKAGE + ctx.settings.free_tokens
+    ctx.clock.set(periods.starts_at("2026-12", "America/Los_Angeles"))
+    billing.run_renewals(ctx)
+    (bought,) = grants(ctx, account, GrantSource.PURCHASE)
+    assert bought.expired_at is None  # December is not entered twice
+    assert_ledger_clean(ctx)
+
+
 # --- cancelling and changing the quantity -----------------------------------------------
 
 

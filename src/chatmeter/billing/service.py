@@ -175,7 +175,7 @@ def _open_purchase(
     key: str,
     now: dt.datetime,
 ) -> Invoice:
-    ledger.lock_balance(session, account_id=account_id)
+    balance = ledger.lock_balance(session, account_id=account_id)
     account = _account(session, account_id)
     fingerprint = request_hash({"packages": packages})
     existing = session.scalar(
@@ -192,7 +192,7 @@ def _open_purchase(
         account_id=account_id,
         key=key,
         kind=InvoiceKind.PURCHASE,
-        period=periods.period_of(now, account.timezone),
+        period=current_period(balance, account.timezone, now),
         packages=packages,
         free_tokens=0,
         now=now,
@@ -201,6 +201,12 @@ def _open_purchase(
     session.add(invoice)
     session.flush()
     return invoice
+
+
+def current_period(balance: Balance, zone: str, now: dt.datetime) -> str:
+    """The month tokens bought now belong to: the local month, or the one the ledger has
+    already entered if that is later (an account that moved its time zone west)."""
+    return max(periods.period_of(now, zone), balance.period or "")
 
 
 # --- the monthly renewal ----------------------------------------------------
@@ -497,7 +503,9 @@ def _fulfil_purchase(
     session: Session, account: Account, invoice: Invoice, now: dt.datetime
 ) -> None:
     subscription = get_subscription(session, account_id=account.id)
-    period = periods.period_of(now, account.timezone)
+    period = current_period(
+        ledger.lock_balance(session, account_id=account.id), account.timezone, now
+    )
     if subscription.status == SubscriptionStatus.CANCELLED:
         # Buying again after cancelling starts a new subscription of these packages.
         subscription.status = SubscriptionStatus.ACTIVE
