@@ -4,7 +4,7 @@ A link carries a random token of 256 bits. The database keeps only its SHA-256
 (``panel_tokens.token_hash``), so a stolen copy of the table opens nothing; a
 plain hash is enough because the token is random, not chosen by a person. The
 token itself exists once more, in the outbox row of the email that carries it,
-until that email is sent and the link used or expired.
+until that email is sent (delivery then replaces it, ``notifications.delivery``).
 
 A link works once, until it expires. Using it is a conditional update
 (``used_at IS NULL``), so two clicks racing each other cannot both succeed.
