@@ -23,12 +23,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from chatmeter import models
 from chatmeter.accounts import service as accounts
+from chatmeter.billing import periods
 from chatmeter.billing import service as billing
 from chatmeter.billing.gateways import ManualGateway
+from chatmeter.billing.models import Subscription
 from chatmeter.clock import FixedClock
 from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.db import Database, normalise_url
+from chatmeter.ledger import service as ledger
+from chatmeter.ledger.models import Balance, GrantSource
+from chatmeter.ledger.verify import verify
 
 START = dt.datetime(2026, 11, 15, 12, 0, tzinfo=dt.UTC)
 
@@ -140,10 +145,6 @@ def new_account(ctx: Context, *, email: str = "owner@example.com", timezone: str
 
 def add_tokens(ctx: Context, account_id: int, amount: int, *, key: str | None = None) -> None:
     """A manual, non-expiring grant: the simplest way to give a test account tokens."""
-    from chatmeter.billing import periods
-    from chatmeter.ledger import service as ledger
-    from chatmeter.ledger.models import GrantSource
-
     with ctx.db.uow() as uow:
         account = accounts.get_account(uow.session, account_id=account_id)
         ledger.grant(
@@ -156,6 +157,43 @@ def add_tokens(ctx: Context, account_id: int, amount: int, *, key: str | None = 
             now=ctx.clock.now(),
         )
         uow.commit()
+
+
+def balance_of(ctx: Context, account_id: int) -> Balance:
+    with ctx.db.read() as session:
+        balance = session.get(Balance, account_id)
+        assert balance is not None
+        return balance
+
+
+def subscription_of(ctx: Context, account_id: int) -> Subscription:
+    with ctx.db.read() as session:
+        return billing.get_subscription(session, account_id=account_id)
+
+
+def spend(ctx: Context, account_id: int, tokens: int, key: str) -> None:
+    """A chat turn that uses all it reserved."""
+    now = ctx.clock.now()
+    with ctx.db.uow() as uow:
+        hold = ledger.reserve(
+            uow.session, account_id=account_id, tokens=tokens, key=key, ttl_seconds=60, now=now
+        )
+        ledger.settle(
+            uow.session,
+            account_id=account_id,
+            hold_id=hold.id,
+            context=tokens,
+            generation=0,
+            now=now,
+        )
+        uow.commit()
+
+
+def assert_ledger_clean(ctx: Context) -> None:
+    """``chatmeter ledger verify`` finds nothing wrong with any account."""
+    with ctx.db.read() as session:
+        reports = verify(session)
+    assert reports and all(r.ok for r in reports), [r.problems for r in reports]
 
 
 @dataclass

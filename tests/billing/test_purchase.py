@@ -26,14 +26,12 @@ from sqlalchemy import func, select
 from chatmeter.billing import periods
 from chatmeter.billing import service as billing
 from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus, ManualGateway
-from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus, Subscription
+from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
 from chatmeter.context import Context
 from chatmeter.errors import IdempotencyConflict, InvalidInput, NotFound, PaymentFailed
-from chatmeter.ledger import service as ledger
-from chatmeter.ledger.models import Balance, Grant, GrantSource, LedgerEntry
-from chatmeter.ledger.verify import verify
+from chatmeter.ledger.models import Grant, GrantSource, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
-from tests.conftest import new_account
+from tests.conftest import assert_ledger_clean, balance_of, new_account, spend, subscription_of
 
 PACKAGE = 5000
 
@@ -65,18 +63,6 @@ def with_gateway(ctx: Context, gateway: object) -> Context:
     return dataclasses.replace(ctx, gateway=gateway)  # type: ignore[arg-type]
 
 
-def balance_of(ctx: Context, account_id: int) -> Balance:
-    with ctx.db.read() as session:
-        balance = session.get(Balance, account_id)
-        assert balance is not None
-        return balance
-
-
-def subscription_of(ctx: Context, account_id: int) -> Subscription:
-    with ctx.db.read() as session:
-        return billing.get_subscription(session, account_id=account_id)
-
-
 def outbox(ctx: Context, kind: str) -> list[OutboxMessage]:
     with ctx.db.read() as session:
         return list(
@@ -104,34 +90,6 @@ def row_counts(ctx: Context) -> dict[str, int]:
             model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
             for model in (Invoice, Grant, LedgerEntry, OutboxMessage)
         }
-
-
-def spend(ctx: Context, account_id: int, tokens: int, key: str) -> None:
-    """A chat turn that uses all it reserved."""
-    with ctx.db.uow() as uow:
-        hold = ledger.reserve(
-            uow.session,
-            account_id=account_id,
-            tokens=tokens,
-            key=key,
-            ttl_seconds=60,
-            now=ctx.clock.now(),
-        )
-        ledger.settle(
-            uow.session,
-            account_id=account_id,
-            hold_id=hold.id,
-            context=tokens,
-            generation=0,
-            now=ctx.clock.now(),
-        )
-        uow.commit()
-
-
-def assert_ledger_clean(ctx: Context) -> None:
-    with ctx.db.read() as session:
-        reports = verify(session)
-    assert reports and all(r.ok for r in reports), [r.problems for r in reports]
 
 
 # --- buying ---------------------------------------------------------------------------

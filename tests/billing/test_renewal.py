@@ -29,14 +29,13 @@ from chatmeter.accounts import service as accounts
 from chatmeter.billing import periods
 from chatmeter.billing import service as billing
 from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus
-from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus, Subscription
+from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
 from chatmeter.context import Context
 from chatmeter.errors import InsufficientTokens
 from chatmeter.ledger import service as ledger
-from chatmeter.ledger.models import Balance, EntryKind, Grant, GrantSource, LedgerEntry
-from chatmeter.ledger.verify import verify
+from chatmeter.ledger.models import EntryKind, Grant, GrantSource, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
-from tests.conftest import new_account
+from tests.conftest import assert_ledger_clean, balance_of, new_account, spend, subscription_of
 
 PACKAGE = 5000
 SUCCEEDED, FAILED = ChargeStatus.SUCCEEDED, ChargeStatus.FAILED
@@ -84,18 +83,6 @@ def setup(ctx: Context, gateway: ScriptedGateway | None = None, **settings: obje
     return dataclasses.replace(ctx, **changes)  # type: ignore[arg-type]
 
 
-def balance_of(ctx: Context, account_id: int) -> Balance:
-    with ctx.db.read() as session:
-        balance = session.get(Balance, account_id)
-        assert balance is not None
-        return balance
-
-
-def subscription_of(ctx: Context, account_id: int) -> Subscription:
-    with ctx.db.read() as session:
-        return billing.get_subscription(session, account_id=account_id)
-
-
 def renewal_invoices(ctx: Context, account_id: int) -> list[Invoice]:
     with ctx.db.read() as session:
         return list(
@@ -130,28 +117,6 @@ def outbox(ctx: Context, kind: str, account_id: int | None = None) -> list[Outbo
         return list(session.scalars(query.order_by(OutboxMessage.id)))
 
 
-def spend(ctx: Context, account_id: int, tokens: int, key: str) -> None:
-    """A chat turn that uses everything it reserved."""
-    with ctx.db.uow() as uow:
-        hold = ledger.reserve(
-            uow.session,
-            account_id=account_id,
-            tokens=tokens,
-            key=key,
-            ttl_seconds=60,
-            now=ctx.clock.now(),
-        )
-        ledger.settle(
-            uow.session,
-            account_id=account_id,
-            hold_id=hold.id,
-            context=tokens,
-            generation=0,
-            now=ctx.clock.now(),
-        )
-        uow.commit()
-
-
 def can_reserve(ctx: Context, account_id: int, tokens: int, key: str) -> bool:
     """Whether a chat turn of ``tokens`` could start now (the hold is released again)."""
     with ctx.db.uow() as uow:
@@ -167,12 +132,6 @@ def can_reserve(ctx: Context, account_id: int, tokens: int, key: str) -> bool:
         except InsufficientTokens:
             return False
         return True  # rolled back: nothing kept
-
-
-def assert_ledger_clean(ctx: Context) -> None:
-    with ctx.db.read() as session:
-        reports = verify(session)
-    assert reports and all(r.ok for r in reports), [r.problems for r in reports]
 
 
 # --- exactly once ---------------------------------------------------------------------

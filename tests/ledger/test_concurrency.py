@@ -32,9 +32,9 @@ from chatmeter.context import Context
 from chatmeter.db import Database
 from chatmeter.errors import Conflict, InsufficientTokens
 from chatmeter.ledger import service as ledger
-from chatmeter.ledger.models import Balance, EntryKind, Hold, HoldStatus, LedgerEntry
+from chatmeter.ledger.models import EntryKind, Hold, HoldStatus, LedgerEntry
 from chatmeter.ledger.verify import verify
-from tests.conftest import add_tokens, new_account
+from tests.conftest import add_tokens, balance_of, new_account
 
 SPAWN = multiprocessing.get_context("spawn")
 DEADLINE_SECONDS = 120  # for any one test's threads and processes together
@@ -255,13 +255,6 @@ def run_everywhere(
 
 def deal(jobs: Sequence[Job], hands: int) -> list[list[Job]]:
     return [list(jobs[n::hands]) for n in range(hands)]
-
-
-def balance_of(ctx: Context, account_id: int) -> Balance:
-    with ctx.db.read() as session:
-        balance = session.get(Balance, account_id)
-        assert balance is not None
-        return balance
 
 
 def assert_clean(ctx: Context) -> None:

@@ -10,16 +10,9 @@ from sqlalchemy import select, text
 from chatmeter.context import Context
 from chatmeter.errors import Conflict, IdempotencyConflict, InsufficientTokens, InvalidInput
 from chatmeter.ledger import service as ledger
-from chatmeter.ledger.models import Balance, EntryKind, Grant, GrantSource, LedgerEntry
+from chatmeter.ledger.models import EntryKind, Grant, GrantSource, LedgerEntry
 from chatmeter.ledger.verify import verify
-from tests.conftest import add_tokens, new_account
-
-
-def balance_of(ctx: Context, account_id: int) -> Balance:
-    with ctx.db.read() as session:
-        balance = session.get(Balance, account_id)
-        assert balance is not None
-        return balance
+from tests.conftest import add_tokens, balance_of, new_account
 
 
 def reserve(ctx: Context, account_id: int, tokens: int, key: str, ttl: int = 60) -> int:
