@@ -20,11 +20,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from chatmeter.billing.summary import balance_summary
+from chatmeter.billing.summary import is_active
 from chatmeter.chat import service as chat
 from chatmeter.chat.models import Message
 from chatmeter.context import Context
 from chatmeter.errors import ChatmeterError, InsufficientTokens, InvalidInput, NotFound, Unavailable
+from chatmeter.ledger.models import Balance
 from chatmeter.panel import auth
 from chatmeter.panel.assistant_views import (
     TEST_VISITOR,
@@ -86,8 +87,8 @@ def _test_chat(request: Request, assistant_id: str, raw: bytes) -> Response:
             if assistant is None:
                 raise NotFound("there is no such assistant")
             public_key = assistant.public_key
-            figures = balance_summary(session, account_id=viewer.account_id, now=ctx.clock.now())
-        if not figures.active:
+            balance = session.get(Balance, viewer.account_id)
+        if balance is None or not is_active(balance):
             return _out_of_tokens(OUT_OF_TOKENS)
         turn = chat.start_turn(
             ctx,
