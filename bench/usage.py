@@ -5,7 +5,8 @@
 One account with 3 assistants and N conversations of 3 turns (6 messages)
 spread over the past year, next to 9 other accounts as busy as it (the usage
 query must not read their rows). Measures ``chat.usage.usage`` for the last
-30 and 90 days and ``recent_conversations``, p50/p99 over repeated calls,
+30 and 90 days, ``recent_conversations`` and the balance every panel page
+shows (``billing.summary.balance_summary``), p50/p99 over repeated calls,
 on SQLite and PostgreSQL. Rows are inserted directly: the figures are about
 reading them, and the real turn path is measured in bench/chat.py.
 """
@@ -28,9 +29,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from chatmeter.accounts import service as accounts
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
+from chatmeter.billing.summary import balance_summary
 from chatmeter.chat import usage
 from chatmeter.chat.models import Conversation, Message
 from chatmeter.db import Database
+from chatmeter.ledger.models import LedgerEntry
 from retrieval import load, percentile, postgres_database
 
 ACCOUNTS = 10
@@ -90,6 +93,22 @@ def fill(db: Database, conversations: int, rng: random.Random) -> int:
                             }
                         )
                 uow.session.execute(insert(Message), messages)
+                # Each turn's reserve and settle entries, as the ledger writes them.
+                entries = [
+                    {
+                        "account_id": account_id,
+                        "kind": kind,
+                        "available_delta": 0,
+                        "available_after": 0,
+                        "reserved_after": 0,
+                        "consumed": 620 if kind == "settle" else 0,
+                        "created_at": m["created_at"],
+                    }
+                    for m in messages
+                    if m["role"] == "assistant"
+                    for kind in ("reserve", "settle")
+                ]
+                uow.session.execute(insert(LedgerEntry), entries)
                 uow.commit()
     if db.is_postgres:
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -132,6 +151,12 @@ def measure(db: Database, account_id: int, repeat: int) -> dict[str, tuple[float
             )
 
     results["recent 30d"] = timed(recent, repeat)
+
+    def figures() -> None:  # the balance in every panel page's sidebar
+        with db.read() as session:
+            balance_summary(session, account_id=account_id, now=NOW)
+
+    results["balance"] = timed(figures, repeat)
     return results
 
 

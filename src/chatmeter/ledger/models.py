@@ -134,7 +134,12 @@ class HoldAllocation(Base):
 
 class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_entries_account", "account_id", "id"),)
+    __table_args__ = (
+        Index("ix_ledger_entries_account", "account_id", "id"),
+        # This month's use (every panel page) and a range's (the usage page) read
+        # an account's entries by time.
+        Index("ix_ledger_entries_account_created", "account_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
