@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
@@ -20,7 +20,7 @@ from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.context import Context
 from chatmeter.jobs.worker import Worker
 from chatmeter.training import service as training
-from chatmeter.training.models import Chunk, TrainingFile
+from chatmeter.training.models import Chunk, FilePart, TrainingFile
 from chatmeter.web.app import create_app
 from tests.assistants.callers import caller, chunk_rows, index_version
 from tests.conftest import new_account
@@ -61,6 +61,17 @@ def file_row(ctx: Context, file_id: int) -> TrainingFile:
         file = session.get(TrainingFile, file_id)
         assert file is not None
         return file
+
+
+def file_parts(ctx: Context, file_id: int) -> int:
+    """How many parts of the upload are still stored."""
+    with ctx.db.read() as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(FilePart).where(FilePart.file_id == file_id)
+            )
+            or 0
+        )
 
 
 def note(number: int) -> bytes:
@@ -148,7 +159,7 @@ def test_a_file_that_crashes_every_worker_is_failed_explained_after_three_attemp
     file = file_row(ctx, file_id)
     assert (file.status, file.error_code) == ("failed", "internal")
     assert file.error_message and "upload the file again" in file.error_message
-    assert file.content is None
+    assert file_parts(ctx, file_id) == 0
     assert chunk_rows(ctx, file_id=file_id) == []
     assert index_version(ctx, assistant_id) == 0
 

@@ -9,20 +9,20 @@ leaves nothing behind but its explained failure.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatmeter.assistants.models import Assistant
 from chatmeter.context import Context
 from chatmeter.errors import InvalidInput, NotFound, PayloadTooLarge
-from chatmeter.training.models import Chunk, FileStatus, TrainingFile
+from chatmeter.training.content import Content
+from chatmeter.training.models import Chunk, FilePart, FileStatus, TrainingFile
 
 MAX_FILENAME = 255
 PROCESSING_LEASE = dt.timedelta(minutes=10)
@@ -43,24 +43,29 @@ def upload(
     *,
     assistant: Assistant,
     filename: str,
-    data: bytes,
+    data: bytes | Content,
     max_bytes: int,
     now: dt.datetime,
 ) -> Upload:
-    """Queue a file for training; the same content twice is recognised, not stored again."""
+    """Queue a file for training; the same content twice is recognised, not stored again.
+
+    ``data`` may be a spooled ``Content``: its bytes are stored a part at a time,
+    never held whole.
+    """
+    content = data if isinstance(data, Content) else Content.of_bytes(data)
     filename = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1]
     if not filename or len(filename) > MAX_FILENAME:
         raise InvalidInput(
             f"a file name of 1 to {MAX_FILENAME} characters is required", field="filename"
         )
-    if len(data) > max_bytes:
+    if content.size > max_bytes:
         raise PayloadTooLarge(
-            f"{filename} is {len(data):,} bytes; the limit is {max_bytes:,} bytes",
+            f"{filename} is {content.size:,} bytes; the limit is {max_bytes:,} bytes",
             filename=filename,
         )
-    if not data:
+    if not content.size:
         raise InvalidInput(f"{filename} is empty", field="file", filename=filename)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = content.sha256
     existing = session.scalar(
         select(TrainingFile).where(
             TrainingFile.assistant_id == assistant.id, TrainingFile.sha256 == digest
@@ -69,23 +74,23 @@ def upload(
     if existing is not None and existing.status != FileStatus.FAILED:
         return Upload(existing, duplicate=True)
     if existing is not None:  # it failed before: this upload is a new try
-        existing.filename, existing.content = filename, data
+        existing.filename = filename
         existing.status, existing.progress, existing.attempts = FileStatus.QUEUED, 0, 0
         existing.error_code = existing.error_message = None
         existing.leased_until, existing.updated_at = None, now
+        _store_parts(session, existing.id, content)
         return Upload(existing, duplicate=False)
     file = TrainingFile(
         assistant_id=assistant.id,
         account_id=assistant.account_id,
         filename=filename,
-        size=len(data),
+        size=content.size,
         sha256=digest,
         status=FileStatus.QUEUED,
         progress=0,
         pages=0,
         chunks=0,
         tokens=0,
-        content=data,
         attempts=0,
         created_at=now,
         updated_at=now,
@@ -101,7 +106,32 @@ def upload(
         )
         assert winner is not None
         return Upload(winner, duplicate=True)
+    _store_parts(session, file.id, content)
     return Upload(file, duplicate=False)
+
+
+def _store_parts(session: Session, file_id: int, content: Content) -> None:
+    """The upload's bytes, a part a row: one part in memory at a time."""
+    _drop_parts(session, file_id)
+    for ordinal, data in enumerate(content.parts()):
+        session.execute(insert(FilePart).values(file_id=file_id, ordinal=ordinal, data=data))
+
+
+def _drop_parts(session: Session, file_id: int) -> None:
+    session.execute(delete(FilePart).where(FilePart.file_id == file_id))
+
+
+def read_parts(session: Session, *, file_id: int) -> Iterator[bytes]:
+    """The stored upload's bytes, a part at a time (one query a part: nothing buffers more)."""
+    ordinal = 0
+    while True:
+        data = session.scalar(
+            select(FilePart.data).where(FilePart.file_id == file_id, FilePart.ordinal == ordinal)
+        )
+        if data is None:
+            return
+        yield data
+        ordinal += 1
 
 
 def get_file(session: Session, *, assistant: Assistant, file_id: int) -> TrainingFile:
@@ -125,12 +155,15 @@ def delete_file(session: Session, *, assistant: Assistant, file_id: int, now: dt
     """Remove a file; its passages leave every later answer at once."""
     file = get_file(session, assistant=assistant, file_id=file_id)
     session.execute(delete(Chunk).where(Chunk.file_id == file.id))
+    _drop_parts(session, file.id)
     session.delete(file)
     _bump_index(session, assistant.id, now)
 
 
 def delete_all_files(session: Session, *, assistant: Assistant, now: dt.datetime) -> None:
+    files = select(TrainingFile.id).where(TrainingFile.assistant_id == assistant.id)
     session.execute(delete(Chunk).where(Chunk.assistant_id == assistant.id))
+    session.execute(delete(FilePart).where(FilePart.file_id.in_(files)))
     session.execute(delete(TrainingFile).where(TrainingFile.assistant_id == assistant.id))
     _bump_index(session, assistant.id, now)
 
@@ -184,9 +217,12 @@ def process_file(
 
     with ctx.db.read() as session:
         file = session.get(TrainingFile, file_id)
-        if file is None or file.content is None:
+        if file is None:
             return False
-        data, filename = file.content, file.filename
+        filename = file.filename
+        data = b"".join(read_parts(session, file_id=file_id))
+        if not data:
+            return False
     embedder = ctx.embedder
 
     def progress(percent: int) -> None:
@@ -265,8 +301,8 @@ def _store(
         file.pages = len(document.pages)
         file.chunks = len(pieces)
         file.tokens = sum(p.tokens for p in pieces)
-        file.content = None
         file.leased_until = None
+        _drop_parts(session, file_id)
         file.updated_at = ctx.clock.now()
         _bump_index(session, file.assistant_id, ctx.clock.now())
         uow.commit()
@@ -315,7 +351,7 @@ def _claim(ctx: Context, *, file_id: int | None = None) -> int | None:
             file.status = FileStatus.FAILED
             file.error_code = "internal"
             file.error_message = "processing failed repeatedly; please upload the file again"
-            file.content = None
+            _drop_parts(session, file_id)
             uow.commit()
             return GAVE_UP
         file.status = FileStatus.PROCESSING
@@ -334,11 +370,11 @@ def _fail(ctx: Context, file_id: int, *, code: str, message: str) -> None:
                 status=FileStatus.FAILED,
                 error_code=code[:32],
                 error_message=message[:500],
-                content=None,
                 leased_until=None,
                 updated_at=ctx.clock.now(),
             )
         )
+        _drop_parts(uow.session, file_id)
         uow.commit()
 
 

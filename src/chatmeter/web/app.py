@@ -12,7 +12,7 @@ from chatmeter.context import Context
 from chatmeter.panel.routes import install as install_panel
 from chatmeter.web import errors, widget
 from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
-from chatmeter.web.limits import BodySizeLimit
+from chatmeter.web.limits import MULTIPART_OVERHEAD, BodySizeLimit
 
 
 def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
@@ -53,8 +53,8 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         max_bytes=ctx.settings.max_body_bytes,
-        max_upload_bytes=ctx.settings.max_upload_bytes,
-        max_files=assistants.MAX_FILES_PER_UPLOAD,
+        upload_ceiling=ctx.settings.max_upload_bytes * assistants.MAX_FILES_PER_UPLOAD
+        + MULTIPART_OVERHEAD,
     )
     app.add_middleware(widget.PublicOrigins)  # outermost: other sites are refused first
     return app
