@@ -391,7 +391,7 @@ def test_a_file_that_failed_for_an_internal_reason_can_be_uploaded_again(
     file_id = upload(alice.client, assistant, ("hours.txt", TEXT)).json()[0]["id"]
     for _ in range(training.MAX_ATTEMPTS):  # the worker crashes on it every time
         assert training.claim_file(ctx, file_id=file_id)
-        ctx.clock.advance(seconds=training.PROCESSING_LEASE.total_seconds() + 1)
+        ctx.clock.advance(seconds=training.processing_lease(ctx.settings).total_seconds() + 1)
     training.process_queue(ctx)  # the fourth claim gives up on it
     failed = status(alice.client, assistant, file_id)
     assert failed["status"] == "failed" and failed["error"]["code"] == "internal"

@@ -126,7 +126,7 @@ class TooSlow(_KnownReason):
     @classmethod
     def cpu(cls, *, seconds: int) -> TooSlow:
         return cls(
-            f"This file needed more than {seconds:,} seconds of processing time. "
+            f"This file needed more than {_seconds(seconds)} of processing time. "
             "Split it into smaller files and upload them separately.",
             limit=seconds,
         )
@@ -134,7 +134,7 @@ class TooSlow(_KnownReason):
     @classmethod
     def wall(cls, *, seconds: float) -> TooSlow:
         return cls(
-            f"Processing this file took longer than {seconds:,.0f} seconds. "
+            f"Processing this file took longer than {_seconds(seconds)}. "
             "Split it into smaller files and upload them separately.",
             limit=seconds,
         )
@@ -186,6 +186,10 @@ class QuotaReached(_KnownReason):
             room=room,
             limit=limit,
         )
+
+
+def _seconds(seconds: float) -> str:
+    return "1 second" if seconds == 1 else f"{seconds:,.0f} seconds"
 
 
 def _megabytes(size: int) -> str:
