@@ -231,7 +231,7 @@ def served(ctx: Context) -> Iterator[TestClient]:
     with TestClient(create_app(slow, run_worker=True)) as client:
         yield client
     for thread in threading.enumerate():  # stopped on shutdown; let its last tick finish
-        if thread.name == "chatmeter-worker":
+        if thread.name.startswith("chatmeter-worker"):
             thread.join(timeout=30)
 
 

@@ -145,7 +145,8 @@ def test_a_file_in_training_when_the_worker_stops_goes_back_to_the_queue(
             sandbox.close_all()
 
     assert training.claim_file(ctx, file_id=file_id)
-    assert training.process_file(ctx, file_id=file_id, on_progress=stop_at) is False
+    with pytest.raises(sandbox.SandboxClosed):
+        training.process_file(ctx, file_id=file_id, on_progress=stop_at)
     file = file_row(ctx, file_id)
     assert (file.status, file.attempts, file.leased_until) == ("queued", 0, None)
     assert file_parts(ctx, file_id) > 0

@@ -42,25 +42,37 @@ def processing_lease(settings: Settings) -> dt.timedelta:
 
 
 def process_queue(ctx: Context, *, limit: int = 10) -> dict[str, int]:
-    """Process queued files (the ``training`` job); each file is claimed by one worker."""
+    """Process queued files (the ``training`` job); each file is claimed by one worker.
+
+    It stops early when the training process is closed: the worker is stopping.
+    """
+    from chatmeter.training.sandbox import SandboxClosed
+
     done = failed = 0
     for _ in range(limit):
         file_id = _claim(ctx)
         if file_id is None:
             break
-        if file_id == GAVE_UP:
-            failed += 1
-        elif process_file(ctx, file_id=file_id):
-            done += 1
-        else:
-            failed += 1
+        try:
+            if file_id == GAVE_UP:
+                failed += 1
+            elif process_file(ctx, file_id=file_id):
+                done += 1
+            else:
+                failed += 1
+        except SandboxClosed:
+            break
     return {"ready": done, "failed": failed}
 
 
 def process_file(
     ctx: Context, *, file_id: int, on_progress: Callable[[int], None] | None = None
 ) -> bool:
-    """Extract, chunk, embed and index one claimed file; returns whether it is ready."""
+    """Extract, chunk, embed and index one claimed file; returns whether it is ready.
+
+    ``SandboxClosed`` when the training process is stopped meanwhile; the file is
+    back in the queue.
+    """
     from chatmeter.training import sandbox
 
     settings = ctx.settings
@@ -106,7 +118,7 @@ def process_file(
         return False
     except sandbox.SandboxClosed:  # the worker is stopping: another will take it up
         _requeue(ctx, file_id)
-        return False
+        raise
     except Exception as exc:  # a bug must not leave the file "processing"
         _fail(ctx, file_id, code="internal", message=f"processing failed: {type(exc).__name__}")
         raise

@@ -24,7 +24,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
 
             worker = Worker(ctx)
             ctx.wake_worker = worker.wake
-            worker.start_thread()
+            worker.start()
         yield
         if worker is not None:
             worker.stop()
