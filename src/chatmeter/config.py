@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     )
     training_max_pages: Annotated[int, Field(ge=1, le=1_000_000)] = _EXTRACTION.max_pages
     training_max_chunks: Annotated[int, Field(ge=1, le=10_000_000)] = _EXTRACTION.max_chunks
+    # What one account may keep for training (see training/quotas.py).
+    quota_files: Annotated[int, Field(ge=1, le=100_000_000)] = 1000
+    quota_file_bytes: Annotated[int, Field(ge=1024, le=1024**4)] = 1024**3
+    quota_passages: Annotated[int, Field(ge=1, le=1_000_000_000)] = 50_000
 
     demo: bool | None = None
 

@@ -185,6 +185,7 @@ def _store(
                 data=content,
                 max_bytes=ctx.settings.max_upload_bytes,
                 now=ctx.clock.now(),
+                quota=training.Quota.of(ctx.settings),
             )
             uow.session.flush()
             rows.append(file_row(done.file) | {"duplicate": done.duplicate})

@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 from chatmeter.assistants.models import Assistant
 from chatmeter.config import Settings
 from chatmeter.context import Context
-from chatmeter.knowledge.errors import ExtractionError
+from chatmeter.knowledge.errors import ExtractionError, QuotaReached
 from chatmeter.training.child import Job, Processed
 from chatmeter.training.models import Chunk, FileStatus, TrainingFile
 from chatmeter.training.parts import drop_parts, read_parts
+from chatmeter.training.quotas import Quota, lock, passages_room
 
 log = logging.getLogger("chatmeter.training")
 
@@ -76,11 +77,13 @@ def process_file(
     from chatmeter.training import sandbox
 
     settings = ctx.settings
+    quota = Quota.of(settings)
     with ctx.db.read() as session:
         file = session.get(TrainingFile, file_id)
         if file is None:
             return False
         filename = file.filename
+        room = passages_room(session, account_id=file.account_id, quota=quota, excluding=file_id)
 
     def progress(percent: int) -> None:
         with ctx.db.uow() as uow:
@@ -105,8 +108,8 @@ def process_file(
                 max_unpacked_bytes=settings.training_max_unpacked_bytes,
                 max_pages=settings.training_max_pages,
                 max_chunks=settings.training_max_chunks,
-                passages_left=10**12,
-                passages_limit=10**12,
+                passages_left=room,
+                passages_limit=quota.passages,
                 cpu_seconds=settings.training_cpu_seconds,
             )
             result = sandbox.shared(settings).run(
@@ -151,12 +154,24 @@ def _store_or_fail(ctx: Context, file_id: int, result: Processed) -> bool:
 
 
 def _store(ctx: Context, file_id: int, result: Processed) -> bool:
-    """The passages land in one transaction with the status ``ready``."""
+    """The passages land in one transaction with the status ``ready``, if they still
+    fit the account's quota (other files may have finished meanwhile)."""
     pieces, matrix = result.pieces, result.vectors
+    quota = Quota.of(ctx.settings)
     with ctx.db.uow() as uow:
         session = uow.session
         file = session.get(TrainingFile, file_id)
         if file is None:  # deleted while it was processed
+            return False
+        lock(session, account_id=file.account_id)
+        room = passages_room(session, account_id=file.account_id, quota=quota, excluding=file_id)
+        if len(pieces) > room:
+            refusal = QuotaReached.passages(making=len(pieces), room=room, limit=quota.passages)
+            file.status, file.leased_until = FileStatus.FAILED, None
+            file.error_code, file.error_message = refusal.reason, refusal.message[:500]
+            file.updated_at = ctx.clock.now()
+            drop_parts(session, file_id)
+            uow.commit()
             return False
         session.execute(delete(Chunk).where(Chunk.file_id == file_id))
         session.add_all(

@@ -27,9 +27,13 @@ from chatmeter.training.job import (
 )
 from chatmeter.training.models import Chunk, FilePart, FileStatus, TrainingFile
 from chatmeter.training.parts import drop_parts, read_parts, store_parts
+from chatmeter.training.quotas import DEFAULT as DEFAULT_QUOTA
+from chatmeter.training.quotas import Quota, QuotaExceeded, check_upload, lock
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "Quota",
+    "QuotaExceeded",
     "Upload",
     "chunk_count",
     "claim_file",
@@ -62,11 +66,14 @@ def upload(
     data: bytes | Content,
     max_bytes: int,
     now: dt.datetime,
+    quota: Quota = DEFAULT_QUOTA,
 ) -> Upload:
     """Queue a file for training; the same content twice is recognised, not stored again.
 
     ``data`` may be a spooled ``Content``: its bytes are stored a part at a time,
-    never held whole.
+    never held whole. A new file must fit the account's ``quota`` (files, bytes,
+    passages) or ``QuotaExceeded`` is raised; callers pass the operator's
+    (``Quota.of(settings)``), and one that forgets gets the default limits.
     """
     content = data if isinstance(data, Content) else Content.of_bytes(data)
     filename = (filename or "").strip().replace("\\", "/").rsplit("/", 1)[-1]
@@ -89,6 +96,10 @@ def upload(
     )
     if existing is not None and existing.status != FileStatus.FAILED:
         return Upload(existing, duplicate=True)
+    lock(session, account_id=assistant.account_id)
+    check_upload(
+        session, account_id=assistant.account_id, filename=filename, size=content.size, quota=quota
+    )
     if existing is not None:  # it failed before: this upload is a new try
         existing.filename = filename
         existing.status, existing.progress, existing.attempts = FileStatus.QUEUED, 0, 0

@@ -158,6 +158,7 @@ def _queue(
                     data=content,
                     max_bytes=ctx.settings.max_upload_bytes,
                     now=ctx.clock.now(),
+                    quota=training.Quota.of(ctx.settings),
                 )
             )
             uow.session.flush()
