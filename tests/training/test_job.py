@@ -4,6 +4,7 @@ in-process worker that trains what is uploaded."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
+from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.context import Context
 from chatmeter.jobs.worker import Worker
 from chatmeter.training import service as training
@@ -22,6 +25,7 @@ from chatmeter.training.child import EMBED_BATCH
 from chatmeter.training.models import Chunk, FilePart, TrainingFile
 from chatmeter.web.app import create_app
 from tests.assistants.callers import caller, chunk_rows, index_version
+from tests.conftest import new_account
 
 
 def queue(ctx: Context, assistant_id: int, filename: str, data: bytes) -> int:
@@ -270,3 +274,58 @@ def test_a_heading_longer_than_its_column_does_not_leave_the_file_stuck(
     if file.status == "failed":
         assert file.error_message and file.error_code != "internal"
     assert all(len(h) <= 1000 for _, _, _, h, _ in chunk_rows(ctx, file_id=file_id))
+
+
+def test_a_file_replaced_under_its_id_while_it_is_trained_gets_none_of_its_passages(
+    ctx: Context, assistant_id: int
+) -> None:
+    """Defence in depth: should an id ever be given to a new file while the old one is
+    in training (SQLite reuses the highest id of a deleted row), the job must not
+    store the old file's passages into the new one, nor fail it, nor touch its upload."""
+    file_id = queue(ctx, assistant_id, "orders.txt", long_text(3))
+    assert training.claim_file(ctx, file_id=file_id)
+    stranger = new_account(ctx, email="stranger@example.com")
+    with ctx.db.uow() as uow:
+        theirs = assistants.create_assistant(
+            uow.session,
+            account_id=stranger,
+            fields=AssistantFields(name="Theirs"),
+            now=ctx.clock.now(),
+        ).id
+        uow.commit()
+    secret = b"The stranger's price list: everything costs a fortune."
+
+    def replace_midway(percent: int) -> None:
+        if percent != 20:
+            return
+        with ctx.db.uow() as uow:
+            mine = uow.session.get(Assistant, assistant_id)
+            assert mine is not None
+            training.delete_file(uow.session, assistant=mine, file_id=file_id, now=ctx.clock.now())
+            uow.session.add(
+                TrainingFile(
+                    id=file_id,  # the same id, another account's new file
+                    assistant_id=theirs,
+                    account_id=stranger,
+                    filename="prices.txt",
+                    size=len(secret),
+                    sha256=hashlib.sha256(secret).hexdigest(),
+                    status="queued",
+                    attempts=0,
+                    created_at=ctx.clock.now(),
+                    updated_at=ctx.clock.now(),
+                )
+            )
+            uow.session.flush()
+            uow.session.add(FilePart(file_id=file_id, ordinal=0, data=secret))
+            uow.commit()
+
+    assert training.process_file(ctx, file_id=file_id, on_progress=replace_midway) is False
+    replaced = file_row(ctx, file_id)
+    assert (replaced.assistant_id, replaced.status, replaced.chunks) == (theirs, "queued", 0)
+    assert (replaced.progress, replaced.error_code) == (0, None)
+    assert file_parts(ctx, file_id) == 1
+    assert chunk_rows(ctx, file_id=file_id) == []
+    assert index_version(ctx, theirs) == 0
+    assert training.process_queue(ctx) == {"ready": 1, "failed": 0}  # theirs, trained as theirs
+    assert "fortune" in chunk_rows(ctx, file_id=file_id)[0][4]

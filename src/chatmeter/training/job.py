@@ -6,12 +6,17 @@ wall-clock time and the caps on unpacked size, pages and passages. Progress is
 written in small transactions as it goes; the passages land in one final
 transaction together with the status ``ready``, so a file that fails half-way
 leaves nothing behind but its explained failure.
+
+Every write after the file is read checks that the row is still that file (its
+id and its SHA-256): should an id ever be given to a new file meanwhile, the
+job leaves the newcomer alone rather than store, fail or advance it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import ObjectDeletedError
 
 from chatmeter.assistants.models import Assistant
 from chatmeter.config import Settings
@@ -82,14 +88,14 @@ def process_file(
         file = session.get(TrainingFile, file_id)
         if file is None:
             return False
-        filename = file.filename
+        filename, sha256 = file.filename, file.sha256
         room = passages_room(session, account_id=file.account_id, quota=quota, excluding=file_id)
 
     def progress(percent: int) -> None:
         with ctx.db.uow() as uow:
             uow.session.execute(
                 update(TrainingFile)
-                .where(TrainingFile.id == file_id)
+                .where(TrainingFile.id == file_id, TrainingFile.sha256 == sha256)
                 .values(progress=percent, updated_at=ctx.clock.now())
             )
             uow.commit()
@@ -98,8 +104,8 @@ def process_file(
 
     log.info("training file %s (%s) started", file_id, filename)
     try:
-        with _written(ctx, file_id) as path:
-            if path is None:  # no bytes left: deleted, or finished elsewhere
+        with _written(ctx, file_id, sha256) as path:
+            if path is None:  # no bytes left (deleted, finished elsewhere), or other bytes
                 return False
             job = Job(
                 path=str(path),
@@ -117,15 +123,16 @@ def process_file(
             )
     except ExtractionError as exc:
         log.info("training file %s failed: %s", file_id, exc.reason)
-        _fail(ctx, file_id, code=exc.reason, message=exc.message)
+        _fail(ctx, file_id, code=exc.reason, message=exc.message, sha256=sha256)
         return False
     except sandbox.SandboxClosed:  # the worker is stopping: another will take it up
-        _requeue(ctx, file_id)
+        _requeue(ctx, file_id, sha256)
         raise
     except Exception as exc:  # a bug must not leave the file "processing"
-        _fail(ctx, file_id, code="internal", message=f"processing failed: {type(exc).__name__}")
+        failure = f"processing failed: {type(exc).__name__}"
+        _fail(ctx, file_id, code="internal", message=failure, sha256=sha256)
         raise
-    if not _store_or_fail(ctx, file_id, result):
+    if not _store_or_fail(ctx, file_id, sha256, result):
         return False
     if on_progress:
         on_progress(100)
@@ -133,29 +140,35 @@ def process_file(
 
 
 @contextlib.contextmanager
-def _written(ctx: Context, file_id: int) -> Iterator[Path | None]:
-    """The stored upload in a temporary file for the training process to read."""
+def _written(ctx: Context, file_id: int, sha256: str) -> Iterator[Path | None]:
+    """The stored upload in a temporary file for the training process to read;
+    None if there is none, or if its bytes are not the file's (``sha256``)."""
     directory = ctx.settings.data_dir / "uploads"
     directory.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=directory, prefix="training-") as handle:
         with ctx.db.read() as session:
             for part in read_parts(session, file_id=file_id):
                 handle.write(part)
+                digest.update(part)
         handle.flush()
-        yield Path(handle.name) if handle.tell() else None
+        same = handle.tell() > 0 and digest.hexdigest() == sha256
+        yield Path(handle.name) if same else None
 
 
-def _store_or_fail(ctx: Context, file_id: int, result: Processed) -> bool:
+def _store_or_fail(ctx: Context, file_id: int, sha256: str, result: Processed) -> bool:
     try:
-        return _store(ctx, file_id, result)
+        return _store(ctx, file_id, sha256, result)
     except Exception as exc:
-        _fail(ctx, file_id, code="internal", message=f"storing failed: {type(exc).__name__}")
+        failure = f"storing failed: {type(exc).__name__}"
+        _fail(ctx, file_id, code="internal", message=failure, sha256=sha256)
         raise
 
 
-def _store(ctx: Context, file_id: int, result: Processed) -> bool:
-    """The passages land in one transaction with the status ``ready``, if they still
-    fit the account's quota (other files may have finished meanwhile)."""
+def _store(ctx: Context, file_id: int, sha256: str, result: Processed) -> bool:
+    """The passages land in one transaction with the status ``ready``, if the row is
+    still the file that was read and they still fit the account's quota (other
+    files may have finished meanwhile)."""
     pieces, matrix = result.pieces, result.vectors
     quota = Quota.of(ctx.settings)
     with ctx.db.uow() as uow:
@@ -163,7 +176,13 @@ def _store(ctx: Context, file_id: int, result: Processed) -> bool:
         file = session.get(TrainingFile, file_id)
         if file is None:  # deleted while it was processed
             return False
-        lock(session, account_id=file.account_id)
+        lock(session, account_id=file.account_id)  # the account first, as an upload does
+        try:
+            session.refresh(file, with_for_update=True)
+        except ObjectDeletedError:  # deleted just now
+            return False
+        if file.sha256 != sha256 or file.status != FileStatus.PROCESSING:
+            return False  # replaced, or given up on, while it was processed
         room = passages_room(session, account_id=file.account_id, quota=quota, excluding=file_id)
         if len(pieces) > room:
             refusal = QuotaReached.passages(making=len(pieces), room=room, limit=quota.passages)
@@ -247,11 +266,15 @@ def _claim(ctx: Context, *, file_id: int | None = None) -> int | None:
         return file_id
 
 
-def _fail(ctx: Context, file_id: int, *, code: str, message: str) -> None:
+def _fail(
+    ctx: Context, file_id: int, *, code: str, message: str, sha256: str | None = None
+) -> None:
+    """Fail the file, explained (only the file with ``sha256``, when given)."""
     with ctx.db.uow() as uow:
-        uow.session.execute(
+        same = TrainingFile.sha256 == sha256 if sha256 is not None else True
+        failed = uow.session.execute(
             update(TrainingFile)
-            .where(TrainingFile.id == file_id)
+            .where(TrainingFile.id == file_id, same)
             .values(
                 status=FileStatus.FAILED,
                 error_code=code[:32],
@@ -259,17 +282,22 @@ def _fail(ctx: Context, file_id: int, *, code: str, message: str) -> None:
                 leased_until=None,
                 updated_at=ctx.clock.now(),
             )
-        )
-        drop_parts(uow.session, file_id)
+        ).rowcount
+        if failed:
+            drop_parts(uow.session, file_id)
         uow.commit()
 
 
-def _requeue(ctx: Context, file_id: int) -> None:
+def _requeue(ctx: Context, file_id: int, sha256: str) -> None:
     """Hand a file back to the queue, as if this attempt had not been made."""
     with ctx.db.uow() as uow:
         uow.session.execute(
             update(TrainingFile)
-            .where(TrainingFile.id == file_id, TrainingFile.status == FileStatus.PROCESSING)
+            .where(
+                TrainingFile.id == file_id,
+                TrainingFile.sha256 == sha256,
+                TrainingFile.status == FileStatus.PROCESSING,
+            )
             .values(
                 status=FileStatus.QUEUED,
                 progress=0,
