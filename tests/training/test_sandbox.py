@@ -69,6 +69,22 @@ def test_files_are_trained_in_another_process_that_keeps_its_model_loaded(
     assert len(set(pids)) == 1 and pids[0] not in (None, os.getpid())
 
 
+def test_the_training_process_inherits_no_secret(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It reads hostile files: whatever takes it over finds no key and no database URL."""
+    monkeypatch.setenv("CHATMETER_SECRET_KEY", "s3cret-value-of-the-web-process")
+    monkeypatch.setenv("CHATMETER_DATABASE_URL", "postgresql://app:pw@db/chatmeter")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "another-one")
+    sandbox.close_all()  # a process started now sees the environment above
+    started = sandbox.shared(ctx.settings)
+    started.start()
+    environment = Path(f"/proc/{started.pid}/environ").read_bytes()
+    assert b"s3cret-value" not in environment and b"app:pw" not in environment
+    assert b"another-one" not in environment
+    assert b"HF_HUB_OFFLINE=1" in environment
+
+
 def test_a_file_over_the_cpu_time_limit_fails_explained_and_the_next_one_is_trained(
     ctx: Context, assistant_id: int
 ) -> None:

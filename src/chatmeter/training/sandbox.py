@@ -206,8 +206,18 @@ class Sandbox:
         return process.wait()
 
 
+# What the training process inherits: what Python, torch and the locale need,
+# nothing else. It reads hostile files, so it gets no secret, no database URL.
+_INHERITED = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "VIRTUAL_ENV")
+_INHERITED_PREFIXES = ("LC_", "PYTHON", "OMP_", "MKL_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")
+
+
 def _child_environment() -> dict[str, str]:
-    environment = dict(os.environ)
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name in _INHERITED or name.startswith(_INHERITED_PREFIXES)
+    }
     here = str(Path(chatmeter.__file__).resolve().parents[1])  # wherever chatmeter came from
     paths = [here, *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
     environment["PYTHONPATH"] = os.pathsep.join(paths)
