@@ -366,3 +366,39 @@ def test_a_large_panel_upload_within_the_limits_works(signed_in: SignedIn) -> No
         answer = signed_in.served.send("POST", signed_in.path, headers, form)
         assert answer.status == (201 if scripted else 303), answer.body
     assert stored_files(signed_in.served.ctx) == 2
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "words"),
+    [
+        ("multipart/form-data", b"--x\r\n", "multipart/form-data"),  # no boundary
+        ("text/plain", b"hello", "multipart/form-data"),
+        (
+            Multipart().content_type,
+            Multipart().file_head("files", "cut.txt") + b"half a file",
+            "ended before its last part",
+        ),
+        (Multipart().content_type, b"--chatmeter-test-boundary-7d1f\r\nno colon\r\n\r\nx", None),
+        (Multipart().content_type, b"no boundary anywhere", None),
+    ],
+)
+def test_a_malformed_upload_is_refused_as_bad_input_and_stores_nothing(
+    served: Served, content_type: str, body: bytes, words: str | None
+) -> None:
+    account_id, key = api_key(served.ctx)
+    assistant_id = new_assistant(served.ctx, account_id)
+    answer = served.send(
+        "POST",
+        f"/api/v1/assistants/{assistant_id}/files",
+        {
+            "Authorization": f"Bearer {key}",
+            "Content-Type": content_type,
+            "Content-Length": str(len(body)),
+        },
+        [body],
+    )
+    assert answer.status == 422, answer.body
+    assert answer.json()["error"]["code"] == "invalid_input"
+    if words:
+        assert words in answer.json()["error"]["message"]
+    assert stored_files(served.ctx) == 0

@@ -284,6 +284,16 @@ def test_an_upload_needs_one_to_twenty_files(ctx: Context, alice: Caller, count:
     assert file_count(ctx) == 0
 
 
+def test_a_file_field_with_no_file_chosen_is_no_file(ctx: Context, alice: Caller) -> None:
+    """What a browser sends for a file input left empty: a part with an empty file name."""
+    assistant = alice.new_assistant()["id"]
+    empty = upload(alice.client, assistant, ("", b""))
+    assert empty.status_code == 422
+    assert empty.json()["error"]["message"] == "send 1 to 20 files"
+    fine = upload(alice.client, assistant, ("", b""), ("hours.txt", TEXT))
+    assert fine.status_code == 201 and [f["filename"] for f in fine.json()] == ["hours.txt"]
+
+
 @pytest.fixture
 def small_limit(ctx: Context) -> Iterator[tuple[Context, Caller]]:
     """An app whose upload limit is 4,096 bytes a file."""

@@ -93,6 +93,8 @@ class _Reader:
         self.spools: list[Spool] = []
         self.fields: dict[str, str] = {}
         self._files = 0
+        self._ended = False
+        self._seen_file = False
         self._field_count = 0
         self._part = _Part()
         self._pending: list[tuple[Spool, bytes]] = []
@@ -112,6 +114,7 @@ class _Reader:
                 "on_headers_finished": self._headers_done,
                 "on_part_data": self._data,
                 "on_part_end": self._end,
+                "on_end": self._closed,
             },
         )
         try:
@@ -123,6 +126,8 @@ class _Reader:
             parser.finalize()
         except FormParserError as exc:
             raise InvalidInput("the upload is not valid multipart/form-data") from exc
+        if not self._ended:  # the parser does not check it: a cut-off body is not an upload
+            raise InvalidInput("the upload ended before its last part did")
 
     def close(self) -> None:
         for spool in self.spools:
@@ -153,14 +158,19 @@ class _Reader:
             if self._field_count > MAX_FIELDS:
                 raise InvalidInput("the upload has too many form fields")
             return
+        if not self._seen_file:
+            self._seen_file = True
+            if self.before_files is not None:
+                self.before_files(dict(self.fields))
+        if part.field_name != self.name or not options[b"filename"]:
+            self._field_count += 1  # another field, or a file input with no file chosen
+            if self._field_count > MAX_FIELDS:
+                raise InvalidInput("the upload has too many form fields")
+            part.ignored = 0
+            return
         self._files += 1
         if self._files > self.max_files:
             raise InvalidInput(f"upload at most {self.max_files} files at once", field=self.name)
-        if self._files == 1 and self.before_files is not None:
-            self.before_files(dict(self.fields))
-        if part.field_name != self.name:
-            part.ignored = 0
-            return
         part.spool = Spool(
             filename=_text(options[b"filename"]),
             limit=self.max_file_bytes,
@@ -181,6 +191,9 @@ class _Reader:
             part.data += piece
             if len(part.data) > MAX_FIELD_BYTES:
                 raise InvalidInput(f"the form field {part.field_name!r} is too long")
+
+    def _closed(self) -> None:
+        self._ended = True
 
     def _end(self) -> None:
         part = self._part
