@@ -57,6 +57,7 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
                 widget_title="Chatmeter help",
                 welcome_message="Hi! Ask me anything about Chatmeter: tokens, training, billing.",
                 allowed_domains=["localhost", "127.0.0.1"],
+                show_sources="passages",  # public help articles: visitors may read excerpts
             ),
         )
         articles = sorted(HELP_ARTICLES.glob("*")) if HELP_ARTICLES.is_dir() else []

@@ -5,12 +5,15 @@
     ├── Unauthorized (401 unauthorized)
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
-    │   └── IdempotencyConflict (409 idempotency_conflict)
+    │   ├── IdempotencyConflict (409 idempotency_conflict)
+    │   ├── HoldNotYours (409 hold_not_yours)
+    │   └── ConversationFull (409 conversation_full)
     ├── InsufficientTokens (402 insufficient_tokens)
     ├── PaymentFailed (402 payment_failed)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── RateLimited (429 rate_limited)
     ├── Unavailable (503 unavailable)
+    │   └── Busy (503 busy, with Retry-After)
     └── ProviderError (502 provider_error) and its kind, see chatmeter.llm.base
 
 The web layer maps them to JSON in one handler; the CLI prints the message and
@@ -28,6 +31,8 @@ class ChatmeterError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+        # HTTP headers the answer carries (e.g. Retry-After); the web layer sends them.
+        self.headers: dict[str, str] = {}
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {"code": self.code, "message": self.message}
@@ -58,6 +63,18 @@ class Conflict(ChatmeterError):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_conflict"
+
+
+class HoldNotYours(Conflict):
+    """A chat turn's hold reached through the API, or the other way round."""
+
+    code = "hold_not_yours"
+
+
+class ConversationFull(Conflict):
+    """A visitor's conversation asked all the questions its assistant allows one."""
+
+    code = "conversation_full"
 
 
 class InsufficientTokens(ChatmeterError):
@@ -93,3 +110,19 @@ class Unavailable(ChatmeterError):
 
     def __init__(self) -> None:
         super().__init__("This assistant is not available right now. Please try again later.")
+
+
+class Busy(Unavailable):
+    """Too many answers are being generated or waiting: come back in ``retry_after`` seconds.
+
+    Like ``Unavailable`` it says nothing about the customer; nothing was reserved.
+    """
+
+    code = "busy"
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__()
+        self.message = "This assistant is busy right now. Please try again in a moment."
+        self.args = (self.message,)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

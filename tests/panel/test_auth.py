@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from chatmeter.accounts.models import Account
 from chatmeter.billing.models import Subscription
-from chatmeter.config import Settings
+from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.panel import auth
 from chatmeter.panel.models import User
@@ -83,7 +83,7 @@ def test_a_forged_or_old_session_is_refused(ctx: Context, panel: Panel) -> None:
     assert claims == auth.SessionClaims(user.id, user.session_epoch)
     forged = auth.session_value(settings, user).rsplit(".", 1)[0] + ".0"
     assert auth.read_claims(settings, forged) is None
-    other = Settings(_env_file=None, secret_key="another secret key")
+    other = Settings(_env_file=None, env=Env.TEST, secret_key="another secret key " * 3)
     assert auth.read_claims(settings, auth.session_value(other, user)) is None
     old = auth.session_value(settings, user, now=1_000)
     assert auth.read_claims(settings, old, now=1_000 + auth.SESSION_SECONDS + 1) is None

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from chatmeter.assistants.models import Assistant
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.errors import InvalidInput, NotFound
+from chatmeter.llm.catalog import ModelCatalog
 
 PUBLIC_KEY_PREFIX = "pk_"
 
@@ -32,15 +33,28 @@ DEFAULTS: dict[str, Any] = {
     "widget_color": "#2563eb",
     "widget_position": "right",
     "allowed_domains": [],
+    # About 50 typical conversations a day: a crowd with the public key can drain no
+    # more than this from the shared balance in a day, per assistant.
+    "daily_token_cap": 100_000,
+    "turns_per_conversation": 50,
+    # File names, headings and pages; passages are the customer's text, shown only if chosen.
+    "show_sources": "names",
 }
 
 
 def create_assistant(
-    session: Session, *, account_id: int, fields: AssistantFields, now: dt.datetime
+    session: Session,
+    *,
+    account_id: int,
+    fields: AssistantFields,
+    now: dt.datetime,
+    catalog: ModelCatalog | None = None,
 ) -> Assistant:
+    """A new assistant; its model must be one ``catalog`` offers (default: the bundled one)."""
     values = DEFAULTS | fields.model_dump(exclude_none=True)
     if "name" not in values:
         raise InvalidInput("an assistant needs a name", field="name")
+    _check_model(values, catalog)
     assistant = Assistant(
         account_id=account_id,
         public_key=_new_public_key(),
@@ -61,9 +75,15 @@ def update_assistant(
     assistant_id: int,
     fields: AssistantFields,
     now: dt.datetime,
+    catalog: ModelCatalog | None = None,
 ) -> Assistant:
+    """Change the given settings; a new model must be one ``catalog`` offers."""
     assistant = get_assistant(session, account_id=account_id, assistant_id=assistant_id)
-    _apply(assistant, fields.model_dump(exclude_none=True))
+    values = fields.model_dump(exclude_none=True)
+    if "provider" in values or "model" in values:
+        values = {"provider": assistant.provider, "model": assistant.model} | values
+        _check_model(values, catalog)
+    _apply(assistant, values)
     assistant.updated_at = now
     return assistant
 
@@ -115,20 +135,32 @@ def by_public_key(session: Session, *, public_key: str) -> Assistant | None:
     )
 
 
-def visible_by_public_key(session: Session, *, public_key: str) -> Assistant | None:
-    """The assistant visitors may see and talk to: it exists and its account has tokens.
+def visible_by_public_key(
+    session: Session, *, public_key: str, now: dt.datetime
+) -> Assistant | None:
+    """The assistant visitors may see and talk to: it exists, its account has tokens, and
+    it has not reached its daily token cap.
 
     The one place the "inactive at zero" rule meets the public: the widget and the
     chat both ask here, so they can never disagree.
     """
+    from chatmeter.accounts.models import Account
     from chatmeter.billing.summary import is_active
+    from chatmeter.chat import caps
     from chatmeter.ledger.models import Balance
 
     assistant = by_public_key(session, public_key=public_key)
     if assistant is None:
         return None
     balance = session.get(Balance, assistant.account_id)
-    return assistant if balance is not None and is_active(balance) else None
+    if balance is None or not is_active(balance):
+        return None
+    if assistant.daily_token_cap:
+        account = session.get(Account, assistant.account_id)
+        day = caps.local_day(now, account.timezone if account else "UTC")
+        if not caps.under_daily_cap(session, assistant=assistant, day=day):
+            return None
+    return assistant
 
 
 def assistant_dict(assistant: Assistant) -> dict[str, Any]:
@@ -148,9 +180,18 @@ def assistant_dict(assistant: Assistant) -> dict[str, Any]:
         "widget_color": assistant.widget_color,
         "widget_position": assistant.widget_position,
         "allowed_domains": assistant.domains,
+        "daily_token_cap": assistant.daily_token_cap,
+        "turns_per_conversation": assistant.turns_per_conversation,
+        "show_sources": assistant.show_sources,
         "created_at": assistant.created_at,
         "updated_at": assistant.updated_at,
     }
+
+
+def _check_model(values: dict[str, Any], catalog: ModelCatalog | None) -> None:
+    """Make ``provider`` and ``model`` name a listed model, as stored; or ``InvalidInput``."""
+    chosen = (catalog or ModelCatalog.bundled_only()).resolve(values["provider"], values["model"])
+    values["provider"], values["model"] = chosen.provider, chosen.model
 
 
 def _apply(assistant: Assistant, values: dict[str, Any]) -> None:

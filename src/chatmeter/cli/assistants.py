@@ -40,7 +40,10 @@ def _assistant_text(d: dict[str, Any]) -> str:
         f"  model {d['provider']} {d['model'] or '(default)'}, temperature {d['temperature']}, "
         f"response cap {d['max_tokens']}, {d['passages']} passages within "
         f"{d['context_budget']} tokens\n"
-        f"  domains: {', '.join(d['allowed_domains']) or '(none yet)'}"
+        f"  domains: {', '.join(d['allowed_domains']) or '(none yet)'}\n"
+        f"  daily cap {d['daily_token_cap'] or 'none'}, "
+        f"{d['turns_per_conversation'] or 'unlimited'} questions per conversation, "
+        f"sources shown: {d['show_sources']}"
     )
 
 
@@ -60,6 +63,13 @@ DomainOpt = Annotated[
 WidgetTitleOpt = Annotated[str | None, typer.Option(help="Title of the chat window.")]
 WidgetColorOpt = Annotated[str | None, typer.Option(help="Widget colour, #rrggbb.")]
 WidgetPositionOpt = Annotated[str | None, typer.Option(help="left or right.")]
+DailyCapOpt = Annotated[
+    int | None, typer.Option(help="Tokens the assistant may use per day; 0: no cap.")
+]
+TurnsOpt = Annotated[int | None, typer.Option(help="Questions per conversation; 0: no cap.")]
+SourcesOpt = Annotated[
+    str | None, typer.Option(help="What visitors see of sources: none, names or passages.")
+]
 
 
 @assistants_app.command("create")
@@ -78,6 +88,9 @@ def assistants_create(
     widget_title: WidgetTitleOpt = None,
     widget_color: WidgetColorOpt = None,
     widget_position: WidgetPositionOpt = None,
+    daily_token_cap: DailyCapOpt = None,
+    turns_per_conversation: TurnsOpt = None,
+    show_sources: SourcesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an assistant; prints its id and public key for the embed snippet."""
@@ -98,10 +111,17 @@ def assistants_create(
             widget_title=widget_title,
             widget_color=widget_color,
             widget_position=widget_position,
+            daily_token_cap=daily_token_cap,
+            turns_per_conversation=turns_per_conversation,
+            show_sources=show_sources,
         )
         with ctx.db.uow() as uow:
             created = assistants.create_assistant(
-                uow.session, account_id=account, fields=fields, now=ctx.clock.now()
+                uow.session,
+                account_id=account,
+                fields=fields,
+                now=ctx.clock.now(),
+                catalog=ctx.models,
             )
             uow.commit()
             data = assistants.assistant_dict(created)
@@ -138,6 +158,9 @@ def assistants_update(
     widget_title: WidgetTitleOpt = None,
     widget_color: WidgetColorOpt = None,
     widget_position: WidgetPositionOpt = None,
+    daily_token_cap: DailyCapOpt = None,
+    turns_per_conversation: TurnsOpt = None,
+    show_sources: SourcesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change an assistant's settings (only the options given)."""
@@ -158,6 +181,9 @@ def assistants_update(
             widget_title=widget_title,
             widget_color=widget_color,
             widget_position=widget_position,
+            daily_token_cap=daily_token_cap,
+            turns_per_conversation=turns_per_conversation,
+            show_sources=show_sources,
         )
         with ctx.db.uow() as uow:
             changed = assistants.update_assistant(
@@ -166,6 +192,7 @@ def assistants_update(
                 assistant_id=assistant,
                 fields=fields,
                 now=ctx.clock.now(),
+                catalog=ctx.models,
             )
             uow.commit()
             data = assistants.assistant_dict(changed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from alembic import context
 
 from chatmeter import models
@@ -14,8 +16,11 @@ target_metadata = models.Base.metadata
 
 
 def database_url() -> str:
-    url = config.attributes.get("database_url")
-    return normalise_url(url) if url else normalise_url(Settings().database_url)
+    # Only the database's address: running alembic by hand needs no other setting.
+    url = config.attributes.get("database_url") or os.environ.get(
+        "CHATMETER_DATABASE_URL", Settings.model_fields["database_url"].default
+    )
+    return normalise_url(url)
 
 
 def run_migrations_offline() -> None:

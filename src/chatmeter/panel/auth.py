@@ -1,7 +1,7 @@
 """Signed session cookies, CSRF tokens and the rate limits of the sign-in forms.
 
 The session cookie is ``user_id.epoch.issued_at.signature``, signed with
-HMAC-SHA256 and ``settings.secret_key``. It is stateless but revocable: it is
+HMAC-SHA256 and ``settings.signing_key()``. It is stateless but revocable: it is
 good only while ``epoch`` is the user's ``session_epoch``, which signing out,
 resetting and changing the password move on. A counter rather than a time, so
 that clocks that differ between web servers cannot refuse a fresh sign-in.
@@ -45,7 +45,7 @@ class CsrfRefused(ChatmeterError):
 
 
 def _sign(settings: Settings, purpose: str, value: str) -> str:
-    key = settings.secret_key.encode()
+    key = settings.signing_key().encode()
     return hmac.new(key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
 
 

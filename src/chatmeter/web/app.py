@@ -14,6 +14,12 @@ from chatmeter.web import errors, widget
 from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
 from chatmeter.web.limits import BodySizeLimit
 
+# How uvicorn must serve the app. Its own proxy-header handling believes
+# X-Forwarded-For from 127.0.0.1 by default, so that any local process could pose
+# as any visitor; the app reads the header itself, from CHATMETER_TRUSTED_PROXIES
+# only (chatmeter.web.client).
+SERVER_OPTIONS = {"proxy_headers": False, "server_header": False}
+
 
 def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     @asynccontextmanager

@@ -91,6 +91,10 @@ class HoldOut(BaseModel):
     id: int
     key: str
     tokens: int
+    owner: str = Field(
+        description="`api`: made through this API, which settles or releases it; "
+        "`chat`: a chat turn's own, which settles itself"
+    )
     status: str
     context: int | None
     generation: int | None

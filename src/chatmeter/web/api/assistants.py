@@ -32,7 +32,11 @@ def create_assistant(
 ) -> dict[str, Any]:
     with ctx.db.uow() as uow:
         assistant = assistants.create_assistant(
-            uow.session, account_id=account_id, fields=body, now=ctx.clock.now()
+            uow.session,
+            account_id=account_id,
+            fields=body,
+            now=ctx.clock.now(),
+            catalog=ctx.models,
         )
         uow.commit()
         return assistants.assistant_dict(assistant)
@@ -57,6 +61,7 @@ def update_assistant(
             assistant_id=assistant_id,
             fields=body,
             now=ctx.clock.now(),
+            catalog=ctx.models,
         )
         uow.commit()
         return assistants.assistant_dict(assistant)

@@ -61,7 +61,11 @@ def get_hold(hold_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str,
         return hold_dict(hold)
 
 
-@router.post("/holds/{hold_id}/settle", response_model=HoldOut)
+@router.post(
+    "/holds/{hold_id}/settle",
+    response_model=HoldOut,
+    responses={409: {"description": "already finished, or a chat turn's own (hold_not_yours)"}},
+)
 def settle_hold(
     hold_id: int, body: SettleIn, ctx: ContextDep, account_id: AccountDep
 ) -> dict[str, Any]:
@@ -79,7 +83,11 @@ def settle_hold(
     return hold_dict(hold)
 
 
-@router.post("/holds/{hold_id}/release", response_model=HoldOut)
+@router.post(
+    "/holds/{hold_id}/release",
+    response_model=HoldOut,
+    responses={409: {"description": "already finished, or a chat turn's own (hold_not_yours)"}},
+)
 def release_hold(hold_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
     with ctx.db.uow() as uow:
         hold = ledger.release(
@@ -115,6 +123,7 @@ def hold_dict(hold: Hold) -> dict[str, Any]:
         "id": hold.id,
         "key": hold.key,
         "tokens": hold.amount,
+        "owner": hold.owner,
         "status": hold.status,
         "context": hold.context_tokens,
         "generation": hold.generation_tokens,
