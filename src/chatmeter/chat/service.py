@@ -242,6 +242,17 @@ class Turn:
             uow.commit()
 
 
+def warm_up(ctx: Context) -> None:
+    """Load the embedding model and the bundled model now, not on the first visitor's turn.
+
+    Served without it, the first crowd after a start waits seconds for both to load.
+    """
+    ctx.embedder.embed(["warm up"])
+    if any(choice.provider == "local" for choice in ctx.models.choices):
+        provider = ctx.provider("local", "")
+        provider.count_prompt_tokens([ChatMessage("user", "warm up")])
+
+
 def start_turn(
     ctx: Context,
     *,

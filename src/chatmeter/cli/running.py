@@ -43,6 +43,9 @@ def serve(
             from chatmeter.demo import ensure_demo
 
             ensure_demo(ctx, echo=typer.echo)
+        from chatmeter.chat.service import warm_up
+
+        warm_up(ctx)  # before the port opens: no visitor waits for a model to load
         application = create_app(ctx, run_worker=ctx.settings.worker == "inprocess")
         uvicorn.run(application, host=host, port=port, log_level="info", **SERVER_OPTIONS)
 
