@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from chatmeter.storable import check_storable
+
 _HOST = re.compile(
     r"^(\*\.)?(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?$"
 )
@@ -46,6 +48,11 @@ class AssistantFields(BaseModel):
     widget_color: Annotated[StrictStr, Field(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
     widget_position: Literal["left", "right"] | None = None
     allowed_domains: Annotated[list[StrictStr], Field(max_length=50)] | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        return check_storable(value)
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,66 @@
+"""The NUL character (U+0000) in text a caller sends.
+
+PostgreSQL cannot store it in text (SQLite can), so it used to be a 500 on
+PostgreSQL and stored on SQLite. Now every way in refuses it alike, with a
+readable message, and nothing is stored or reserved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chatmeter.context import Context
+from tests.conftest import Caller, add_tokens
+
+NUL_TEXT = "Opening\x00hours"
+
+# Each API body with a text field, valid except for the one field that gets the NUL.
+API_BODIES: list[tuple[str, str, dict[str, Any], str]] = [
+    ("PATCH", "/api/v1/account", {}, "name"),
+    ("POST", "/api/v1/assistants", {"name": "Helper"}, "name"),
+    ("POST", "/api/v1/assistants", {"name": "Helper"}, "instructions"),
+    ("POST", "/api/v1/assistants", {"name": "Helper"}, "model"),
+    ("POST", "/api/v1/assistants", {"name": "Helper"}, "welcome_message"),
+    ("POST", "/api/v1/assistants", {"name": "Helper"}, "widget_title"),
+    ("PATCH", "/api/v1/assistants/{bot}", {}, "instructions"),
+    ("POST", "/api/v1/holds", {"tokens": 10}, "key"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), API_BODIES)
+def test_the_api_refuses_text_with_a_nul_character(
+    alice: Caller, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    bot = alice.new_assistant(name="Shop")
+    before = alice.client.get("/api/v1/assistants").json()
+
+    response = alice.client.request(
+        method, path.format(bot=bot["id"]), json=body | {field: NUL_TEXT}
+    )
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input" and field in error["message"]
+    assert alice.client.get("/api/v1/assistants").json() == before
+    assert alice.client.get("/api/v1/account").json()["name"] != NUL_TEXT
+
+
+@pytest.mark.parametrize("field", ["message", "conversation_id"])
+def test_a_visitor_sending_a_nul_character_is_refused_and_nothing_is_reserved(
+    ctx: Context, alice: Caller, app_client: TestClient, field: str
+) -> None:
+    """On PostgreSQL the turn used to run, then fail to store the exchange: a 500 for the
+    visitor and a hold left pending, so the generated tokens were never charged."""
+    bot = alice.new_assistant(name="Shop", max_tokens=16, temperature=0)
+    add_tokens(ctx, alice.account_id, 10_000)
+    body = {"message": "When do you open?"} | {field: NUL_TEXT}
+
+    response = app_client.post(f"/api/v1/public/{bot['public_key']}/chat", json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
+    kinds = [e["kind"] for e in alice.client.get("/api/v1/ledger").json()["entries"]]
+    assert kinds == ["grant"]
