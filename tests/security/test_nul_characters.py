@@ -64,3 +64,21 @@ def test_a_visitor_sending_a_nul_character_is_refused_and_nothing_is_reserved(
     assert response.json()["error"]["code"] == "invalid_input"
     kinds = [e["kind"] for e in alice.client.get("/api/v1/ledger").json()["entries"]]
     assert kinds == ["grant"]
+
+
+@pytest.mark.parametrize("key", ["pk_%00", "pk_abc%00def", "pk_%C3%A9t%C3%A9"])
+def test_a_public_key_that_cannot_be_one_is_an_unknown_assistant(
+    app_client: TestClient, key: str
+) -> None:
+    """Anyone could send it: it was a 500 on PostgreSQL, the query being run with it."""
+    widget = app_client.get(f"/api/v1/public/{key}/widget")
+    chat = app_client.post(f"/api/v1/public/{key}/chat", json={"message": "Hello?"})
+    elsewhere = [
+        app_client.get(f"/api/v1/public/{k}/widget", headers={"Origin": "https://shop.example"})
+        for k in (key, "pk_nosuchassistant")
+    ]
+
+    assert (widget.status_code, widget.content) == (404, b"")
+    assert elsewhere[0].status_code == elsewhere[1].status_code
+    assert chat.status_code == 503, chat.text
+    assert chat.json()["error"]["code"] == "unavailable"
