@@ -7,15 +7,20 @@ readable message, and nothing is stored or reserved.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from chatmeter.accounts.models import Account
 from chatmeter.context import Context
+from chatmeter.web.app import create_app
 from tests.conftest import Caller, add_tokens
 
 NUL_TEXT = "Opening\x00hours"
+PASSWORD = "a long enough password"
 
 # Each API body with a text field, valid except for the one field that gets the NUL.
 API_BODIES: list[tuple[str, str, dict[str, Any], str]] = [
@@ -82,3 +87,40 @@ def test_a_public_key_that_cannot_be_one_is_an_unknown_assistant(
     assert elsewhere[0].status_code == elsewhere[1].status_code
     assert chat.status_code == 503, chat.text
     assert chat.json()["error"]["code"] == "unavailable"
+
+
+# --- the panel ----------------------------------------------------------------------------
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _post_form(browser: TestClient, page: str, action: str, fields: dict[str, str]) -> Any:
+    token = CSRF.search(browser.get(page).text)
+    assert token, f"no CSRF token on {page}"
+    return browser.post(action, data={"csrf_token": token[1]} | fields, follow_redirects=False)
+
+
+def test_the_panels_forms_refuse_a_nul_character_with_a_message(ctx: Context) -> None:
+    """Signing up, signing in, asking for a reset link and renaming the account were a
+    500 on PostgreSQL when a field held a NUL."""
+    browser = TestClient(create_app(ctx), base_url="http://127.0.0.1")
+    owner = {"email": "owner@example.com", "password": PASSWORD, "timezone": "UTC"}
+    forms = [
+        ("/panel/sign-up", "/panel/sign-up", owner | {"name": NUL_TEXT}),
+        ("/panel/sign-in", "/panel/sign-in", {"email": "a\x00@example.com", "password": "x"}),
+        ("/panel/password/forgot", "/panel/password/forgot", {"email": "a\x00@example.com"}),
+    ]
+    for page, action, fields in forms:
+        response = _post_form(browser, page, action, fields)
+        assert response.status_code == 422, (action, response.text)
+        assert "must not contain the NUL character" in response.text, action
+
+    signed_up = _post_form(browser, "/panel/sign-up", "/panel/sign-up", owner | {"name": "Shop"})
+    assert signed_up.status_code == 303, signed_up.text
+    renamed = _post_form(
+        browser, "/panel/settings", "/panel/settings/account", {"name": NUL_TEXT, "timezone": "UTC"}
+    )
+    assert renamed.status_code == 422, renamed.text
+    assert "must not contain the NUL character" in renamed.text
+    with ctx.db.read() as session:
+        assert [a.name for a in session.scalars(select(Account))] == ["Shop"]
