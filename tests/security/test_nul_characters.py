@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from chatmeter.accounts.models import Account
+from chatmeter.assistants.models import Assistant
 from chatmeter.context import Context
+from chatmeter.ledger.models import Hold
 from chatmeter.web.app import create_app
 from tests.conftest import Caller, add_tokens
 
@@ -124,3 +126,39 @@ def test_the_panels_forms_refuse_a_nul_character_with_a_message(ctx: Context) ->
     assert "must not contain the NUL character" in renamed.text
     with ctx.db.read() as session:
         assert [a.name for a in session.scalars(select(Account))] == ["Shop"]
+
+
+@pytest.mark.parametrize("field", ["message", "conversation_id"])
+def test_the_test_chat_refuses_a_nul_character_and_reserves_nothing(
+    ctx: Context, field: str
+) -> None:
+    """The panel's test chat used to run the whole turn on PostgreSQL and then fail to
+    store it, leaving its hold pending (a NUL in the message), or fail on the lookup of
+    the conversation (a NUL in its id)."""
+    browser = TestClient(create_app(ctx), base_url="http://127.0.0.1")
+    owner = {"email": "owner@example.com", "password": PASSWORD, "timezone": "UTC"}
+    _post_form(browser, "/panel/sign-up", "/panel/sign-up", owner | {"name": "Shop"})
+    created = _post_form(
+        browser,
+        "/panel/assistants/new",
+        "/panel/assistants/new",
+        {"name": "Helper", "max_tokens": "16", "temperature": "0"},
+    )
+    assert created.status_code == 303, created.text
+    with ctx.db.read() as session:
+        account = session.scalars(select(Account)).one()
+        bot = session.scalars(select(Assistant)).one()
+    add_tokens(ctx, account.id, 10_000)
+    token = CSRF.search(browser.get("/panel/dashboard").text)
+    assert token
+
+    response = browser.post(
+        f"/panel/assistants/{bot.id}/test-chat",
+        json={"message": "When do you open?"} | {field: NUL_TEXT},
+        headers={"X-CSRF-Token": token[1]},
+    )
+
+    assert response.status_code == 422, response.text
+    assert "must not contain the NUL character" in response.json()["error"]["message"]
+    with ctx.db.read() as session:
+        assert session.scalars(select(Hold)).all() == []
