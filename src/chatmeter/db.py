@@ -39,6 +39,9 @@ IDLE_PING_SECONDS = 10.0
 
 # 64-bit keys on PostgreSQL; SQLite autoincrements only an INTEGER PRIMARY KEY.
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")
+# The largest id either database can hold (a signed 64-bit integer): a larger number
+# names no row, and a query with it fails instead of finding nothing.
+MAX_ID = 2**63 - 1
 
 
 class Base(DeclarativeBase):

@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from chatmeter.storable import check_storable
+
 _HOST = re.compile(
     r"^(\*\.)?(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?$"
 )
@@ -59,6 +61,11 @@ class AssistantFields(BaseModel):
         description="What visitors see of an answer's sources: nothing, the file names "
         "(with heading and page), or also an excerpt of each passage.",
     )
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        return check_storable(value)
 
     @field_validator("name")
     @classmethod

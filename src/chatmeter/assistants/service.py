@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from typing import Any
 
@@ -15,6 +16,10 @@ from chatmeter.errors import InvalidInput, NotFound
 from chatmeter.llm.catalog import ModelCatalog
 
 PUBLIC_KEY_PREFIX = "pk_"
+# What ``_new_public_key`` makes (a URL-safe token after the prefix). Anything else
+# names no assistant and is never put into a query: a NUL in it failed the query
+# on PostgreSQL, a 500 for anyone on the internet.
+PUBLIC_KEY_SHAPE = re.compile(r"pk_[A-Za-z0-9_-]{1,37}")
 
 # Defaults chosen so that a typical 3–4 turn conversation with a trained
 # assistant costs about 2,000 tokens, the figure the help article promises
@@ -128,7 +133,7 @@ def list_assistants(session: Session, *, account_id: int) -> list[Assistant]:
 
 
 def by_public_key(session: Session, *, public_key: str) -> Assistant | None:
-    if not public_key.startswith(PUBLIC_KEY_PREFIX) or len(public_key) > 40:
+    if not PUBLIC_KEY_SHAPE.fullmatch(public_key):
         return None
     return session.scalar(
         select(Assistant).where(Assistant.public_key == public_key, Assistant.deleted_at.is_(None))

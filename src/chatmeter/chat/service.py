@@ -51,6 +51,7 @@ from chatmeter.llm.base import (
 )
 from chatmeter.llm.rates import Rate, charge
 from chatmeter.retrieval.search import Passage, retrieve
+from chatmeter.storable import NUL_MESSAGE, has_nul
 
 log = logging.getLogger("chatmeter.chat")
 
@@ -272,6 +273,11 @@ def start_turn(
     question = message.strip() if isinstance(message, str) else ""
     if not question:
         raise InvalidInput("the message is empty", field="message")
+    # Refused before anything is reserved: PostgreSQL could not store the exchange.
+    if has_nul(question):
+        raise InvalidInput(f"the message {NUL_MESSAGE}", field="message")
+    if has_nul(conversation_id):
+        raise InvalidInput(f"the conversation id {NUL_MESSAGE}", field="conversation_id")
     if len(question) > ctx.settings.chat_max_message_chars:
         raise InvalidInput(
             f"the message is longer than {ctx.settings.chat_max_message_chars:,} characters",

@@ -17,6 +17,7 @@ from chatmeter.cli.base import (
     context,
     emit,
 )
+from chatmeter.db import MAX_ID
 
 # --- assistants and training -----------------------------------------------------------------
 
@@ -47,7 +48,9 @@ def _assistant_text(d: dict[str, Any]) -> str:
     )
 
 
-AssistantOpt = Annotated[int, typer.Option("--assistant", min=1, help="The assistant's id.")]
+AssistantOpt = Annotated[
+    int, typer.Option("--assistant", min=1, max=MAX_ID, help="The assistant's id.")
+]
 NameOpt = Annotated[str | None, typer.Option(help="Name shown to visitors.")]
 InstructionsOpt = Annotated[str | None, typer.Option(help="Instructions sent with every question.")]
 ProviderOpt = Annotated[str | None, typer.Option(help="local or openai.")]
@@ -230,7 +233,7 @@ def assistants_rotate_key(
 
 @app.command()
 def train(
-    assistant: Annotated[int, typer.Argument(help="The assistant's id.", min=1)],
+    assistant: Annotated[int, typer.Argument(help="The assistant's id.", min=1, max=MAX_ID)],
     files: Annotated[
         list[Path], typer.Argument(help="Files to train on (PDF, DOCX, TXT, Markdown, HTML, CSV).")
     ],

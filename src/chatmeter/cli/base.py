@@ -11,6 +11,7 @@ import typer
 
 from chatmeter.config import Settings
 from chatmeter.context import Context
+from chatmeter.db import MAX_ID
 from chatmeter.errors import ChatmeterError
 
 app = typer.Typer(
@@ -38,7 +39,7 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 
-AccountOpt = Annotated[int, typer.Option("--account", help="The account's id.", min=1)]
+AccountOpt = Annotated[int, typer.Option("--account", help="The account's id.", min=1, max=MAX_ID)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 

@@ -23,6 +23,7 @@ from chatmeter.errors import InvalidInput
 from chatmeter.panel import auth
 from chatmeter.panel.models import Role, User
 from chatmeter.panel.views import dashboard_figures, money_prefix, month_name
+from chatmeter.storable import NUL_MESSAGE, has_nul
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -139,12 +140,15 @@ def to_sign_in() -> RedirectResponse:
 
 
 def form_text(form: Any, name: str, *, limit: int = 1000) -> str:
-    """A text field of a posted form, or ``InvalidInput`` if it is a file or too long."""
+    """A text field of a posted form, or ``InvalidInput`` if it is a file, too long, or
+    holds a character no database stores alike (``chatmeter.storable``)."""
     value = form.get(name, "")
     if not isinstance(value, str):
         raise InvalidInput(f"{name.replace('_', ' ')} must be text")
     if len(value) > limit:
         raise InvalidInput(f"the {name.replace('_', ' ')} is too long (at most {limit} characters)")
+    if has_nul(value):
+        raise InvalidInput(f"the {name.replace('_', ' ')} {NUL_MESSAGE}", field=name)
     return value
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from chatmeter.accounts import service as accounts
 from chatmeter.context import Context
+from chatmeter.db import MAX_ID
 from chatmeter.errors import Unauthorized
+
+# A row's id in the path, or a cursor or filter in the query: a number the database
+# can hold, so that an impossible one is refused here rather than crash the query.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def get_context(request: Request) -> Context:

@@ -1,7 +1,8 @@
 """Request and response bodies of the REST API.
 
 Requests are strict: a number must be a JSON integer (no ``"12"``, no
-``1.5``, no ``true``), unknown fields are refused.
+``1.5``, no ``true``), unknown fields are refused, and no text holds a NUL
+character (``chatmeter.storable``).
 """
 
 from __future__ import annotations
@@ -9,15 +10,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from chatmeter.billing.service import MAX_PACKAGES, MIN_PACKAGES
 from chatmeter.ledger.rules import MAX_TOKENS
 from chatmeter.ledger.service import MAX_HOLD_TTL_SECONDS
+from chatmeter.storable import check_storable
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        return check_storable(value)
 
 
 Packages = Annotated[StrictInt, Field(ge=MIN_PACKAGES, le=MAX_PACKAGES)]

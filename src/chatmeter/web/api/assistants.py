@@ -11,7 +11,7 @@ from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.errors import InvalidInput, PayloadTooLarge
 from chatmeter.training import service as training
-from chatmeter.web.deps import AccountDep, ContextDep
+from chatmeter.web.deps import AccountDep, ContextDep, IdPath
 
 router = APIRouter(tags=["assistants"])
 MAX_FILES_PER_UPLOAD = 20
@@ -43,7 +43,7 @@ def create_assistant(
 
 
 @router.get("/assistants/{assistant_id}")
-def get_assistant(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
+def get_assistant(assistant_id: IdPath, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
     with ctx.db.read() as session:
         return assistants.assistant_dict(
             assistants.get_assistant(session, account_id=account_id, assistant_id=assistant_id)
@@ -52,7 +52,7 @@ def get_assistant(assistant_id: int, ctx: ContextDep, account_id: AccountDep) ->
 
 @router.patch("/assistants/{assistant_id}")
 def update_assistant(
-    assistant_id: int, body: AssistantFields, ctx: ContextDep, account_id: AccountDep
+    assistant_id: IdPath, body: AssistantFields, ctx: ContextDep, account_id: AccountDep
 ) -> dict[str, Any]:
     with ctx.db.uow() as uow:
         assistant = assistants.update_assistant(
@@ -68,7 +68,7 @@ def update_assistant(
 
 
 @router.delete("/assistants/{assistant_id}", status_code=204)
-def delete_assistant(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> Response:
+def delete_assistant(assistant_id: IdPath, ctx: ContextDep, account_id: AccountDep) -> Response:
     with ctx.db.uow() as uow:
         assistants.delete_assistant(
             uow.session, account_id=account_id, assistant_id=assistant_id, now=ctx.clock.now()
@@ -78,7 +78,9 @@ def delete_assistant(assistant_id: int, ctx: ContextDep, account_id: AccountDep)
 
 
 @router.post("/assistants/{assistant_id}/public-key")
-def rotate_public_key(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
+def rotate_public_key(
+    assistant_id: IdPath, ctx: ContextDep, account_id: AccountDep
+) -> dict[str, Any]:
     """Issue a new embed key; the old one stops working at once."""
     with ctx.db.uow() as uow:
         assistant = assistants.rotate_public_key(
@@ -90,7 +92,7 @@ def rotate_public_key(assistant_id: int, ctx: ContextDep, account_id: AccountDep
 
 @router.post("/assistants/{assistant_id}/files", status_code=201)
 async def upload_files(
-    assistant_id: int,
+    assistant_id: IdPath,
     ctx: ContextDep,
     account_id: AccountDep,
     files: Annotated[list[UploadFile], File(description="One or more training files.")],
@@ -130,7 +132,9 @@ async def upload_files(
 
 
 @router.get("/assistants/{assistant_id}/files")
-def list_files(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> list[dict[str, Any]]:
+def list_files(
+    assistant_id: IdPath, ctx: ContextDep, account_id: AccountDep
+) -> list[dict[str, Any]]:
     with ctx.db.read() as session:
         assistant = assistants.get_assistant(
             session, account_id=account_id, assistant_id=assistant_id
@@ -140,7 +144,7 @@ def list_files(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> li
 
 @router.get("/assistants/{assistant_id}/files/{file_id}")
 def get_file(
-    assistant_id: int, file_id: int, ctx: ContextDep, account_id: AccountDep
+    assistant_id: IdPath, file_id: IdPath, ctx: ContextDep, account_id: AccountDep
 ) -> dict[str, Any]:
     """A file's status (queued, processing, ready, failed), progress, pages, chunks and tokens."""
     with ctx.db.read() as session:
@@ -152,7 +156,7 @@ def get_file(
 
 @router.delete("/assistants/{assistant_id}/files/{file_id}", status_code=204)
 def delete_file(
-    assistant_id: int, file_id: int, ctx: ContextDep, account_id: AccountDep
+    assistant_id: IdPath, file_id: IdPath, ctx: ContextDep, account_id: AccountDep
 ) -> Response:
     """Delete a file; its passages leave later answers at once."""
     with ctx.db.uow() as uow:
