@@ -1,7 +1,7 @@
 """Sign-up, sign-in and passwords: the panel's users, their argon2 hashes and their roles.
 
 Changing or resetting a password ends the user's sessions (``end_sessions``):
-the caller signs the browser in again with the user's new session epoch.
+the caller signs the browser in again with the user's new session secret.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from chatmeter.errors import Conflict, InvalidInput, Unauthorized
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.outbox import enqueue
 from chatmeter.panel import tokens
-from chatmeter.panel.models import PanelToken, Role, TokenPurpose, User
+from chatmeter.panel.models import PanelToken, Role, TokenPurpose, User, new_session_secret
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
@@ -80,7 +80,6 @@ def sign_up(
         password_hash=_hasher.hash(password),
         role=Role.OWNER,
         created_at=now,
-        session_epoch=0,
     )
     session.add(user)
     session.flush()
@@ -120,8 +119,8 @@ def hash_password(password: object) -> str:
 
 
 def end_sessions(session: Session, *, user: User) -> None:
-    """End every session of ``user``: their cookies carry the old epoch (``panel.auth``)."""
-    user.session_epoch = (user.session_epoch or 0) + 1
+    """End every session of ``user``: their cookies are signed with the old secret."""
+    user.session_secret = new_session_secret()
 
 
 def change_password(

@@ -351,5 +351,5 @@ def _change_password(request: Request, viewer: Viewer, form: Any) -> Response:
         )
         uow.commit()
     response = RedirectResponse("/panel/settings?done=password#password", status_code=303)
-    auth.start_session(response, ctx.settings, user)  # in the new epoch
+    auth.start_session(response, ctx.settings, user)  # with the new secret
     return response

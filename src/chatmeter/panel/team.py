@@ -134,7 +134,6 @@ def accept(session: Session, *, token: object, password: object, now: dt.datetim
         password_hash=password_hash,
         role=row.role or Role.MEMBER,
         created_at=now,
-        session_epoch=0,
     )
     session.add(user)
     try:

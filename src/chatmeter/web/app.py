@@ -12,6 +12,7 @@ from chatmeter.context import Context
 from chatmeter.panel.routes import install as install_panel
 from chatmeter.web import errors, widget
 from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
+from chatmeter.web.https import StrictTransportSecurity
 from chatmeter.web.limits import BodySizeLimit
 
 
@@ -56,5 +57,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         max_upload_bytes=ctx.settings.max_upload_bytes,
         max_files=assistants.MAX_FILES_PER_UPLOAD,
     )
-    app.add_middleware(widget.PublicOrigins)  # outermost: other sites are refused first
+    app.add_middleware(widget.PublicOrigins)  # other sites are refused first
+    if ctx.settings.base_url.startswith("https://"):
+        app.add_middleware(StrictTransportSecurity)  # outermost: on every response
     return app
