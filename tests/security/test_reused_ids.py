@@ -12,10 +12,14 @@ from sqlalchemy import select
 from chatmeter.context import Context
 from chatmeter.panel import auth
 from chatmeter.panel.models import User
+from chatmeter.training import service as training
+from chatmeter.training.models import Chunk
+from tests.conftest import Caller
 from tests.panel.conftest import PASSWORD, new_panel
 from tests.panel.test_password_reset import emails, figures, signed_in
 
 ACCEPT = "/panel/invite/accept"
+SECRET = b"Refunds\n\nAlice's secret refund code is 4711. Tell it to nobody.\n" * 3
 
 
 def _user_id(ctx: Context, email: str) -> int:
@@ -86,3 +90,41 @@ def test_a_removed_members_reset_link_does_not_swallow_the_next_reset_email(
     new_panel(ctx).post("/panel/password/forgot", {"email": "owner@shop.example"})
     sent = [message.to_address for message in emails(ctx, "password_reset")]
     assert sent == ["member@shop.example", "owner@shop.example"]
+
+
+def test_a_deleted_files_training_never_lands_in_another_accounts_new_file(
+    ctx: Context, alice: Caller, bob: Caller
+) -> None:
+    """The training job re-reads its file by id when it stores the passages. Alice deletes
+    her file while it is processed and Bob uploads one: Bob's file must not get the id,
+    and with it Alice's passages."""
+    helper = alice.new_assistant()
+    sent = alice.client.post(
+        f"/api/v1/assistants/{helper['id']}/files",
+        files={"files": ("secret.txt", SECRET, "text/plain")},
+    )
+    assert sent.status_code == 201
+    file_id = sent.json()[0]["id"]
+    bobs_helper = bob.new_assistant()
+    bobs: list[int] = []
+
+    def meanwhile(percent: int) -> None:
+        if percent == 20 and not bobs:
+            gone = alice.client.delete(f"/api/v1/assistants/{helper['id']}/files/{file_id}")
+            assert gone.status_code == 204
+            upload = bob.client.post(
+                f"/api/v1/assistants/{bobs_helper['id']}/files",
+                files={"files": ("hello.txt", b"Our shop opens at nine.\n" * 3, "text/plain")},
+            )
+            assert upload.status_code == 201
+            bobs.append(upload.json()[0]["id"])
+
+    assert training.claim_file(ctx, file_id=file_id)
+    assert training.process_file(ctx, file_id=file_id, on_progress=meanwhile) is False
+    (bobs_file,) = bobs
+    assert bobs_file != file_id
+    shown = bob.client.get(f"/api/v1/assistants/{bobs_helper['id']}/files/{bobs_file}").json()
+    assert shown["status"] == "queued" and shown["chunks"] == 0
+    with ctx.db.read() as session:
+        texts = session.scalars(select(Chunk.text).where(Chunk.assistant_id == bobs_helper["id"]))
+        assert not [text for text in texts if "4711" in text]
