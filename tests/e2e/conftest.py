@@ -29,6 +29,7 @@ class LiveServer:
     """The app on a free loopback port, served by uvicorn in a thread."""
 
     def __init__(self, app: Any) -> None:
+        self.app = app
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]

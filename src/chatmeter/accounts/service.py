@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account, ApiKey
 from chatmeter.config import check_timezone
-from chatmeter.errors import InvalidInput, NotFound, Unauthorized
+from chatmeter.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.outbox import enqueue
 
@@ -45,19 +45,45 @@ def normalise_timezone(name: object) -> str:
 
 
 def create_account(
-    session: Session, *, email: str, now: dt.datetime, timezone: str = "UTC", name: str = ""
+    session: Session,
+    *,
+    email: str,
+    now: dt.datetime,
+    timezone: str = "UTC",
+    name: str = "",
+    verified: bool = True,
 ) -> Account:
-    """A new account with an empty balance; its contact email is the sign-up email."""
+    """A new account with an empty balance; its contact email is the sign-up email.
+
+    ``verified``: whether the email is known to be the account holder's. The operator's
+    accounts (CLI, demo) are; the panel's sign-up passes False until its link is opened.
+    """
     email = normalise_email(email)
     timezone = normalise_timezone(timezone)
     name = (name or email.split("@", 1)[1]).strip()
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(f"the name is longer than {MAX_NAME_LENGTH} characters", field="name")
-    account = Account(name=name, contact_email=email, timezone=timezone, created_at=now)
+    account = Account(
+        name=name,
+        contact_email=email,
+        timezone=timezone,
+        created_at=now,
+        email_verified_at=now if verified else None,
+    )
     session.add(account)
     session.flush()
     ledger.open_balance(session, account_id=account.id)
     return account
+
+
+def require_verified(account: Account, *, to: str) -> None:
+    """``Forbidden`` until the account's email is verified: what it does ``to`` would send
+    email to other addresses in its name (or farm free tokens)."""
+    if account.email_verified_at is None:
+        raise Forbidden(
+            f"confirm your email address first, to {to}: open the link we sent to "
+            f"{account.contact_email} (the dashboard sends a new one)"
+        )
 
 
 def get_account(session: Session, *, account_id: int) -> Account:
@@ -91,6 +117,7 @@ def update_account(
         new = normalise_email(contact_email)
         old = account.contact_email
         if new != old:
+            require_verified(account, to="change the contact email")
             account.contact_email = new
             stamp = now.isoformat()
             for recipient, address in (("old", old), ("new", new)):

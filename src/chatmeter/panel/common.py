@@ -63,6 +63,7 @@ class Viewer:
     account_id: int
     account_name: str
     timezone: str
+    email_verified: bool
 
     @property
     def is_owner(self) -> bool:
@@ -92,7 +93,15 @@ def viewer_of(request: Request) -> Viewer | None:
         account = session.get(Account, user.account_id)
         if account is None:
             return None
-        return Viewer(user.id, user.email, user.role, account.id, account.name, account.timezone)
+        return Viewer(
+            user.id,
+            user.email,
+            user.role,
+            account.id,
+            account.name,
+            account.timezone,
+            email_verified=account.email_verified_at is not None,
+        )
 
 
 def sentence(message: str) -> str:
@@ -119,6 +128,7 @@ def render(
         "currency": settings.currency,
         "money_prefix": money_prefix(settings.currency),
         "max_packages": billing.MAX_PACKAGES,
+        "free_tokens": settings.free_tokens,
     }
     if viewer is not None and "figures" not in context:
         with ctx.db.read() as session:

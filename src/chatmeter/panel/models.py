@@ -42,6 +42,7 @@ class TokenPurpose(StrEnum):
     RESET = "reset"  # set a new password
     CONFIRM_EMAIL = "confirm_email"  # make ``email`` the account's contact email
     INVITE = "invite"  # join the account as ``role``
+    VERIFY_EMAIL = "verify_email"  # prove the owner reads ``email``: the account is verified
 
 
 class PanelToken(Base):

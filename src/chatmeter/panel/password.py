@@ -138,6 +138,7 @@ def _reset(request: Request, form: Any) -> Response:
         with ctx.db.uow() as uow:
             user = users.reset_password(
                 uow.session,
+                settings=ctx.settings,
                 token=token,
                 password=new,
                 now=ctx.clock.now(),

@@ -16,7 +16,7 @@ from chatmeter.billing import service as billing
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
 from chatmeter.errors import ChatmeterError, InvalidInput, Unauthorized
-from chatmeter.panel import assistant_pages, auth, settings, usage
+from chatmeter.panel import assistant_pages, auth, settings, usage, verification_pages
 from chatmeter.panel import service as users
 from chatmeter.panel.assistant_views import file_counts, status_of
 from chatmeter.panel.common import (
@@ -118,6 +118,7 @@ def _sign_up(request: Request, form: Any) -> Response:
                 now=ctx.clock.now(),
             )
             uow.commit()
+        ctx.wake_worker()  # the verification email
     except ChatmeterError as exc:
         return render(
             request,
@@ -198,7 +199,14 @@ def dashboard(request: Request) -> Response:
         }
         for bot in bots
     ]
-    return render(request, "dashboard.html", viewer=viewer, active_nav="dashboard", bots=rows)
+    return render(
+        request,
+        "dashboard.html",
+        viewer=viewer,
+        active_nav="dashboard",
+        bots=rows,
+        notice=verification_pages.DONE.get(request.query_params.get("done", "")),
+    )
 
 
 # --- billing --------------------------------------------------------------------

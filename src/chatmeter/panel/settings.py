@@ -6,8 +6,9 @@ message and nothing changed. The account's settings and the team are the
 owner's to change; every user changes their own password.
 
 Sessions, sign-out and password reset are ``panel.password``; the team's forms
-and the invitation page are ``panel.team_pages``. Both are included here, so
-that ``routes.AREAS`` lists one router for all of them.
+and the invitation page are ``panel.team_pages``; the email verification link
+is ``panel.verification_pages``. They are included here, so that
+``routes.AREAS`` lists one router for all of them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from chatmeter.accounts import service as accounts
 from chatmeter.errors import ChatmeterError
-from chatmeter.panel import auth, password, team, team_pages
+from chatmeter.panel import auth, password, team, team_pages, verification_pages
 from chatmeter.panel import service as users
 from chatmeter.panel.common import (
     Viewer,
@@ -41,6 +42,7 @@ from chatmeter.panel.views import local_date
 router = APIRouter(prefix="/panel", include_in_schema=False)
 router.include_router(password.router)
 router.include_router(team_pages.router)
+router.include_router(verification_pages.router)
 
 # Zones people pick; the legacy aliases (US/Eastern, GB, Etc/GMT+5...) stay valid
 # through the API and are shown when an account already uses one.
