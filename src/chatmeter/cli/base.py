@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 accounts_app = typer.Typer(help="Create and list accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="An account's API keys.", no_args_is_help=True)
 tokens_app = typer.Typer(help="An account's tokens.", no_args_is_help=True)
 billing_app = typer.Typer(help="Subscriptions and the monthly renewal.", no_args_is_help=True)
 invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
@@ -28,6 +29,7 @@ outbox_app = typer.Typer(help="Queued and sent emails.", no_args_is_help=True)
 assistants_app = typer.Typer(help="An account's assistants.", no_args_is_help=True)
 for sub, name in (
     (accounts_app, "accounts"),
+    (keys_app, "keys"),
     (tokens_app, "tokens"),
     (billing_app, "billing"),
     (invoices_app, "invoices"),

@@ -7,7 +7,8 @@ owner's to change; every user changes their own password.
 
 Sessions, sign-out and password reset are ``panel.password``; the team's forms
 and the invitation page are ``panel.team_pages``; the email verification link
-is ``panel.verification_pages``. They are included here, so that
+is ``panel.verification_pages``; API keys are ``panel.api_keys_pages``. They
+are included here, so that
 ``routes.AREAS`` lists one router for all of them.
 """
 
@@ -24,7 +25,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from chatmeter.accounts import service as accounts
 from chatmeter.errors import ChatmeterError
-from chatmeter.panel import auth, password, team, team_pages, verification_pages
+from chatmeter.panel import (
+    api_keys_pages,
+    auth,
+    password,
+    team,
+    team_pages,
+    verification_pages,
+)
 from chatmeter.panel import service as users
 from chatmeter.panel.common import (
     Viewer,
@@ -43,6 +51,7 @@ router = APIRouter(prefix="/panel", include_in_schema=False)
 router.include_router(password.router)
 router.include_router(team_pages.router)
 router.include_router(verification_pages.router)
+router.include_router(api_keys_pages.router)
 
 # Zones people pick; the legacy aliases (US/Eastern, GB, Etc/GMT+5...) stay valid
 # through the API and are shown when an account already uses one.

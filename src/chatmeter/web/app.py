@@ -11,7 +11,15 @@ from chatmeter import __version__
 from chatmeter.context import Context
 from chatmeter.panel.routes import install as install_panel
 from chatmeter.web import errors, widget
-from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
+from chatmeter.web.api import (
+    account,
+    assistants,
+    billing,
+    conversations,
+    keys,
+    public,
+    tokens,
+)
 from chatmeter.web.https import StrictTransportSecurity
 from chatmeter.web.limits import BodySizeLimit
 
@@ -41,7 +49,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (tokens, billing, account, assistants, conversations, public):
+    for module in (tokens, billing, account, keys, assistants, conversations, public):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(widget.router)
