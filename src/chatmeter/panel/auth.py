@@ -127,20 +127,14 @@ def session_of(request: Request, settings: Settings) -> str:
     return request.cookies.get(session_cookie(settings), "")
 
 
-def start_session(
-    response: Response, settings: Settings, user: SessionHolder, request: Request | None = None
-) -> None:
+def start_session(response: Response, settings: Settings, user: SessionHolder) -> None:
     """Sign this browser in as ``user``, with the user's current session secret.
 
-    Pass the ``request`` when this response also renders a form: its CSRF token is
-    then bound to the new session.
+    Callers redirect: the next page's forms get CSRF tokens bound to the new session.
     """
-    value = session_value(settings, user)
-    if request is not None:
-        request.state.session_value = value
     response.set_cookie(
         session_cookie(settings),
-        value,
+        session_value(settings, user),
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="lax",
