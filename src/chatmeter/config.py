@@ -80,6 +80,9 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     trusted_proxies: str = ""
+    # Sign-ups in the panel (each costs an argon2 hash): per client address, and in all.
+    sign_up_rate_per_address: str = "10/hour;50/day"
+    sign_up_rate: str = "60/minute;1000/hour"
     chat_max_message_chars: Annotated[int, Field(ge=10, le=100_000)] = 2000
     chat_visitor_rate: str = "20/minute"
     chat_assistant_rate: str = "600/minute"
@@ -107,7 +110,9 @@ class Settings(BaseSettings):
         check_timezone(value)
         return value
 
-    @field_validator("chat_visitor_rate", "chat_assistant_rate")
+    @field_validator(
+        "chat_visitor_rate", "chat_assistant_rate", "sign_up_rate_per_address", "sign_up_rate"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         from limits import parse_many

@@ -45,6 +45,7 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
             password=password,
             name="Demo Shop",
             now=now,
+            verified=True,  # the operator's own account
         )
         account = accounts.get_account(uow.session, account_id=owner.account_id)
         key = accounts.issue_api_key(uow.session, account_id=account.id, now=now, name="demo")

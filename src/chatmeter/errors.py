@@ -3,6 +3,8 @@
     ChatmeterError (500 internal)
     ├── InvalidInput (422 invalid_input)
     ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    │   └── InsufficientScope (403 insufficient_scope)
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
     │   ├── IdempotencyConflict (409 idempotency_conflict)
@@ -49,6 +51,19 @@ class InvalidInput(ChatmeterError):
 class Unauthorized(ChatmeterError):
     status_code = 401
     code = "unauthorized"
+
+
+class Forbidden(ChatmeterError):
+    """Known caller, not allowed: a member at an owner's form, an unverified email."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """An API key whose scope does not cover the request (a read-only key writing)."""
+
+    code = "insufficient_scope"
 
 
 class NotFound(ChatmeterError):

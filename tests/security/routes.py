@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.routing import Mount
 
+from chatmeter.accounts.models import ApiKey
 from chatmeter.assistants.models import Assistant
 from chatmeter.billing.models import Invoice
 from chatmeter.chat.models import Conversation
@@ -68,6 +69,7 @@ ID_KINDS: dict[str, IdKind] = {
     "user_id": IdKind(User),
     "invitation_id": IdKind(PanelToken, (PanelToken.purpose == TokenPurpose.INVITE,)),
     "ledger_entry_id": IdKind(LedgerEntry),
+    "key_id": IdKind(ApiKey),
 }
 
 
@@ -134,6 +136,9 @@ COVERAGE: dict[str, Rule] = {
         lists="conversation_id",
     ),
     "GET /api/v1/conversations/{conversation_id}": api(),
+    "GET /api/v1/keys": api(lists="key_id"),
+    "POST /api/v1/keys": api(json={"name": "reporting", "scope": "read"}),
+    "POST /api/v1/keys/{key_id}/revoke": api(),
     "POST /api/v1/public/{public_key}/chat": public(
         "visitors chat with the key on the customer's site; another account's "
         "conversation id starts a new conversation: test_a_visitor_cannot_continue_..."
@@ -156,6 +161,9 @@ COVERAGE: dict[str, Rule] = {
     "POST /panel/invite/accept": public("the emailed link's token decides"),
     "GET /panel/settings/contact-email/confirm": public("the emailed link's token decides"),
     "POST /panel/settings/contact-email/confirm": public("the emailed link's token decides"),
+    "GET /panel/verify-email": public("the emailed link's token decides"),
+    "POST /panel/verify-email": public("the emailed link's token decides"),
+    "POST /panel/verify-email/resend": panel(form={}),
     "GET /panel/dashboard": panel(),
     "GET /panel/figures": panel(),
     "POST /panel/tokens": panel(json={"packages": 1, "key": "window-key-0001"}, scripted=True),
@@ -201,6 +209,9 @@ COVERAGE: dict[str, Rule] = {
     "POST /panel/settings/team/invitations/{invitation_id}/revoke": panel(form={}),
     "POST /panel/settings/team/{user_id}/role": panel(form={"role": "owner"}),
     "POST /panel/settings/team/{user_id}/remove": panel(form={}),
+    "GET /panel/settings/api-keys": panel(),
+    "POST /panel/settings/api-keys": panel(form={"name": "reporting", "scope": "read"}),
+    "POST /panel/settings/api-keys/{key_id}/revoke": panel(form={}),
 }
 
 

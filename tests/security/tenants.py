@@ -26,14 +26,14 @@ from chatmeter.accounts import service as accounts
 from chatmeter.context import Context
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.panel import service as users
-from chatmeter.panel import team
+from chatmeter.panel import team, verification
 from tests.conftest import add_tokens
 from tests.security.routes import ID_KINDS
 
 PASSWORD = "a long enough password"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # An id no row has in this small world, yet one every id check accepts as an id.
-MISSING_ID = 987_654_321_012
+MISSING_ID = 2_000_000_001  # no row has it; within every id column, the 32-bit ones too
 
 
 @dataclass
@@ -92,6 +92,10 @@ def open_tenant(ctx: Context, app: FastAPI, canary: str) -> Tenant:
             now=now,
         )
         account_id = owner.account_id
+        # A verified owner, as after opening the emailed link: it may invite people.
+        verification.mark_verified(
+            uow.session, settings=ctx.settings, account_id=account_id, now=now
+        )
         api_key = accounts.issue_api_key(uow.session, account_id=account_id, now=now)
         uow.commit()
     add_tokens(ctx, account_id, 100_000, key=f"tenant:{slug}")

@@ -19,6 +19,7 @@ from chatmeter.cli import app
 from tests.conftest import Caller
 
 TOO_LARGE = (2**63, -(2**63) - 1, 10**30)
+INT_ID = 2**31 - 1  # accounts and API keys: INTEGER keys, 32 bits on PostgreSQL
 # A valid body for the routes that need one, so that only the number can be wrong.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/holds/{hold_id}/settle"): {"json": {"context": 0, "generation": 0}},
@@ -29,8 +30,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def integer_parameters(schema: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
-    """(method, path template, where, name) of every integer path or query parameter."""
+def integer_parameters(schema: dict[str, Any]) -> Iterator[tuple[str, str, str, str, int]]:
+    """(method, path template, where, name, maximum) of every integer path or query
+    parameter; every one must declare its maximum."""
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             for parameter in operation.get("parameters", []):
@@ -39,15 +41,18 @@ def integer_parameters(schema: dict[str, Any]) -> Iterator[tuple[str, str, str, 
                     for s in [parameter["schema"], *parameter["schema"].get("anyOf", [])]
                 }
                 if parameter["in"] in ("path", "query") and "integer" in types:
-                    yield method, path, parameter["in"], parameter["name"]
+                    bounded = [parameter["schema"], *parameter["schema"].get("anyOf", [])]
+                    (maximum,) = {s["maximum"] for s in bounded if "maximum" in s}
+                    yield method, path, parameter["in"], parameter["name"], maximum
 
 
 def test_an_integer_beyond_64_bits_is_refused_in_every_path_and_query(alice: Caller) -> None:
     bot = alice.new_assistant()
     schema = alice.client.get("/api/v1/openapi.json").json()
     tried = 0
-    for method, template, where, name in integer_parameters(schema):
-        for number in TOO_LARGE:
+    for method, template, where, name, maximum in integer_parameters(schema):
+        # One past the column's own range (32 bits for API keys) and far beyond.
+        for number in (maximum + 1, *TOO_LARGE):
             path, query = template, {}
             # the other path parameters: real ones, so that only this number is wrong
             for other in ("assistant_id", "file_id", "conversation_id", "hold_id"):
@@ -62,20 +67,21 @@ def test_an_integer_beyond_64_bits_is_refused_in_every_path_and_query(alice: Cal
             error = response.json()["error"]
             assert error["code"] == "invalid_input" and name in error["message"]
             tried += 1
-    assert tried >= 3 * 14  # every id in a path and the two cursors and the filter
+    assert tried >= 4 * 15  # every id in a path and the two cursors and the filter
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "maximum"),
     [
-        ["tokens", "balance", "--account", "{n}"],
-        ["invoices", "mark-paid", "--account", "1", "--invoice", "{n}"],
-        ["assistants", "delete", "--account", "1", "--assistant", "{n}"],
-        ["train", "{n}", "{file}"],
+        (["tokens", "balance", "--account", "{n}"], INT_ID),
+        (["keys", "revoke", "--account", "1", "--key", "{n}"], INT_ID),
+        (["invoices", "mark-paid", "--account", "1", "--invoice", "{n}"], 2**63 - 1),
+        (["assistants", "delete", "--account", "1", "--assistant", "{n}"], 2**63 - 1),
+        (["train", "{n}", "{file}"], 2**63 - 1),
     ],
 )
-def test_the_cli_refuses_an_id_beyond_64_bits_with_a_message(
-    db_url: str, tmp_path: Path, command: list[str]
+def test_the_cli_refuses_an_id_beyond_its_column_with_a_message(
+    db_url: str, tmp_path: Path, command: list[str], maximum: int
 ) -> None:
     environ = {
         "CHATMETER_DATABASE_URL": db_url,
@@ -84,11 +90,13 @@ def test_the_cli_refuses_an_id_beyond_64_bits_with_a_message(
     }
     notes = tmp_path / "notes.txt"
     notes.write_text("Opening hours: 9 to 5.")
-    args = [part.replace("{n}", str(2**63)).replace("{file}", str(notes)) for part in command]
+    args = [
+        part.replace("{n}", str(maximum + 1)).replace("{file}", str(notes)) for part in command
+    ]
 
     result = CliRunner().invoke(app, args, env=environ)
 
     assert result.exit_code == 2, result.output + result.stderr
     message = " ".join(result.stderr.replace("│", " ").split())  # out of its box
-    assert "less than or equal to 9223372036854775807" in message
+    assert f"less than or equal to {maximum}" in message
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -132,13 +132,13 @@ def _sse(response: httpx.Response) -> list[dict[str, Any]]:
 def test_a_new_route_without_a_rule_is_named_with_the_line_to_add() -> None:
     """What another engineer sees after adding a route: the exact lines to paste."""
     router = APIRouter(prefix="/api/v1")
-    router.add_api_route("/keys/{key_id}", lambda key_id: None, methods=["DELETE"])
+    router.add_api_route("/webhooks/{webhook_id}", lambda webhook_id: None, methods=["DELETE"])
     app = FastAPI()
     app.include_router(router)
     routes = [r for r in app_routes(app) if r.key not in COVERAGE]
 
     message = missing_rule_message(routes)
 
-    assert [r.key for r in routes] == ["DELETE /api/v1/keys/{key_id}"]
-    assert '"DELETE /api/v1/keys/{key_id}": api(),' in message
-    assert '"key_id": IdKind(TheModel),' in message
+    assert [r.key for r in routes] == ["DELETE /api/v1/webhooks/{webhook_id}"]
+    assert '"DELETE /api/v1/webhooks/{webhook_id}": api(),' in message
+    assert '"webhook_id": IdKind(TheModel),' in message

@@ -16,6 +16,7 @@ class LiveServer:
     """``with LiveServer(app) as server:`` — requests go to ``server.url``."""
 
     def __init__(self, app: Any) -> None:
+        self.app = app
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]

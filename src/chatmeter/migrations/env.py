@@ -37,6 +37,12 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(database_url())
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # SQLite changes a table by rebuilding it, which drops the old one; with
+            # foreign keys enforced that would delete the rows referring to it. Set
+            # outside any transaction (inside one SQLite ignores it); migrations that
+            # rebuild check ``PRAGMA foreign_key_check`` before they commit.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

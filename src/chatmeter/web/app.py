@@ -11,7 +11,16 @@ from chatmeter import __version__
 from chatmeter.context import Context
 from chatmeter.panel.routes import install as install_panel
 from chatmeter.web import errors, widget
-from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
+from chatmeter.web.api import (
+    account,
+    assistants,
+    billing,
+    conversations,
+    keys,
+    public,
+    tokens,
+)
+from chatmeter.web.https import StrictTransportSecurity
 from chatmeter.web.limits import BodySizeLimit
 
 # How uvicorn must serve the app. Its own proxy-header handling believes
@@ -46,7 +55,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (tokens, billing, account, assistants, conversations, public):
+    for module in (tokens, billing, account, keys, assistants, conversations, public):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(widget.router)
@@ -62,5 +71,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         max_upload_bytes=ctx.settings.max_upload_bytes,
         max_files=assistants.MAX_FILES_PER_UPLOAD,
     )
-    app.add_middleware(widget.PublicOrigins)  # outermost: other sites are refused first
+    app.add_middleware(widget.PublicOrigins)  # other sites are refused first
+    if ctx.settings.base_url.startswith("https://"):
+        app.add_middleware(StrictTransportSecurity)  # outermost: on every response
     return app

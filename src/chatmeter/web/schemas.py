@@ -8,7 +8,7 @@ character (``chatmeter.storable``).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
@@ -54,6 +54,28 @@ class AccountIn(Strict):
     contact_email: Annotated[StrictStr, Field(max_length=320)] | None = None
     timezone: Annotated[StrictStr, Field(max_length=64)] | None = None
     name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+
+
+class ApiKeyIn(Strict):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
+    scope: Literal["read", "all"] = Field(
+        "read", description="read: GET requests only; all: everything. Never wider than yours."
+    )
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it.")
+    scope: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None = Field(description="Updated at most once a minute.")
+    revoked_at: dt.datetime | None
+    active: bool
+
+
+class NewApiKeyOut(ApiKeyOut):
+    key: str = Field(description="The key itself: shown in this answer only.")
 
 
 class BalanceOut(BaseModel):

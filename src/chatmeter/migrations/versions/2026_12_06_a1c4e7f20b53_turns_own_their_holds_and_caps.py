@@ -11,7 +11,7 @@ Plain ADD COLUMN, no table copy: a SQLite batch copy would drop the triggers
 and full-text objects that the models do not describe.
 
 Revision ID: a1c4e7f20b53
-Revises: d4e5f6a7b8c9
+Revises: a7c3e9f1b2d4
 Create Date: 2026-12-06 16:00:00.000000
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a1c4e7f20b53"
-down_revision: str | None = "d4e5f6a7b8c9"
+down_revision: str | None = "a7c3e9f1b2d4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
