@@ -9,8 +9,11 @@ export CHATMETER_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postg
 
 .PHONY: run test install browser lint bench clean
 
+# Development on this machine: the demo account, payments approved without money, a
+# secret of this installation's own; it listens on 127.0.0.1 only. The default
+# environment is production, which needs CHATMETER_SECRET_KEY (see README).
 run: install
-	$(BIN)/chatmeter serve
+	CHATMETER_ENV=$${CHATMETER_ENV:-development} $(BIN)/chatmeter serve
 
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)

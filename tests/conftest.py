@@ -121,6 +121,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         data_dir=tmp_path / "var",
         worker="none",
         demo=False,
+        models=["local", "openai:gpt-4o-mini"],
     )
 
 

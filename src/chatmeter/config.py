@@ -6,7 +6,12 @@ the two drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import ipaddress
+import os
+import secrets
+import threading
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -28,16 +33,22 @@ class Env(StrEnum):
     PRODUCTION = "production"
 
 
-DEFAULT_SECRET = "change-me"
+# Secrets that anyone can read in this repository or its history: never accepted.
+KNOWN_SECRETS = frozenset({"", "change-me"})
+MIN_SECRET_LENGTH = 32
+SECRET_FILE = "secret_key"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATMETER_", extra="ignore")
 
-    env: Env = Env.DEVELOPMENT
+    # Production unless asked otherwise: a forgotten setting must never turn on the
+    # development conveniences (frozen clock, free payments, demo account, any address).
+    env: Env = Env.PRODUCTION
     database_url: str = "sqlite:///./var/chatmeter.db"
     data_dir: Path = Path("./var")
-    secret_key: str = DEFAULT_SECRET
+    secret_key: str = ""
     base_url: str = "http://127.0.0.1:8000"
     now: dt.datetime | None = None
 
@@ -86,15 +97,23 @@ class Settings(BaseSettings):
     demo: bool | None = None
 
     redis_url: str | None = None
+    trusted_proxies: str = ""
+    # Sign-ups in the panel (each costs an argon2 hash): per client address, and in all.
+    sign_up_rate_per_address: str = "10/hour;50/day"
+    sign_up_rate: str = "60/minute;1000/hour"
     chat_max_message_chars: Annotated[int, Field(ge=10, le=100_000)] = 2000
     chat_visitor_rate: str = "20/minute"
     chat_assistant_rate: str = "600/minute"
     chat_history_tokens: Annotated[int, Field(ge=0, le=100_000)] = 300
     chat_hold_seconds: Annotated[int, Field(ge=10, le=3600)] = 300
+    chat_queue_size: Annotated[int, Field(ge=0, le=10_000)] = 16
+    chat_queue_per_account: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    chat_concurrency: Annotated[int, Field(ge=1, le=1024)] = 8
 
     llm_context_window: Annotated[int, Field(ge=512, le=1_000_000)] = 2048
     llm_threads: Annotated[int, Field(ge=1, le=256)] = 1
     llm_batch_threads: Annotated[int, Field(ge=1, le=256)] = 2
+    models: list[str] = ["local"]
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str | None = None
     openai_model: str = "gpt-4o-mini"
@@ -109,7 +128,9 @@ class Settings(BaseSettings):
         check_timezone(value)
         return value
 
-    @field_validator("chat_visitor_rate", "chat_assistant_rate")
+    @field_validator(
+        "chat_visitor_rate", "chat_assistant_rate", "sign_up_rate_per_address", "sign_up_rate"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         from limits import parse_many
@@ -118,6 +139,23 @@ class Settings(BaseSettings):
             parse_many(value)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a rate such as 20/minute") from exc
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        from chatmeter.llm.catalog import parse_entry
+
+        if not value:
+            raise ValueError("list at least one model, e.g. [\"local\"]")
+        for entry in value:
+            parse_entry(entry)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        parse_networks(value)
         return value
 
     @field_validator("rate_card")
@@ -139,15 +177,48 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
-        if self.env is Env.PRODUCTION:
-            if self.now is not None:
-                raise ValueError("CHATMETER_NOW is refused when CHATMETER_ENV=production")
-            if self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+        if self.env is not Env.PRODUCTION:
+            return self
+        refused = {
+            "CHATMETER_NOW": self.now is not None,
+            "CHATMETER_PAYMENT_AUTO_APPROVE=true": self.payment_auto_approve is True,
+            "CHATMETER_DEMO=true": self.demo is True,
+        }
+        for setting, present in refused.items():
+            if present:
                 raise ValueError(
-                    "CHATMETER_SECRET_KEY must be set to a random value of 32+ characters "
-                    "in production"
+                    f"{setting} is refused when CHATMETER_ENV=production (the default); "
+                    "set CHATMETER_ENV=development to try Chatmeter on this machine"
                 )
+        if self.secret_key in KNOWN_SECRETS or len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"CHATMETER_SECRET_KEY must be a random value of {MIN_SECRET_LENGTH}+ characters "
+                "in production (the default environment), e.g. the output of "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`; "
+                "or set CHATMETER_ENV=development to try Chatmeter on this machine"
+            )
         return self
+
+    def signing_key(self) -> str:
+        """The secret that signs sessions and forms.
+
+        Production has its own (checked at start). Development and test without one
+        get a random secret made once and kept in the data folder: no installation
+        ever signs with a secret that someone else knows.
+        """
+        if self.secret_key not in KNOWN_SECRETS or self.env is Env.PRODUCTION:
+            return self.secret_key
+        return _install_secret(self.data_dir / SECRET_FILE)
+
+    def check_listen_address(self, host: str) -> None:
+        """Development and test serve this machine only; ``ValueError`` for another address."""
+        if self.env is not Env.PRODUCTION and host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"CHATMETER_ENV={self.env.value} serves only this machine (127.0.0.1, ::1 or "
+                f"localhost), not {host!r}: its conveniences (demo account, free payments, "
+                "frozen clock) must not be reachable by strangers. Set CHATMETER_ENV=production "
+                "and a CHATMETER_SECRET_KEY to listen on other addresses."
+            )
 
     @property
     def auto_approve_payments(self) -> bool:
@@ -162,8 +233,62 @@ class Settings(BaseSettings):
         return self.demo if self.demo is not None else self.env is not Env.PRODUCTION
 
     @property
+    def trusted_networks(self) -> list[IPNetwork]:
+        """The reverse proxies whose ``X-Forwarded-For`` is believed (``chatmeter.web.client``)."""
+        return parse_networks(self.trusted_proxies)
+
+    @property
+    def queue_places_per_account(self) -> int:
+        """Waiting places one account may fill: by default half, so others always find room."""
+        if self.chat_queue_per_account is not None:
+            return min(self.chat_queue_per_account, self.chat_queue_size)
+        return max(1, self.chat_queue_size // 2) if self.chat_queue_size else 0
+
+    @property
     def mail_path(self) -> Path:
         return self.mail_dir or self.data_dir / "mail"
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> list[IPNetwork]:
+    """Comma-separated addresses or networks (``10.0.0.0/8, ::1``), or ``ValueError``."""
+    networks = []
+    for item in text.split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError as exc:
+                raise ValueError(f"{item.strip()!r} is not an IP address or network") from exc
+    return networks
+
+
+_secret_lock = threading.Lock()
+_secrets: dict[Path, str] = {}
+
+
+def _install_secret(path: Path) -> str:
+    """This installation's own random secret, made on first use (readable by us only)."""
+    path = path.resolve()
+    with _secret_lock:
+        if path not in _secrets:
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+                fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_urlsafe(48))
+                # A link fails if the file exists: of two processes starting at once, one
+                # secret wins and both use it.
+                with contextlib.suppress(FileExistsError):
+                    os.link(draft, path)
+                draft.unlink()
+            secret = path.read_text().strip()
+            if len(secret) < MIN_SECRET_LENGTH:
+                raise ValueError(f"{path} holds no usable secret; delete it to make a new one")
+            _secrets[path] = secret
+        return _secrets[path]
 
 
 def check_timezone(name: str) -> ZoneInfo:

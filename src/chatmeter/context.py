@@ -14,9 +14,12 @@ from chatmeter.config import Settings
 from chatmeter.db import Database
 
 if TYPE_CHECKING:
+    from chatmeter.chat.keeper import HoldKeeper
     from chatmeter.chat.limits import ChatLimiter
+    from chatmeter.chat.queue import GenerationQueue
     from chatmeter.knowledge.embeddings import Embedder
     from chatmeter.llm.base import Provider
+    from chatmeter.llm.catalog import ModelCatalog
     from chatmeter.llm.rates import RateCard
     from chatmeter.retrieval.vectors import VectorCache
 
@@ -35,6 +38,8 @@ class Context:
     _vectors: Any = None
     _providers: dict[str, Any] = field(default_factory=dict)
     _limiter: Any = None
+    _queues: dict[str, Any] = field(default_factory=dict)
+    _keeper: Any = None
 
     @classmethod
     def from_settings(
@@ -85,6 +90,40 @@ class Context:
                     )
         return self._providers[key]  # type: ignore[no-any-return]
 
+    def generation_queue(self, provider: Provider) -> GenerationQueue:
+        """The queue in front of a model: one per model and process.
+
+        The bundled model generates one answer at a time in a process; a model
+        server, ``chat_concurrency`` at once from this process.
+        """
+        key = f"{provider.name}:{provider.model}"
+        if key not in self._queues:
+            from chatmeter.chat.queue import GenerationQueue
+
+            settings = self.settings
+            with _lock:
+                if key not in self._queues:
+                    self._queues[key] = GenerationQueue(
+                        name=key,
+                        slots=1 if provider.name == "local" else settings.chat_concurrency,
+                        places=settings.chat_queue_size,
+                        per_account=settings.queue_places_per_account,
+                    )
+        return self._queues[key]  # type: ignore[no-any-return]
+
+    @property
+    def hold_keeper(self) -> HoldKeeper:
+        """Keeps the holds of this process's running chat turns from expiring."""
+        if self._keeper is None:
+            from chatmeter.chat.keeper import HoldKeeper
+
+            with _lock:
+                if self._keeper is None:
+                    self._keeper = HoldKeeper(
+                        db=self.db, clock=self.clock, ttl_seconds=self.settings.chat_hold_seconds
+                    )
+        return self._keeper  # type: ignore[no-any-return]
+
     def _provider_options(self, name: str, model: str) -> dict[str, Any]:
         settings = self.settings
         if name == "local":
@@ -101,6 +140,13 @@ class Context:
             "tokenizer": settings.openai_tokenizer,
             "context_window": settings.openai_context_window,
         }
+
+    @property
+    def models(self) -> ModelCatalog:
+        """The models assistants may use (``CHATMETER_MODELS``)."""
+        from chatmeter.llm.catalog import ModelCatalog
+
+        return ModelCatalog(self.settings.models, default_openai_model=self.settings.openai_model)
 
     @property
     def rate_card(self) -> RateCard:
@@ -124,6 +170,10 @@ class Context:
         return self._limiter  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.close()
+        for queue in self._queues.values():
+            queue.close()
         for provider in self._providers.values():
             provider.close()
         self.db.dispose()

@@ -17,7 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -39,10 +48,44 @@ IDLE_PING_SECONDS = 10.0
 
 # 64-bit keys on PostgreSQL; SQLite autoincrements only an INTEGER PRIMARY KEY.
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")
+# The largest id either database can hold (a signed 64-bit integer): a larger number
+# names no row, and a query with it fails instead of finding nothing.
+MAX_ID = 2**63 - 1
+# Accounts and API keys were keyed by INTEGER from the start: 32 bits on PostgreSQL.
+# Widening them would rewrite every table that names an account; their ids are checked
+# against this instead.
+MAX_INT_ID = 2**31 - 1
 
 
 class Base(DeclarativeBase):
+    """Every table of the schema.
+
+    A table keyed by a surrogate integer gets ``AUTOINCREMENT`` on SQLite: without
+    it SQLite hands the largest id out again once its row is deleted, and an id
+    that left the server (in a cookie, a link, a job, an API client's records)
+    would name something else. PostgreSQL sequences never go back.
+    """
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = cls.__dict__.get("__table__")
+        if isinstance(table, Table) and has_surrogate_key(table):
+            table.dialect_kwargs["sqlite_autoincrement"] = True
+
+
+def has_surrogate_key(table: Table) -> bool:
+    """True when the table's key is one integer column the database numbers itself."""
+    columns = list(table.primary_key.columns)
+    if len(columns) != 1:
+        return False
+    (column,) = columns
+    return (
+        isinstance(column.type, Integer)
+        and not column.foreign_keys
+        and column.autoincrement in ("auto", True)
+    )
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

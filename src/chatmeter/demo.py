@@ -45,6 +45,7 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
             password=password,
             name="Demo Shop",
             now=now,
+            verified=True,  # the operator's own account
         )
         account = accounts.get_account(uow.session, account_id=owner.account_id)
         key = accounts.issue_api_key(uow.session, account_id=account.id, now=now, name="demo")
@@ -57,6 +58,7 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
                 widget_title="Chatmeter help",
                 welcome_message="Hi! Ask me anything about Chatmeter: tokens, training, billing.",
                 allowed_domains=["localhost", "127.0.0.1"],
+                show_sources="passages",  # public help articles: visitors may read excerpts
             ),
         )
         articles = sorted(HELP_ARTICLES.glob("*")) if HELP_ARTICLES.is_dir() else []

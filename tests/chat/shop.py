@@ -23,7 +23,6 @@ from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.chat.models import Message
 from chatmeter.context import Context
 from chatmeter.errors import Unavailable
-from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Balance, EntryKind, Hold, HoldStatus, LedgerEntry
 from chatmeter.ledger.verify import verify
 from chatmeter.llm.base import (
@@ -115,7 +114,11 @@ def open_shop(
     with ctx.db.uow() as uow:
         api_key = accounts.issue_api_key(uow.session, account_id=account_id, now=now)
         assistant = assistants.create_assistant(
-            uow.session, account_id=account_id, fields=AssistantFields(**settings), now=now
+            uow.session,
+            account_id=account_id,
+            fields=AssistantFields(**settings),
+            now=now,
+            catalog=ctx.models,
         )
         if train:
             for filename, text in DOCUMENTS.items():
@@ -274,13 +277,6 @@ def available(ctx: Context, account_id: int) -> int:
         balance = session.get(Balance, account_id)
         assert balance is not None
         return balance.available
-
-
-def release(ctx: Context, account_id: int, hold_id: int) -> None:
-    """Give back a turn's hold that a test started but never ran."""
-    with ctx.db.uow() as uow:
-        ledger.release(uow.session, account_id=account_id, hold_id=hold_id, now=ctx.clock.now())
-        uow.commit()
 
 
 def assert_ledger_clean(ctx: Context) -> None:

@@ -35,7 +35,10 @@ def test_fifty_concurrent_turns_never_overdraw_and_only_reserved_turns_reach_the
     """50 turns at once: the balance never goes below zero, the model is called exactly
     for the turns that got a reservation, the others hear only "unavailable", and every
     reservation is settled for what its turn consumed."""
-    busy = derived(ctx, chat_visitor_rate="1000/minute")
+    # Places in the model's queue for every turn: this test is about the balance.
+    busy = derived(
+        ctx, chat_visitor_rate="1000/minute", chat_queue_size=TURNS, chat_queue_per_account=TURNS
+    )
     model = install(busy)
     shop = open_shop(busy, tokens=GRANTED)
     start = threading.Barrier(TURNS)

@@ -25,6 +25,7 @@ def remote(ctx: Context, llama_server: str) -> Context:  # noqa: F811
         openai_base_url=llama_server,
         openai_api_key=SERVER_API_KEY,
         openai_model="smollm2",
+        models=["local", "openai:smollm2"],
         openai_tokenizer=f"gguf:{bundled_model_path()}",
         openai_context_window=2048,
     )

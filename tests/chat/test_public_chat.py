@@ -37,7 +37,7 @@ def test_a_turn_is_answered_with_sources_and_settled_at_llama_cpps_counts(
 ) -> None:
     """The settled context and generation are the prompt and completion tokens llama.cpp
     counted, and the customer sees exactly those figures per message."""
-    shop = open_shop(ctx, tokens=5_000)
+    shop = open_shop(ctx, tokens=5_000, show_sources="passages")
 
     reply = visitor.post(shop.chat_url, json={"message": QUESTION})
 
@@ -104,9 +104,12 @@ def test_a_turn_is_answered_with_sources_and_settled_at_llama_cpps_counts(
         message.prompt_tokens,
         message.completion_tokens,
     )
-    assert answered["sources"] == [
-        {k: v for k, v in s.items() if k != "label"} for s in body["sources"]
-    ]
+    # The customer sees every source in full; the visitor what the assistant shows.
+    assert [s["filename"] for s in answered["sources"]] == [s["filename"] for s in body["sources"]]
+    for full, shown in zip(answered["sources"], body["sources"], strict=True):
+        assert isinstance(full["file_id"], int) and "file_id" not in shown
+        assert (full["page"], full["heading"]) == (shown["page"], shown["heading"])
+        assert full["passage"].startswith(shown["passage"])
 
     balance = owner.get("/api/v1/balance").json()
     assert balance["balance"] == balance["available"] == 5_000 - entry.consumed

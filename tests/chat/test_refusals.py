@@ -24,7 +24,6 @@ from tests.chat.shop import (
     holds,
     install,
     open_shop,
-    release,
 )
 from tests.conftest import add_tokens
 
@@ -113,7 +112,7 @@ def test_a_message_at_the_size_limit_is_accepted(ctx: Context, model: Recording)
     )
 
     assert turn.request.messages[-1].content == message
-    release(ctx, shop.account_id, turn.hold_id)
+    turn.abandon()  # it never ran: its hold goes back
     assert model.calls == 0
 
 
@@ -144,7 +143,7 @@ def test_a_visitor_past_the_rate_limit_is_refused_and_charged_nothing(ctx: Conte
         conversation_id=None,
         visitor="203.0.113.9",
     )
-    release(limited, shop.account_id, other.hold_id)
+    other.abandon()  # it never ran: its hold goes back
     assert_ledger_clean(limited)
 
 
@@ -161,7 +160,7 @@ def test_an_assistant_past_its_rate_limit_is_refused_and_charged_nothing(ctx: Co
             conversation_id=None,
             visitor=f"198.51.100.{n}",
         )
-        release(limited, shop.account_id, turn.hold_id)
+        turn.abandon()  # it never ran: its hold goes back
     before = entry_ids(limited, shop.account_id)
 
     with TestClient(create_app(limited)) as visitor:
@@ -197,7 +196,7 @@ def test_limits_in_redis_hold_across_processes(ctx: Context, redis_db: str) -> N
             conversation_id=None,
             visitor="testclient",
         )
-        release(process, shop.account_id, turn.hold_id)
+        turn.abandon()  # it never ran: its hold goes back
     before = entry_ids(ctx, shop.account_id)
 
     with TestClient(create_app(second)) as visitor:
@@ -246,9 +245,10 @@ def test_accounts_never_see_each_others_conversations(
         conversation_id=reply.json()["conversation_id"],
         visitor="testclient",
     )
-    release(ctx, bob.account_id, turn.hold_id)
     assert turn.conversation_public_id != reply.json()["conversation_id"]
     assert [m.role for m in turn.request.messages] == ["system", "user"]
     (fresh,) = owner.get("/api/v1/conversations").json()
     assert fresh["id"] != conversation["id"] and fresh["assistant_id"] == bob.assistant_id
+    turn.abandon()  # it never ran: its hold goes back, and its empty conversation
+    assert owner.get("/api/v1/conversations").json() == []
     assert len(alice.owner(visitor).get("/api/v1/conversations").json()) == 1

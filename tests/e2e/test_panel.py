@@ -4,6 +4,7 @@ package input in the window (journey 6); the panel at phone width."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from playwright.sync_api import Page, expect
@@ -17,6 +18,7 @@ from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import balance_summary
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
+from chatmeter.notifications.models import OutboxMessage
 from chatmeter.panel.models import User
 from chatmeter.training import service as training
 from tests.e2e.conftest import SCREENSHOTS, LiveServer, Visit
@@ -32,6 +34,31 @@ def sign_up(page: Page, live: LiveServer, email: str, name: str = "Northwind Cof
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     expect(page).to_have_url(re.compile(r"/panel/dashboard$"))
+    expect(page.get_by_test_id("verify-email")).to_be_visible()
+    confirm_email(page, live, email)
+
+
+def confirm_email(page: Page, live: LiveServer, email: str) -> None:
+    """Open the verification link emailed at sign-up and press its button."""
+    ctx: Context = live.app.state.ctx
+    with ctx.db.read() as session:
+        message = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.kind == "verify_email", OutboxMessage.to_address == email)
+            .order_by(OutboxMessage.id.desc())
+        ).first()
+    assert message is not None
+    token = json.loads(message.context)["token"]
+    if token == "(sent)":  # the in-process worker delivered it: read the file it wrote
+        links = []
+        for path in sorted(ctx.settings.mail_path.glob("*.eml")):
+            links += re.findall(r"/panel/verify-email\?token=([A-Za-z0-9_-]+)", path.read_text())
+        token = links[-1]
+    page.goto(f"{live.url}/panel/verify-email?token={token}")
+    page.get_by_role("button", name=f"Confirm {email}").click()
+    expect(page).to_have_url(re.compile(r"/panel/dashboard\?done=verified$"))
+    page.goto(f"{live.url}/panel/dashboard")
+    expect(page.get_by_test_id("verify-email")).to_have_count(0)
 
 
 def account_of(ctx: Context, email: str) -> int:

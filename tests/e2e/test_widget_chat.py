@@ -124,7 +124,14 @@ def test_markup_in_a_training_file_reaches_the_page_as_text(
 ) -> None:
     """A file name and passage full of HTML: the citation shows the characters, and
     nothing in them runs or becomes an element."""
-    shop = open_shop(ctx, train=False, allowed_domains=[website.domain], max_tokens=16)
+    # The customer shows excerpts: the passage's markup reaches the page too.
+    shop = open_shop(
+        ctx,
+        train=False,
+        allowed_domains=[website.domain],
+        max_tokens=16,
+        show_sources="passages",
+    )
     train(ctx, shop, {MARKUP_FILE: MARKUP_TEXT})
     url = website.publish("/markup.html", page_with_widget(SHOP, api=live.url, shop=shop))
     page = visit.page

@@ -40,9 +40,16 @@ from chatmeter.clock import FixedClock
 from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.db import Database
-from chatmeter.errors import Conflict, IdempotencyConflict, InsufficientTokens
+from chatmeter.errors import Conflict, HoldNotYours, IdempotencyConflict, InsufficientTokens
 from chatmeter.ledger import service as ledger
-from chatmeter.ledger.models import Balance, EntryKind, Grant, GrantSource, LedgerEntry
+from chatmeter.ledger.models import (
+    Balance,
+    EntryKind,
+    Grant,
+    GrantSource,
+    HoldOwner,
+    LedgerEntry,
+)
 from chatmeter.ledger.verify import verify
 
 START = dt.datetime(2026, 11, 15, 12, 0, tzinfo=dt.UTC)
@@ -71,6 +78,7 @@ class ModelHold:
     taken: list[tuple[ModelGrant, int]]  # in the order they were taken
     status: str = "pending"
     figures: tuple[int, int] | None = None
+    charged: bool = False  # charged after it was lost (expired or released) under a turn
 
 
 @dataclass
@@ -344,6 +352,99 @@ class LedgerMachine(RuleBasedStateMachine):
         assert expired == len(due)
         for hold in sorted(due, key=lambda h: h.hold_id):
             self.model.close(hold, "expired")
+
+    @precondition(lambda self: self.holds_in("pending"))
+    @rule(data=st.data())
+    def a_live_turn_keeps_its_hold(self, data: st.DataObject) -> None:
+        """A turn still running extends its hold (``chat.keeper``): it is not due any more."""
+        hold = data.draw(st.sampled_from(self.holds_in("pending")), label="hold")
+        until = self.now + dt.timedelta(seconds=hold.ttl)
+        before = self.entry_count()
+        with self.db.uow() as uow:
+            kept = ledger.extend_holds(
+                uow.session, hold_ids=[hold.hold_id], owner=HoldOwner.API, until=until
+            )
+            uow.commit()
+        assert kept == {hold.hold_id}
+        assert self.entry_count() == before
+        hold.expires_at = until
+
+    @precondition(lambda self: [h for h in self.holds_in("released", "expired") if not h.charged])
+    @rule(data=st.data())
+    def a_turn_that_lost_its_hold_is_charged_what_is_left(self, data: st.DataObject) -> None:
+        """A turn whose hold ended under it pays what it used, as far as the balance goes;
+        a retry returns the first charge and writes nothing."""
+        lost = [h for h in self.holds_in("released", "expired") if not h.charged]
+        hold = data.draw(st.sampled_from(lost), label="hold")
+        used = data.draw(st.integers(0, hold.amount + 500), label="used")
+        context = data.draw(st.integers(0, used), label="context")
+        charged = min(used, self.model.available)
+        with self.db.uow() as uow:
+            entry = ledger.charge_lost_hold(
+                uow.session,
+                account_id=self.account,
+                hold_id=hold.hold_id,
+                context=context,
+                generation=used - context,
+                now=self.now,
+            )
+            uow.commit()
+            first = entry.id
+        assert entry.consumed == charged
+        assert (entry.context_tokens, entry.generation_tokens) == (
+            min(context, charged),
+            charged - min(context, charged),
+        )
+        self.model.take(charged)
+        self.model.totals.spent += charged
+        hold.charged = True
+        before = self.entry_count()
+        with self.db.uow() as uow:
+            again = ledger.charge_lost_hold(
+                uow.session,
+                account_id=self.account,
+                hold_id=hold.hold_id,
+                context=context,
+                generation=used - context,
+                now=self.now,
+            )
+            uow.commit()
+        assert again.id == first and self.entry_count() == before
+
+    @precondition(lambda self: self.holds_in("pending"))
+    @rule(data=st.data())
+    def nobody_else_finishes_a_hold(self, data: st.DataObject) -> None:
+        """A hold made through the API is not a chat turn's to settle, release or extend."""
+        hold = data.draw(st.sampled_from(self.holds_in("pending")), label="hold")
+        before = self.entry_count()
+        with self.db.uow() as uow:
+            with pytest.raises(HoldNotYours):
+                ledger.settle(
+                    uow.session,
+                    account_id=self.account,
+                    hold_id=hold.hold_id,
+                    context=0,
+                    generation=0,
+                    now=self.now,
+                    owner=HoldOwner.CHAT,
+                )
+            with pytest.raises(HoldNotYours):
+                ledger.release(
+                    uow.session,
+                    account_id=self.account,
+                    hold_id=hold.hold_id,
+                    now=self.now,
+                    owner=HoldOwner.CHAT,
+                )
+            far = self.now + dt.timedelta(days=1)
+            assert (
+                ledger.extend_holds(
+                    uow.session, hold_ids=[hold.hold_id], owner=HoldOwner.CHAT, until=far
+                )
+                == set()
+            )
+            uow.commit()
+        assert self.entry_count() == before
 
     # --- rules: retries -----------------------------------------------------------
 

@@ -194,6 +194,22 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
             "2026-11-22 12:00 UTC",
         ],
     ),
+    "verify_email": (
+        {
+            "account_name": "Acme Bakery",
+            "email": "owner@acme.example",
+            "free_tokens": 1000,
+            "token": "Abc123-_xyzAbc123-_xyzAbc123-_xyzAbc123-_x",
+            "expires_at": "2026-11-18T12:00:00+00:00",
+        },
+        [
+            "owner@acme.example",
+            f"{BASE_URL}/panel/verify-email?token=Abc123-_xyzAbc123-_xyzAbc123-_xyzAbc123-_x",
+            "2026-11-18 12:00 UTC",
+            "free monthly tokens",
+            "take the account over",
+        ],
+    ),
 }
 
 # Passed by the callers (all balance emails get the same figures) but not

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import select
 
 from chatmeter.context import Context
+from chatmeter.notifications.models import OutboxMessage
 from chatmeter.web.app import create_app
 
 PASSWORD = "a long enough password"
@@ -31,9 +34,29 @@ class Panel:
         token = self.csrf(page or path)
         return self.client.post(path, data={"csrf_token": token} | data, follow_redirects=False)
 
-    def sign_up(self, email: str = "owner@example.com", **fields: Any) -> Response:
+    def sign_up(
+        self, email: str = "owner@example.com", *, verify: bool = True, **fields: Any
+    ) -> Response:
+        """Sign up, and (unless ``verify=False``) open the emailed verification link."""
         data = {"email": email, "password": PASSWORD, "name": "Shop", "timezone": "UTC"}
-        return self.post("/panel/sign-up", data | fields)
+        response = self.post("/panel/sign-up", data | fields)
+        if verify and response.status_code == 303:
+            confirmed = self.verify_email(email)
+            assert confirmed.status_code == 303, confirmed.text
+        return response
+
+    def verify_email(self, email: str = "owner@example.com") -> Response:
+        """Press the button of the latest verification link emailed to ``email``."""
+        ctx: Context = self.client.app.state.ctx  # type: ignore[attr-defined]
+        with ctx.db.read() as session:
+            message = session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.kind == "verify_email")
+                .order_by(OutboxMessage.id.desc())
+            ).first()
+        assert message is not None and message.to_address.lower() == email.lower()
+        token = json.loads(message.context)["token"]
+        return self.post("/panel/verify-email", {"token": token}, page="/panel/password/forgot")
 
     def sign_in(self, email: str = "owner@example.com", password: str = PASSWORD) -> Response:
         return self.post("/panel/sign-in", {"email": email, "password": password})

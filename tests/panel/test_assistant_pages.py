@@ -32,8 +32,7 @@ from tests.panel.conftest import Panel, new_panel
 VALID = {
     "name": "Help Center",
     "instructions": "Answer briefly, from the passages only.",
-    "provider": "local",
-    "model": "",
+    "model": "local",
     "temperature": "0",
     "max_tokens": "16",
     "passages": "2",
@@ -52,8 +51,18 @@ BAD_SETTINGS = [
     ("instructions", "y" * 4001, "The instructions must be at most 4,000 characters long."),
     ("welcome_message", "w" * 501, "The welcome message must be at most 500 characters long."),
     ("widget_title", "t" * 61, "The widget title must be at most 60 characters long."),
-    ("model", "m" * 101, "The model name must be at most 100 characters long."),
-    ("provider", "anthropic", "The model must be 'local' or 'openai'."),
+    ("model", "m" * 101, "is not offered on this server."),
+    ("model", "anthropic", "The model 'anthropic' is not offered on this server"),
+    (
+        "model",
+        "openai:fake-model",
+        "The model 'openai:fake-model' is not offered on this server; choose one of: local, "
+        "openai:gpt-4o-mini.",
+    ),
+    ("daily_token_cap", "-1", f"The daily token cap {WHOLE} 0 to 1,000,000,000."),
+    ("daily_token_cap", "lots", f"The daily token cap {WHOLE} 0 to 1,000,000,000."),
+    ("turns_per_conversation", "10001", f"The questions per conversation {WHOLE} 0 to 10,000."),
+    ("show_sources", "everything", "The sources shown must be 'none', 'names' or 'passages'."),
     ("max_tokens", "", f"The response cap {WHOLE} 16 to 2,048."),
     ("max_tokens", "ten", f"The response cap {WHOLE} 16 to 2,048."),
     ("max_tokens", "-5", f"The response cap {WHOLE} 16 to 2,048."),
@@ -316,8 +325,7 @@ def test_every_setting_is_saved_from_the_settings_form(ctx: Context, panel: Pane
         f"/panel/assistants/{assistant_id}",
         VALID
         | {
-            "provider": "openai",
-            "model": "gpt-4o-mini",
+            "model": "openai:gpt-4o-mini",
             "temperature": "1.25",
             "widget_title": "",
             "allowed_domains": "",
@@ -341,7 +349,7 @@ def test_bad_settings_are_explained_and_change_nothing(
     assert response.status_code == 422
     page = text_of(response)
     assert message in page
-    assert f'id="e-{field}"' in page or field in ("provider", "widget_position")
+    assert f'id="e-{field}"' in page or field in ("widget_position", "show_sources")
     assert stored(ctx, assistant_id) == before
     if field == "max_tokens" and value:
         assert f'value="{value}"' in page  # the form keeps what was typed

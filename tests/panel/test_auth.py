@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from chatmeter.accounts.models import Account
 from chatmeter.billing.models import Subscription
-from chatmeter.config import Settings
+from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.panel import auth
 from chatmeter.panel.models import User
@@ -79,16 +79,20 @@ def test_a_forged_or_old_session_is_refused(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     settings = ctx.settings
     (user,) = users(ctx)
-    claims = auth.read_claims(settings, auth.session_value(settings, user))
-    assert claims == auth.SessionClaims(user.id, user.session_epoch)
-    forged = auth.session_value(settings, user).rsplit(".", 1)[0] + ".0"
-    assert auth.read_claims(settings, forged) is None
-    other = Settings(_env_file=None, secret_key="another secret key")
-    assert auth.read_claims(settings, auth.session_value(other, user)) is None
-    old = auth.session_value(settings, user, now=1_000)
-    assert auth.read_claims(settings, old, now=1_000 + auth.SESSION_SECONDS + 1) is None
+    value = auth.session_value(settings, user, now=1_000)
+    claims = auth.read_claims(settings, value, now=1_001)
+    assert claims is not None and (claims.user_id, claims.issued) == (user.id, 1_000)
+    assert auth.belongs_to(settings, claims, user)
+    forged = value.rsplit(".", 1)[0] + "." + "0" * 64
+    forged_claims = auth.read_claims(settings, forged, now=1_001)
+    assert forged_claims is not None and not auth.belongs_to(settings, forged_claims, user)
+    other = Settings(_env_file=None, env=Env.TEST, secret_key="another secret key " * 3)
+    foreign = auth.read_claims(settings, auth.session_value(other, user, now=1_000), now=1_001)
+    assert foreign is not None and not auth.belongs_to(settings, foreign, user)
+    assert auth.read_claims(settings, value, now=1_000 + auth.SESSION_SECONDS + 1) is None
     assert auth.read_claims(settings, "1.2.3.4") is None
-    assert auth.read_claims(settings, "1.2.3") is None  # a cookie from before epochs
+    assert auth.read_claims(settings, "1.0.1000.abc") is None  # a cookie from before secrets
+    assert auth.read_claims(settings, "1.1000." + "é" * 64) is None
     panel.client.cookies.clear()
     panel.client.cookies.set(auth.SESSION_COOKIE, forged)
     assert panel.client.get("/panel/dashboard", follow_redirects=False).status_code == 303

@@ -196,7 +196,7 @@ def test_a_new_contact_email_applies_once_its_link_is_opened(ctx: Context, panel
     assert asked.status_code == 303
     assert asked.headers["location"] == "/panel/settings?done=email_sent#contact-email"
     assert account(ctx).contact_email == "owner@example.com"  # not yet
-    (message,) = emails(ctx)
+    (message,) = emails(ctx, "contact_email_confirm")
     assert (message.kind, message.to_address) == ("contact_email_confirm", "billing@example.com")
     page = panel.client.get(asked.headers["location"])
     assert "We sent a confirmation link to the new address." in page.text
@@ -230,6 +230,8 @@ def test_the_confirmation_email_arrives_over_smtp_with_a_working_link(
     ctx: Context, panel: Panel, smtp_server: SmtpServer
 ) -> None:
     panel.sign_up(name="Northwind")
+    assert deliver_over_smtp(ctx, smtp_server).sent == 1  # the sign-up's verification
+    smtp_server.inbox.messages.clear()
     ask_contact_email(panel, "billing@example.com")
     assert deliver_over_smtp(ctx, smtp_server).sent == 1
     (received,) = smtp_server.inbox.messages
@@ -248,7 +250,7 @@ def test_the_confirmation_email_arrives_over_smtp_with_a_working_link(
 def test_the_confirmation_link_expires_after_a_day(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     ask_contact_email(panel, "billing@example.com")
-    path = link_path(emails(ctx)[0], CONFIRM)
+    path = link_path(emails(ctx, "contact_email_confirm")[0], CONFIRM)
     ctx.clock.advance(hours=24)
     expired = confirm(panel, path)
     assert expired.status_code == 410
@@ -261,7 +263,7 @@ def test_a_newer_request_replaces_the_older_one(ctx: Context, panel: Panel) -> N
     panel.sign_up()
     ask_contact_email(panel, "first@example.com")
     ask_contact_email(panel, "second@example.com")
-    first, second = (link_path(m, CONFIRM) for m in emails(ctx))
+    first, second = (link_path(m, CONFIRM) for m in emails(ctx, "contact_email_confirm"))
     assert confirm(panel, first).status_code == 410
     assert confirm(panel, second).status_code == 303
     assert account(ctx).contact_email == "second@example.com"
@@ -270,7 +272,7 @@ def test_a_newer_request_replaces_the_older_one(ctx: Context, panel: Panel) -> N
 def test_a_pending_change_can_be_cancelled(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     ask_contact_email(panel, "billing@example.com")
-    path = link_path(emails(ctx)[0], CONFIRM)
+    path = link_path(emails(ctx, "contact_email_confirm")[0], CONFIRM)
     cancelled = panel.post("/panel/settings/contact-email/cancel", {}, page="/panel/settings")
     assert cancelled.status_code == 303
     page = panel.client.get(cancelled.headers["location"])
@@ -299,7 +301,7 @@ def test_bad_contact_email_input_changes_nothing(
     assert response.status_code == 422
     assert message in response.text
     assert 'class="alert alert-error"' in response.text
-    assert emails(ctx) == []
+    assert emails(ctx, "contact_email_confirm") == []
     assert "Pending confirmation" not in response.text
     assert account(ctx).contact_email == "owner@example.com"
 
@@ -421,7 +423,7 @@ def test_every_settings_form_refuses_a_missing_or_foreign_csrf_token(
         "/panel/settings/account": {"name": "Changed", "timezone": "Asia/Tokyo"},
         "/panel/settings/contact-email": {"email": "other@example.com"},
         "/panel/settings/contact-email/cancel": {},
-        CONFIRM: {"token": figures(emails(ctx)[0])["token"]},
+        CONFIRM: {"token": figures(emails(ctx, "contact_email_confirm")[0])["token"]},
         "/panel/settings/password": {"current_password": PASSWORD, "new_password": NEW_PASSWORD},
         "/panel/settings/team/invite": {"email": "new@example.com", "role": "member"},
         f"/panel/settings/team/{member_id}/role": {"role": "owner"},
@@ -444,7 +446,8 @@ def test_every_settings_form_refuses_a_missing_or_foreign_csrf_token(
         before.contact_email,
     )
     assert user(ctx, "member@example.com").role == "member"
-    assert len(emails(ctx)) == 2  # the confirmation and the member's invitation, from before
+    # The confirmation and the member's invitation, from before.
+    assert len(emails(ctx, "contact_email_confirm")) == len(emails(ctx, "team_invitation")) == 1
     with ctx.db.read() as session:
         still = session.get(PanelToken, link.id)
         assert still is not None and still.used_at is None

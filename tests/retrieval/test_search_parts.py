@@ -113,3 +113,40 @@ def test_the_vector_cache_notices_changes_made_by_another_process(ctx: Context) 
         uow.commit()
     with ctx.db.read() as session:
         assert here.search(session, assistant_id=assistant_id, query=unit(0, 1, 0), limit=2) == []
+
+
+def test_a_passage_that_left_the_assistant_never_reaches_its_prompt(ctx: Context) -> None:
+    """The vector cache may still rank a chunk that has since gone to another assistant
+    (it is a cache, checked by version); the final read asks by assistant, so another
+    assistant's text never reaches this one's prompt."""
+    from sqlalchemy import update
+
+    from chatmeter.retrieval.search import retrieve
+    from tests.chat.shop import QUESTION, open_shop
+
+    alice = open_shop(ctx, email="alice@example.com", tokens=0)
+    bob = open_shop(ctx, email="bob@example.com", tokens=0, train=False)
+    cache = VectorCache(background=False)
+
+    def passages(assistant_id: int) -> list[int]:
+        with ctx.db.read() as session:
+            found = retrieve(
+                session,
+                assistant_id=assistant_id,
+                question=QUESTION,
+                embedder=ctx.embedder,
+                vectors=cache,
+                passages=4,
+                budget=2_000,
+            )
+        return [p.chunk_id for p in found]
+
+    assert passages(alice.assistant_id)  # the cache now holds Alice's vectors
+    with ctx.db.uow() as uow:  # her chunks become Bob's, her index version unchanged
+        uow.session.execute(
+            update(Chunk)
+            .where(Chunk.assistant_id == alice.assistant_id)
+            .values(assistant_id=bob.assistant_id)
+        )
+        uow.commit()
+    assert passages(alice.assistant_id) == []

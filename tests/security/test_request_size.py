@@ -27,7 +27,7 @@ from chatmeter.training.content import PART_BYTES
 from chatmeter.training.models import FilePart, TrainingFile
 from chatmeter.web.app import create_app
 from tests.conftest import new_account
-from tests.panel.conftest import Panel
+from tests.panel.conftest import PASSWORD, Panel
 from tests.security.live import (
     BodyCount,
     LiveServer,
@@ -288,7 +288,8 @@ class SignedIn:
 def signed_in(served: Served) -> Iterator[SignedIn]:
     with httpx.Client(base_url=served.server.url) as client:
         panel = Panel(client)  # type: ignore[arg-type]
-        assert panel.sign_up().status_code == 303
+        fields = {"email": "owner@example.com", "password": PASSWORD, "name": "Shop"}
+        assert panel.post("/panel/sign-up", fields | {"timezone": "UTC"}).status_code == 303
         with served.ctx.db.read() as session:
             account_id = session.scalar(
                 select(User.account_id).where(User.email == "owner@example.com")

@@ -79,6 +79,7 @@ def operator(db_url: str, tmp_path: Path) -> Operator:
             "CHATMETER_NOW": "2026-11-15T12:00:00Z",
             "CHATMETER_WORKER": "none",
             "CHATMETER_DEMO": "false",
+            "CHATMETER_MODELS": '["local", "openai:gpt-4o-mini"]',
         },
         tmp_path,
     )

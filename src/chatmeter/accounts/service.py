@@ -1,23 +1,19 @@
-"""Accounts, their settings and their API keys."""
+"""Accounts and their settings; API keys are ``accounts.keys``."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import secrets
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chatmeter.accounts.models import Account, ApiKey
+from chatmeter.accounts import keys
+from chatmeter.accounts.models import Account, Scope
 from chatmeter.config import check_timezone
-from chatmeter.errors import InvalidInput, NotFound, Unauthorized
+from chatmeter.errors import Forbidden, InvalidInput, NotFound
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.outbox import enqueue
 
-API_KEY_PREFIX = "cm_"
 MAX_NAME_LENGTH = 200
 
 
@@ -45,19 +41,45 @@ def normalise_timezone(name: object) -> str:
 
 
 def create_account(
-    session: Session, *, email: str, now: dt.datetime, timezone: str = "UTC", name: str = ""
+    session: Session,
+    *,
+    email: str,
+    now: dt.datetime,
+    timezone: str = "UTC",
+    name: str = "",
+    verified: bool = True,
 ) -> Account:
-    """A new account with an empty balance; its contact email is the sign-up email."""
+    """A new account with an empty balance; its contact email is the sign-up email.
+
+    ``verified``: whether the email is known to be the account holder's. The operator's
+    accounts (CLI, demo) are; the panel's sign-up passes False until its link is opened.
+    """
     email = normalise_email(email)
     timezone = normalise_timezone(timezone)
     name = (name or email.split("@", 1)[1]).strip()
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(f"the name is longer than {MAX_NAME_LENGTH} characters", field="name")
-    account = Account(name=name, contact_email=email, timezone=timezone, created_at=now)
+    account = Account(
+        name=name,
+        contact_email=email,
+        timezone=timezone,
+        created_at=now,
+        email_verified_at=now if verified else None,
+    )
     session.add(account)
     session.flush()
     ledger.open_balance(session, account_id=account.id)
     return account
+
+
+def require_verified(account: Account, *, to: str) -> None:
+    """``Forbidden`` until the account's email is verified: what it does ``to`` would send
+    email to other addresses in its name (or farm free tokens)."""
+    if account.email_verified_at is None:
+        raise Forbidden(
+            f"confirm your email address first, to {to}: open the link we sent to "
+            f"{account.contact_email} (the dashboard sends a new one)"
+        )
 
 
 def get_account(session: Session, *, account_id: int) -> Account:
@@ -91,6 +113,7 @@ def update_account(
         new = normalise_email(contact_email)
         old = account.contact_email
         if new != old:
+            require_verified(account, to="change the contact email")
             account.contact_email = new
             stamp = now.isoformat()
             for recipient, address in (("old", old), ("new", new)):
@@ -113,40 +136,20 @@ def update_account(
 
 
 def issue_api_key(
-    session: Session, *, account_id: int, now: dt.datetime, name: str = "default"
+    session: Session,
+    *,
+    account_id: int,
+    now: dt.datetime,
+    name: str = "default",
+    scope: Scope = Scope.ALL,
 ) -> str:
-    """Create an API key and return it: only its hash is kept, so it is shown this once."""
-    get_account(session, account_id=account_id)
-    prefix = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
-    session.add(
-        ApiKey(
-            account_id=account_id,
-            prefix=prefix,
-            secret_hash=_hash(secret),
-            name=name[:100],
-            created_at=now,
-        )
-    )
-    session.flush()
-    return f"{API_KEY_PREFIX}{prefix}_{secret}"
+    """Create an API key and return it: only its hash is kept, so it is shown this once.
+
+    The operator's shortcut (``accounts create``, the demo); ``accounts.keys`` has the rest.
+    """
+    return keys.issue(session, account_id=account_id, name=name, scope=scope, now=now)[1]
 
 
 def authenticate(session: Session, *, token: str) -> int:
     """The account id an API key belongs to, or ``Unauthorized``."""
-    if not token.startswith(API_KEY_PREFIX) or "_" not in token[len(API_KEY_PREFIX) :]:
-        raise Unauthorized("invalid API key")
-    prefix, secret = token[len(API_KEY_PREFIX) :].split("_", 1)
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if (
-        key is None
-        or key.revoked_at is not None
-        or not hmac.compare_digest(key.secret_hash, _hash(secret))
-    ):
-        raise Unauthorized("invalid API key")
-    return key.account_id
-
-
-def _hash(secret: str) -> str:
-    # The secret is 256 random bits, so a plain hash cannot be brute-forced.
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return keys.authenticate(session, token=token).account_id

@@ -28,6 +28,11 @@ class Assistant(Base):
     widget_title: Mapped[str] = mapped_column(String(60), default="")
     widget_color: Mapped[str] = mapped_column(String(7), default="#2563eb")
     widget_position: Mapped[str] = mapped_column(String(5), default="right")
+    # Abuse limits: tokens per day of the account's time zone, turns per conversation
+    # (0: none), and what visitors see of the sources ("none", "names", "passages").
+    daily_token_cap: Mapped[int] = mapped_column(Integer, default=100_000, server_default="100000")
+    turns_per_conversation: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    show_sources: Mapped[str] = mapped_column(String(8), default="names", server_default="names")
     # Website domains the widget may run on, one per line ("example.com", "*.example.com").
     allowed_domains: Mapped[str] = mapped_column(Text, default="")
     # Bumped whenever the training files change, so every process knows its

@@ -15,6 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from chatmeter.storable import check_storable
+
 _HOST = re.compile(
     r"^(\*\.)?(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?$"
 )
@@ -46,6 +48,24 @@ class AssistantFields(BaseModel):
     widget_color: Annotated[StrictStr, Field(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
     widget_position: Literal["left", "right"] | None = None
     allowed_domains: Annotated[list[StrictStr], Field(max_length=50)] | None = None
+    daily_token_cap: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = Field(
+        None,
+        description="Tokens this assistant may use per day (the account's time zone); "
+        "0: no cap. When reached it goes quietly unavailable until the next day.",
+    )
+    turns_per_conversation: Annotated[StrictInt, Field(ge=0, le=10_000)] | None = Field(
+        None, description="Questions one conversation may ask; 0: no cap."
+    )
+    show_sources: Literal["none", "names", "passages"] | None = Field(
+        None,
+        description="What visitors see of an answer's sources: nothing, the file names "
+        "(with heading and page), or also an excerpt of each passage.",
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        return check_storable(value)
 
     @field_validator("name")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from typing import Any
 
@@ -12,8 +13,13 @@ from sqlalchemy.orm import Session
 from chatmeter.assistants.models import Assistant
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.errors import InvalidInput, NotFound
+from chatmeter.llm.catalog import ModelCatalog
 
 PUBLIC_KEY_PREFIX = "pk_"
+# What ``_new_public_key`` makes (a URL-safe token after the prefix). Anything else
+# names no assistant and is never put into a query: a NUL in it failed the query
+# on PostgreSQL, a 500 for anyone on the internet.
+PUBLIC_KEY_SHAPE = re.compile(r"pk_[A-Za-z0-9_-]{1,37}")
 
 # Defaults chosen so that a typical 3–4 turn conversation with a trained
 # assistant costs about 2,000 tokens, the figure the help article promises
@@ -32,15 +38,28 @@ DEFAULTS: dict[str, Any] = {
     "widget_color": "#2563eb",
     "widget_position": "right",
     "allowed_domains": [],
+    # About 50 typical conversations a day: a crowd with the public key can drain no
+    # more than this from the shared balance in a day, per assistant.
+    "daily_token_cap": 100_000,
+    "turns_per_conversation": 50,
+    # File names, headings and pages; passages are the customer's text, shown only if chosen.
+    "show_sources": "names",
 }
 
 
 def create_assistant(
-    session: Session, *, account_id: int, fields: AssistantFields, now: dt.datetime
+    session: Session,
+    *,
+    account_id: int,
+    fields: AssistantFields,
+    now: dt.datetime,
+    catalog: ModelCatalog | None = None,
 ) -> Assistant:
+    """A new assistant; its model must be one ``catalog`` offers (default: the bundled one)."""
     values = DEFAULTS | fields.model_dump(exclude_none=True)
     if "name" not in values:
         raise InvalidInput("an assistant needs a name", field="name")
+    _check_model(values, catalog)
     assistant = Assistant(
         account_id=account_id,
         public_key=_new_public_key(),
@@ -61,9 +80,15 @@ def update_assistant(
     assistant_id: int,
     fields: AssistantFields,
     now: dt.datetime,
+    catalog: ModelCatalog | None = None,
 ) -> Assistant:
+    """Change the given settings; a new model must be one ``catalog`` offers."""
     assistant = get_assistant(session, account_id=account_id, assistant_id=assistant_id)
-    _apply(assistant, fields.model_dump(exclude_none=True))
+    values = fields.model_dump(exclude_none=True)
+    if "provider" in values or "model" in values:
+        values = {"provider": assistant.provider, "model": assistant.model} | values
+        _check_model(values, catalog)
+    _apply(assistant, values)
     assistant.updated_at = now
     return assistant
 
@@ -108,27 +133,39 @@ def list_assistants(session: Session, *, account_id: int) -> list[Assistant]:
 
 
 def by_public_key(session: Session, *, public_key: str) -> Assistant | None:
-    if not public_key.startswith(PUBLIC_KEY_PREFIX) or len(public_key) > 40:
+    if not PUBLIC_KEY_SHAPE.fullmatch(public_key):
         return None
     return session.scalar(
         select(Assistant).where(Assistant.public_key == public_key, Assistant.deleted_at.is_(None))
     )
 
 
-def visible_by_public_key(session: Session, *, public_key: str) -> Assistant | None:
-    """The assistant visitors may see and talk to: it exists and its account has tokens.
+def visible_by_public_key(
+    session: Session, *, public_key: str, now: dt.datetime
+) -> Assistant | None:
+    """The assistant visitors may see and talk to: it exists, its account has tokens, and
+    it has not reached its daily token cap.
 
     The one place the "inactive at zero" rule meets the public: the widget and the
     chat both ask here, so they can never disagree.
     """
+    from chatmeter.accounts.models import Account
     from chatmeter.billing.summary import is_active
+    from chatmeter.chat import caps
     from chatmeter.ledger.models import Balance
 
     assistant = by_public_key(session, public_key=public_key)
     if assistant is None:
         return None
     balance = session.get(Balance, assistant.account_id)
-    return assistant if balance is not None and is_active(balance) else None
+    if balance is None or not is_active(balance):
+        return None
+    if assistant.daily_token_cap:
+        account = session.get(Account, assistant.account_id)
+        day = caps.local_day(now, account.timezone if account else "UTC")
+        if not caps.under_daily_cap(session, assistant=assistant, day=day):
+            return None
+    return assistant
 
 
 def assistant_dict(assistant: Assistant) -> dict[str, Any]:
@@ -148,9 +185,18 @@ def assistant_dict(assistant: Assistant) -> dict[str, Any]:
         "widget_color": assistant.widget_color,
         "widget_position": assistant.widget_position,
         "allowed_domains": assistant.domains,
+        "daily_token_cap": assistant.daily_token_cap,
+        "turns_per_conversation": assistant.turns_per_conversation,
+        "show_sources": assistant.show_sources,
         "created_at": assistant.created_at,
         "updated_at": assistant.updated_at,
     }
+
+
+def _check_model(values: dict[str, Any], catalog: ModelCatalog | None) -> None:
+    """Make ``provider`` and ``model`` name a listed model, as stored; or ``InvalidInput``."""
+    chosen = (catalog or ModelCatalog.bundled_only()).resolve(values["provider"], values["model"])
+    values["provider"], values["model"] = chosen.provider, chosen.model
 
 
 def _apply(assistant: Assistant, values: dict[str, Any]) -> None:

@@ -50,7 +50,8 @@ def open_subscription(
 ) -> Subscription:
     """A new account's subscription: no packages yet, this month counted as renewed.
 
-    The operator's free allowance for the current month is granted at once.
+    The operator's free allowance for the current month is granted at once if the
+    account's email is verified; otherwise when it is (``grant_free_allowance``).
     """
     account = _account(session, account_id)
     period = periods.period_of(now, account.timezone)
@@ -63,20 +64,38 @@ def open_subscription(
     )
     session.add(subscription)
     ledger.start_period(session, account_id=account_id, period=period)
-    if settings.free_tokens:
-        ledger.grant(
-            session,
-            account_id=account_id,
-            amount=settings.free_tokens,
-            source=GrantSource.FREE,
-            key=f"free:{period}",
-            period=period,
-            now=now,
-            expires_at=periods.ends_at(period, account.timezone),
-            memo="free monthly allowance",
-        )
+    grant_free_allowance(session, account_id=account_id, settings=settings, now=now)
     session.flush()
     return subscription
+
+
+def free_allowance(settings: Settings, account: Account) -> int:
+    """The free tokens a month brings this account: none until its email is verified,
+    so that signing up again and again does not farm them."""
+    return settings.free_tokens if account.email_verified_at is not None else 0
+
+
+def grant_free_allowance(
+    session: Session, *, account_id: int, settings: Settings, now: dt.datetime
+) -> None:
+    """This month's free tokens, if the account may have them and has not had them yet."""
+    balance = ledger.lock_balance(session, account_id=account_id)
+    account = _account(session, account_id)
+    amount = free_allowance(settings, account)
+    if not amount:
+        return
+    period = current_period(balance, account.timezone, now)
+    ledger.grant(
+        session,
+        account_id=account_id,
+        amount=amount,
+        source=GrantSource.FREE,
+        key=f"free:{period}",
+        period=period,
+        now=now,
+        expires_at=periods.ends_at(period, account.timezone),
+        memo="free monthly allowance",
+    )
 
 
 def get_subscription(session: Session, *, account_id: int) -> Subscription:
@@ -312,8 +331,9 @@ def _start_renewal(
     packages = subscription.renewing_quantity
     subscription.quantity = packages
     subscription.next_quantity = None
+    free_tokens = free_allowance(settings, account)
     if packages == 0:  # cancelled or never bought: nothing to charge
-        _begin_month(session, account, period, now, free_tokens=settings.free_tokens)
+        _begin_month(session, account, period, now, free_tokens=free_tokens)
         subscription.renewed_period = period
         return None
     invoice = _new_invoice(
@@ -323,7 +343,7 @@ def _start_renewal(
         kind=InvoiceKind.RENEWAL,
         period=period,
         packages=packages,
-        free_tokens=settings.free_tokens,
+        free_tokens=free_tokens,
         now=now,
     )
     session.add(invoice)

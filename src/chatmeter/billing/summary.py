@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from chatmeter.accounts.models import Account
 from chatmeter.billing import periods
 from chatmeter.billing.models import Invoice, Subscription, SubscriptionStatus
-from chatmeter.billing.service import format_cents, price_cents
+from chatmeter.billing.service import format_cents, free_allowance, price_cents
 from chatmeter.config import Settings
 from chatmeter.errors import NotFound
 from chatmeter.ledger.models import Balance, LedgerEntry
@@ -82,7 +82,7 @@ def subscription_summary(
         "packages": subscription.quantity,
         "next_packages": renewing,
         "package_tokens": settings.package_tokens,
-        "monthly_tokens": renewing * settings.package_tokens + settings.free_tokens,
+        "monthly_tokens": renewing * settings.package_tokens + free_allowance(settings, account),
         "monthly_price": format_cents(renewing * unit),
         "currency": settings.currency,
         "renews_at": periods.ends_at(period, account.timezone),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatmeter.db import Base, BigIntPK, UTCDateTime
@@ -51,3 +51,17 @@ class Message(Base):
     sources: Mapped[str] = mapped_column(Text, default="[]")  # JSON
     status: Mapped[str] = mapped_column(String(16), default="complete")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class AssistantDay(Base):
+    """What an assistant reserved and spent on one day of its account's time zone.
+
+    Its daily token cap counts these: a turn adds what it reserves, and gives
+    back what it did not use when it settles, under the account's lock.
+    """
+
+    __tablename__ = "assistant_days"
+
+    assistant_id: Mapped[int] = mapped_column(ForeignKey("assistants.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)

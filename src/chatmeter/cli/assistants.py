@@ -17,6 +17,7 @@ from chatmeter.cli.base import (
     context,
     emit,
 )
+from chatmeter.db import MAX_ID
 
 # --- assistants and training -----------------------------------------------------------------
 
@@ -40,11 +41,16 @@ def _assistant_text(d: dict[str, Any]) -> str:
         f"  model {d['provider']} {d['model'] or '(default)'}, temperature {d['temperature']}, "
         f"response cap {d['max_tokens']}, {d['passages']} passages within "
         f"{d['context_budget']} tokens\n"
-        f"  domains: {', '.join(d['allowed_domains']) or '(none yet)'}"
+        f"  domains: {', '.join(d['allowed_domains']) or '(none yet)'}\n"
+        f"  daily cap {d['daily_token_cap'] or 'none'}, "
+        f"{d['turns_per_conversation'] or 'unlimited'} questions per conversation, "
+        f"sources shown: {d['show_sources']}"
     )
 
 
-AssistantOpt = Annotated[int, typer.Option("--assistant", min=1, help="The assistant's id.")]
+AssistantOpt = Annotated[
+    int, typer.Option("--assistant", min=1, max=MAX_ID, help="The assistant's id.")
+]
 NameOpt = Annotated[str | None, typer.Option(help="Name shown to visitors.")]
 InstructionsOpt = Annotated[str | None, typer.Option(help="Instructions sent with every question.")]
 ProviderOpt = Annotated[str | None, typer.Option(help="local or openai.")]
@@ -60,6 +66,13 @@ DomainOpt = Annotated[
 WidgetTitleOpt = Annotated[str | None, typer.Option(help="Title of the chat window.")]
 WidgetColorOpt = Annotated[str | None, typer.Option(help="Widget colour, #rrggbb.")]
 WidgetPositionOpt = Annotated[str | None, typer.Option(help="left or right.")]
+DailyCapOpt = Annotated[
+    int | None, typer.Option(help="Tokens the assistant may use per day; 0: no cap.")
+]
+TurnsOpt = Annotated[int | None, typer.Option(help="Questions per conversation; 0: no cap.")]
+SourcesOpt = Annotated[
+    str | None, typer.Option(help="What visitors see of sources: none, names or passages.")
+]
 
 
 @assistants_app.command("create")
@@ -78,6 +91,9 @@ def assistants_create(
     widget_title: WidgetTitleOpt = None,
     widget_color: WidgetColorOpt = None,
     widget_position: WidgetPositionOpt = None,
+    daily_token_cap: DailyCapOpt = None,
+    turns_per_conversation: TurnsOpt = None,
+    show_sources: SourcesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an assistant; prints its id and public key for the embed snippet."""
@@ -98,10 +114,17 @@ def assistants_create(
             widget_title=widget_title,
             widget_color=widget_color,
             widget_position=widget_position,
+            daily_token_cap=daily_token_cap,
+            turns_per_conversation=turns_per_conversation,
+            show_sources=show_sources,
         )
         with ctx.db.uow() as uow:
             created = assistants.create_assistant(
-                uow.session, account_id=account, fields=fields, now=ctx.clock.now()
+                uow.session,
+                account_id=account,
+                fields=fields,
+                now=ctx.clock.now(),
+                catalog=ctx.models,
             )
             uow.commit()
             data = assistants.assistant_dict(created)
@@ -138,6 +161,9 @@ def assistants_update(
     widget_title: WidgetTitleOpt = None,
     widget_color: WidgetColorOpt = None,
     widget_position: WidgetPositionOpt = None,
+    daily_token_cap: DailyCapOpt = None,
+    turns_per_conversation: TurnsOpt = None,
+    show_sources: SourcesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change an assistant's settings (only the options given)."""
@@ -158,6 +184,9 @@ def assistants_update(
             widget_title=widget_title,
             widget_color=widget_color,
             widget_position=widget_position,
+            daily_token_cap=daily_token_cap,
+            turns_per_conversation=turns_per_conversation,
+            show_sources=show_sources,
         )
         with ctx.db.uow() as uow:
             changed = assistants.update_assistant(
@@ -166,6 +195,7 @@ def assistants_update(
                 assistant_id=assistant,
                 fields=fields,
                 now=ctx.clock.now(),
+                catalog=ctx.models,
             )
             uow.commit()
             data = assistants.assistant_dict(changed)
@@ -203,7 +233,7 @@ def assistants_rotate_key(
 
 @app.command()
 def train(
-    assistant: Annotated[int, typer.Argument(help="The assistant's id.", min=1)],
+    assistant: Annotated[int, typer.Argument(help="The assistant's id.", min=1, max=MAX_ID)],
     files: Annotated[
         list[Path], typer.Argument(help="Files to train on (PDF, DOCX, TXT, Markdown, HTML, CSV).")
     ],

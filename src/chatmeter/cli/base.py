@@ -11,6 +11,7 @@ import typer
 
 from chatmeter.config import Settings
 from chatmeter.context import Context
+from chatmeter.db import MAX_INT_ID
 from chatmeter.errors import ChatmeterError
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 accounts_app = typer.Typer(help="Create and list accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="An account's API keys.", no_args_is_help=True)
 tokens_app = typer.Typer(help="An account's tokens.", no_args_is_help=True)
 billing_app = typer.Typer(help="Subscriptions and the monthly renewal.", no_args_is_help=True)
 invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
@@ -28,6 +30,7 @@ outbox_app = typer.Typer(help="Queued and sent emails.", no_args_is_help=True)
 assistants_app = typer.Typer(help="An account's assistants.", no_args_is_help=True)
 for sub, name in (
     (accounts_app, "accounts"),
+    (keys_app, "keys"),
     (tokens_app, "tokens"),
     (billing_app, "billing"),
     (invoices_app, "invoices"),
@@ -38,7 +41,9 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 
-AccountOpt = Annotated[int, typer.Option("--account", help="The account's id.", min=1)]
+AccountOpt = Annotated[
+    int, typer.Option("--account", help="The account's id.", min=1, max=MAX_INT_ID)
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 

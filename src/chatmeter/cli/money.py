@@ -18,6 +18,7 @@ from chatmeter.cli.base import (
     ledger_app,
     tokens_app,
 )
+from chatmeter.db import MAX_ID
 
 # --- accounts ---------------------------------------------------------------------
 
@@ -274,7 +275,7 @@ def invoices_list(account: AccountOpt, as_json: JsonOpt = False) -> None:
 @invoices_app.command("mark-paid")
 def invoices_mark_paid(
     account: AccountOpt,
-    invoice: Annotated[int, typer.Option("--invoice", min=1, help="The invoice's id.")],
+    invoice: Annotated[int, typer.Option("--invoice", min=1, max=MAX_ID, help="The invoice's id.")],
     reference: Annotated[str | None, typer.Option(help="Payment reference to record.")] = None,
     as_json: JsonOpt = False,
 ) -> None:

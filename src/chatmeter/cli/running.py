@@ -26,9 +26,15 @@ def serve(
     """Serve the web app (and, unless CHATMETER_WORKER=none, the in-process worker)."""
     import uvicorn
 
-    from chatmeter.web.app import create_app
+    from chatmeter.web.app import SERVER_OPTIONS, create_app
 
     with context() as ctx:
+        try:
+            ctx.settings.check_listen_address(host)
+            ctx.models.check_tokenizers(ctx.settings.openai_tokenizer)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
         if migrate_first:
             from chatmeter.migrate import upgrade
 
@@ -37,8 +43,11 @@ def serve(
             from chatmeter.demo import ensure_demo
 
             ensure_demo(ctx, echo=typer.echo)
+        from chatmeter.chat.service import warm_up
+
+        warm_up(ctx)  # before the port opens: no visitor waits for a model to load
         application = create_app(ctx, run_worker=ctx.settings.worker == "inprocess")
-        uvicorn.run(application, host=host, port=port, log_level="info")
+        uvicorn.run(application, host=host, port=port, log_level="info", **SERVER_OPTIONS)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     String,
     UniqueConstraint,
     event,
@@ -38,6 +39,17 @@ class HoldStatus(StrEnum):
     SETTLED = "settled"
     RELEASED = "released"
     EXPIRED = "expired"
+
+
+class HoldOwner(StrEnum):
+    """Who may finish a hold: the API caller who made it, or the chat turn that made it.
+
+    A chat turn's hold is the turn's own: it settles itself with what the model
+    generated, so no API call can settle, release or extend it.
+    """
+
+    API = "api"
+    CHAT = "chat"
 
 
 class EntryKind(StrEnum):
@@ -110,9 +122,13 @@ class Hold(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     key: Mapped[str] = mapped_column(String(200))
     amount: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str] = mapped_column(String(8), default=HoldOwner.API, server_default="api")
     status: Mapped[str] = mapped_column(String(16), default=HoldStatus.PENDING)
     context_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
     generation_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The time to live asked for (a retry must ask the same); ``expires_at`` moves on
+    # while a live chat turn extends the hold.
+    ttl_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)

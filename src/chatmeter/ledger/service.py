@@ -1,4 +1,4 @@
-"""The ledger's verbs: grant, debit, reserve, settle, release and expire.
+"""The ledger's verbs: grant, debit, reserve, settle, release, extend and expire.
 
 Every verb takes the account's lock first (``lock_balance``), checks, then
 writes immutable entries and updates the cached balance in the same
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from chatmeter.errors import (
     Conflict,
+    HoldNotYours,
     IdempotencyConflict,
     InsufficientTokens,
     InvalidInput,
@@ -38,6 +39,7 @@ from chatmeter.ledger.models import (
     Grant,
     GrantSource,
     Hold,
+    HoldOwner,
     HoldStatus,
     LedgerEntry,
 )
@@ -153,11 +155,13 @@ def reserve(
     key: str,
     ttl_seconds: int,
     now: dt.datetime,
+    owner: HoldOwner = HoldOwner.API,
 ) -> Hold:
     """Hold ``tokens`` for a chat turn, or raise ``InsufficientTokens``.
 
     The balance check happens here, under the account's lock, so any number
-    of concurrent reservations can never hold more than is available.
+    of concurrent reservations can never hold more than is available. Only
+    ``owner`` may settle or release the hold (``HoldOwner``).
     """
     tokens = _amount(tokens)
     key = check_key(key)
@@ -173,6 +177,8 @@ def reserve(
         "account_id": account_id,
         "key": key,
         "amount": tokens,
+        "owner": owner,
+        "ttl_seconds": ttl_seconds,
         "status": HoldStatus.PENDING,
         "context_tokens": None,
         "generation_tokens": None,
@@ -190,8 +196,7 @@ def reserve(
             raise InsufficientTokens(
                 "not enough tokens available", available=balance.available, requested=tokens
             )
-        same_ttl = existing.expires_at - existing.created_at == dt.timedelta(seconds=ttl_seconds)
-        if existing.amount != tokens or not same_ttl:
+        if (existing.amount, existing.owner, existing.ttl_seconds) != (tokens, owner, ttl_seconds):
             raise IdempotencyConflict("this key was already used for a different hold", key=key)
         return existing
     allocations = rules.allocate(statements.live_buckets(sql, account_id), tokens)
@@ -214,6 +219,7 @@ def settle(
     context: int,
     generation: int,
     now: dt.datetime,
+    owner: HoldOwner = HoldOwner.API,
 ) -> Hold:
     """Spend ``context + generation`` tokens of a hold (at most what it holds); free the rest."""
     context = _amount(context, name="context", allow_zero=True)
@@ -225,13 +231,16 @@ def settle(
         status=HoldStatus.SETTLED,
         kind=EntryKind.SETTLE,
         now=now,
+        owner=owner,
         context=context,
         generation=generation,
     )
     if closed is not None:
         return closed
-    # Not pending, or smaller than what was used: say which, as a first attempt would.
+    # Not pending, not the caller's, or smaller than what was used: say which, as a
+    # first attempt would.
     hold = _get_hold(session, account_id, hold_id)
+    _check_owner(hold, owner)
     if hold.status == HoldStatus.SETTLED:
         if (hold.context_tokens, hold.generation_tokens) != (context, generation):
             raise IdempotencyConflict(
@@ -248,7 +257,14 @@ def settle(
     )
 
 
-def release(session: Session, *, account_id: int, hold_id: int, now: dt.datetime) -> Hold:
+def release(
+    session: Session,
+    *,
+    account_id: int,
+    hold_id: int,
+    now: dt.datetime,
+    owner: HoldOwner = HoldOwner.API,
+) -> Hold:
     """Give all of a hold's tokens back."""
     closed = _close_hold(
         session,
@@ -257,13 +273,92 @@ def release(session: Session, *, account_id: int, hold_id: int, now: dt.datetime
         status=HoldStatus.RELEASED,
         kind=EntryKind.RELEASE,
         now=now,
+        owner=owner,
     )
     if closed is not None:
         return closed
     hold = _get_hold(session, account_id, hold_id)
+    _check_owner(hold, owner)
     if hold.status == HoldStatus.RELEASED:
         return hold
     raise Conflict(f"this hold was already {hold.status}", hold_id=hold_id)
+
+
+def extend_holds(
+    session: Session,
+    *,
+    hold_ids: Sequence[int],
+    owner: HoldOwner,
+    until: dt.datetime,
+) -> set[int]:
+    """Keep pending holds of ``owner`` alive until ``until``; returns the ids still pending.
+
+    A running chat turn calls this (through ``chat.keeper``) so that only a dead
+    turn's hold ever expires. No balance changes, so no lock and no entry.
+    """
+    if not hold_ids:
+        return set()
+    sql = statements.core(session)
+    kept = set(
+        sql.execute(
+            statements.EXTEND_HOLDS,
+            {"holds": list(hold_ids), "hold_owner": owner, "until": until},
+        ).scalars()
+    )
+    statements.forget(session, Hold, kept)
+    return kept
+
+
+def charge_lost_hold(
+    session: Session,
+    *,
+    account_id: int,
+    hold_id: int,
+    context: int,
+    generation: int,
+    now: dt.datetime,
+) -> LedgerEntry:
+    """Charge what a turn used after its hold ended without it (expired while it ran).
+
+    Takes at most what is available, soonest-expiring grants first: the balance
+    never goes below zero. Recorded as a settle entry of that hold, with the
+    figures actually charged; once per hold (a second call returns that entry).
+    """
+    context = _amount(context, name="context", allow_zero=True)
+    generation = _amount(generation, name="generation", allow_zero=True)
+    balance = lock_balance(session, account_id=account_id)
+    hold = _get_hold(session, account_id, hold_id)
+    if hold.status in (HoldStatus.PENDING, HoldStatus.SETTLED):
+        raise Conflict(f"this hold is {hold.status}; settle it instead", hold_id=hold_id)
+    earlier = session.scalar(
+        select(LedgerEntry).where(
+            LedgerEntry.hold_id == hold_id, LedgerEntry.kind == EntryKind.SETTLE
+        )
+    )
+    if earlier is not None:
+        return earlier
+    charged = min(context + generation, balance.available)
+    context = min(context, charged)
+    generation = charged - context
+    if charged:
+        grants = _live_grants(session, account_id)
+        by_id = {g.id: g for g in grants}
+        for grant_id, taken in rules.allocate(_buckets(grants), charged):
+            by_id[grant_id].remaining -= taken
+    entry = _record(  # also when nothing could be charged: the turn's figures are on record
+        session,
+        balance,
+        EntryKind.SETTLE,
+        now,
+        available_delta=-charged,
+        consumed=charged,
+        context_tokens=context,
+        generation_tokens=generation,
+        hold_id=hold_id,
+        memo=f"used after the hold {hold.status}",
+    )
+    _after_change(session, balance, now)
+    return entry
 
 
 def expire_holds(session: Session, *, now: dt.datetime, limit: int = 500) -> int:
@@ -284,7 +379,7 @@ def expire_holds(session: Session, *, now: dt.datetime, limit: int = 500) -> int
             kind=EntryKind.HOLD_EXPIRY,
             now=now,
         )
-        if closed is not None:  # None: settled or released meanwhile
+        if closed is not None:  # None: settled, released or extended meanwhile
             expired += 1
     return expired
 
@@ -389,6 +484,16 @@ def _get_hold(session: Session, account_id: int, hold_id: int) -> Hold:
     return hold
 
 
+def _check_owner(hold: Hold, owner: HoldOwner) -> None:
+    if hold.owner != owner:
+        raise HoldNotYours(
+            "this hold belongs to a chat turn, which settles it itself"
+            if hold.owner == HoldOwner.CHAT
+            else "this hold was made through the API; settle or release it there",
+            hold_id=hold.id,
+        )
+
+
 def _record(
     session: Session,
     balance: Balance,
@@ -461,13 +566,16 @@ def _close_hold(
     status: HoldStatus,
     kind: EntryKind,
     now: dt.datetime,
+    owner: HoldOwner | None = None,
     context: int = 0,
     generation: int = 0,
 ) -> Hold | None:
     """Close a pending hold, spending ``context + generation`` of it and giving the rest back.
 
-    Returns None, having written nothing, if the hold is not this account's,
-    not pending, or smaller than what was spent; the caller says which.
+    ``owner``: the caller finishing its own hold; None: the expiry of a hold whose
+    time ran out. Returns None, having written nothing, if the hold is not this
+    account's, not pending, not the owner's, not due, or smaller than what was
+    spent; the caller says which.
     """
     sql = statements.core(session)
     balance = statements.lock(sql, account_id)
@@ -475,9 +583,12 @@ def _close_hold(
     changes: dict[str, Any] = {"status": status, "finished_at": now}
     if status == HoldStatus.SETTLED:
         changes |= {"context_tokens": context, "generation_tokens": generation}
-    row = sql.execute(
-        statements.FINISH_HOLD, {"hold": hold_id, "account": account_id, "used": used, **changes}
-    ).one_or_none()
+    params = {"hold": hold_id, "account": account_id, "used": used, **changes}
+    if owner is None:
+        statement, params["due"] = statements.EXPIRE_HOLD, now
+    else:
+        statement, params["hold_owner"] = statements.FINISH_OWN_HOLD, owner
+    row = sql.execute(statement, params).one_or_none()
     if row is None:
         return None
     hold = statements.as_hold(session, row._mapping)

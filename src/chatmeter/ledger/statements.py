@@ -36,7 +36,7 @@ _INSERT_HOLD = {
     .returning(_HOLDS.c.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
-FINISH_HOLD = (
+_FINISH_HOLD = (
     update(_HOLDS)
     .where(
         _HOLDS.c.id == bindparam("hold"),
@@ -45,6 +45,20 @@ FINISH_HOLD = (
         _HOLDS.c.amount >= bindparam("used"),
     )
     .returning(*_HOLDS.c)
+)
+# Settling and releasing are for the hold's owner; expiry is for a hold whose time
+# ran out, checked again under the lock: a live turn may have extended it since.
+FINISH_OWN_HOLD = _FINISH_HOLD.where(_HOLDS.c.owner == bindparam("hold_owner"))
+EXPIRE_HOLD = _FINISH_HOLD.where(_HOLDS.c.expires_at <= bindparam("due"))
+EXTEND_HOLDS = (
+    update(_HOLDS)
+    .where(
+        _HOLDS.c.id.in_(bindparam("holds", expanding=True)),
+        _HOLDS.c.owner == bindparam("hold_owner"),
+        _HOLDS.c.status == HoldStatus.PENDING,
+    )
+    .values(expires_at=bindparam("until"))
+    .returning(_HOLDS.c.id)
 )
 _LIVE_GRANTS = (
     select(_GRANTS.c.id, _GRANTS.c.remaining, _GRANTS.c.expires_at)

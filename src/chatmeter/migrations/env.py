@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from alembic import context
 
 from chatmeter import models
@@ -14,8 +16,11 @@ target_metadata = models.Base.metadata
 
 
 def database_url() -> str:
-    url = config.attributes.get("database_url")
-    return normalise_url(url) if url else normalise_url(Settings().database_url)
+    # Only the database's address: running alembic by hand needs no other setting.
+    url = config.attributes.get("database_url") or os.environ.get(
+        "CHATMETER_DATABASE_URL", Settings.model_fields["database_url"].default
+    )
+    return normalise_url(url)
 
 
 def run_migrations_offline() -> None:
@@ -32,6 +37,12 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(database_url())
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # SQLite changes a table by rebuilding it, which drops the old one; with
+            # foreign keys enforced that would delete the rows referring to it. Set
+            # outside any transaction (inside one SQLite ignores it); migrations that
+            # rebuild check ``PRAGMA foreign_key_check`` before they commit.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

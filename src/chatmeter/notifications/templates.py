@@ -32,6 +32,7 @@ KINDS = frozenset(
         "password_reset",
         "contact_email_confirm",
         "team_invitation",
+        "verify_email",
     }
 )
 

@@ -10,21 +10,31 @@ assistant cannot answer: when tokens run out it says so and offers more.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from chatmeter.billing.summary import is_active
 from chatmeter.chat import service as chat
+from chatmeter.chat import streaming
 from chatmeter.chat.models import Message
+from chatmeter.chat.service import Turn
 from chatmeter.context import Context
-from chatmeter.errors import ChatmeterError, InsufficientTokens, InvalidInput, NotFound, Unavailable
+from chatmeter.errors import (
+    Busy,
+    ChatmeterError,
+    InsufficientTokens,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 from chatmeter.ledger.models import Balance
 from chatmeter.panel import auth
 from chatmeter.panel.assistant_views import (
@@ -38,6 +48,7 @@ from chatmeter.panel.assistant_views import (
 )
 from chatmeter.panel.common import Viewer, ctx_of, problem, sentence, viewer_of
 from chatmeter.panel.views import dashboard_figures
+from chatmeter.web.sse import EventStream
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,6 +56,7 @@ PAGE_SIZE = 25
 OUT_OF_TOKENS = "you are out of tokens: your assistants cannot answer anyone"
 NOT_ENOUGH = "there are not enough tokens left for an answer"
 MODEL_DOWN = "the model is not available right now; try again in a moment"
+MODEL_BUSY = "the model is busy answering others; try again in a moment"
 
 
 # --- the test chat ------------------------------------------------------------------------
@@ -71,10 +83,14 @@ def test_page(request: Request, assistant_id: str) -> Response:
 async def test_chat(request: Request, assistant_id: str) -> Response:
     """Ask the assistant as a visitor would; the answer streams as Server-Sent Events."""
     raw = await request.body()
-    return await run_in_threadpool(_test_chat, request, assistant_id, raw)
+    started = await run_in_threadpool(_test_chat, request, assistant_id, raw)
+    if isinstance(started, Response):
+        return started
+    viewer, turn = started
+    return EventStream(_with_figures(ctx_of(request), viewer, turn))
 
 
-def _test_chat(request: Request, assistant_id: str, raw: bytes) -> Response:
+def _test_chat(request: Request, assistant_id: str, raw: bytes) -> Response | tuple[Viewer, Turn]:
     viewer = viewer_of(request)
     if viewer is None:
         return problem(401, "your session has ended; sign in again")
@@ -96,18 +112,19 @@ def _test_chat(request: Request, assistant_id: str, raw: bytes) -> Response:
             message=message,
             conversation_id=conversation_id,
             visitor=TEST_VISITOR,
+            queue=True,
         )
+    except Busy as exc:
+        response = problem(503, MODEL_BUSY)
+        response.headers.update(exc.headers)
+        return response
     except Unavailable as exc:
         if isinstance(exc.__cause__, InsufficientTokens):
             return _out_of_tokens(NOT_ENOUGH)
         return problem(503, MODEL_DOWN)
     except ChatmeterError as exc:
         return problem(exc.status_code, exc.message)
-    return StreamingResponse(
-        _stream(ctx, viewer, turn),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return viewer, turn
 
 
 def _question(raw: bytes) -> tuple[str, str | None]:
@@ -132,19 +149,16 @@ def _out_of_tokens(message: str) -> JSONResponse:
     )
 
 
-def _stream(ctx: Context, viewer: Viewer, turn: chat.Turn) -> Iterator[str]:
-    """The turn's events as SSE; ``done`` also carries the answer's token figures and the
-    balance after it, read back from what the turn stored and settled."""
-    events = turn.events()
-    try:
-        for event in events:
-            data = dict(event)
-            kind = data.pop("type")
-            if kind == "done":
-                data |= _settled(ctx, viewer, turn.hold_id)
-            yield f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
-    finally:
-        events.close()  # the page went away: the turn settles what was generated
+async def _with_figures(
+    ctx: Context, viewer: Viewer, turn: Turn
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The turn's events; ``done`` also carries the answer's token figures and the balance
+    after it, read back from what the turn stored and settled."""
+    async with contextlib.aclosing(streaming.events(turn)) as events:
+        async for event in events:
+            if event["type"] == "done":
+                event = event | await run_in_threadpool(_settled, ctx, viewer, turn.hold_id)
+            yield event
 
 
 def _settled(ctx: Context, viewer: Viewer, hold_id: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.errors import ChatmeterError, InvalidInput
+from chatmeter.llm.catalog import ModelChoice, parse_entry
 from chatmeter.panel.common import form_text, sentence
 
 # Far above any field's own limit: only a guard against megabytes of form text.
@@ -27,8 +28,7 @@ RAW_LIMIT = 20_000
 LABELS = {
     "name": "the name",
     "instructions": "the instructions",
-    "provider": "the model",
-    "model": "the model name",
+    "model": "the model",
     "temperature": "the temperature",
     "max_tokens": "the response cap",
     "passages": "the number of passages",
@@ -38,8 +38,17 @@ LABELS = {
     "widget_color": "the colour",
     "widget_position": "the position",
     "allowed_domains": "the allowed websites",
+    "daily_token_cap": "the daily token cap",
+    "turns_per_conversation": "the questions per conversation",
+    "show_sources": "the sources shown",
 }
-WHOLE_NUMBERS = ("max_tokens", "passages", "context_budget")
+WHOLE_NUMBERS = (
+    "max_tokens",
+    "passages",
+    "context_budget",
+    "daily_token_cap",
+    "turns_per_conversation",
+)
 NUMBERS = ("temperature",)
 CREATE_FIELDS = ("name", "widget_title", "welcome_message", "instructions")
 SETTINGS_FIELDS = tuple(LABELS)
@@ -96,6 +105,13 @@ def parse_form(form: Any, names: tuple[str, ...]) -> AssistantFields:
             values[name] = _typed(name, form_text(form, name, limit=RAW_LIMIT))
         except InvalidInput as exc:
             errors[name] = exc.message
+    if "model" in values:  # one choice from the list of models names provider and model
+        try:
+            choice = parse_entry(values["model"])
+            values["provider"], values["model"] = choice.provider, choice.model
+        except ValueError:
+            asked = values.pop("model")[:100]
+            errors["model"] = f"the model {asked!r} is not offered on this server"
     if not errors:
         try:
             return AssistantFields(**values)
@@ -164,6 +180,8 @@ def form_of(assistant: Assistant | None) -> dict[str, str]:
     if assistant is not None:
         values = {name: getattr(assistant, name) for name in SETTINGS_FIELDS}
         values["allowed_domains"] = assistant.domains
+    provider = assistant.provider if assistant is not None else values["provider"]
+    values["model"] = ModelChoice(provider, values["model"]).value
     text = {name: "" if value is None else str(value) for name, value in values.items()}
     text["allowed_domains"] = "\n".join(values["allowed_domains"])
     text["temperature"] = f"{float(values['temperature']):g}"

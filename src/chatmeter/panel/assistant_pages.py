@@ -149,7 +149,11 @@ def _create(request: Request, form: Any) -> Response:
         fields = parse_form(form, CREATE_FIELDS)
         with ctx.db.uow() as uow:
             assistant = assistants.create_assistant(
-                uow.session, account_id=viewer.account_id, fields=fields, now=ctx.clock.now()
+                uow.session,
+                account_id=viewer.account_id,
+                fields=fields,
+                now=ctx.clock.now(),
+                catalog=ctx.models,
             )
             uow.commit()
             assistant_id = assistant.id
@@ -200,6 +204,7 @@ def _settings_page(
         tab="settings",
         form=form,
         limits=limits(),
+        models=ctx_of(request).models.choices,
         status=status,
         **context,
     )
@@ -226,6 +231,7 @@ def _save_settings(request: Request, form: Any, assistant_id: str) -> Response:
                 assistant_id=bot["id"],
                 fields=fields,
                 now=ctx.clock.now(),
+                catalog=ctx.models,
             )
             uow.commit()
     except ChatmeterError as exc:

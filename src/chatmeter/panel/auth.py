@@ -1,14 +1,21 @@
 """Signed session cookies, CSRF tokens and the rate limits of the sign-in forms.
 
-The session cookie is ``user_id.epoch.issued_at.signature``, signed with
-HMAC-SHA256 and ``settings.secret_key``. It is stateless but revocable: it is
-good only while ``epoch`` is the user's ``session_epoch``, which signing out,
-resetting and changing the password move on. A counter rather than a time, so
-that clocks that differ between web servers cannot refuse a fresh sign-in.
+The session cookie is ``user_id.issued_at.signature``: HMAC-SHA256 with
+``settings.signing_key()`` over the user's id, the time it was issued and the
+user's ``session_secret``, a random value of the user's own. The cookie is
+stateless but revocable and names one user only: signing out, resetting or
+changing the password draws a new secret, which ends every older session; and
+a user created later with the same id (should an id ever be handed out again)
+has another secret, so an old cookie can never open it.
 
-Every visitor also gets a random ``cm_csrf`` cookie; a form's CSRF token is
-that cookie's HMAC, so a page on another site can neither read nor forge it
-(signed double submit). Every POST checks it.
+Every visitor also gets a random CSRF cookie (the seed); a form's CSRF token is
+the HMAC of that seed *and* of the browser's session cookie, so a page on
+another site can neither read nor forge it, and a token works only with the
+session it was shown to (signed double submit). Every POST checks it.
+
+Under https (``CHATMETER_BASE_URL``) both cookies are ``Secure`` and carry the
+``__Host-`` prefix, so that no other host (a sibling subdomain) can plant or
+overwrite them.
 """
 
 from __future__ import annotations
@@ -21,22 +28,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fastapi import Request, Response
-from limits import parse_many
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 
 from chatmeter.config import Settings
-from chatmeter.errors import ChatmeterError, RateLimited
+from chatmeter.errors import ChatmeterError
 
 SESSION_COOKIE = "cm_session"
 CSRF_COOKIE = "cm_csrf"
+HOST_PREFIX = "__Host-"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SESSION_SECONDS = 14 * 24 * 3600
-SIGN_IN_PER_EMAIL = "5/minute;20/hour"
-SIGN_IN_PER_ADDRESS = "30/minute"
-PASSWORD_RESET_PER_EMAIL = "5/hour;10/day"
-PASSWORD_RESET_PER_ADDRESS = "20/hour"
+FORM_EXPIRED = "this form has expired; reload the page and try again"
 
 
 class CsrfRefused(ChatmeterError):
@@ -45,12 +47,22 @@ class CsrfRefused(ChatmeterError):
 
 
 def _sign(settings: Settings, purpose: str, value: str) -> str:
-    key = settings.secret_key.encode()
+    key = settings.signing_key().encode()
     return hmac.new(key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def _secure(settings: Settings) -> bool:
+def secure(settings: Settings) -> bool:
     return settings.base_url.startswith("https://")
+
+
+def session_cookie(settings: Settings) -> str:
+    """The session cookie's name: ``__Host-cm_session`` under https."""
+    return HOST_PREFIX + SESSION_COOKIE if secure(settings) else SESSION_COOKIE
+
+
+def csrf_cookie(settings: Settings) -> str:
+    """The CSRF seed cookie's name: ``__Host-cm_csrf`` under https."""
+    return HOST_PREFIX + CSRF_COOKIE if secure(settings) else CSRF_COOKIE
 
 
 # --- the session --------------------------------------------------------------
@@ -58,147 +70,130 @@ def _secure(settings: Settings) -> bool:
 
 @dataclass(frozen=True)
 class SessionClaims:
+    """What a well-formed, unexpired cookie says; ``belongs_to`` checks whose it is."""
+
     user_id: int
-    epoch: int
+    issued: int
+    signature: str
 
 
 class SessionHolder(Protocol):
     id: int
-    session_epoch: int
+    session_secret: str
+
+
+def _session_signature(settings: Settings, user_id: int, issued: int, secret: str) -> str:
+    return _sign(settings, "session", f"{user_id}.{issued}.{secret}")
 
 
 def session_value(settings: Settings, user: SessionHolder, *, now: float | None = None) -> str:
     issued = int(now if now is not None else time.time())
-    payload = f"{user.id}.{user.session_epoch}.{issued}"
-    return f"{payload}.{_sign(settings, 'session', payload)}"
+    signature = _session_signature(settings, user.id, issued, user.session_secret)
+    return f"{user.id}.{issued}.{signature}"
 
 
 def read_claims(
     settings: Settings, value: str | None, *, now: float | None = None
 ) -> SessionClaims | None:
-    """Who the cookie is for and its epoch; None if missing, forged or expired.
+    """The user a cookie names and when it was issued; None if malformed or expired.
 
-    Whether the epoch is still the user's needs the user's row: ``viewer_of`` checks.
+    Whether the cookie is really that user's needs the user's row: ``belongs_to``.
     """
-    if not value or value.count(".") != 3:
+    if not value or not value.isascii() or value.count(".") != 2:
         return None
-    user_id, epoch, issued, signature = value.split(".")
-    expected = _sign(settings, "session", f"{user_id}.{epoch}.{issued}")
-    if not hmac.compare_digest(signature, expected):
+    user_id, issued, signature = value.split(".")
+    if not all(part.isdigit() and len(part) < 19 for part in (user_id, issued)):
         return None
-    if not all(part.isdigit() and len(part) < 19 for part in (user_id, epoch, issued)):
+    if len(signature) != 64:
         return None
     if (now if now is not None else time.time()) - int(issued) > SESSION_SECONDS:
         return None
-    return SessionClaims(int(user_id), int(epoch))
+    return SessionClaims(int(user_id), int(issued), signature)
+
+
+def belongs_to(settings: Settings, claims: SessionClaims, user: SessionHolder) -> bool:
+    """True when the cookie was issued to this very user, since their sessions last ended."""
+    if user.id != claims.user_id or not user.session_secret:
+        return False
+    expected = _session_signature(settings, user.id, claims.issued, user.session_secret)
+    return hmac.compare_digest(claims.signature, expected)
+
+
+def session_of(request: Request, settings: Settings) -> str:
+    """The session cookie this browser holds, as this response leaves it."""
+    override: str | None = getattr(request.state, "session_value", None)
+    if override is not None:
+        return override
+    return request.cookies.get(session_cookie(settings), "")
 
 
 def start_session(response: Response, settings: Settings, user: SessionHolder) -> None:
-    """Sign this browser in as ``user``, in the user's current session epoch."""
+    """Sign this browser in as ``user``, with the user's current session secret.
+
+    Callers redirect: the next page's forms get CSRF tokens bound to the new session.
+    """
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie(settings),
         session_value(settings, user),
         max_age=SESSION_SECONDS,
         httponly=True,
         samesite="lax",
-        secure=_secure(settings),
+        secure=secure(settings),
         path="/",
     )
 
 
+def forget_session(request: Request) -> None:
+    """Pages rendered from now on in this request are for a browser without a session."""
+    request.state.session_value = ""
+
+
 def end_session(response: Response, settings: Settings) -> None:
     response.delete_cookie(
-        SESSION_COOKIE, httponly=True, samesite="lax", secure=_secure(settings), path="/"
+        session_cookie(settings), httponly=True, samesite="lax", secure=secure(settings), path="/"
     )
 
 
 # --- CSRF ---------------------------------------------------------------------
 
 
-def csrf_seed(request: Request) -> str:
+def _seed_ok(seed: str) -> bool:
+    return len(seed) == 43 and seed.isascii()
+
+
+def csrf_seed(request: Request, settings: Settings) -> str:
     """This browser's CSRF cookie value, made up on its first visit."""
-    seed = request.cookies.get(CSRF_COOKIE, "")
-    if len(seed) != 43:
+    seed = request.cookies.get(csrf_cookie(settings), "")
+    if not _seed_ok(seed):
         seed = getattr(request.state, "csrf_seed", None) or secrets.token_urlsafe(32)
         request.state.csrf_seed = seed
     return seed
 
 
+def _csrf_for(settings: Settings, seed: str, session: str) -> str:
+    # The session is hashed first: the token stays a fixed-size HMAC whatever the cookie holds.
+    bound = hashlib.sha256(session.encode("utf-8", "replace")).hexdigest()
+    return _sign(settings, "csrf", f"{seed}.{bound}")
+
+
 def csrf_token(request: Request, settings: Settings) -> str:
-    return _sign(settings, "csrf", csrf_seed(request))
+    return _csrf_for(settings, csrf_seed(request, settings), session_of(request, settings))
 
 
 def keep_csrf_cookie(request: Request, response: Response, settings: Settings) -> None:
     seed = getattr(request.state, "csrf_seed", None)
-    if seed and request.cookies.get(CSRF_COOKIE) != seed:
+    name = csrf_cookie(settings)
+    if seed and request.cookies.get(name) != seed:
         response.set_cookie(
-            CSRF_COOKIE, seed, httponly=True, samesite="lax", secure=_secure(settings), path="/"
+            name, seed, httponly=True, samesite="lax", secure=secure(settings), path="/"
         )
 
 
 def check_csrf(request: Request, settings: Settings, sent: object) -> None:
-    seed = request.cookies.get(CSRF_COOKIE, "")
-    if not isinstance(sent, str) or not seed or len(seed) != 43:
-        raise CsrfRefused("this form has expired; reload the page and try again")
-    if not hmac.compare_digest(sent, _sign(settings, "csrf", seed)):
-        raise CsrfRefused("this form has expired; reload the page and try again")
-
-
-# --- rate limits ------------------------------------------------------------------
-
-# What one email, client address, account or user may try, per action. Password
-# reset emails and contact-email confirmations are limited per target so the
-# panel cannot be used to flood someone's inbox.
-LIMITS = {
-    "sign-in": (SIGN_IN_PER_EMAIL, SIGN_IN_PER_ADDRESS),
-    "password-reset": (PASSWORD_RESET_PER_EMAIL, PASSWORD_RESET_PER_ADDRESS),
-}
-ACTION_LIMITS = {
-    "change-password": "5/minute;20/hour",  # per user: guessing the current password
-    "contact-email": "5/hour;20/day",  # per account: confirmation emails to new addresses
-    "invite": "30/hour;100/day",  # per account: invitation emails
-}
-TOO_MANY = {
-    "sign-in": "too many sign-in attempts; please wait a minute and try again",
-    "password-reset": "too many password reset requests; please wait a while and try again",
-    "change-password": "too many attempts to change the password; please wait and try again",
-    "contact-email": "too many contact email changes; please wait a while and try again",
-    "invite": "too many invitations for now; please wait a while and try again",
-}
-
-
-class SignInLimiter:
-    """Counts attempts at the panel's sensitive forms, in memory or Redis.
-
-    Sign-in and password reset requests count per email and per client address;
-    other actions (``ACTION_LIMITS``) per account or user.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._storage = storage_from_string(settings.redis_url or "memory://")
-        self._limiter = MovingWindowRateLimiter(self._storage)
-        self._per_email = {name: parse_many(rates[0]) for name, rates in LIMITS.items()}
-        self._per_address = {name: parse_many(rates[1]) for name, rates in LIMITS.items()}
-        self._per_key = {name: parse_many(rates) for name, rates in ACTION_LIMITS.items()}
-
-    def check(self, *, email: str, address: str, action: str = "sign-in") -> None:
-        """Count one attempt, or raise ``RateLimited`` if it is one too many."""
-        checks = [(item, "email", email.strip().lower()) for item in self._per_email[action]]
-        checks += [(item, "address", address) for item in self._per_address[action]]
-        for item, *keys in checks:
-            if not self._limiter.hit(item, f"panel-{action}", *keys):
-                raise RateLimited(TOO_MANY[action])
-
-    def check_action(self, action: str, key: str) -> None:
-        """Count one ``action`` by ``key`` (an account or user), or raise ``RateLimited``."""
-        for item in self._per_key[action]:
-            if not self._limiter.hit(item, f"panel-{action}", key):
-                raise RateLimited(TOO_MANY[action])
-
-    def reset(self) -> None:
-        self._storage.reset()
-
-
-class Forbidden(ChatmeterError):
-    status_code = 403
-    code = "forbidden"
+    """``CsrfRefused`` unless ``sent`` is the token of this browser's seed and session."""
+    seed = request.cookies.get(csrf_cookie(settings), "")
+    if not isinstance(sent, str) or not sent.isascii() or not _seed_ok(seed):
+        raise CsrfRefused(FORM_EXPIRED)
+    session = request.cookies.get(session_cookie(settings), "")
+    if not hmac.compare_digest(sent, _csrf_for(settings, seed, session)):
+        raise CsrfRefused(FORM_EXPIRED)

@@ -19,10 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from chatmeter.accounts.models import Account
 from chatmeter.billing import service as billing
 from chatmeter.context import Context
-from chatmeter.errors import InvalidInput
+from chatmeter.errors import Forbidden, InvalidInput
 from chatmeter.panel import auth
 from chatmeter.panel.models import Role, User
 from chatmeter.panel.views import dashboard_figures, money_prefix, month_name
+from chatmeter.storable import NUL_MESSAGE, has_nul
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -63,6 +64,7 @@ class Viewer:
     account_id: int
     account_name: str
     timezone: str
+    email_verified: bool
 
     @property
     def is_owner(self) -> bool:
@@ -78,18 +80,29 @@ def viewer_of(request: Request) -> Viewer | None:
     """The signed-in user, or None for a missing, forged, expired or ended session.
 
     A session ends early when its user signs out, resets or changes the password
-    (the user's ``session_epoch`` moves on), or is removed from the team (the row is gone).
+    (the user's ``session_secret`` is drawn anew), or is removed from the team (the
+    row is gone; a later user is never the same, ``auth.belongs_to``).
     """
     ctx = ctx_of(request)
-    claims = auth.read_claims(ctx.settings, request.cookies.get(auth.SESSION_COOKIE))
+    claims = auth.read_claims(ctx.settings, request.cookies.get(auth.session_cookie(ctx.settings)))
     if claims is None:
         return None
     with ctx.db.read() as session:
         user = session.get(User, claims.user_id)
-        account = session.get(Account, user.account_id) if user else None
-        if user is None or account is None or claims.epoch != user.session_epoch:
+        if user is None or not auth.belongs_to(ctx.settings, claims, user):
             return None
-        return Viewer(user.id, user.email, user.role, account.id, account.name, account.timezone)
+        account = session.get(Account, user.account_id)
+        if account is None:
+            return None
+        return Viewer(
+            user.id,
+            user.email,
+            user.role,
+            account.id,
+            account.name,
+            account.timezone,
+            email_verified=account.email_verified_at is not None,
+        )
 
 
 def sentence(message: str) -> str:
@@ -116,6 +129,7 @@ def render(
         "currency": settings.currency,
         "money_prefix": money_prefix(settings.currency),
         "max_packages": billing.MAX_PACKAGES,
+        "free_tokens": settings.free_tokens,
     }
     if viewer is not None and "figures" not in context:
         with ctx.db.read() as session:
@@ -139,18 +153,21 @@ def to_sign_in() -> RedirectResponse:
 
 
 def form_text(form: Any, name: str, *, limit: int = 1000) -> str:
-    """A text field of a posted form, or ``InvalidInput`` if it is a file or too long."""
+    """A text field of a posted form, or ``InvalidInput`` if it is a file, too long, or
+    holds a character no database stores alike (``chatmeter.storable``)."""
     value = form.get(name, "")
     if not isinstance(value, str):
         raise InvalidInput(f"{name.replace('_', ' ')} must be text")
     if len(value) > limit:
         raise InvalidInput(f"the {name.replace('_', ' ')} is too long (at most {limit} characters)")
+    if has_nul(value):
+        raise InvalidInput(f"the {name.replace('_', ' ')} {NUL_MESSAGE}", field=name)
     return value
 
 
 def owner_only(viewer: Viewer, what: str = "change billing") -> None:
     if not viewer.is_owner:
-        raise auth.Forbidden(f"only the account's owner can {what}")
+        raise Forbidden(f"only the account's owner can {what}")
 
 
 def problem(status: int, message: str) -> JSONResponse:

@@ -4,9 +4,10 @@ single-use links the panel sends them by email."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatmeter.db import Base, BigIntPK, UTCDateTime
@@ -15,6 +16,11 @@ from chatmeter.db import Base, BigIntPK, UTCDateTime
 class Role(StrEnum):
     OWNER = "owner"
     MEMBER = "member"
+
+
+def new_session_secret() -> str:
+    """256 random bits for a user's session cookies."""
+    return secrets.token_urlsafe(32)
 
 
 class User(Base):
@@ -26,15 +32,17 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.OWNER)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    # Every session cookie carries the epoch it was issued in; signing out, resetting
-    # or changing the password moves the epoch on, which ends every older session.
-    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Signed into every session cookie of this user (``panel.auth``): a cookie opens only
+    # the very user it was issued to, never a later user with the same id. Signing out,
+    # resetting or changing the password draws a new one, which ends every older session.
+    session_secret: Mapped[str] = mapped_column(String(64), default=new_session_secret)
 
 
 class TokenPurpose(StrEnum):
     RESET = "reset"  # set a new password
     CONFIRM_EMAIL = "confirm_email"  # make ``email`` the account's contact email
     INVITE = "invite"  # join the account as ``role``
+    VERIFY_EMAIL = "verify_email"  # prove the owner reads ``email``: the account is verified
 
 
 class PanelToken(Base):

@@ -21,19 +21,23 @@ from chatmeter.errors import ChatmeterError, InvalidInput
 from chatmeter.panel import auth, tokens
 from chatmeter.panel import service as users
 from chatmeter.panel.common import ctx_of, form_text, render, sentence, viewer_of, with_form
+from chatmeter.panel.limits import SignInLimiter
 from chatmeter.panel.models import User
+from chatmeter.web.client import visitor_key
 
 router = APIRouter(include_in_schema=False)
 
 
-def limiter_of(request: Request) -> auth.SignInLimiter:
+def limiter_of(request: Request) -> SignInLimiter:
     """The panel's one limiter, made by ``routes.install``: it counts every sensitive form."""
-    limiter: auth.SignInLimiter = request.app.state.panel_limiter
+    limiter: SignInLimiter = request.app.state.panel_limiter
     return limiter
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """What the panel's limits count a client by: its address (behind a trusted proxy, the
+    forwarded one), IPv6 per /64."""
+    return visitor_key(request, ctx_of(request).settings)
 
 
 def _no_referrer(response: HTMLResponse) -> HTMLResponse:
@@ -65,6 +69,7 @@ def _sign_out(request: Request, form: Any) -> Response:
             if user is not None:
                 users.end_sessions(uow.session, user=user)
             uow.commit()
+    auth.forget_session(request)  # the sign-in form below is for a browser without a session
     response = render(request, "sign_in.html", notice="You are signed out.", email="")
     auth.end_session(response, ctx.settings)
     return response
@@ -91,9 +96,7 @@ def _forgot(request: Request, form: Any) -> Response:
         email = form_text(form, "email", limit=320).strip()
         if not email:
             raise InvalidInput("enter the email you sign in with", field="email")
-        limiter_of(request).check(
-            email=email, address=client_address(request), action="password-reset"
-        )
+        limiter_of(request).check_password_reset(email=email, address=client_address(request))
         with ctx.db.uow() as uow:
             users.request_password_reset(uow.session, email=email, now=ctx.clock.now())
             uow.commit()
@@ -138,6 +141,7 @@ def _reset(request: Request, form: Any) -> Response:
         with ctx.db.uow() as uow:
             user = users.reset_password(
                 uow.session,
+                settings=ctx.settings,
                 token=token,
                 password=new,
                 now=ctx.clock.now(),
@@ -153,7 +157,7 @@ def _reset(request: Request, form: Any) -> Response:
             request, status=exc.status_code, error=sentence(exc.message), token=token, email=email
         )
     response = RedirectResponse("/panel/dashboard", status_code=303)
-    auth.start_session(response, ctx.settings, user)  # in the new epoch
+    auth.start_session(response, ctx.settings, user)  # with the new secret
     return response
 
 

@@ -15,8 +15,8 @@ from chatmeter.assistants import service as assistants
 from chatmeter.billing import service as billing
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
-from chatmeter.errors import ChatmeterError, InvalidInput
-from chatmeter.panel import assistant_pages, auth, settings, usage
+from chatmeter.errors import ChatmeterError, InvalidInput, Unauthorized
+from chatmeter.panel import assistant_pages, auth, settings, usage, verification_pages
 from chatmeter.panel import service as users
 from chatmeter.panel.assistant_views import file_counts, status_of
 from chatmeter.panel.common import (
@@ -32,6 +32,8 @@ from chatmeter.panel.common import (
     viewer_of,
     with_form,
 )
+from chatmeter.panel.limits import SignInLimiter
+from chatmeter.panel.password import client_address, limiter_of
 from chatmeter.panel.views import billing_figures, dashboard_figures, local_date, money
 
 # Each area of the panel is its own router; this module's catch-all "not found" comes last.
@@ -47,7 +49,7 @@ DONE = {
 
 def install(app: FastAPI) -> None:
     """Register the panel's routes and static files on the app."""
-    app.state.panel_limiter = auth.SignInLimiter(app.state.ctx.settings)
+    app.state.panel_limiter = SignInLimiter(app.state.ctx.settings)
     # The static files first: the panel's catch-all "not found" page would hide them.
     app.mount("/panel/static", StaticFiles(directory=HERE / "static"), name="panel-static")
     for area in AREAS:
@@ -104,6 +106,7 @@ def _sign_up(request: Request, form: Any) -> Response:
             "timezone": form_text(form, "timezone", limit=64) or "UTC",
         }
         password = form_text(form, "password", limit=users.MAX_PASSWORD_LENGTH)
+        limiter_of(request).check_sign_up(address=client_address(request))
         with ctx.db.uow() as uow:
             user = users.sign_up(
                 uow.session,
@@ -115,6 +118,7 @@ def _sign_up(request: Request, form: Any) -> Response:
                 now=ctx.clock.now(),
             )
             uow.commit()
+        ctx.wake_worker()  # the verification email
     except ChatmeterError as exc:
         return render(
             request,
@@ -147,11 +151,17 @@ def _sign_in(request: Request, form: Any) -> Response:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
         email = form_text(form, "email", limit=320)
         password = form_text(form, "password", limit=users.MAX_PASSWORD_LENGTH)
-        limiter: auth.SignInLimiter = request.app.state.panel_limiter
-        address = request.client.host if request.client else "unknown"
-        limiter.check(email=email, address=address)
-        with ctx.db.read() as session:
-            user = users.authenticate(session, email=email, password=password)
+        limiter = limiter_of(request)
+        address = client_address(request)
+        # Refused before the password is checked once this email or address failed too
+        # often; only a failure counts, so the user's own sign-ins never lock them out.
+        limiter.check_sign_in(email=email, address=address)
+        try:
+            with ctx.db.read() as session:
+                user = users.authenticate(session, email=email, password=password)
+        except Unauthorized:
+            limiter.sign_in_failed(email=email, address=address)
+            raise
     except ChatmeterError as exc:
         return render(
             request,
@@ -189,7 +199,14 @@ def dashboard(request: Request) -> Response:
         }
         for bot in bots
     ]
-    return render(request, "dashboard.html", viewer=viewer, active_nav="dashboard", bots=rows)
+    return render(
+        request,
+        "dashboard.html",
+        viewer=viewer,
+        active_nav="dashboard",
+        bots=rows,
+        notice=verification_pages.DONE.get(request.query_params.get("done", "")),
+    )
 
 
 # --- billing --------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Sign-up, sign-in and passwords: the panel's users, their argon2 hashes and their roles.
 
 Changing or resetting a password ends the user's sessions (``end_sessions``):
-the caller signs the browser in again with the user's new session epoch.
+the caller signs the browser in again with the user's new session secret.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from chatmeter.config import Settings
 from chatmeter.errors import Conflict, InvalidInput, Unauthorized
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.outbox import enqueue
-from chatmeter.panel import tokens
-from chatmeter.panel.models import PanelToken, Role, TokenPurpose, User
+from chatmeter.panel import tokens, verification
+from chatmeter.panel.models import PanelToken, Role, TokenPurpose, User, new_session_secret
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 256
@@ -64,14 +64,19 @@ def sign_up(
     now: dt.datetime,
     timezone: str = "UTC",
     name: str = "",
+    verified: bool = False,
 ) -> User:
-    """A new account, its subscription and its owner, all at once."""
+    """A new account, its subscription and its owner, all at once.
+
+    Unless ``verified`` (the operator's demo), the email is not yet known to be the
+    owner's: a verification link is sent to it (``panel.verification``).
+    """
     email = accounts.normalise_email(email)
     password = check_password(password)
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("an account with this email already exists; sign in instead", field="email")
     account = accounts.create_account(
-        session, email=email, timezone=timezone or "UTC", name=name, now=now
+        session, email=email, timezone=timezone or "UTC", name=name, now=now, verified=verified
     )
     billing.open_subscription(session, account_id=account.id, settings=settings, now=now)
     user = User(
@@ -80,10 +85,11 @@ def sign_up(
         password_hash=_hasher.hash(password),
         role=Role.OWNER,
         created_at=now,
-        session_epoch=0,
     )
     session.add(user)
     session.flush()
+    if not verified:
+        verification.send_link(session, settings=settings, user=user, now=now)
     return user
 
 
@@ -120,8 +126,8 @@ def hash_password(password: object) -> str:
 
 
 def end_sessions(session: Session, *, user: User) -> None:
-    """End every session of ``user``: their cookies carry the old epoch (``panel.auth``)."""
-    user.session_epoch = (user.session_epoch or 0) + 1
+    """End every session of ``user``: their cookies are signed with the old secret."""
+    user.session_secret = new_session_secret()
 
 
 def change_password(
@@ -193,17 +199,23 @@ def reset_user(session: Session, *, token: object, now: dt.datetime) -> User:
 def reset_password(
     session: Session,
     *,
+    settings: Settings,
     token: object,
     password: object,
     now: dt.datetime,
 ) -> User:
-    """Set the password a reset link is for; the user's other links and sessions end."""
+    """Set the password a reset link is for; the user's other links and sessions end.
+
+    The link came by email: an owner who used it has proven the address, which
+    verifies an account not verified yet.
+    """
     row, user = _reset_link(session, token=token, now=now)
     password_hash = hash_password(password)  # a refused password leaves the link usable
     tokens.use(session, row=row, now=now)
     user.password_hash = password_hash
     tokens.withdraw(session, purpose=TokenPurpose.RESET, user_id=user.id, now=now)
     end_sessions(session, user=user)
+    verification.proven_by_reset(session, settings=settings, user=user, now=now)
     return user
 
 
@@ -239,6 +251,7 @@ def request_contact_email_change(
     address = accounts.normalise_email(email)
     ledger.lock_balance(session, account_id=account_id)
     account = accounts.get_account(session, account_id=account_id)
+    accounts.require_verified(account, to="change the contact email")
     if address.lower() == account.contact_email.lower():
         raise InvalidInput("this is already your contact email", field="email")
     tokens.withdraw(session, purpose=TokenPurpose.CONFIRM_EMAIL, account_id=account_id, now=now)

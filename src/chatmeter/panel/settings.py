@@ -6,8 +6,10 @@ message and nothing changed. The account's settings and the team are the
 owner's to change; every user changes their own password.
 
 Sessions, sign-out and password reset are ``panel.password``; the team's forms
-and the invitation page are ``panel.team_pages``. Both are included here, so
-that ``routes.AREAS`` lists one router for all of them.
+and the invitation page are ``panel.team_pages``; the email verification link
+is ``panel.verification_pages``; API keys are ``panel.api_keys_pages``. They
+are included here, so that
+``routes.AREAS`` lists one router for all of them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from chatmeter.accounts import service as accounts
 from chatmeter.errors import ChatmeterError
-from chatmeter.panel import auth, password, team, team_pages
+from chatmeter.panel import (
+    api_keys_pages,
+    auth,
+    password,
+    team,
+    team_pages,
+    verification_pages,
+)
 from chatmeter.panel import service as users
 from chatmeter.panel.common import (
     Viewer,
@@ -41,6 +50,8 @@ from chatmeter.panel.views import local_date
 router = APIRouter(prefix="/panel", include_in_schema=False)
 router.include_router(password.router)
 router.include_router(team_pages.router)
+router.include_router(verification_pages.router)
+router.include_router(api_keys_pages.router)
 
 # Zones people pick; the legacy aliases (US/Eastern, GB, Etc/GMT+5...) stay valid
 # through the API and are shown when an account already uses one.
@@ -351,5 +362,5 @@ def _change_password(request: Request, viewer: Viewer, form: Any) -> Response:
         )
         uow.commit()
     response = RedirectResponse("/panel/settings?done=password#password", status_code=303)
-    auth.start_session(response, ctx.settings, user)  # in the new epoch
+    auth.start_session(response, ctx.settings, user)  # with the new secret
     return response

@@ -80,6 +80,7 @@ def invite(
     chosen = parse_role(role)
     ledger.lock_balance(session, account_id=account_id)
     account = accounts.get_account(session, account_id=account_id)
+    accounts.require_verified(account, to="invite people")
     _check_free(session, account_id=account_id, email=address)
     tokens.withdraw(
         session, purpose=TokenPurpose.INVITE, account_id=account_id, email=address, now=now
@@ -134,7 +135,6 @@ def accept(session: Session, *, token: object, password: object, now: dt.datetim
         password_hash=password_hash,
         role=row.role or Role.MEMBER,
         created_at=now,
-        session_epoch=0,
     )
     session.add(user)
     try:

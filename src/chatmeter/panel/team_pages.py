@@ -121,6 +121,7 @@ async def remove(request: Request, user_id: str) -> Response:
             )
             uow.commit()
         if removed.id == viewer.user_id:  # an owner left; another owner remains
+            auth.forget_session(request)
             response = render(
                 request, "sign_in.html", notice="You left the team and are signed out.", email=""
             )

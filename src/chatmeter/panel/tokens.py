@@ -1,4 +1,5 @@
-"""Single-use links sent by email: password reset, contact email confirmation, invitation.
+"""Single-use links sent by email: password reset, contact email confirmation, invitation,
+email verification after sign-up.
 
 A link carries a random token of 256 bits. The database keeps only its SHA-256
 (``panel_tokens.token_hash``), so a stolen copy of the table opens nothing; a
@@ -32,6 +33,7 @@ LIFETIMES = {
     TokenPurpose.RESET: dt.timedelta(hours=1),
     TokenPurpose.CONFIRM_EMAIL: dt.timedelta(hours=24),
     TokenPurpose.INVITE: dt.timedelta(days=7),
+    TokenPurpose.VERIFY_EMAIL: dt.timedelta(days=3),
 }
 # What ``secrets.token_urlsafe(32)`` makes: 43 characters of the URL-safe alphabet.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -41,6 +43,8 @@ SPENT = {
     TokenPurpose.CONFIRM_EMAIL: "this confirmation link was already used, or a newer one "
     "replaced it",
     TokenPurpose.INVITE: "this invitation was already used or withdrawn; ask for a new one",
+    TokenPurpose.VERIFY_EMAIL: "this verification link was already used, or a newer one "
+    "replaced it",
 }
 EXPIRED = {
     TokenPurpose.RESET: "this password reset link has expired (it works for 1 hour); "
@@ -49,6 +53,8 @@ EXPIRED = {
     "enter the new contact email again in your settings",
     TokenPurpose.INVITE: "this invitation has expired (it works for 7 days); "
     "ask the account's owner for a new one",
+    TokenPurpose.VERIFY_EMAIL: "this verification link has expired (it works for 3 days); "
+    "sign in and send yourself a new one from the dashboard",
 }
 UNKNOWN = "this link is not valid; check that you copied all of it from the email"
 

@@ -15,6 +15,7 @@ from chatmeter.training.models import Chunk, TrainingFile
 
 RRF_K = 60  # the constant of Cormack et al.; dampens the weight of the very top ranks
 CANDIDATES = 30
+PASSAGE_EXCERPT_CHARS = 280  # what the widget shows of a passage, when the customer allows it
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Passage:
     score: float
 
     def source(self) -> dict[str, object]:
+        """The whole source, as the customer's own conversation pages show it."""
         return {
             "file_id": self.file_id,
             "filename": self.filename,
@@ -36,6 +38,18 @@ class Passage:
             "heading": self.heading,
             "passage": self.text,
         }
+
+    def shown(self, show: str) -> dict[str, object]:
+        """What a visitor may see of this source: ``names`` (the file's name, heading and
+        page) or ``passages`` (also an excerpt). Never our ids or the whole passage."""
+        shown: dict[str, object] = {
+            "filename": self.filename,
+            "page": self.page,
+            "heading": self.heading,
+        }
+        if show == "passages":
+            shown["passage"] = self.text[:PASSAGE_EXCERPT_CHARS]
+        return shown
 
 
 def fuse(rankings: Sequence[Sequence[int]], *, k: int = RRF_K) -> list[tuple[int, float]]:
@@ -84,7 +98,9 @@ def retrieve(
                 Chunk.tokens,
             )
             .join(TrainingFile, TrainingFile.id == Chunk.file_id)
-            .where(Chunk.id.in_(wanted))
+            # The searches were by assistant already; asking again costs nothing and means
+            # no stale cache or id mix-up can ever put another assistant's text in a prompt.
+            .where(Chunk.id.in_(wanted), Chunk.assistant_id == assistant_id)
         )
     }
     chosen: list[Passage] = []

@@ -11,8 +11,23 @@ from chatmeter import __version__
 from chatmeter.context import Context
 from chatmeter.panel.routes import install as install_panel
 from chatmeter.web import errors, widget
-from chatmeter.web.api import account, assistants, billing, conversations, public, tokens
+from chatmeter.web.api import (
+    account,
+    assistants,
+    billing,
+    conversations,
+    keys,
+    public,
+    tokens,
+)
+from chatmeter.web.https import StrictTransportSecurity
 from chatmeter.web.limits import MULTIPART_OVERHEAD, BodySizeLimit
+
+# How uvicorn must serve the app. Its own proxy-header handling believes
+# X-Forwarded-For from 127.0.0.1 by default, so that any local process could pose
+# as any visitor; the app reads the header itself, from CHATMETER_TRUSTED_PROXIES
+# only (chatmeter.web.client).
+SERVER_OPTIONS = {"proxy_headers": False, "server_header": False}
 
 
 def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
@@ -40,7 +55,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (tokens, billing, account, assistants, conversations, public):
+    for module in (tokens, billing, account, keys, assistants, conversations, public):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(widget.router)
@@ -56,5 +71,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         upload_ceiling=ctx.settings.max_upload_bytes * assistants.MAX_FILES_PER_UPLOAD
         + MULTIPART_OVERHEAD,
     )
-    app.add_middleware(widget.PublicOrigins)  # outermost: other sites are refused first
+    app.add_middleware(widget.PublicOrigins)  # other sites are refused first
+    if ctx.settings.base_url.startswith("https://"):
+        app.add_middleware(StrictTransportSecurity)  # outermost: on every response
     return app

@@ -13,7 +13,7 @@ from chatmeter.errors import ChatmeterError
 def install(app: FastAPI) -> None:
     @app.exception_handler(ChatmeterError)
     async def _chatmeter_error(_request: Request, exc: ChatmeterError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

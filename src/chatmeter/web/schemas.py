@@ -1,23 +1,30 @@
 """Request and response bodies of the REST API.
 
 Requests are strict: a number must be a JSON integer (no ``"12"``, no
-``1.5``, no ``true``), unknown fields are refused.
+``1.5``, no ``true``), unknown fields are refused, and no text holds a NUL
+character (``chatmeter.storable``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from chatmeter.billing.service import MAX_PACKAGES, MIN_PACKAGES
 from chatmeter.ledger.rules import MAX_TOKENS
 from chatmeter.ledger.service import MAX_HOLD_TTL_SECONDS
+from chatmeter.storable import check_storable
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        return check_storable(value)
 
 
 Packages = Annotated[StrictInt, Field(ge=MIN_PACKAGES, le=MAX_PACKAGES)]
@@ -47,6 +54,28 @@ class AccountIn(Strict):
     contact_email: Annotated[StrictStr, Field(max_length=320)] | None = None
     timezone: Annotated[StrictStr, Field(max_length=64)] | None = None
     name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+
+
+class ApiKeyIn(Strict):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
+    scope: Literal["read", "all"] = Field(
+        "read", description="read: GET requests only; all: everything. Never wider than yours."
+    )
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it.")
+    scope: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None = Field(description="Updated at most once a minute.")
+    revoked_at: dt.datetime | None
+    active: bool
+
+
+class NewApiKeyOut(ApiKeyOut):
+    key: str = Field(description="The key itself: shown in this answer only.")
 
 
 class BalanceOut(BaseModel):
@@ -91,6 +120,10 @@ class HoldOut(BaseModel):
     id: int
     key: str
     tokens: int
+    owner: str = Field(
+        description="`api`: made through this API, which settles or releases it; "
+        "`chat`: a chat turn's own, which settles itself"
+    )
     status: str
     context: int | None
     generation: int | None

@@ -28,6 +28,8 @@
   const KEPT_MESSAGES = 60;
   const UNAVAILABLE = "This assistant is not available right now.";
   const TOO_FAST = "You are sending messages a little fast. Please wait a moment and try again.";
+  const BUSY = "Many people are asking right now. Please try again in a moment.";
+  const FULL = "This conversation has reached its length limit. Your next message starts a new one.";
   const NO_ANSWER = "Sorry, I have no answer to that.";
   const NARROW = "(max-width: 480px)";
 
@@ -158,6 +160,16 @@
       reader.cancel().catch(() => {});
     }
   }
+
+  // The refusal's code from its JSON body ({"error": {"code": ...}}), or "".
+  const errorCode = async (response) => {
+    try {
+      const body = await response.json();
+      return body && body.error && typeof body.error.code === "string" ? body.error.code : "";
+    } catch {
+      return "";
+    }
+  };
 
   const citations = (sources) => {
     if (!Array.isArray(sources)) return [];
@@ -461,7 +473,15 @@ button { font: inherit; margin: 0; }
           body: JSON.stringify({ message: question, conversation_id: state.conversationId }),
         });
         if (!response.ok || !response.body) {
-          failure = response.status === 429 ? TOO_FAST : UNAVAILABLE;
+          const code = await errorCode(response);
+          failure = response.status === 429 ? TOO_FAST
+            : code === "busy" ? BUSY
+            : code === "conversation_full" ? FULL
+            : UNAVAILABLE;
+          if (code === "conversation_full") {
+            state.conversationId = null;
+            saveState(state);
+          }
         } else {
           for await (const [event, data] of serverEvents(response.body)) {
             if ((event === "start" || event === "done") && typeof data.conversation_id === "string") {

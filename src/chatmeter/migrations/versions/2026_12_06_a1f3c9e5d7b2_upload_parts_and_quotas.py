@@ -7,7 +7,7 @@ bytes (as one part). An index on ``training_files (account_id, status)``
 serves the per-account quotas.
 
 Revision ID: a1f3c9e5d7b2
-Revises: d4e5f6a7b8c9
+Revises: a1c4e7f20b53
 Create Date: 2026-12-06 10:00:00.000000
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a1f3c9e5d7b2"
-down_revision: str | None = "d4e5f6a7b8c9"
+down_revision: str | None = "a1c4e7f20b53"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -14,7 +14,7 @@ from chatmeter.context import Context
 from chatmeter.errors import InvalidInput
 from chatmeter.training import service as training
 from chatmeter.training.content import Content
-from chatmeter.web.deps import AccountDep, ContextDep
+from chatmeter.web.deps import AccountDep, ContextDep, IdPath
 from chatmeter.web.uploads import receive_upload
 
 router = APIRouter(tags=["assistants"])
@@ -58,14 +58,18 @@ def create_assistant(
 ) -> dict[str, Any]:
     with ctx.db.uow() as uow:
         assistant = assistants.create_assistant(
-            uow.session, account_id=account_id, fields=body, now=ctx.clock.now()
+            uow.session,
+            account_id=account_id,
+            fields=body,
+            now=ctx.clock.now(),
+            catalog=ctx.models,
         )
         uow.commit()
         return assistants.assistant_dict(assistant)
 
 
 @router.get("/assistants/{assistant_id}")
-def get_assistant(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
+def get_assistant(assistant_id: IdPath, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
     with ctx.db.read() as session:
         return assistants.assistant_dict(
             assistants.get_assistant(session, account_id=account_id, assistant_id=assistant_id)
@@ -74,7 +78,7 @@ def get_assistant(assistant_id: int, ctx: ContextDep, account_id: AccountDep) ->
 
 @router.patch("/assistants/{assistant_id}")
 def update_assistant(
-    assistant_id: int, body: AssistantFields, ctx: ContextDep, account_id: AccountDep
+    assistant_id: IdPath, body: AssistantFields, ctx: ContextDep, account_id: AccountDep
 ) -> dict[str, Any]:
     with ctx.db.uow() as uow:
         assistant = assistants.update_assistant(
@@ -83,13 +87,14 @@ def update_assistant(
             assistant_id=assistant_id,
             fields=body,
             now=ctx.clock.now(),
+            catalog=ctx.models,
         )
         uow.commit()
         return assistants.assistant_dict(assistant)
 
 
 @router.delete("/assistants/{assistant_id}", status_code=204)
-def delete_assistant(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> Response:
+def delete_assistant(assistant_id: IdPath, ctx: ContextDep, account_id: AccountDep) -> Response:
     with ctx.db.uow() as uow:
         assistants.delete_assistant(
             uow.session, account_id=account_id, assistant_id=assistant_id, now=ctx.clock.now()
@@ -99,7 +104,9 @@ def delete_assistant(assistant_id: int, ctx: ContextDep, account_id: AccountDep)
 
 
 @router.post("/assistants/{assistant_id}/public-key")
-def rotate_public_key(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
+def rotate_public_key(
+    assistant_id: IdPath, ctx: ContextDep, account_id: AccountDep
+) -> dict[str, Any]:
     """Issue a new embed key; the old one stops working at once."""
     with ctx.db.uow() as uow:
         assistant = assistants.rotate_public_key(
@@ -111,7 +118,7 @@ def rotate_public_key(assistant_id: int, ctx: ContextDep, account_id: AccountDep
 
 @router.post("/assistants/{assistant_id}/files", status_code=201, openapi_extra=UPLOAD_BODY)
 async def upload_files(
-    assistant_id: int, request: Request, ctx: ContextDep, account_id: AccountDep
+    assistant_id: IdPath, request: Request, ctx: ContextDep, account_id: AccountDep
 ) -> JSONResponse:
     """Queue files for training; each answer says whether the content was already known.
 
@@ -167,7 +174,9 @@ def _queue(
 
 
 @router.get("/assistants/{assistant_id}/files")
-def list_files(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> list[dict[str, Any]]:
+def list_files(
+    assistant_id: IdPath, ctx: ContextDep, account_id: AccountDep
+) -> list[dict[str, Any]]:
     with ctx.db.read() as session:
         assistant = assistants.get_assistant(
             session, account_id=account_id, assistant_id=assistant_id
@@ -177,7 +186,7 @@ def list_files(assistant_id: int, ctx: ContextDep, account_id: AccountDep) -> li
 
 @router.get("/assistants/{assistant_id}/files/{file_id}")
 def get_file(
-    assistant_id: int, file_id: int, ctx: ContextDep, account_id: AccountDep
+    assistant_id: IdPath, file_id: IdPath, ctx: ContextDep, account_id: AccountDep
 ) -> dict[str, Any]:
     """A file's status (queued, processing, ready, failed), progress, pages, chunks and tokens."""
     with ctx.db.read() as session:
@@ -189,7 +198,7 @@ def get_file(
 
 @router.delete("/assistants/{assistant_id}/files/{file_id}", status_code=204)
 def delete_file(
-    assistant_id: int, file_id: int, ctx: ContextDep, account_id: AccountDep
+    assistant_id: IdPath, file_id: IdPath, ctx: ContextDep, account_id: AccountDep
 ) -> Response:
     """Delete a file; its passages leave later answers at once."""
     with ctx.db.uow() as uow:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from chatmeter.chat import service as chat
-from chatmeter.web.deps import AccountDep, ContextDep
+from chatmeter.web.deps import AccountDep, ContextDep, IdPath, IdQuery
 
 router = APIRouter(tags=["conversations"])
 
@@ -16,9 +16,9 @@ router = APIRouter(tags=["conversations"])
 def list_conversations(
     ctx: ContextDep,
     account_id: AccountDep,
-    assistant_id: Annotated[int | None, Query(ge=1)] = None,
+    assistant_id: IdQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: IdQuery = None,
 ) -> list[dict[str, Any]]:
     with ctx.db.read() as session:
         return [
@@ -35,7 +35,7 @@ def list_conversations(
 
 @router.get("/conversations/{conversation_id}")
 def get_conversation(
-    conversation_id: int, ctx: ContextDep, account_id: AccountDep
+    conversation_id: IdPath, ctx: ContextDep, account_id: AccountDep
 ) -> dict[str, Any]:
     """A conversation and its messages: context and generation tokens per answer, sources."""
     with ctx.db.read() as session:

@@ -8,18 +8,20 @@ a browser is decided before they run, by ``chatmeter.web.widget.PublicOrigins``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import Field, StrictStr
+from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
 from chatmeter.chat import service as chat
+from chatmeter.chat import streaming
+from chatmeter.web.client import visitor_key
 from chatmeter.web.deps import ContextDep
 from chatmeter.web.schemas import Strict
+from chatmeter.web.sse import EventStream
 
 router = APIRouter(tags=["public"])
 
@@ -36,38 +38,30 @@ class ChatIn(Strict):
     "/public/{public_key}/chat",
     responses={
         200: {"content": {"text/event-stream": {}}},
-        503: {"description": "unavailable"},
+        409: {"description": "conversation_full: start a new conversation"},
         429: {"description": "rate_limited"},
+        503: {"description": "unavailable, or busy (with Retry-After)"},
     },
 )
-def public_chat(public_key: str, body: ChatIn, request: Request, ctx: ContextDep) -> Any:
-    """Ask an assistant; answers as Server-Sent Events when asked for ``text/event-stream``."""
-    visitor = request.client.host if request.client else "unknown"
-    turn = chat.start_turn(
+async def public_chat(public_key: str, body: ChatIn, request: Request, ctx: ContextDep) -> Any:
+    """Ask an assistant; answers as Server-Sent Events when asked for ``text/event-stream``.
+
+    The answer waits for the model in a bounded queue; when the queue is full the
+    answer is a quick 503 ``busy`` with ``Retry-After``, and nothing is reserved.
+    """
+    visitor = visitor_key(request, ctx.settings)
+    turn = await run_in_threadpool(
+        chat.start_turn,
         ctx,
         public_key=public_key,
         message=body.message,
         conversation_id=body.conversation_id,
         visitor=visitor,
+        queue=True,
     )
     if "text/event-stream" in request.headers.get("accept", ""):
-        return StreamingResponse(
-            _sse(turn.events()),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    return turn.run()
-
-
-def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
-    try:
-        for event in events:
-            kind = event.pop("type")
-            yield f"event: {kind}\ndata: {json.dumps(event, default=str)}\n\n"
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()  # a visitor who left: the turn settles what was generated
+        return EventStream(streaming.events(turn))  # a visitor who leaves: it settles itself
+    return await streaming.answer(turn)
 
 
 @router.get(
@@ -81,7 +75,9 @@ def _sse(events: Iterator[dict[str, Any]]) -> Iterator[str]:
 def widget_settings(public_key: str, ctx: ContextDep) -> Response:
     """What the embedded widget shows; an empty 404 tells it to show nothing at all."""
     with ctx.db.read() as session:
-        assistant = assistants.visible_by_public_key(session, public_key=public_key)
+        assistant = assistants.visible_by_public_key(
+            session, public_key=public_key, now=ctx.clock.now()
+        )
         if assistant is None:
             return Response(status_code=404, headers=NO_STORE)
         settings = {

@@ -12,7 +12,7 @@ from chatmeter.billing.summary import balance_summary
 from chatmeter.errors import NotFound
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Hold, LedgerEntry
-from chatmeter.web.deps import AccountDep, ContextDep
+from chatmeter.web.deps import AccountDep, ContextDep, IdPath, IdQuery
 from chatmeter.web.schemas import BalanceOut, EntryOut, HoldIn, HoldOut, LedgerPage, SettleIn
 
 router = APIRouter(tags=["tokens"])
@@ -53,7 +53,7 @@ def create_hold(
 
 
 @router.get("/holds/{hold_id}", response_model=HoldOut)
-def get_hold(hold_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
+def get_hold(hold_id: IdPath, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
     with ctx.db.read() as session:
         hold = session.get(Hold, hold_id)
         if hold is None or hold.account_id != account_id:
@@ -61,9 +61,13 @@ def get_hold(hold_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str,
         return hold_dict(hold)
 
 
-@router.post("/holds/{hold_id}/settle", response_model=HoldOut)
+@router.post(
+    "/holds/{hold_id}/settle",
+    response_model=HoldOut,
+    responses={409: {"description": "already finished, or a chat turn's own (hold_not_yours)"}},
+)
 def settle_hold(
-    hold_id: int, body: SettleIn, ctx: ContextDep, account_id: AccountDep
+    hold_id: IdPath, body: SettleIn, ctx: ContextDep, account_id: AccountDep
 ) -> dict[str, Any]:
     """Spend what the turn used (context + generation ≤ held) and free the rest."""
     with ctx.db.uow() as uow:
@@ -79,8 +83,12 @@ def settle_hold(
     return hold_dict(hold)
 
 
-@router.post("/holds/{hold_id}/release", response_model=HoldOut)
-def release_hold(hold_id: int, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
+@router.post(
+    "/holds/{hold_id}/release",
+    response_model=HoldOut,
+    responses={409: {"description": "already finished, or a chat turn's own (hold_not_yours)"}},
+)
+def release_hold(hold_id: IdPath, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
     with ctx.db.uow() as uow:
         hold = ledger.release(
             uow.session, account_id=account_id, hold_id=hold_id, now=ctx.clock.now()
@@ -94,7 +102,7 @@ def get_ledger(
     ctx: ContextDep,
     account_id: AccountDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: IdQuery = None,
 ) -> dict[str, Any]:
     """Ledger entries, newest first; page with ``before``."""
     query = select(LedgerEntry).where(LedgerEntry.account_id == account_id)
@@ -115,6 +123,7 @@ def hold_dict(hold: Hold) -> dict[str, Any]:
         "id": hold.id,
         "key": hold.key,
         "tokens": hold.amount,
+        "owner": hold.owner,
         "status": hold.status,
         "context": hold.context_tokens,
         "generation": hold.generation_tokens,
