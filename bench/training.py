@@ -16,6 +16,14 @@ timed separately:
 the file once the worker is warm. Aim: under 60 s on 2 cores. With ``--runs``
 each stage is timed that many times and the best run is reported.
 
+Then the same work as the training job really does it, in the training
+process (``training.sandbox``, under its limits):
+
+- process start: spawning it and loading the model, once per process
+- the PDF in the (warm) training process, against "ready" in this one
+- a one-line file, in the warm process and in a fresh one: the cost per file
+  of keeping the model loaded, and of not keeping it
+
 Each stage also reports the CPU time this process used. On a shared machine
 wall time includes waiting for other processes; CPU time divided by the cores
 the stage can use (torch's threads, for embedding) is what it would take alone.
@@ -30,9 +38,11 @@ import io
 import os
 import platform
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,6 +53,9 @@ from reportlab.pdfgen import canvas
 from chatmeter.knowledge.chunking import chunk
 from chatmeter.knowledge.embeddings import MiniLMEmbedder, native_bfloat16
 from chatmeter.knowledge.extract import extract
+from chatmeter.knowledge.limits import ExtractionLimits
+from chatmeter.training.child import Job
+from chatmeter.training.sandbox import Sandbox
 
 AIM_SECONDS = 60.0
 WORDS = (
@@ -244,7 +257,86 @@ def main() -> None:
         f"{'met' if ready + load.wall < AIM_SECONDS else 'MISSED'}"
     )
     print(f"{'alone':<12}{alone:>8.2f}{'':>8}  from CPU time, as on an idle machine")
+    in_child(data, ready, parsing.cpu + chunking.cpu + embedding.cpu, embedder, args.runs)
     print(f"\nload avg at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def child_cpu(pid: int | None) -> float:
+    """CPU seconds (all threads) the training process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_child(
+    pdf: bytes, ready: float, ready_cpu: float, embedder: MiniLMEmbedder, runs: int
+) -> None:
+    """The training job's real path: the file in the training process."""
+    limits = ExtractionLimits()
+    memory = 2048 * 1024 * 1024
+
+    def job(path: str) -> Job:
+        return Job(
+            path=path,
+            filename=os.path.basename(path),
+            max_bytes=limits.max_bytes,
+            max_unpacked_bytes=limits.max_unpacked_bytes,
+            max_pages=limits.max_pages,
+            max_chunks=limits.max_chunks,
+            passages_left=10**9,
+            passages_limit=10**9,
+            cpu_seconds=3600,
+        )
+
+    with tempfile.TemporaryDirectory() as folder:
+        big = os.path.join(folder, "bench.pdf")
+        with open(big, "wb") as out:
+            out.write(pdf)
+        notes = iter(range(1_000_000))
+
+        def small() -> str:
+            """A one-line file, different each time: a repeated text would come from a cache."""
+            number = next(notes)
+            path = os.path.join(folder, f"note{number}.txt")
+            with open(path, "wb") as out:
+                out.write(f"Branch {number} of our shop opens at nine and closes at six.".encode())
+            return path
+
+        def run(sandbox: Sandbox, path: str) -> None:
+            sandbox.run(job(path), wall_seconds=3600, on_progress=lambda _: None)
+
+        def here(path: str) -> None:
+            with open(path, "rb") as source:
+                document = extract(source.read(), filename=path, max_bytes=limits.max_bytes)
+            pieces = chunk(document, count_tokens=embedder.count_tokens)
+            embedder.embed([piece.embedding_text for piece in pieces])
+
+        def cold() -> None:
+            fresh = Sandbox(memory_bytes=memory)
+            try:
+                run(fresh, small())
+            finally:
+                fresh.close()
+
+        sandbox = Sandbox(memory_bytes=memory)
+        try:
+            start = best(1, sandbox.start)
+            before = child_cpu(sandbox.pid)
+            whole = best(runs, lambda: run(sandbox, big))
+            whole_cpu = (child_cpu(sandbox.pid) - before) / runs
+            warm = best(max(runs, 5), lambda: run(sandbox, small()))
+            local = best(max(runs, 5), lambda: here(small()))
+        finally:
+            sandbox.close()
+        fresh = best(max(runs, 2), cold)
+    print(f"\nin the training process (memory {sandbox.memory_in_use / 1e6:,.0f} MB in use)")
+    print(f"{'start':<12}{start.wall:>8.2f}{'':>8}  spawn and model load, once per process")
+    print(
+        f"{'the PDF':<12}{whole.wall:>8.2f}{whole_cpu:>8.2f}  {whole.wall - ready:+.2f} s wall, "
+        f"{whole_cpu - ready_cpu:+.2f} s CPU against ready in this process"
+    )
+    print(f"{'one line':<12}{local.wall:>8.3f}{'':>8}  a file in this process")
+    print(f"{'one line':<12}{warm.wall:>8.3f}{'':>8}  a file, the model kept loaded")
+    print(f"{'one line':<12}{fresh.wall:>8.2f}{'':>8}  a file in a fresh process each time")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chatmeter.knowledge.limits import ExtractionLimits
+
+_EXTRACTION = ExtractionLimits()
+
 
 class Env(StrEnum):
     DEVELOPMENT = "development"
@@ -75,6 +79,20 @@ class Settings(BaseSettings):
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 1_048_576
     max_upload_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 20 * 1024 * 1024
+
+    # Training runs in a child process under these limits (see training/sandbox.py).
+    training_memory_mb: Annotated[int, Field(ge=512, le=1024 * 1024)] = 2048
+    training_cpu_seconds: Annotated[int, Field(ge=1, le=86_400)] = 900
+    training_wall_seconds: Annotated[int, Field(ge=1, le=86_400)] = 1800
+    training_max_unpacked_bytes: Annotated[int, Field(ge=1024, le=4 * 1024**3)] = (
+        _EXTRACTION.max_unpacked_bytes
+    )
+    training_max_pages: Annotated[int, Field(ge=1, le=1_000_000)] = _EXTRACTION.max_pages
+    training_max_chunks: Annotated[int, Field(ge=1, le=10_000_000)] = _EXTRACTION.max_chunks
+    # What one account may keep for training (see training/quotas.py).
+    quota_files: Annotated[int, Field(ge=1, le=100_000_000)] = 1000
+    quota_file_bytes: Annotated[int, Field(ge=1024, le=1024**4)] = 1024**3
+    quota_passages: Annotated[int, Field(ge=1, le=1_000_000_000)] = 50_000
 
     demo: bool | None = None
 

@@ -70,6 +70,7 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
                 data=article.read_bytes(),
                 max_bytes=ctx.settings.max_upload_bytes,
                 now=now,
+                quota=training.Quota.of(ctx.settings),
             )
         uow.commit()
         public_key = helper.public_key

@@ -13,6 +13,7 @@
     ├── InsufficientTokens (402 insufficient_tokens)
     ├── PaymentFailed (402 payment_failed)
     ├── PayloadTooLarge (413 payload_too_large)
+    ├── QuotaExceeded (403 quota_exceeded): an account's training files, bytes or passages
     ├── RateLimited (429 rate_limited)
     ├── Unavailable (503 unavailable)
     │   └── Busy (503 busy, with Retry-After)
@@ -105,6 +106,13 @@ class PaymentFailed(ChatmeterError):
 class PayloadTooLarge(ChatmeterError):
     status_code = 413
     code = "payload_too_large"
+
+
+class QuotaExceeded(ChatmeterError):
+    """The account keeps as much as the operator allows it (``CHATMETER_QUOTA_*``)."""
+
+    status_code = 403
+    code = "quota_exceeded"
 
 
 class RateLimited(ChatmeterError):

@@ -10,7 +10,7 @@ from chatmeter.jobs.models import JobLease
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.panel.models import PanelToken, User
-from chatmeter.training.models import Chunk, TrainingFile
+from chatmeter.training.models import Chunk, FilePart, TrainingFile
 
 __all__ = [
     "Account",
@@ -20,6 +20,7 @@ __all__ = [
     "Base",
     "Chunk",
     "Conversation",
+    "FilePart",
     "Grant",
     "Hold",
     "HoldAllocation",

@@ -4,66 +4,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
 from chatmeter.assistants import service as assistants
-from chatmeter.cli import app
 from chatmeter.db import Database
 from tests.knowledge import files
+from tests.training.conftest import Operator
 
 TEXT = b"Our shop opens at nine and closes at six.\n\nWe are closed on Sundays.\n"
-
-
-class Operator:
-    """Runs ``chatmeter`` commands with a fixed environment, on a database with one account."""
-
-    def __init__(self, env: dict[str, str], folder: Path) -> None:
-        self.env = env
-        self.folder = folder
-        self.runner = CliRunner()
-
-    def invoke(self, *args: str, code: int = 0) -> Result:
-        result = self.runner.invoke(app, list(args), env=self.env)
-        assert result.exit_code == code, (args, result.stdout, result.stderr, result.exception)
-        return result
-
-    def run(self, *args: str, code: int = 0) -> str:
-        return self.invoke(*args, code=code).output
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.invoke(*args, "--json").stdout)
-
-    def json_failing(self, *args: str) -> Any:
-        return json.loads(self.invoke(*args, "--json", code=1).stdout)
-
-    def file(self, name: str, data: bytes) -> str:
-        path = self.folder / name
-        path.write_bytes(data)
-        return str(path)
-
-
-@pytest.fixture
-def operator(db_url: str, tmp_path: Path) -> Operator:
-    operator = Operator(
-        {
-            "CHATMETER_DATABASE_URL": db_url,
-            "CHATMETER_ENV": "test",
-            "CHATMETER_DATA_DIR": str(tmp_path / "var"),
-            "CHATMETER_NOW": "2026-11-15T12:00:00Z",
-            "CHATMETER_WORKER": "none",
-            "CHATMETER_DEMO": "false",
-            "CHATMETER_MODELS": '["local", "openai:gpt-4o-mini"]',
-        },
-        tmp_path,
-    )
-    assert operator.json("accounts", "create", "--email", "shop@example.com")["account_id"] == 1
-    return operator
 
 
 def resolve(db_url: str, public_key: str) -> int | None:

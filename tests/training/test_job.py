@@ -4,6 +4,7 @@ in-process worker that trains what is uploaded."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
@@ -20,24 +21,11 @@ from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.context import Context
 from chatmeter.jobs.worker import Worker
 from chatmeter.training import service as training
-from chatmeter.training.models import Chunk, TrainingFile
+from chatmeter.training.child import EMBED_BATCH
+from chatmeter.training.models import Chunk, FilePart, TrainingFile
 from chatmeter.web.app import create_app
 from tests.assistants.callers import caller, chunk_rows, index_version
 from tests.conftest import new_account
-
-
-@pytest.fixture
-def assistant_id(ctx: Context) -> int:
-    account_id = new_account(ctx)
-    with ctx.db.uow() as uow:
-        created = assistants.create_assistant(
-            uow.session,
-            account_id=account_id,
-            fields=AssistantFields(name="Helper"),
-            now=ctx.clock.now(),
-        )
-        uow.commit()
-        return created.id
 
 
 def queue(ctx: Context, assistant_id: int, filename: str, data: bytes) -> int:
@@ -61,6 +49,17 @@ def file_row(ctx: Context, file_id: int) -> TrainingFile:
         file = session.get(TrainingFile, file_id)
         assert file is not None
         return file
+
+
+def file_parts(ctx: Context, file_id: int) -> int:
+    """How many parts of the upload are still stored."""
+    with ctx.db.read() as session:
+        return (
+            session.scalar(
+                select(func.count()).select_from(FilePart).where(FilePart.file_id == file_id)
+            )
+            or 0
+        )
 
 
 def note(number: int) -> bytes:
@@ -143,12 +142,12 @@ def test_a_file_that_crashes_every_worker_is_failed_explained_after_three_attemp
     file_id = queue(ctx, assistant_id, "note.txt", note(1))
     for _ in range(training.MAX_ATTEMPTS):
         assert training.claim_file(ctx, file_id=file_id)
-        ctx.clock.advance(seconds=training.PROCESSING_LEASE.total_seconds())
+        ctx.clock.advance(seconds=training.processing_lease(ctx.settings).total_seconds())
     assert not training.claim_file(ctx, file_id=file_id)
     file = file_row(ctx, file_id)
     assert (file.status, file.error_code) == ("failed", "internal")
     assert file.error_message and "upload the file again" in file.error_message
-    assert file.content is None
+    assert file_parts(ctx, file_id) == 0
     assert chunk_rows(ctx, file_id=file_id) == []
     assert index_version(ctx, assistant_id) == 0
 
@@ -156,7 +155,7 @@ def test_a_file_that_crashes_every_worker_is_failed_explained_after_three_attemp
 def test_progress_only_moves_forward_and_is_visible_as_it_goes(
     ctx: Context, assistant_id: int
 ) -> None:
-    file_id = queue(ctx, assistant_id, "orders.txt", long_text(training.EMBED_BATCH + 6))
+    file_id = queue(ctx, assistant_id, "orders.txt", long_text(EMBED_BATCH + 6))
     assert training.claim_file(ctx, file_id=file_id)
     seen: list[tuple[int, int, str]] = []
 
@@ -174,7 +173,7 @@ def test_progress_only_moves_forward_and_is_visible_as_it_goes(
     assert all(stored == percent for percent, stored, _ in seen)
     assert all(status == "processing" for percent, _, status in seen if percent < 100)
     assert seen[-1][2] == "ready"
-    assert file_row(ctx, file_id).chunks > training.EMBED_BATCH
+    assert file_row(ctx, file_id).chunks > EMBED_BATCH
 
 
 def test_a_file_deleted_while_it_is_processed_leaves_nothing_behind(
@@ -213,40 +212,6 @@ def test_a_file_deleted_after_it_was_claimed_does_not_crash_the_job(
     assert training.process_queue(ctx) == {"ready": 0, "failed": 0}
 
 
-class BrokenEmbedder:
-    """A model that fails mid-way, as a bug or a broken installation would."""
-
-    name = "broken"
-    dimensions = 384
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    def count_tokens(self, text: str) -> int:
-        return self.real.count_tokens(text)  # type: ignore[no-any-return]
-
-    def embed(self, texts: Any) -> np.ndarray:
-        raise RuntimeError("the model fell over")
-
-
-def test_a_crash_while_processing_leaves_the_file_failed_not_stuck(
-    ctx: Context, assistant_id: int
-) -> None:
-    good = queue(ctx, assistant_id, "good.txt", note(1))
-    assert training.process_queue(ctx) == {"ready": 1, "failed": 0}
-    before = (index_version(ctx, assistant_id), chunk_rows(ctx, assistant_id=assistant_id))
-    file_id = queue(ctx, assistant_id, "note.txt", note(2))
-    ctx._embedder = BrokenEmbedder(ctx.embedder)
-    with pytest.raises(RuntimeError, match="fell over"):
-        training.process_queue(ctx)
-    file = file_row(ctx, file_id)
-    assert (file.status, file.error_code) == ("failed", "internal")
-    assert file.error_message and "RuntimeError" in file.error_message
-    assert file.leased_until is None
-    assert (index_version(ctx, assistant_id), chunk_rows(ctx, assistant_id=assistant_id)) == before
-    assert file_row(ctx, good).status == "ready"
-
-
 def test_the_worker_trains_queued_files(ctx: Context, assistant_id: int) -> None:
     ids = [queue(ctx, assistant_id, f"note{n}.txt", note(n)) for n in range(3)]
     results = Worker(ctx, names=["training"]).tick()
@@ -270,7 +235,7 @@ def served(ctx: Context) -> Iterator[TestClient]:
     with TestClient(create_app(slow, run_worker=True)) as client:
         yield client
     for thread in threading.enumerate():  # stopped on shutdown; let its last tick finish
-        if thread.name == "chatmeter-worker":
+        if thread.name.startswith("chatmeter-worker"):
             thread.join(timeout=30)
 
 
@@ -309,3 +274,58 @@ def test_a_heading_longer_than_its_column_does_not_leave_the_file_stuck(
     if file.status == "failed":
         assert file.error_message and file.error_code != "internal"
     assert all(len(h) <= 1000 for _, _, _, h, _ in chunk_rows(ctx, file_id=file_id))
+
+
+def test_a_file_replaced_under_its_id_while_it_is_trained_gets_none_of_its_passages(
+    ctx: Context, assistant_id: int
+) -> None:
+    """Defence in depth: should an id ever be given to a new file while the old one is
+    in training (SQLite reuses the highest id of a deleted row), the job must not
+    store the old file's passages into the new one, nor fail it, nor touch its upload."""
+    file_id = queue(ctx, assistant_id, "orders.txt", long_text(3))
+    assert training.claim_file(ctx, file_id=file_id)
+    stranger = new_account(ctx, email="stranger@example.com")
+    with ctx.db.uow() as uow:
+        theirs = assistants.create_assistant(
+            uow.session,
+            account_id=stranger,
+            fields=AssistantFields(name="Theirs"),
+            now=ctx.clock.now(),
+        ).id
+        uow.commit()
+    secret = b"The stranger's price list: everything costs a fortune."
+
+    def replace_midway(percent: int) -> None:
+        if percent != 20:
+            return
+        with ctx.db.uow() as uow:
+            mine = uow.session.get(Assistant, assistant_id)
+            assert mine is not None
+            training.delete_file(uow.session, assistant=mine, file_id=file_id, now=ctx.clock.now())
+            uow.session.add(
+                TrainingFile(
+                    id=file_id,  # the same id, another account's new file
+                    assistant_id=theirs,
+                    account_id=stranger,
+                    filename="prices.txt",
+                    size=len(secret),
+                    sha256=hashlib.sha256(secret).hexdigest(),
+                    status="queued",
+                    attempts=0,
+                    created_at=ctx.clock.now(),
+                    updated_at=ctx.clock.now(),
+                )
+            )
+            uow.session.flush()
+            uow.session.add(FilePart(file_id=file_id, ordinal=0, data=secret))
+            uow.commit()
+
+    assert training.process_file(ctx, file_id=file_id, on_progress=replace_midway) is False
+    replaced = file_row(ctx, file_id)
+    assert (replaced.assistant_id, replaced.status, replaced.chunks) == (theirs, "queued", 0)
+    assert (replaced.progress, replaced.error_code) == (0, None)
+    assert file_parts(ctx, file_id) == 1
+    assert chunk_rows(ctx, file_id=file_id) == []
+    assert index_version(ctx, theirs) == 0
+    assert training.process_queue(ctx) == {"ready": 1, "failed": 0}  # theirs, trained as theirs
+    assert "fortune" in chunk_rows(ctx, file_id=file_id)[0][4]

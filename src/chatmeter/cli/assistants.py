@@ -263,6 +263,7 @@ def train(
                         data=path.read_bytes(),
                         max_bytes=ctx.settings.max_upload_bytes,
                         now=ctx.clock.now(),
+                        quota=training.Quota.of(ctx.settings),
                     )
                 except ChatmeterError as exc:
                     results.append(

@@ -3,6 +3,10 @@
 Every job is safe to run concurrently and repeatedly (locks, leases and unique
 keys inside make a second run a no-op); the scheduler's lease only saves the
 wasted work of several workers running the same job at once.
+
+Each job runs in a lane, a thread of the worker: the money jobs (renewal, hold
+expiry, email) share the main lane; training, which can take minutes a file,
+has its own, so that nothing the customer pays for or is told waits behind it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from chatmeter.billing import service as billing
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
 
+MAIN_LANE = "main"
+TRAINING_LANE = "training"
+
 
 @dataclass(frozen=True)
 class Job:
@@ -26,6 +33,7 @@ class Job:
     # Jobs that claim their own work item by item run on every tick of every
     # worker; the others are leased so that one worker runs them per interval.
     leased: bool = True
+    lane: str = MAIN_LANE
 
 
 def expire_holds(ctx: Context) -> dict[str, Any]:
@@ -89,6 +97,7 @@ JOBS: dict[str, Job] = {
             train,
             "Extract, chunk, embed and index uploaded training files.",
             leased=False,
+            lane=TRAINING_LANE,
         ),
     )
 }

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from chatmeter.knowledge.document import Document
+from chatmeter.knowledge.errors import FileTooLarge
 from chatmeter.knowledge.splitting import split
 
 HEADING_SEPARATOR = " › "
@@ -80,8 +81,13 @@ def chunk(
     count_tokens: Callable[[str], int],
     max_tokens: int = 200,
     overlap_tokens: int = 30,
+    max_chunks: int | None = None,
 ) -> list[Chunk]:
-    """The document's passages in reading order, each fitting ``max_tokens`` with its headings."""
+    """The document's passages in reading order, each fitting ``max_tokens`` with its headings.
+
+    With ``max_chunks``, a document that makes more passages raises ``FileTooLarge``
+    as soon as it is one over, without counting the tokens of the rest.
+    """
     empty = count_tokens("")  # what the tokenizer adds to any text: [CLS] and [SEP]
     if max_tokens - empty < MIN_TEXT_TOKENS:
         raise ValueError(f"max_tokens must be at least {empty + MIN_TEXT_TOKENS}")
@@ -106,8 +112,11 @@ def chunk(
             limit=max_tokens,
             weigh=weigh,
             overlap=overlap_tokens,
+            max_spans=None if max_chunks is None else max_chunks - len(chunks) + 1,
         )
         for span in spans:
+            if max_chunks is not None and len(chunks) >= max_chunks:
+                raise FileTooLarge.passages(limit=max_chunks)
             chunks.append(
                 Chunk(
                     index=len(chunks),

@@ -6,9 +6,11 @@
         ├── NoTextLayer        no_text
         ├── EmptyFile          empty
         ├── UnsupportedFormat  unsupported
-        ├── FileTooLarge       too_large (413)
+        ├── FileTooLarge       too_large (413): bytes, pages, passages, memory
+        ├── TooSlow            too_slow: processing time or wall-clock time
         ├── ZipBomb            zip_bomb
-        └── CorruptFile        corrupt
+        ├── CorruptFile        corrupt
+        └── QuotaReached       quota: the account's passages
 
 ``reason`` is a stable code for the file's status; ``message`` is shown to the
 customer as it is, so it says what to do next.
@@ -91,6 +93,52 @@ class FileTooLarge(_KnownReason):
             limit=limit,
         )
 
+    @classmethod
+    def pages(cls, *, count: int, limit: int) -> FileTooLarge:
+        return cls(
+            f"This PDF has {count:,} pages; the limit is {limit:,} pages. "
+            "Split it into smaller files and upload them separately.",
+            pages=count,
+            limit=limit,
+        )
+
+    @classmethod
+    def passages(cls, *, limit: int) -> FileTooLarge:
+        return cls(
+            f"This file makes more than {limit:,} passages, the most one file may have. "
+            "Split it into smaller files and upload them separately.",
+            limit=limit,
+        )
+
+    @classmethod
+    def memory(cls, *, limit: int) -> FileTooLarge:
+        return cls(
+            f"Reading this file needs more memory than the {_megabytes(limit)} allowed. "
+            "Split it into smaller files and upload them separately.",
+            limit=limit,
+        )
+
+
+class TooSlow(_KnownReason):
+    reason_code = "too_slow"
+    default_message = "This file took too long to process. Split it into smaller files."
+
+    @classmethod
+    def cpu(cls, *, seconds: int) -> TooSlow:
+        return cls(
+            f"This file needed more than {_seconds(seconds)} of processing time. "
+            "Split it into smaller files and upload them separately.",
+            limit=seconds,
+        )
+
+    @classmethod
+    def wall(cls, *, seconds: float) -> TooSlow:
+        return cls(
+            f"Processing this file took longer than {_seconds(seconds)}. "
+            "Split it into smaller files and upload them separately.",
+            limit=seconds,
+        )
+
 
 class ZipBomb(_KnownReason):
     reason_code = "zip_bomb"
@@ -98,6 +146,16 @@ class ZipBomb(_KnownReason):
         "This Word file would unpack to an implausible size, so it was not opened. "
         "Open it in Word, save it again, and upload the new copy."
     )
+
+    @classmethod
+    def unpacked(cls, *, size: int, limit: int) -> ZipBomb:
+        return cls(
+            f"This Word file would unpack to {_megabytes(size)}; the limit is "
+            f"{_megabytes(limit)}, so it was not opened. Split it into smaller files, or "
+            "open it in Word, save it again, and upload the new copy.",
+            unpacked=size,
+            limit=limit,
+        )
 
 
 class CorruptFile(_KnownReason):
@@ -112,6 +170,26 @@ class CorruptFile(_KnownReason):
             f"This {kind} file is damaged and can't be read. Open it, save it again, "
             "and upload the new copy."
         )
+
+
+class QuotaReached(_KnownReason):
+    reason_code = "quota"
+    default_message = "This account has reached its limit of passages."
+
+    @classmethod
+    def passages(cls, *, making: int, room: int, limit: int) -> QuotaReached:
+        return cls(
+            f"This file makes {making:,} passages, but the account has room for only "
+            f"{max(room, 0):,} more of its {limit:,}. Remove files it no longer needs, "
+            "or ask the administrator to raise the limit, and upload the file again.",
+            making=making,
+            room=room,
+            limit=limit,
+        )
+
+
+def _seconds(seconds: float) -> str:
+    return "1 second" if seconds == 1 else f"{seconds:,.0f} seconds"
 
 
 def _megabytes(size: int) -> str:

@@ -49,12 +49,14 @@ def split(
     limit: int,
     weigh: Callable[[str], int],
     overlap: int,
+    max_spans: int | None = None,
 ) -> list[Span]:
     """Spans of ``text`` whose ``measure`` is at most ``limit``, in order, overlapping.
 
     ``weigh`` gives one word's tokens without the fixed cost that ``measure``
     adds to every span (``measure("")``), so a span's estimate is that fixed
-    cost plus its words' weights.
+    cost plus its words' weights. With ``max_spans``, it stops once it has
+    that many: the caller learns that there are at least as many.
     """
     fixed = measure("")
     budget = limit - fixed
@@ -67,7 +69,15 @@ def split(
         whole = measure(text[units[0].start : units[-1].end])
         if whole <= limit:  # a section that fits is never cut
             return [Span(units[0].start, units[-1].end, whole)]
-    return _pack(text, units, measure=measure, limit=limit, budget=budget, overlap=overlap)
+    return _pack(
+        text,
+        units,
+        measure=measure,
+        limit=limit,
+        budget=budget,
+        overlap=overlap,
+        max_spans=max_spans,
+    )
 
 
 def _units(text: str, *, weigh: Callable[[str], int], budget: int) -> list[_Unit]:
@@ -120,6 +130,7 @@ def _pack(
     limit: int,
     budget: int,
     overlap: int,
+    max_spans: int | None = None,
 ) -> list[Span]:
     spans: list[Span] = []
     sums = _prefix_sums(units)  # the weight of units[i:j] is sums[j] - sums[i]
@@ -144,7 +155,7 @@ def _pack(
                 room = max(min(room, sums[last + 1] - sums[first]) - (tokens - limit), 1)
                 ceiling = last - 1  # and end earlier, even if the words weigh nothing
         spans.append(Span(units[first].start, units[last].end, tokens))
-        if last == len(units) - 1:
+        if last == len(units) - 1 or (max_spans is not None and len(spans) >= max_spans):
             return spans
         fresh = last + 1
         first = _next_start(units, sums, first, last, budget=budget, overlap=overlap)

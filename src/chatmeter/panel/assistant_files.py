@@ -6,6 +6,10 @@ upload progress), sending the CSRF token in ``X-CSRF-Token``, and then polls
 same endpoint takes the plain form with its ``csrf_token`` field and answers
 with the page. The background worker does the training; a failure's message
 is the one the extraction gave, meant for the customer.
+
+An upload is read only once the session (and, for the script, its token) is
+checked; the plain form's token is its first field, checked before a byte of
+the files is read. The files are spooled to disk as they arrive.
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from chatmeter.assistants import service as assistants
-from chatmeter.errors import ChatmeterError, InvalidInput, PayloadTooLarge
+from chatmeter.errors import ChatmeterError, InvalidInput
 from chatmeter.knowledge.errors import SUPPORTED_FORMATS
 from chatmeter.panel import auth
 from chatmeter.panel.assistant_views import (
@@ -32,7 +35,9 @@ from chatmeter.panel.assistant_views import (
 )
 from chatmeter.panel.common import Viewer, ctx_of, problem, sentence, viewer_of, with_form
 from chatmeter.training import service as training
+from chatmeter.training.content import Content
 from chatmeter.web.api.assistants import MAX_FILES_PER_UPLOAD
+from chatmeter.web.uploads import receive_upload
 
 router = APIRouter(include_in_schema=False)
 
@@ -106,54 +111,32 @@ def files_json(request: Request, assistant_id: str) -> Response:
 async def upload(request: Request, assistant_id: str) -> Response:
     """One or several files; JSON for the page's script, the page again for a plain form."""
     scripted = auth.CSRF_HEADER in request.headers
-    limit = ctx_of(request).settings.max_upload_bytes
-    failure: ChatmeterError | None = None
-    contents: list[tuple[str, bytes]] = []
-    async with request.form(max_files=MAX_FILES_PER_UPLOAD + 1) as form:
-        sent = request.headers.get(auth.CSRF_HEADER) if scripted else form.get(auth.CSRF_FIELD)
-        try:
-            contents = [(f.filename or "", await f.read(limit + 1)) for f in _files(form)]
-        except ChatmeterError as exc:
-            failure = exc
-    return await run_in_threadpool(
-        _upload, request, assistant_id, scripted, sent, contents, failure
-    )
-
-
-def _files(form: Any) -> list[UploadFile]:
-    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
-    if not files:
-        raise InvalidInput("choose one or more files to upload", field="files")
-    if len(files) > MAX_FILES_PER_UPLOAD:
-        raise InvalidInput(f"upload at most {MAX_FILES_PER_UPLOAD} files at once", field="files")
-    return files
-
-
-def _upload(
-    request: Request,
-    assistant_id: str,
-    scripted: bool,
-    sent: object,
-    contents: list[tuple[str, bytes]],
-    failure: ChatmeterError | None,
-) -> Response:
-    if scripted and viewer_of(request) is None:
-        return problem(401, SESSION_ENDED)
-    found = find(request, assistant_id)
+    found = await run_in_threadpool(_who, request, assistant_id, scripted)
     if isinstance(found, Response):
-        return problem(404, "there is no such assistant") if scripted else found
+        return found  # nothing of the body has been read
     viewer, bot = found
     ctx = ctx_of(request)
     try:
-        auth.check_csrf(request, ctx.settings, sent)
-        if failure is not None:
-            raise failure
-        rows = _store(request, viewer, bot["id"], contents)
+        async with receive_upload(
+            request,
+            spool_dir=ctx.settings.data_dir / "uploads",
+            max_file_bytes=ctx.settings.max_upload_bytes,
+            max_files=MAX_FILES_PER_UPLOAD,
+            before_files=None if scripted else lambda fields: _check_token(request, fields),
+        ) as received:
+            if not received.files:
+                raise InvalidInput("choose one or more files to upload", field="files")
+            rows = await run_in_threadpool(_store, request, viewer, bot["id"], received.files)
     except ChatmeterError as exc:
         if scripted:
             return problem(exc.status_code, exc.message)
-        return _training_page(
-            request, viewer, bot, status=exc.status_code, error=sentence(exc.message)
+        return await run_in_threadpool(
+            _training_page,
+            request,
+            viewer,
+            bot,
+            status=exc.status_code,
+            error=sentence(exc.message),
         )
     ctx.wake_worker()
     if not scripted:
@@ -162,27 +145,47 @@ def _upload(
     return JSONResponse({"files": rows}, status_code=status)
 
 
+def _who(
+    request: Request, assistant_id: str, scripted: bool
+) -> tuple[Viewer, dict[str, Any]] | Response:
+    """The viewer and the assistant, checked from the headers alone; or the refusal."""
+    if scripted and viewer_of(request) is None:
+        return problem(401, SESSION_ENDED)
+    found = find(request, assistant_id)
+    if isinstance(found, Response):
+        return problem(404, "there is no such assistant") if scripted else found
+    viewer, bot = found
+    if scripted:
+        try:
+            _check_token(request, {auth.CSRF_FIELD: request.headers.get(auth.CSRF_HEADER)})
+        except ChatmeterError as exc:
+            return problem(exc.status_code, exc.message)
+    return viewer, bot
+
+
+def _check_token(request: Request, fields: dict[str, Any]) -> None:
+    auth.check_csrf(request, ctx_of(request).settings, fields.get(auth.CSRF_FIELD))
+
+
 def _store(
-    request: Request, viewer: Viewer, assistant_id: int, contents: list[tuple[str, bytes]]
+    request: Request, viewer: Viewer, assistant_id: int, contents: list[tuple[str, Content]]
 ) -> list[dict[str, Any]]:
-    """Queue every file, or none of them if one is refused (too large, empty, unnamed)."""
+    """Queue every file, or none of them if one is refused (empty, unnamed)."""
     ctx = ctx_of(request)
-    limit = ctx.settings.max_upload_bytes
     with ctx.db.uow() as uow:
         assistant = assistants.get_assistant(
             uow.session, account_id=viewer.account_id, assistant_id=assistant_id
         )
         rows = []
-        for filename, data in contents:
-            if len(data) > limit:  # read only to limit + 1: say so without the exact size
-                raise PayloadTooLarge(f"{filename} is larger than the limit of {limit:,} bytes")
+        for filename, content in contents:
             done = training.upload(
                 uow.session,
                 assistant=assistant,
                 filename=filename,
-                data=data,
-                max_bytes=limit,
+                data=content,
+                max_bytes=ctx.settings.max_upload_bytes,
                 now=ctx.clock.now(),
+                quota=training.Quota.of(ctx.settings),
             )
             uow.session.flush()
             rows.append(file_row(done.file) | {"duplicate": done.duplicate})

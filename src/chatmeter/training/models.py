@@ -33,6 +33,7 @@ class TrainingFile(Base):
     __table_args__ = (
         UniqueConstraint("assistant_id", "sha256"),
         Index("ix_training_files_queue", "status", "id"),
+        Index("ix_training_files_account", "account_id", "status"),  # the account's quotas
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -49,12 +50,25 @@ class TrainingFile(Base):
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(32), default=None)
     error_message: Mapped[str | None] = mapped_column(String(500), default=None)
-    # Until it is processed; emptied afterwards so the database keeps text, not uploads.
-    content: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     leased_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class FilePart(Base):
+    """An upload's bytes, a mebibyte a row, until the file is processed.
+
+    In parts so that neither the web process storing an upload nor the worker
+    reading it back ever holds the whole file; deleted once the file is ready
+    or failed, so the database keeps text, not uploads.
+    """
+
+    __tablename__ = "training_file_parts"
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("training_files.id"), primary_key=True)
+    ordinal: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Chunk(Base):

@@ -21,7 +21,7 @@ from chatmeter.web.api import (
     tokens,
 )
 from chatmeter.web.https import StrictTransportSecurity
-from chatmeter.web.limits import BodySizeLimit
+from chatmeter.web.limits import MULTIPART_OVERHEAD, BodySizeLimit
 
 # How uvicorn must serve the app. Its own proxy-header handling believes
 # X-Forwarded-For from 127.0.0.1 by default, so that any local process could pose
@@ -39,7 +39,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
 
             worker = Worker(ctx)
             ctx.wake_worker = worker.wake
-            worker.start_thread()
+            worker.start()
         yield
         if worker is not None:
             worker.stop()
@@ -68,8 +68,8 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         max_bytes=ctx.settings.max_body_bytes,
-        max_upload_bytes=ctx.settings.max_upload_bytes,
-        max_files=assistants.MAX_FILES_PER_UPLOAD,
+        upload_ceiling=ctx.settings.max_upload_bytes * assistants.MAX_FILES_PER_UPLOAD
+        + MULTIPART_OVERHEAD,
     )
     app.add_middleware(widget.PublicOrigins)  # other sites are refused first
     if ctx.settings.base_url.startswith("https://"):

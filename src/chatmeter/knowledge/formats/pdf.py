@@ -17,7 +17,8 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from chatmeter.knowledge.document import MAX_HEADING_DEPTH, Block, Document, Page, clean_text
-from chatmeter.knowledge.errors import CorruptFile, EncryptedFile, NoTextLayer
+from chatmeter.knowledge.errors import CorruptFile, EncryptedFile, FileTooLarge, NoTextLayer
+from chatmeter.knowledge.limits import ExtractionLimits
 
 MAX_BOOKMARKS = 5_000
 _PLACEHOLDER_TITLES = frozenset({"", "untitled", "(anonymous)"})
@@ -30,7 +31,8 @@ _PDFIUM = threading.Lock()
 Bookmark = tuple[int, int, str]  # page index, nesting level, title
 
 
-def read_pdf(data: bytes, *, title: str) -> Document:
+def read_pdf(data: bytes, *, title: str, max_pages: int = ExtractionLimits().max_pages) -> Document:
+    """The PDF's text, page by page; its pages are counted before any text is read."""
     with _PDFIUM:
         try:
             pdf = pdfium.PdfDocument(data)
@@ -39,6 +41,8 @@ def read_pdf(data: bytes, *, title: str) -> Document:
                 raise EncryptedFile() from exc
             raise CorruptFile.of("PDF") from exc
         try:
+            if len(pdf) > max_pages:
+                raise FileTooLarge.pages(count=len(pdf), limit=max_pages)
             texts = [_page_text(pdf, index) for index in range(len(pdf))]
             metadata_title = (pdf.get_metadata_value("Title") or "").strip()
             bookmarks = _bookmarks(pdf)

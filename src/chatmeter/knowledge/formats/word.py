@@ -1,7 +1,11 @@
 """DOCX with python-docx: body paragraphs and tables in order, under their Heading styles.
 
 A DOCX is a zip archive, so it is weighed before anything is unpacked: a
-small upload must not expand into gigabytes in the worker's memory.
+small upload must not expand into gigabytes in the worker's memory. What is
+unpacked is built into a full XML tree (python-docx has no streaming reader),
+so the unpacked size is capped by the operator's setting
+(``CHATMETER_TRAINING_MAX_UNPACKED_BYTES``) and the training process's memory
+limit stops the rest.
 """
 
 from __future__ import annotations
@@ -17,10 +21,9 @@ from docx.text.paragraph import Paragraph
 
 from chatmeter.knowledge.document import Document, PageBuilder, render_row
 from chatmeter.knowledge.errors import CorruptFile, ZipBomb
+from chatmeter.knowledge.limits import ExtractionLimits
 
-# A text-heavy DOCX unpacks to a few times its size, one full of images to
-# about its size; these limits leave room for both and stop the rest.
-MAX_UNPACKED_BYTES = 256 * 1024 * 1024
+MAX_UNPACKED_BYTES = ExtractionLimits().max_unpacked_bytes
 MAX_MEMBERS = 10_000
 # XML compresses 5-20x; 100x is the line Apache POI draws for zip bombs. Small
 # members are exempt: a 4 KB run of spaces legitimately compresses 1000x.
@@ -30,7 +33,7 @@ RATIO_EXEMPT_BYTES = 1024 * 1024
 _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 
 
-def check_archive(data: bytes) -> None:
+def check_archive(data: bytes, *, max_unpacked_bytes: int = MAX_UNPACKED_BYTES) -> None:
     """Raise ``ZipBomb`` if the archive claims an absurd size, before anything is unpacked.
 
     The sizes come from the central directory. They can't understate the
@@ -46,20 +49,22 @@ def check_archive(data: bytes) -> None:
         raise ZipBomb(members=len(members))
     unpacked = sum(member.file_size for member in members)
     packed = sum(member.compress_size for member in members)
-    if unpacked > MAX_UNPACKED_BYTES:
-        raise ZipBomb(unpacked=unpacked)
+    if unpacked > max_unpacked_bytes:
+        raise ZipBomb.unpacked(size=unpacked, limit=max_unpacked_bytes)
     sizes = [(member.file_size, member.compress_size) for member in members]
     for size, compressed in [*sizes, (unpacked, packed)]:
         if size > RATIO_EXEMPT_BYTES and size > MAX_RATIO * max(compressed, 1):
             raise ZipBomb(unpacked=size, packed=compressed)
 
 
-def read_docx(data: bytes, *, title: str) -> Document:
-    check_archive(data)
+def read_docx(data: bytes, *, title: str, max_unpacked_bytes: int = MAX_UNPACKED_BYTES) -> Document:
+    check_archive(data, max_unpacked_bytes=max_unpacked_bytes)
     try:
         word = docx.Document(io.BytesIO(data))
         properties_title = (word.core_properties.title or "").strip()
         items = list(word.iter_inner_content())
+    except MemoryError:
+        raise
     except Exception as exc:  # python-docx, lxml and zipfile each raise their own on bad input
         raise CorruptFile.of("Word (DOCX)") from exc
     builder = PageBuilder()

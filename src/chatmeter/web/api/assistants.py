@@ -2,19 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
-from chatmeter.errors import InvalidInput, PayloadTooLarge
+from chatmeter.context import Context
+from chatmeter.errors import InvalidInput
 from chatmeter.training import service as training
+from chatmeter.training.content import Content
 from chatmeter.web.deps import AccountDep, ContextDep, IdPath
+from chatmeter.web.uploads import receive_upload
 
 router = APIRouter(tags=["assistants"])
 MAX_FILES_PER_UPLOAD = 20
+# The body is read by the route itself, after the API key is checked, so FastAPI
+# cannot describe it from a parameter: this is what it would have said.
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One or more training files.",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 @router.get("/assistants")
@@ -90,45 +116,61 @@ def rotate_public_key(
         return assistants.assistant_dict(assistant)
 
 
-@router.post("/assistants/{assistant_id}/files", status_code=201)
+@router.post("/assistants/{assistant_id}/files", status_code=201, openapi_extra=UPLOAD_BODY)
 async def upload_files(
-    assistant_id: IdPath,
-    ctx: ContextDep,
-    account_id: AccountDep,
-    files: Annotated[list[UploadFile], File(description="One or more training files.")],
+    assistant_id: IdPath, request: Request, ctx: ContextDep, account_id: AccountDep
 ) -> JSONResponse:
-    """Queue files for training; each answer says whether the content was already known."""
-    if not files or len(files) > MAX_FILES_PER_UPLOAD:
-        raise InvalidInput(f"send 1 to {MAX_FILES_PER_UPLOAD} files", field="files")
-    limit = ctx.settings.max_upload_bytes
-    contents = []
-    for upload in files:
-        data = await upload.read(limit + 1)
-        if len(data) > limit:
-            raise PayloadTooLarge(
-                f"{upload.filename} is larger than {limit:,} bytes", filename=upload.filename
-            )
-        contents.append((upload.filename or "", data))
+    """Queue files for training; each answer says whether the content was already known.
+
+    The key and the assistant are checked before a byte of the body is read;
+    the files are then spooled to disk as they arrive, each refused the moment
+    it passes ``CHATMETER_MAX_UPLOAD_BYTES``.
+    """
+    await run_in_threadpool(_own_assistant, ctx, account_id, assistant_id)
+    async with receive_upload(
+        request,
+        spool_dir=ctx.settings.data_dir / "uploads",
+        max_file_bytes=ctx.settings.max_upload_bytes,
+        max_files=MAX_FILES_PER_UPLOAD,
+    ) as received:
+        if not received.files:
+            raise InvalidInput(f"send 1 to {MAX_FILES_PER_UPLOAD} files", field="files")
+        results = await run_in_threadpool(_queue, ctx, account_id, assistant_id, received.files)
+    ctx.wake_worker()
+    status = 201 if any(not r.duplicate for r in results) else 200
+    body = [training.file_dict(r.file) | {"duplicate": r.duplicate} for r in results]
+    return JSONResponse(jsonable(body), status_code=status)
+
+
+def _own_assistant(ctx: Context, account_id: int, assistant_id: int) -> None:
+    with ctx.db.read() as session:
+        assistants.get_assistant(session, account_id=account_id, assistant_id=assistant_id)
+
+
+def _queue(
+    ctx: Context, account_id: int, assistant_id: int, files: list[tuple[str, Content]]
+) -> list[training.Upload]:
+    """Every file queued, or none of them if one is refused."""
     with ctx.db.uow() as uow:
         assistant = assistants.get_assistant(
             uow.session, account_id=account_id, assistant_id=assistant_id
         )
-        results = [
-            training.upload(
-                uow.session,
-                assistant=assistant,
-                filename=name,
-                data=data,
-                max_bytes=limit,
-                now=ctx.clock.now(),
+        results = []
+        for name, content in files:
+            results.append(
+                training.upload(
+                    uow.session,
+                    assistant=assistant,
+                    filename=name,
+                    data=content,
+                    max_bytes=ctx.settings.max_upload_bytes,
+                    now=ctx.clock.now(),
+                    quota=training.Quota.of(ctx.settings),
+                )
             )
-            for name, data in contents
-        ]
+            uow.session.flush()
         uow.commit()
-        body = [training.file_dict(r.file) | {"duplicate": r.duplicate} for r in results]
-    ctx.wake_worker()
-    status = 201 if any(not r.duplicate for r in results) else 200
-    return JSONResponse(jsonable(body), status_code=status)
+    return results
 
 
 @router.get("/assistants/{assistant_id}/files")
