@@ -9,6 +9,7 @@ import pytest
 
 from chatmeter.chat.queue import GenerationQueue, Ticket
 from chatmeter.errors import Busy
+from tests.support import aio
 
 
 def queue(slots: int = 1, places: int = 4, per_account: int = 2) -> GenerationQueue:
@@ -87,7 +88,7 @@ def test_a_waiter_in_the_event_loop_wakes_when_a_slot_frees_and_leaves_when_canc
         await asyncio.wait_for(waiting_patient, timeout=30)
         assert patient.running
 
-    asyncio.run(scenario())
+    aio.run(scenario())
 
 
 def test_a_job_runs_on_the_queues_own_thread_and_frees_its_slot_after() -> None:

@@ -30,6 +30,7 @@ from tests.chat.shop import (
     open_shop,
 )
 from tests.security.crowd import Visit, model_held
+from tests.support import aio
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -161,6 +162,6 @@ def test_the_model_never_waits_for_the_visitor_to_read(ctx: Context) -> None:
         rest = [event async for event in events]
         assert rest[-1]["type"] == "done"
 
-    asyncio.run(read_only_the_start())
+    aio.run(read_only_the_start())
     assert len(answers(busy)) == 1
     assert_ledger_clean(busy)
