@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from chatmeter.billing import service as billing
+from chatmeter.billing import purchases
 from chatmeter.chat import service as chat
 from chatmeter.context import Context
 from chatmeter.errors import RateLimited
@@ -54,7 +54,7 @@ def test_a_depleted_account_is_only_unavailable_until_a_purchase(
     assert holds(ctx, shop.account_id) == []
     assert model.calls == 0
 
-    billing.purchase(ctx, account_id=shop.account_id, packages=1)
+    purchases.purchase(ctx, account_id=shop.account_id, packages=1)
     reply = visitor.post(shop.chat_url, json={"message": QUESTION})
 
     assert reply.status_code == 200, reply.text
