@@ -116,7 +116,7 @@ def make_context(url: str) -> Context:
 def overhead(url: str, turns: int, chunks: int) -> dict[str, float]:
     from chatmeter.assistants import service as assistants
     from chatmeter.billing import subscriptions
-    from chatmeter.chat.service import start_turn
+    from chatmeter.chat.admission import start_turn
     from chatmeter.llm.local import LocalProvider
 
     db = Database(url)
@@ -153,7 +153,7 @@ def overhead(url: str, turns: int, chunks: int) -> dict[str, float]:
 
 
 def tokens_per_conversation() -> None:
-    from chatmeter.chat.service import start_turn
+    from chatmeter.chat.admission import start_turn
     from chatmeter.demo import ensure_demo
     from chatmeter.training import service as training
 
