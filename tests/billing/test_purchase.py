@@ -1,6 +1,6 @@
 """Buying packages mid-month (``purchases.purchase``), on SQLite and PostgreSQL.
 
-Promises guarded here (PRODUCT.md §1 and §2):
+Promises guarded here:
 
 - N packages add N × 5,000 tokens *at once*, after the payment succeeds, and
   raise both the subscription quantity and this month's limit;

@@ -1,6 +1,6 @@
 """The monthly renewal (``renewals.run_renewals``), on SQLite and PostgreSQL.
 
-Promises guarded here (PRODUCT.md §1 and §2):
+Promises guarded here:
 
 - the balance renews on the 1st at 00:00 in the account's time zone: exactly
   once per month, however often and from however many workers the job runs;
@@ -241,7 +241,7 @@ def test_a_renewal_sends_no_running_out_emails(ctx: Context) -> None:
 
     The customer had 7,000 tokens left and gets 10,000 new ones at the same
     moment: neither the depleted email nor the low-balance warning is due
-    (PRODUCT.md §2: they are sent when the balance drops or runs out).
+    (they are sent when the balance drops or runs out).
     """
     ctx = setup(ctx)
     account = new_account(ctx)
