@@ -49,8 +49,11 @@ $(STAMP): pyproject.toml Makefile
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# Style (ruff), the layers (import-linter, contracts in pyproject.toml) and types (mypy).
 lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/ledger.py

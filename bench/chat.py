@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import retrieval as corpus
-from chatmeter.billing import service as billing
+from chatmeter.billing import purchases
 from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.db import Database
@@ -115,8 +115,8 @@ def make_context(url: str) -> Context:
 
 def overhead(url: str, turns: int, chunks: int) -> dict[str, float]:
     from chatmeter.assistants import service as assistants
-    from chatmeter.billing import service as billing_service
-    from chatmeter.chat.service import start_turn
+    from chatmeter.billing import subscriptions
+    from chatmeter.chat.admission import start_turn
     from chatmeter.llm.local import LocalProvider
 
     db = Database(url)
@@ -127,11 +127,11 @@ def overhead(url: str, turns: int, chunks: int) -> dict[str, float]:
     with ctx.db.uow() as uow:
         assistant = uow.session.get(assistants.Assistant, assistant_id)
         account_id, public_key = assistant.account_id, assistant.public_key
-        billing_service.open_subscription(
+        subscriptions.open_subscription(
             uow.session, account_id=account_id, settings=ctx.settings, now=ctx.clock.now()
         )
         uow.commit()
-    billing.purchase(ctx, account_id=account_id, packages=1000)
+    purchases.purchase(ctx, account_id=account_id, packages=1000)
     ctx._providers["local:"] = InstantProvider(
         LocalProvider(), "Tokens are sold in packages of 5,000; ten packages give 50,000 tokens."
     )
@@ -153,7 +153,7 @@ def overhead(url: str, turns: int, chunks: int) -> dict[str, float]:
 
 
 def tokens_per_conversation() -> None:
-    from chatmeter.chat.service import start_turn
+    from chatmeter.chat.admission import start_turn
     from chatmeter.demo import ensure_demo
     from chatmeter.training import service as training
 

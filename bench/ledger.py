@@ -46,6 +46,7 @@ from chatmeter.db import Database, normalise_url
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import GrantSource
 from chatmeter.ledger.verify import verify
+from chatmeter.notifications import balance_notices
 
 SPAWN = multiprocessing.get_context("spawn")
 SPREAD_ACCOUNTS = 100
@@ -113,6 +114,7 @@ def one_turn(
             generation=rng.randint(0, RESERVE - context),
             now=now,
         )
+        balance_notices.send_raised(uow.session, now=now)  # as every caller does
         uow.commit()
     settled = time.perf_counter()
     reserve_ms.append((reserved - started) * 1000)

@@ -82,8 +82,7 @@ def prepare(url: str, data_dir: Path, max_tokens: int) -> tuple[str, str, str]:
     from chatmeter.accounts import service as accounts
     from chatmeter.assistants import service as assistants
     from chatmeter.assistants.schemas import AssistantFields
-    from chatmeter.billing import periods
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import periods, subscriptions
     from chatmeter.config import Env, Settings
     from chatmeter.context import Context
     from chatmeter.ledger import service as ledger
@@ -97,7 +96,9 @@ def prepare(url: str, data_dir: Path, max_tokens: int) -> tuple[str, str, str]:
     now = ctx.clock.now()
     with ctx.db.uow() as uow:
         account = accounts.create_account(uow.session, email="load@example.com", now=now)
-        billing.open_subscription(uow.session, account_id=account.id, settings=settings, now=now)
+        subscriptions.open_subscription(
+            uow.session, account_id=account.id, settings=settings, now=now
+        )
         api_key = accounts.issue_api_key(uow.session, account_id=account.id, now=now)
         ledger.grant(
             uow.session,

@@ -23,8 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from chatmeter import models
 from chatmeter.accounts import service as accounts
-from chatmeter.billing import periods
-from chatmeter.billing import service as billing
+from chatmeter.billing import periods, subscriptions
 from chatmeter.billing.gateways import ManualGateway
 from chatmeter.billing.models import Subscription
 from chatmeter.clock import FixedClock
@@ -34,6 +33,7 @@ from chatmeter.db import Database, normalise_url
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Balance, GrantSource
 from chatmeter.ledger.verify import verify
+from chatmeter.notifications import balance_notices
 
 START = dt.datetime(2026, 11, 15, 12, 0, tzinfo=dt.UTC)
 
@@ -137,7 +137,7 @@ def new_account(ctx: Context, *, email: str = "owner@example.com", timezone: str
         account = accounts.create_account(
             uow.session, email=email, timezone=timezone, now=ctx.clock.now()
         )
-        billing.open_subscription(
+        subscriptions.open_subscription(
             uow.session, account_id=account.id, settings=ctx.settings, now=ctx.clock.now()
         )
         uow.commit()
@@ -169,7 +169,7 @@ def balance_of(ctx: Context, account_id: int) -> Balance:
 
 def subscription_of(ctx: Context, account_id: int) -> Subscription:
     with ctx.db.read() as session:
-        return billing.get_subscription(session, account_id=account_id)
+        return subscriptions.get_subscription(session, account_id=account_id)
 
 
 def spend(ctx: Context, account_id: int, tokens: int, key: str) -> None:
@@ -187,6 +187,7 @@ def spend(ctx: Context, account_id: int, tokens: int, key: str) -> None:
             generation=0,
             now=now,
         )
+        balance_notices.send_raised(uow.session, now=now)
         uow.commit()
 
 

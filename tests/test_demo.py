@@ -43,7 +43,7 @@ def test_demo_help_center_learns_the_help_articles(ctx: Context) -> None:
 def test_demo_help_center_cites_the_buying_tokens_article(ctx: Context) -> None:
     from chatmeter.assistants import service as assistants
     from chatmeter.assistants.schemas import AssistantFields
-    from chatmeter.chat.service import start_turn
+    from chatmeter.chat.admission import start_turn
     from chatmeter.training import service as training
 
     account = ensure_demo(ctx, echo=lambda _line: None)

@@ -56,9 +56,7 @@ class Settings(BaseSettings):
     package_price: Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2)] = Decimal("9.00")
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     free_tokens: Annotated[int, Field(ge=0, le=100_000_000)] = 0
-    default_timezone: str = "UTC"
 
-    payment_gateway: Literal["manual"] = "manual"
     payment_auto_approve: bool | None = None
     renewal_retry_hours: Annotated[int, Field(ge=1, le=24 * 7)] = 24
     renewal_max_attempts: Annotated[int, Field(ge=1, le=30)] = 4
@@ -121,12 +119,6 @@ class Settings(BaseSettings):
     openai_tokenizer: str | None = None
     openai_context_window: Annotated[int, Field(ge=512, le=10_000_000)] = 8192
     rate_card: dict[str, tuple[Decimal, Decimal]] = {}
-
-    @field_validator("default_timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        check_timezone(value)
-        return value
 
     @field_validator(
         "chat_visitor_rate", "chat_assistant_rate", "sign_up_rate_per_address", "sign_up_rate"

@@ -4,7 +4,6 @@ and the per-process models and caches, loaded on first use."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,14 +31,12 @@ class Context:
     db: Database
     clock: Clock
     gateway: PaymentGateway
-    # Nudges the in-process worker (new training files); a no-op without one.
-    wake_worker: Callable[[], None] = field(default=lambda: None)
-    _embedder: Any = None
-    _vectors: Any = None
-    _providers: dict[str, Any] = field(default_factory=dict)
-    _limiter: Any = None
-    _queues: dict[str, Any] = field(default_factory=dict)
-    _keeper: Any = None
+    _embedder: Embedder | None = None
+    _vectors: VectorCache | None = None
+    _providers: dict[str, Provider] = field(default_factory=dict)
+    _limiter: ChatLimiter | None = None
+    _queues: dict[str, GenerationQueue] = field(default_factory=dict)
+    _keeper: HoldKeeper | None = None
 
     @classmethod
     def from_settings(
@@ -57,6 +54,14 @@ class Context:
             settings=settings, db=Database(settings.database_url), clock=clock, gateway=gateway
         )
 
+    def wake_worker(self) -> None:
+        """Nudge the in-process worker now; a no-op without one.
+
+        Work queued in a unit of work wakes it after commit by itself
+        (``db.queue_work``): this is for callers that queued it otherwise.
+        """
+        self.db.wake_worker()
+
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
@@ -65,7 +70,7 @@ class Context:
             with _lock:
                 if self._embedder is None:
                     self._embedder = MiniLMEmbedder()
-        return self._embedder  # type: ignore[no-any-return]
+        return self._embedder
 
     @property
     def vectors(self) -> VectorCache:
@@ -75,7 +80,7 @@ class Context:
             with _lock:
                 if self._vectors is None:
                     self._vectors = VectorCache()
-        return self._vectors  # type: ignore[no-any-return]
+        return self._vectors
 
     def provider(self, name: str, model: str = "") -> Provider:
         """The language model an assistant uses; one instance per (provider, model) and process."""
@@ -88,7 +93,7 @@ class Context:
                     self._providers[key] = make_provider(
                         name, **self._provider_options(name, model)
                     )
-        return self._providers[key]  # type: ignore[no-any-return]
+        return self._providers[key]
 
     def generation_queue(self, provider: Provider) -> GenerationQueue:
         """The queue in front of a model: one per model and process.
@@ -109,7 +114,7 @@ class Context:
                         places=settings.chat_queue_size,
                         per_account=settings.queue_places_per_account,
                     )
-        return self._queues[key]  # type: ignore[no-any-return]
+        return self._queues[key]
 
     @property
     def hold_keeper(self) -> HoldKeeper:
@@ -122,7 +127,7 @@ class Context:
                     self._keeper = HoldKeeper(
                         db=self.db, clock=self.clock, ttl_seconds=self.settings.chat_hold_seconds
                     )
-        return self._keeper  # type: ignore[no-any-return]
+        return self._keeper
 
     def _provider_options(self, name: str, model: str) -> dict[str, Any]:
         settings = self.settings
@@ -167,7 +172,7 @@ class Context:
             with _lock:
                 if self._limiter is None:
                     self._limiter = ChatLimiter(self.settings)
-        return self._limiter  # type: ignore[no-any-return]
+        return self._limiter
 
     def close(self) -> None:
         if self._keeper is not None:

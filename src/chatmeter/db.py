@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    CursorResult,
     DateTime,
     Engine,
     Integer,
@@ -27,7 +28,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Result, make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -108,6 +109,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched (``session.execute`` types its result loosely)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
 def normalise_url(url: str) -> str:
     """Accept ``postgresql://`` and pick the psycopg 3 driver for it."""
     if url.startswith("postgres://"):
@@ -176,6 +182,21 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# Set on a session whose transaction queued work for the worker (``queue_work``).
+_WORK_QUEUED = "chatmeter.work_queued"
+
+
+def queue_work(session: Session) -> None:
+    """This transaction queued work for the worker (an email, a file to train): the unit
+    of work wakes the worker once it has committed, never before (``Database.wake_worker``).
+    """
+    session.info[_WORK_QUEUED] = True
+
+
+def _nothing() -> None:
+    pass
+
+
 class Database:
     """An engine plus the two kinds of unit of work: writing and reading."""
 
@@ -188,13 +209,19 @@ class Database:
         # SQLite has one writer; let this process's writers queue on a lock that hands
         # over at once, instead of SQLite's busy handler that sleeps and polls.
         self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        # Nudges this process's worker when a commit queued work for it; set by the
+        # process that runs one (``chatmeter serve``), a no-op otherwise.
+        self.wake_worker: Callable[[], None] = _nothing
 
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self._write_sessions, self._write_lock)
+        return UnitOfWork(self._write_sessions, self._write_lock, on_work=self._work_queued)
+
+    def _work_queued(self) -> None:
+        self.wake_worker()  # looked up now: the worker may have started since
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -216,13 +243,22 @@ class UnitOfWork:
     """A transaction that rolls back unless ``commit()`` is called.
 
     Services receive ``uow.session`` and never commit; the caller commits once,
-    so an operation and the emails it queues are all-or-nothing. Callbacks
-    registered with ``after_commit`` run only once the commit succeeded.
+    so an operation and the emails it queues are all-or-nothing. Side effects
+    happen after the commit succeeded, never before, through one mechanism: the
+    callbacks registered with ``after_commit``, among them waking the worker
+    when the transaction queued work for it (``queue_work``).
     """
 
-    def __init__(self, factory: sessionmaker[Session], lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        lock: threading.Lock | None = None,
+        *,
+        on_work: Callable[[], None] = _nothing,
+    ) -> None:
         self._factory = factory
         self._lock = lock
+        self._on_work = on_work
         self._after_commit: list[Callable[[], None]] = []
         self.session: Session
 
@@ -250,6 +286,8 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self.session.commit()
+        if self.session.info.pop(_WORK_QUEUED, False):
+            self._after_commit.append(self._on_work)
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()

@@ -13,7 +13,7 @@ from chatmeter.accounts import service as accounts
 from chatmeter.accounts.models import Account
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
-from chatmeter.billing import service as billing
+from chatmeter.billing import purchases
 from chatmeter.config import Env
 from chatmeter.context import Context
 from chatmeter.panel import service as users
@@ -74,7 +74,7 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
             )
         uow.commit()
         public_key = helper.public_key
-    billing.purchase(ctx, account_id=account.id, packages=DEMO_PACKAGES, key="demo:first-run")
+    purchases.purchase(ctx, account_id=account.id, packages=DEMO_PACKAGES, key="demo:first-run")
     key_file = ctx.settings.data_dir / "demo-api-key.txt"
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key_file.write_text(key + "\n")

@@ -1,6 +1,6 @@
 """Billing months in the account's own time zone (``chatmeter.billing.periods``).
 
-The promise (PRODUCT.md §1): the balance renews on the 1st at 00:00 in the
+The promise: the balance renews on the 1st at 00:00 in the
 account's time zone, never early. Everything about *when* a month begins and
 ends comes from these four functions, so they are checked on fixed examples
 in zones with awkward offsets and, as a property, for every zone and month.

@@ -1,6 +1,6 @@
-"""Buying packages mid-month (``billing.purchase``), on SQLite and PostgreSQL.
+"""Buying packages mid-month (``purchases.purchase``), on SQLite and PostgreSQL.
 
-Promises guarded here (PRODUCT.md §1 and §2):
+Promises guarded here:
 
 - N packages add N × 5,000 tokens *at once*, after the payment succeeds, and
   raise both the subscription quantity and this month's limit;
@@ -23,8 +23,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from chatmeter.billing import periods
-from chatmeter.billing import service as billing
+from chatmeter.billing import charges, periods, purchases, renewals, subscriptions
 from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus, ManualGateway
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
 from chatmeter.context import Context
@@ -99,7 +98,7 @@ def row_counts(ctx: Context) -> dict[str, int]:
 def test_buying_packages_grants_their_tokens_at_once(ctx: Context, packages: int) -> None:
     """N packages: N × 5,000 tokens now, quantity N, limit N × 5,000, one paid invoice."""
     account = new_account(ctx)
-    invoice = billing.purchase(ctx, account_id=account, packages=packages)
+    invoice = purchases.purchase(ctx, account_id=account, packages=packages)
 
     assert invoice.status == InvoiceStatus.PAID
     assert invoice.kind == InvoiceKind.PURCHASE
@@ -120,7 +119,7 @@ def test_buying_packages_grants_their_tokens_at_once(ctx: Context, packages: int
 def test_a_purchase_queues_one_receipt_with_the_real_figures(ctx: Context) -> None:
     """One receipt email, in the same transaction, with the figures the customer can check."""
     account = new_account(ctx)
-    invoice = billing.purchase(ctx, account_id=account, packages=10)
+    invoice = purchases.purchase(ctx, account_id=account, packages=10)
     (receipt,) = outbox(ctx, "purchase_receipt")
     assert receipt.account_id == account
     assert receipt.to_address == "owner@example.com"
@@ -136,9 +135,9 @@ def test_a_purchase_queues_one_receipt_with_the_real_figures(ctx: Context) -> No
 def test_a_second_purchase_adds_to_the_first(ctx: Context) -> None:
     """Quantity and limit grow with every purchase; tokens already there stay."""
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     spend(ctx, account, 1500, "chat-1")
-    billing.purchase(ctx, account_id=account, packages=3)
+    purchases.purchase(ctx, account_id=account, packages=3)
     balance = balance_of(ctx, account)
     assert balance.available == 5 * PACKAGE - 1500
     assert balance.period_granted == 5 * PACKAGE
@@ -153,7 +152,7 @@ def test_the_package_size_is_the_operators_setting(ctx: Context) -> None:
         ctx, settings=ctx.settings.model_copy(update={"package_tokens": 1000})
     )
     account = new_account(small)
-    billing.purchase(small, account_id=account, packages=4)
+    purchases.purchase(small, account_id=account, packages=4)
     assert balance_of(small, account).available == 4000
 
 
@@ -165,9 +164,9 @@ def test_the_same_key_returns_the_same_invoice_and_grants_once(ctx: Context) -> 
     gateway = RecordingGateway()
     ctx = with_gateway(ctx, gateway)
     account = new_account(ctx)
-    first = billing.purchase(ctx, account_id=account, packages=2, key="order-17")
+    first = purchases.purchase(ctx, account_id=account, packages=2, key="order-17")
     counts = row_counts(ctx)
-    again = billing.purchase(ctx, account_id=account, packages=2, key="order-17")
+    again = purchases.purchase(ctx, account_id=account, packages=2, key="order-17")
     assert again.id == first.id
     assert again.status == InvoiceStatus.PAID
     assert row_counts(ctx) == counts, "a retry wrote something"
@@ -179,10 +178,10 @@ def test_the_same_key_returns_the_same_invoice_and_grants_once(ctx: Context) -> 
 def test_the_same_key_for_another_purchase_is_refused(ctx: Context) -> None:
     """One key, one purchase: reusing it for other packages is a conflict, nothing written."""
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2, key="order-17")
+    purchases.purchase(ctx, account_id=account, packages=2, key="order-17")
     counts = row_counts(ctx)
     with pytest.raises(IdempotencyConflict):
-        billing.purchase(ctx, account_id=account, packages=3, key="order-17")
+        purchases.purchase(ctx, account_id=account, packages=3, key="order-17")
     assert row_counts(ctx) == counts
     assert balance_of(ctx, account).available == 2 * PACKAGE
 
@@ -191,8 +190,8 @@ def test_keys_belong_to_one_account(ctx: Context) -> None:
     """Two accounts may use the same key; each gets its own invoice."""
     one = new_account(ctx, email="one@example.com")
     two = new_account(ctx, email="two@example.com")
-    a = billing.purchase(ctx, account_id=one, packages=1, key="k")
-    b = billing.purchase(ctx, account_id=two, packages=1, key="k")
+    a = purchases.purchase(ctx, account_id=one, packages=1, key="k")
+    b = purchases.purchase(ctx, account_id=two, packages=1, key="k")
     assert a.id != b.id
     assert balance_of(ctx, two).available == PACKAGE
 
@@ -210,7 +209,7 @@ def test_bad_package_counts_are_refused_and_nothing_is_written(
     account = new_account(ctx)
     counts = row_counts(ctx)
     with pytest.raises(InvalidInput):
-        billing.purchase(ctx, account_id=account, packages=packages)  # type: ignore[arg-type]
+        purchases.purchase(ctx, account_id=account, packages=packages)  # type: ignore[arg-type]
     assert row_counts(ctx) == counts
     assert gateway.requests == []
     assert subscription_of(ctx, account).quantity == 0
@@ -222,20 +221,20 @@ def test_bad_idempotency_keys_are_refused(ctx: Context, key: str) -> None:
     account = new_account(ctx)
     counts = row_counts(ctx)
     with pytest.raises(InvalidInput):
-        billing.purchase(ctx, account_id=account, packages=1, key=key)
+        purchases.purchase(ctx, account_id=account, packages=1, key=key)
     assert row_counts(ctx) == counts
 
 
 def test_buying_for_an_unknown_account_is_not_found(ctx: Context) -> None:
     """No invoice for an account that does not exist."""
     with pytest.raises(NotFound):
-        billing.purchase(ctx, account_id=999_999, packages=1)
+        purchases.purchase(ctx, account_id=999_999, packages=1)
 
 
 def test_the_largest_purchase_is_accepted(ctx: Context) -> None:
     """1,000 packages is the upper bound and is accepted."""
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=1000)
+    purchases.purchase(ctx, account_id=account, packages=1000)
     assert balance_of(ctx, account).available == 1000 * PACKAGE
 
 
@@ -248,7 +247,7 @@ def test_a_declined_payment_grants_nothing(ctx: Context) -> None:
     ctx = with_gateway(ctx, gateway)
     account = new_account(ctx)
     with pytest.raises(PaymentFailed) as declined:
-        billing.purchase(ctx, account_id=account, packages=3, key="order-1")
+        purchases.purchase(ctx, account_id=account, packages=3, key="order-1")
     assert declined.value.code == "payment_failed"
     with ctx.db.read() as session:
         (invoice,) = session.scalars(select(Invoice)).all()
@@ -261,9 +260,9 @@ def test_a_declined_payment_grants_nothing(ctx: Context) -> None:
     assert outbox(ctx, "purchase_receipt") == []
     # retrying the declined order does not charge again; a new order may succeed
     with pytest.raises(PaymentFailed):
-        billing.purchase(ctx, account_id=account, packages=3, key="order-1")
+        purchases.purchase(ctx, account_id=account, packages=3, key="order-1")
     assert len(gateway.requests) == 1
-    billing.purchase(ctx, account_id=account, packages=3, key="order-2")
+    purchases.purchase(ctx, account_id=account, packages=3, key="order-2")
     assert balance_of(ctx, account).available == 3 * PACKAGE
     assert_ledger_clean(ctx)
 
@@ -272,18 +271,18 @@ def test_a_pending_payment_grants_only_when_confirmed_and_only_once(ctx: Context
     """A payment confirmed later (bank transfer) grants on confirmation, once."""
     ctx = with_gateway(ctx, ManualGateway(auto_approve=False))
     account = new_account(ctx)
-    invoice = billing.purchase(ctx, account_id=account, packages=2, key="wire-1")
+    invoice = purchases.purchase(ctx, account_id=account, packages=2, key="wire-1")
     assert invoice.status == InvoiceStatus.PENDING
     assert balance_of(ctx, account).available == 0
     assert subscription_of(ctx, account).quantity == 0
     assert outbox(ctx, "purchase_receipt") == []
     # asking again while it is pending neither grants nor creates another invoice
-    assert billing.purchase(ctx, account_id=account, packages=2, key="wire-1").id == invoice.id
+    assert purchases.purchase(ctx, account_id=account, packages=2, key="wire-1").id == invoice.id
 
     ctx.clock.advance(hours=5)
     for _ in range(2):  # the operator clicks "mark paid" twice
         with ctx.db.uow() as uow:
-            paid = billing.confirm_payment(
+            paid = charges.confirm_payment(
                 uow.session,
                 account_id=account,
                 invoice_id=invoice.id,
@@ -305,9 +304,9 @@ def test_confirming_another_accounts_invoice_is_not_found(ctx: Context) -> None:
     ctx = with_gateway(ctx, ManualGateway(auto_approve=False))
     owner = new_account(ctx, email="one@example.com")
     other = new_account(ctx, email="two@example.com")
-    invoice = billing.purchase(ctx, account_id=owner, packages=1)
+    invoice = purchases.purchase(ctx, account_id=owner, packages=1)
     with ctx.db.uow() as uow, pytest.raises(NotFound):
-        billing.confirm_payment(
+        charges.confirm_payment(
             uow.session, account_id=other, invoice_id=invoice.id, now=ctx.clock.now()
         )
     assert balance_of(ctx, owner).available == 0
@@ -320,12 +319,12 @@ def test_confirming_another_accounts_invoice_is_not_found(ctx: Context) -> None:
 def test_buying_after_cancelling_starts_over_with_just_the_new_packages(ctx: Context) -> None:
     """After cancelling, a purchase reactivates the subscription with only the new packages."""
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=3)
+    purchases.purchase(ctx, account_id=account, packages=3)
     with ctx.db.uow() as uow:
-        billing.cancel(uow.session, account_id=account, now=ctx.clock.now())
+        subscriptions.cancel(uow.session, account_id=account, now=ctx.clock.now())
         uow.commit()
     assert subscription_of(ctx, account).renewing_quantity == 0
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     subscription = subscription_of(ctx, account)
     assert subscription.status == "active"
     assert subscription.cancelled_at is None
@@ -334,7 +333,7 @@ def test_buying_after_cancelling_starts_over_with_just_the_new_packages(ctx: Con
     assert balance_of(ctx, account).available == 5 * PACKAGE
     # and the next renewal charges the two new packages only
     ctx.clock.set(periods.starts_at("2026-12", "UTC"))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     with ctx.db.read() as session:
         renewal = session.scalars(select(Invoice).where(Invoice.kind == InvoiceKind.RENEWAL)).one()
     assert renewal.packages == 2
@@ -348,7 +347,7 @@ def test_buying_after_cancelling_starts_over_with_just_the_new_packages(ctx: Con
 def test_a_purchase_rearms_the_low_balance_warning(ctx: Context) -> None:
     """Below 20% → one warning; a purchase lifts the balance → the next drop warns again."""
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=1)  # limit 5,000
+    purchases.purchase(ctx, account_id=account, packages=1)  # limit 5,000
     spend(ctx, account, 4000, "chat-1")  # 1,000 left: exactly 20%, not low
     assert outbox(ctx, "low_balance") == []
     spend(ctx, account, 1, "chat-2")  # 999: low
@@ -357,7 +356,7 @@ def test_a_purchase_rearms_the_low_balance_warning(ctx: Context) -> None:
     assert len(outbox(ctx, "low_balance")) == 1
     assert balance_of(ctx, account).low_armed is False
 
-    billing.purchase(ctx, account_id=account, packages=1)  # 5,899 of 10,000
+    purchases.purchase(ctx, account_id=account, packages=1)  # 5,899 of 10,000
     balance = balance_of(ctx, account)
     assert (balance.balance, balance.period_granted) == (5899, 10_000)
     assert balance.low_armed is True

@@ -1,6 +1,6 @@
-"""The monthly renewal (``billing.run_renewals``), on SQLite and PostgreSQL.
+"""The monthly renewal (``renewals.run_renewals``), on SQLite and PostgreSQL.
 
-Promises guarded here (PRODUCT.md §1 and §2):
+Promises guarded here:
 
 - the balance renews on the 1st at 00:00 in the account's time zone: exactly
   once per month, however often and from however many workers the job runs;
@@ -26,8 +26,7 @@ import pytest
 from sqlalchemy import select
 
 from chatmeter.accounts import service as accounts
-from chatmeter.billing import periods
-from chatmeter.billing import service as billing
+from chatmeter.billing import periods, purchases, renewals, subscriptions
 from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
 from chatmeter.context import Context
@@ -141,13 +140,13 @@ def test_running_the_job_again_and_again_renews_once(ctx: Context) -> None:
     """The job runs every few seconds: December is renewed, charged and receipted once."""
     ctx = setup(ctx)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     spend(ctx, account, 3000, "november")
     ctx.clock.set(utc(2026, 12, 1, 0, 0, 5))
     for _ in range(3):
-        billing.run_renewals(ctx)
+        renewals.run_renewals(ctx)
     ctx.clock.advance(days=3)
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
 
     (invoice,) = renewal_invoices(ctx, account)
     assert (invoice.period, invoice.status, invoice.packages) == ("2026-12", "paid", 2)
@@ -173,7 +172,7 @@ def test_four_workers_running_the_job_at_once_renew_once(ctx: Context) -> None:
     ctx = setup(ctx)
     accounts = [new_account(ctx, email=f"owner{i}@example.com") for i in range(3)]
     for packages, account in enumerate(accounts, start=1):
-        billing.purchase(ctx, account_id=account, packages=packages)
+        purchases.purchase(ctx, account_id=account, packages=packages)
     ctx.clock.set(utc(2026, 12, 1, 0, 1))
     start = threading.Barrier(4)
     errors: list[str] = []
@@ -181,7 +180,7 @@ def test_four_workers_running_the_job_at_once_renew_once(ctx: Context) -> None:
     def worker() -> None:
         try:
             start.wait(timeout=30)
-            billing.run_renewals(ctx)
+            renewals.run_renewals(ctx)
         except Exception:  # reported below, with its traceback
             errors.append(traceback.format_exc())
 
@@ -213,11 +212,11 @@ def test_after_downtime_only_the_current_month_is_renewed(ctx: Context) -> None:
     """The clock jumps from 15 November to 20 February: one renewal, for February."""
     ctx = setup(ctx)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     spend(ctx, account, 3000, "november")
     ctx.clock.set(utc(2027, 2, 20, 9, 30))
-    billing.run_renewals(ctx)
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
+    renewals.run_renewals(ctx)
 
     (invoice,) = renewal_invoices(ctx, account)
     assert invoice.period == "2027-02"
@@ -231,7 +230,7 @@ def test_after_downtime_only_the_current_month_is_renewed(ctx: Context) -> None:
     assert len(ctx.gateway.requests) == 2  # type: ignore[attr-defined]
     # and March is renewed as usual
     ctx.clock.set(utc(2027, 3, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert [i.period for i in renewal_invoices(ctx, account)] == ["2027-02", "2027-03"]
     assert balance_of(ctx, account).available == 2 * PACKAGE
     assert_ledger_clean(ctx)
@@ -242,14 +241,14 @@ def test_a_renewal_sends_no_running_out_emails(ctx: Context) -> None:
 
     The customer had 7,000 tokens left and gets 10,000 new ones at the same
     moment: neither the depleted email nor the low-balance warning is due
-    (PRODUCT.md §2: they are sent when the balance drops or runs out).
+    (they are sent when the balance drops or runs out).
     """
     ctx = setup(ctx)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     spend(ctx, account, 3000, "november")
     ctx.clock.set(utc(2026, 12, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert balance_of(ctx, account).available == 2 * PACKAGE
     with ctx.db.read() as session:
         at_renewal = session.scalars(
@@ -286,17 +285,17 @@ def test_renewal_happens_at_local_midnight_never_early(
     ctx = setup(ctx)
     ctx.clock.set(created)
     account = new_account(ctx, timezone=zone)
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
 
     ctx.clock.set(first_instant - dt.timedelta(seconds=1))  # 23:59:59 on the last day
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert renewal_invoices(ctx, account) == []
     assert len(ctx.gateway.requests) == 1  # type: ignore[attr-defined]
     assert balance_of(ctx, account).available == PACKAGE
     assert can_reserve(ctx, account, PACKAGE, "last-minute")
 
     ctx.clock.set(first_instant)  # 00:00:00 on the 1st
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     (invoice,) = renewal_invoices(ctx, account)
     assert (invoice.period, invoice.status) == (period, InvoiceStatus.PAID)
     (renewal,) = grants(ctx, account, GrantSource.RENEWAL)
@@ -313,15 +312,15 @@ def test_daylight_saving_moves_the_renewal_instant_by_an_hour(ctx: Context) -> N
     ctx = setup(ctx)
     ctx.clock.set(utc(2026, 3, 20))
     account = new_account(ctx, timezone="America/Los_Angeles")
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
     renewed_at = []
     for period in ("2026-04", "2026-12"):
         first = periods.starts_at(period, "America/Los_Angeles")
         ctx.clock.set(first - dt.timedelta(seconds=1))
-        billing.run_renewals(ctx)
+        renewals.run_renewals(ctx)
         assert period not in [i.period for i in renewal_invoices(ctx, account)]
         ctx.clock.set(first)
-        billing.run_renewals(ctx)
+        renewals.run_renewals(ctx)
         (invoice,) = [i for i in renewal_invoices(ctx, account) if i.period == period]
         renewed_at.append(invoice.created_at)
     assert renewed_at == [utc(2026, 4, 1, 7), utc(2026, 12, 1, 8)]
@@ -339,7 +338,7 @@ def test_a_new_time_zone_mid_month_carries_no_tokens_into_the_next(
     ctx = setup(ctx)
     ctx.clock.set(utc(2026, 11, 10))
     account = new_account(ctx, timezone=before)
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
     with ctx.db.uow() as uow:
         accounts.update_account(
             uow.session, account_id=account, timezone=after, now=ctx.clock.now()
@@ -347,7 +346,7 @@ def test_a_new_time_zone_mid_month_carries_no_tokens_into_the_next(
         uow.commit()
 
     ctx.clock.set(periods.starts_at("2026-12", after))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     (invoice,) = renewal_invoices(ctx, account)
     assert invoice.period == "2026-12"
     (bought,) = grants(ctx, account, GrantSource.PURCHASE)
@@ -366,7 +365,7 @@ def test_a_purchase_after_moving_west_belongs_to_the_month_already_entered(
     ctx.clock.set(utc(2026, 11, 10))
     account = new_account(ctx, timezone="Pacific/Auckland")
     ctx.clock.set(periods.starts_at("2026-12", "Pacific/Auckland"))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     with ctx.db.uow() as uow:
         accounts.update_account(
             uow.session, account_id=account, timezone="America/Los_Angeles", now=ctx.clock.now()
@@ -374,13 +373,13 @@ def test_a_purchase_after_moving_west_belongs_to_the_month_already_entered(
         uow.commit()
     assert periods.period_of(ctx.clock.now(), "America/Los_Angeles") == "2026-11"
 
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
     (bought,) = grants(ctx, account, GrantSource.PURCHASE)
     assert bought.period == "2026-12"
     assert bought.expires_at == periods.starts_at("2027-01", "America/Los_Angeles")
     assert balance_of(ctx, account).period_granted == PACKAGE + ctx.settings.free_tokens
     ctx.clock.set(periods.starts_at("2026-12", "America/Los_Angeles"))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     (bought,) = grants(ctx, account, GrantSource.PURCHASE)
     assert bought.expired_at is None  # December is not entered twice
     assert_ledger_clean(ctx)
@@ -395,25 +394,25 @@ def test_a_cancelled_subscription_is_not_renewed_and_its_tokens_last_until_the_f
     """Cancelling stops renewals; the tokens stay usable until the 1st, then expire."""
     ctx = setup(ctx)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     with ctx.db.uow() as uow:
-        billing.cancel(uow.session, account_id=account, now=ctx.clock.now())
+        subscriptions.cancel(uow.session, account_id=account, now=ctx.clock.now())
         uow.commit()
     assert len(outbox(ctx, "subscription_cancelled")) == 1
 
     ctx.clock.set(utc(2026, 11, 30, 23, 59, 59))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     spend(ctx, account, 500, "still-usable")
     assert balance_of(ctx, account).available == 2 * PACKAGE - 500
 
     ctx.clock.set(utc(2026, 12, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert grants(ctx, account, GrantSource.RENEWAL) == []
     assert balance_of(ctx, account).available == 0
     assert expired_tokens(ctx, account) == 2 * PACKAGE - 500
     assert not can_reserve(ctx, account, 1, "after-the-first")
     ctx.clock.set(utc(2027, 1, 1, 6))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert grants(ctx, account, GrantSource.RENEWAL) == []
     assert len(ctx.gateway.requests) == 1, "a cancelled subscription was charged"  # type: ignore[attr-defined]
     assert outbox(ctx, "renewal_receipt") == []
@@ -425,9 +424,11 @@ def test_a_new_quantity_applies_at_the_next_renewal_only(ctx: Context) -> None:
     """Raising or lowering the packages changes nothing this month, only the next renewal."""
     ctx = setup(ctx)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     with ctx.db.uow() as uow:
-        billing.change_quantity(uow.session, account_id=account, packages=5, now=ctx.clock.now())
+        subscriptions.change_quantity(
+            uow.session, account_id=account, packages=5, now=ctx.clock.now()
+        )
         uow.commit()
     balance = balance_of(ctx, account)
     assert (balance.available, balance.period_granted) == (2 * PACKAGE, 2 * PACKAGE)
@@ -435,18 +436,20 @@ def test_a_new_quantity_applies_at_the_next_renewal_only(ctx: Context) -> None:
     assert (subscription.quantity, subscription.renewing_quantity) == (2, 5)
 
     ctx.clock.set(utc(2026, 12, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     (invoice,) = renewal_invoices(ctx, account)
     assert (invoice.packages, invoice.amount_cents) == (5, 4500)
     assert balance_of(ctx, account).available == 5 * PACKAGE
     assert subscription_of(ctx, account).quantity == 5
 
     with ctx.db.uow() as uow:  # lowering it also waits for the 1st
-        billing.change_quantity(uow.session, account_id=account, packages=1, now=ctx.clock.now())
+        subscriptions.change_quantity(
+            uow.session, account_id=account, packages=1, now=ctx.clock.now()
+        )
         uow.commit()
     assert balance_of(ctx, account).available == 5 * PACKAGE
     ctx.clock.set(utc(2027, 1, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert [i.packages for i in renewal_invoices(ctx, account)] == [5, 1]
     assert balance_of(ctx, account).available == PACKAGE
     assert_ledger_clean(ctx)
@@ -460,11 +463,11 @@ def test_a_declined_renewal_grants_nothing_and_is_retried(ctx: Context) -> None:
     gateway = ScriptedGateway(SUCCEEDED, FAILED, SUCCEEDED)  # purchase, renewal, retry
     ctx = setup(ctx, gateway, renewal_retry_hours=24)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     spend(ctx, account, 1000, "november")
 
     ctx.clock.set(utc(2026, 12, 1, 0, 0, 30))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     (invoice,) = renewal_invoices(ctx, account)
     assert (invoice.status, invoice.attempts) == (InvoiceStatus.OPEN, 1)
     assert invoice.failure_reason == "card declined"
@@ -479,13 +482,13 @@ def test_a_declined_renewal_grants_nothing_and_is_retried(ctx: Context) -> None:
 
     for at in (utc(2026, 12, 1, 6), utc(2026, 12, 2, 0, 0, 29)):  # not yet due
         ctx.clock.set(at)
-        billing.run_renewals(ctx)
+        renewals.run_renewals(ctx)
     assert len(gateway.requests) == 2
     assert grants(ctx, account, GrantSource.RENEWAL) == []
 
     ctx.clock.set(utc(2026, 12, 2, 0, 0, 30))
-    billing.run_renewals(ctx)
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert len(gateway.requests) == 3
     (invoice,) = renewal_invoices(ctx, account)
     assert (invoice.status, invoice.attempts) == (InvoiceStatus.PAID, 2)
@@ -503,12 +506,12 @@ def test_after_the_last_failed_attempt_the_subscription_ends(ctx: Context) -> No
     gateway = ScriptedGateway(SUCCEEDED, then=FAILED)
     ctx = setup(ctx, gateway, renewal_retry_hours=6, renewal_max_attempts=3)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
 
     start = utc(2026, 12, 1, 0, 1)
     for attempt in range(3):
         ctx.clock.set(start + dt.timedelta(hours=6 * attempt))
-        billing.run_renewals(ctx)
+        renewals.run_renewals(ctx)
         assert len(gateway.requests) == 2 + attempt
         if attempt < 2:  # still retrying: last month's tokens are usable
             assert subscription_of(ctx, account).status == "active"
@@ -526,7 +529,7 @@ def test_after_the_last_failed_attempt_the_subscription_ends(ctx: Context) -> No
     # nothing more is tried, this month or the next
     for at in (utc(2026, 12, 5), utc(2027, 1, 1, 1)):
         ctx.clock.set(at)
-        billing.run_renewals(ctx)
+        renewals.run_renewals(ctx)
     assert len(gateway.requests) == 4
     assert_ledger_clean(ctx)
 
@@ -542,20 +545,20 @@ def test_a_purchase_while_the_renewal_is_retried_stays_in_the_subscription(
     gateway = ScriptedGateway(SUCCEEDED, FAILED)  # then everything succeeds
     ctx = setup(ctx, gateway, renewal_retry_hours=24)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
     ctx.clock.set(utc(2026, 12, 1, 0, 1))
-    billing.run_renewals(ctx)  # declined
+    renewals.run_renewals(ctx)  # declined
     ctx.clock.set(utc(2026, 12, 1, 10))
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     assert subscription_of(ctx, account).renewing_quantity == 3
     ctx.clock.set(utc(2026, 12, 2, 0, 1))
-    billing.run_renewals(ctx)  # the retry succeeds: December's 1 package
+    renewals.run_renewals(ctx)  # the retry succeeds: December's 1 package
     assert renewal_invoices(ctx, account)[0].status == InvoiceStatus.PAID
     assert balance_of(ctx, account).available == 3 * PACKAGE
 
     assert subscription_of(ctx, account).renewing_quantity == 3
     ctx.clock.set(utc(2027, 1, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert renewal_invoices(ctx, account)[-1].packages == 3
 
 
@@ -565,18 +568,20 @@ def test_a_quantity_change_while_the_renewal_is_retried_is_kept(ctx: Context) ->
     gateway = ScriptedGateway(SUCCEEDED, FAILED)
     ctx = setup(ctx, gateway, renewal_retry_hours=24)
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=2)
+    purchases.purchase(ctx, account_id=account, packages=2)
     ctx.clock.set(utc(2026, 12, 1, 0, 1))
-    billing.run_renewals(ctx)  # declined
+    renewals.run_renewals(ctx)  # declined
     ctx.clock.set(utc(2026, 12, 1, 10))
     with ctx.db.uow() as uow:
-        billing.change_quantity(uow.session, account_id=account, packages=4, now=ctx.clock.now())
+        subscriptions.change_quantity(
+            uow.session, account_id=account, packages=4, now=ctx.clock.now()
+        )
         uow.commit()
     ctx.clock.set(utc(2026, 12, 2, 0, 1))
-    billing.run_renewals(ctx)  # the retry succeeds
+    renewals.run_renewals(ctx)  # the retry succeeds
     assert subscription_of(ctx, account).renewing_quantity == 4
     ctx.clock.set(utc(2027, 1, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert renewal_invoices(ctx, account)[-1].packages == 4
 
 
@@ -591,16 +596,16 @@ def test_the_free_allowance_is_granted_every_month(ctx: Context) -> None:
     spend(ctx, account, 300, "november")
 
     ctx.clock.set(utc(2026, 12, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     balance = balance_of(ctx, account)
     assert (balance.available, balance.period_granted) == (1000, 1000)
     assert expired_tokens(ctx, account) == 700
     assert ctx.gateway.requests == []  # type: ignore[attr-defined]  # nothing to charge
     assert outbox(ctx, "renewal_receipt") == []
 
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
     ctx.clock.set(utc(2027, 1, 1))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     balance = balance_of(ctx, account)
     assert (balance.available, balance.period_granted) == (PACKAGE + 1000, PACKAGE + 1000)
     free = grants(ctx, account, GrantSource.FREE)

@@ -7,7 +7,8 @@ import threading
 
 from fastapi.testclient import TestClient
 
-from chatmeter.chat import service as chat
+from chatmeter.chat import admission
+from chatmeter.chat.turn import Turn
 from chatmeter.context import Context
 from chatmeter.ledger.models import EntryKind, HoldStatus
 from chatmeter.llm.base import ChatMessage, GenerationRequest
@@ -29,8 +30,8 @@ from tests.chat.shop import (
 )
 
 
-def start(ctx: Context, public_key: str) -> chat.Turn:
-    return chat.start_turn(
+def start(ctx: Context, public_key: str) -> Turn:
+    return admission.start_turn(
         ctx, public_key=public_key, message=QUESTION, conversation_id=None, visitor="198.51.100.7"
     )
 

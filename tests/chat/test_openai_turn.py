@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from chatmeter.chat.admission import start_turn
 from chatmeter.chat.models import Message
-from chatmeter.chat.service import start_turn
 from chatmeter.context import Context
 from chatmeter.llm.local import bundled_model_path
 from tests.chat.shop import assert_ledger_clean, derived, open_shop, settle_entry

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from chatmeter.billing import service as billing
-from chatmeter.chat import service as chat
+from chatmeter.billing import purchases
+from chatmeter.chat import admission
 from chatmeter.context import Context
 from chatmeter.errors import RateLimited
 from chatmeter.web.app import create_app
@@ -54,7 +54,7 @@ def test_a_depleted_account_is_only_unavailable_until_a_purchase(
     assert holds(ctx, shop.account_id) == []
     assert model.calls == 0
 
-    billing.purchase(ctx, account_id=shop.account_id, packages=1)
+    purchases.purchase(ctx, account_id=shop.account_id, packages=1)
     reply = visitor.post(shop.chat_url, json={"message": QUESTION})
 
     assert reply.status_code == 200, reply.text
@@ -103,7 +103,7 @@ def test_a_message_at_the_size_limit_is_accepted(ctx: Context, model: Recording)
     message = ("Where is my order number 12345? " * 100)[:2_000]
     assert len(message) == len(message.strip()) == 2_000
 
-    turn = chat.start_turn(
+    turn = admission.start_turn(
         ctx,
         public_key=shop.public_key,
         message=message,
@@ -136,7 +136,7 @@ def test_a_visitor_past_the_rate_limit_is_refused_and_charged_nothing(ctx: Conte
         assert_says_nothing_about_money(reply.json()["error"]["message"])
     assert entry_ids(limited, shop.account_id) == before
     assert model.calls == 3
-    other = chat.start_turn(
+    other = admission.start_turn(
         limited,
         public_key=shop.public_key,
         message=QUESTION,
@@ -153,7 +153,7 @@ def test_an_assistant_past_its_rate_limit_is_refused_and_charged_nothing(ctx: Co
     model = install(limited)
     shop = open_shop(limited, tokens=5_000, train=False)
     for n in range(3):
-        turn = chat.start_turn(
+        turn = admission.start_turn(
             limited,
             public_key=shop.public_key,
             message=QUESTION,
@@ -169,7 +169,7 @@ def test_an_assistant_past_its_rate_limit_is_refused_and_charged_nothing(ctx: Co
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "rate_limited"
     with pytest.raises(RateLimited):
-        chat.start_turn(
+        admission.start_turn(
             limited,
             public_key=shop.public_key,
             message=QUESTION,
@@ -189,7 +189,7 @@ def test_limits_in_redis_hold_across_processes(ctx: Context, redis_db: str) -> N
     models = [install(first), install(second)]
     shop = open_shop(first, tokens=5_000, train=False)
     for process in (first, second, first):
-        turn = chat.start_turn(
+        turn = admission.start_turn(
             process,
             public_key=shop.public_key,
             message=QUESTION,
@@ -205,7 +205,7 @@ def test_limits_in_redis_hold_across_processes(ctx: Context, redis_db: str) -> N
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "rate_limited"
     with pytest.raises(RateLimited):
-        chat.start_turn(
+        admission.start_turn(
             first,
             public_key=shop.public_key,
             message=QUESTION,
@@ -238,7 +238,7 @@ def test_accounts_never_see_each_others_conversations(
     assert hidden.json()["error"]["code"] == "not_found"
     assert QUESTION not in hidden.text
 
-    turn = chat.start_turn(
+    turn = admission.start_turn(
         ctx,
         public_key=bob.public_key,
         message="Hello",

@@ -19,8 +19,8 @@ from sqlalchemy import select
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.chat import usage
+from chatmeter.chat.admission import start_turn
 from chatmeter.chat.models import Conversation, Message
-from chatmeter.chat.service import start_turn
 from chatmeter.clock import FixedClock
 from chatmeter.context import Context
 from chatmeter.errors import InvalidInput

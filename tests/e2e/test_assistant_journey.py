@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
-from chatmeter.billing import service as billing
+from chatmeter.billing import purchases
 from chatmeter.context import Context
 from chatmeter.panel.models import User
 from chatmeter.training import service as training
@@ -264,7 +264,7 @@ def test_bad_files_are_explained_and_the_pages_fit_a_phone(
     expect(page.get_by_role("status").filter(has_text="The file is removed")).to_be_visible()
 
     # What the customer finds later: three ready files and one explained failure.
-    billing.purchase(ctx, account_id=account_id, packages=4, key="screenshot:training")
+    purchases.purchase(ctx, account_id=account_id, packages=4, key="screenshot:training")
     page.goto(f"{base}/training")
     expect(page.locator("[data-file-row]")).to_have_count(4)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
-from chatmeter.billing import periods
-from chatmeter.billing import service as billing
+from chatmeter.billing import periods, purchases
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import balance_summary
 from chatmeter.context import Context
@@ -207,7 +206,7 @@ def test_screenshots_of_the_dashboard_and_the_window(
     page = visit.page
     sign_up(page, live, "hello@northwind.example")
     account_id = account_of(ctx, "hello@northwind.example")
-    billing.purchase(ctx, account_id=account_id, packages=4, key="screenshot:first")
+    purchases.purchase(ctx, account_id=account_id, packages=4, key="screenshot:first")
     with ctx.db.uow() as uow:
         now = ctx.clock.now()
         for name, title in (("Help Center", "Northwind Help"), ("Wholesale", "Trade orders")):

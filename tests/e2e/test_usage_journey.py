@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
-from chatmeter.billing import service as billing
+from chatmeter.billing import purchases
+from chatmeter.chat.admission import start_turn
 from chatmeter.chat.models import Conversation, Message
-from chatmeter.chat.service import start_turn
 from chatmeter.clock import FixedClock
 from chatmeter.context import Context
 from chatmeter.ledger.models import EntryKind, LedgerEntry
@@ -80,7 +80,7 @@ def test_journey_3_the_visitors_conversation_shows_on_the_usage_page(
     customer = visit.page
     sign_up(customer, live, EMAIL)
     account_id = account_of(ctx, EMAIL)
-    billing.purchase(ctx, account_id=account_id, packages=1, key="journey-3")
+    purchases.purchase(ctx, account_id=account_id, packages=1, key="journey-3")
     shop = new_assistant(
         ctx,
         account_id,
@@ -269,7 +269,7 @@ def test_screenshot_of_the_usage_page(
     page = visit.page
     sign_up(page, live, "hello@northwind.example")
     account_id = account_of(ctx, "hello@northwind.example")
-    billing.purchase(ctx, account_id=account_id, packages=60, key="screenshot:usage")
+    purchases.purchase(ctx, account_id=account_id, packages=60, key="screenshot:usage")
     busy_month(ctx, clock, account_id)
 
     page.goto(f"{live.url}/panel/usage?range=30d")

@@ -8,8 +8,7 @@ from playwright.sync_api import expect
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
-from chatmeter.billing import periods
-from chatmeter.billing import service as billing
+from chatmeter.billing import periods, purchases
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
 from tests.chat.shop import assert_says_nothing_about_money, available, holds, open_shop
@@ -59,7 +58,7 @@ def test_out_of_tokens_the_widget_vanishes_and_returns_after_a_purchase(
     assert [m for m in visit.console if mentions_money(m)] == []
     assert not [m for m in visit.console if m.startswith("pageerror")]
 
-    billing.purchase(ctx, account_id=shop.account_id, packages=1)
+    purchases.purchase(ctx, account_id=shop.account_id, packages=1)
     assert load(page, url) == 200
     expect(widget.launcher).to_be_visible()
     # The widget itself logs nothing; the browser notes the refused requests' statuses.

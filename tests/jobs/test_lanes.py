@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
-from chatmeter.billing import service as billing
+from chatmeter.billing import purchases
 from chatmeter.context import Context
 from chatmeter.jobs.worker import JobEvent, Worker
 from chatmeter.ledger import service as ledger
@@ -87,7 +87,7 @@ def test_hold_expiry_and_emails_run_on_time_while_a_long_training_runs(
     ctx: Context, watcher: Watcher
 ) -> None:
     account = new_account(ctx)
-    billing.purchase(ctx, account_id=account, packages=1)  # 5,000 tokens
+    purchases.purchase(ctx, account_id=account, packages=1)  # 5,000 tokens
     with ctx.db.uow() as uow:
         assistant = assistants.create_assistant(
             uow.session,

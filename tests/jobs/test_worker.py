@@ -36,9 +36,9 @@ def test_of_several_workers_one_runs_each_job(ctx: Context) -> None:
 
 def test_the_worker_renews_on_the_first_and_releases_stale_holds(ctx: Context) -> None:
     account = new_account(ctx)
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import purchases
 
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
     add_tokens(ctx, account, 100)
     with ctx.db.uow() as uow:
         ledger.reserve(

@@ -33,8 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import func, select
 
 from chatmeter.accounts import service as accounts
-from chatmeter.billing import periods
-from chatmeter.billing import service as billing
+from chatmeter.billing import periods, purchases, renewals, subscriptions
 from chatmeter.billing.gateways import ManualGateway
 from chatmeter.clock import FixedClock
 from chatmeter.config import Env, Settings
@@ -174,7 +173,7 @@ class LedgerMachine(RuleBasedStateMachine):
             account = accounts.create_account(
                 uow.session, email="owner@example.com", timezone=ZONE, now=START
             )
-            billing.open_subscription(
+            subscriptions.open_subscription(
                 uow.session, account_id=account.id, settings=app_settings, now=START
             )
             uow.commit()
@@ -550,7 +549,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(packages=st.integers(1, 3))
     def purchase(self, packages: int) -> None:
         """Buying packages adds their tokens at once, for the rest of this month."""
-        invoice = billing.purchase(self.ctx, account_id=self.account, packages=packages)
+        invoice = purchases.purchase(self.ctx, account_id=self.account, packages=packages)
         self.model.add_grant(
             f"invoice:{invoice.id}", packages * PACKAGE, periods.ends_at(self.period, ZONE)
         )
@@ -560,13 +559,13 @@ class LedgerMachine(RuleBasedStateMachine):
     def next_month_and_renewal(self, offset: int) -> None:
         """The clock crosses into the next month (maybe at its first instant) and the job runs."""
         self.clock.set(periods.ends_at(self.period, ZONE) + dt.timedelta(seconds=offset))
-        billing.run_renewals(self.ctx)
+        renewals.run_renewals(self.ctx)
         self._model_renewal()
 
     @rule()
     def renewal_job_runs_again(self) -> None:
         """Running the job when nothing is due changes nothing."""
-        billing.run_renewals(self.ctx)
+        renewals.run_renewals(self.ctx)
         self._model_renewal()
 
     def _model_renewal(self) -> None:

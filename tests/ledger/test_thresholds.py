@@ -1,6 +1,6 @@
 """The two balance emails, decided by ``chatmeter.ledger.thresholds``.
 
-Promises guarded here (PRODUCT.md §2):
+Promises guarded here:
 
 - the low-balance warning fires when the balance drops *below* 20% of the
   month's limit, in exact integer arithmetic (5000 → 999 is low, 1000 is not);

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from chatmeter.context import Context
 from chatmeter.errors import InsufficientTokens
 from chatmeter.ledger import service as ledger
+from chatmeter.notifications import balance_notices
 from chatmeter.notifications.delivery import deliver_due
 from chatmeter.notifications.mailers import SmtpMailer
 from tests.conftest import new_account
@@ -49,6 +50,7 @@ def spend_concurrently(ctx: Context, account_id: int) -> int:
                 generation=30,
                 now=ctx.clock.now(),
             )
+            balance_notices.send_raised(uow.session, now=ctx.clock.now())
             uow.commit()
         with lock:
             settled += 1
@@ -63,10 +65,10 @@ def subjects(server: SmtpServer) -> list[str]:
 
 
 def test_one_low_and_one_depleted_email_per_month(ctx: Context, smtp_server: SmtpServer) -> None:
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import purchases
 
     account = new_account(ctx, email="owner@example.com")
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
     assert spend_concurrently(ctx, account) == 50
     mailer = SmtpMailer(smtp_server.host, smtp_server.port)
     deliver_due(ctx.db, mailer=mailer, settings=ctx.settings, now=ctx.clock.now())
@@ -87,9 +89,9 @@ def test_emails_queued_while_smtp_is_down_arrive_once_it_is_back(
     ctx: Context, stopped_smtp_server: SmtpServer
 ) -> None:
     account = new_account(ctx)
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import purchases
 
-    billing.purchase(ctx, account_id=account, packages=1)
+    purchases.purchase(ctx, account_id=account, packages=1)
     spend_concurrently(ctx, account)
     mailer = SmtpMailer(stopped_smtp_server.host, stopped_smtp_server.port, timeout=2)
     report = deliver_due(ctx.db, mailer=mailer, settings=ctx.settings, now=ctx.clock.now())

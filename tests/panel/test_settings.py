@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from chatmeter.accounts.models import Account
-from chatmeter.billing import service as billing
+from chatmeter.billing import renewals
 from chatmeter.billing.models import Subscription
 from chatmeter.context import Context
 from chatmeter.panel import auth, team
@@ -178,10 +178,10 @@ def test_changing_the_zone_mid_month_never_renews_twice(ctx: Context, panel: Pan
     account_id = user(ctx).account_id
     ctx.clock.set(dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC))  # 1 December in Auckland
     assert save_account(panel, timezone="Pacific/Auckland").status_code == 303
-    assert billing.run_renewals(ctx)["accounts"] == 1
+    assert renewals.run_renewals(ctx)["accounts"] == 1
     assert save_account(panel, timezone="UTC").status_code == 303  # back to 30 November
     ctx.clock.set(dt.datetime(2026, 12, 1, 0, 30, tzinfo=dt.UTC))
-    assert billing.run_renewals(ctx)["accounts"] == 0
+    assert renewals.run_renewals(ctx)["accounts"] == 0
     with ctx.db.read() as session:
         subscription = session.get(Subscription, account_id)
         assert subscription is not None and subscription.renewed_period == "2026-12"

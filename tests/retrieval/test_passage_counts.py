@@ -6,7 +6,7 @@ import gc
 import weakref
 from collections.abc import Sequence
 
-from chatmeter.chat.service import _text_counter
+from chatmeter.chat.counts import text_counter
 from chatmeter.llm.base import ChatMessage
 from chatmeter.llm.mock import MockProvider
 
@@ -23,10 +23,10 @@ class Counting(MockProvider):
 
 def test_a_text_is_counted_once_and_counts_what_it_adds_to_a_prompt() -> None:
     provider = Counting()
-    count = _text_counter(provider)
+    count = text_counter(provider)
     assert count("Tokens renew monthly.") == 3  # the mock's words; the message's 3 cancel out
-    assert _text_counter(provider)("Tokens renew monthly.") == 3
-    assert _text_counter(provider) is count
+    assert text_counter(provider)("Tokens renew monthly.") == 3
+    assert text_counter(provider) is count
     assert provider.prompts == 2  # the empty prompt, and the text once
 
 
@@ -36,13 +36,13 @@ def test_each_provider_counts_with_its_own_tokenizer() -> None:
         def count_text(text: str) -> int:
             return 2 * len(text.split())
 
-    assert _text_counter(MockProvider())("a b c") == 3
-    assert _text_counter(Doubling())("a b c") == 6
+    assert text_counter(MockProvider())("a b c") == 3
+    assert text_counter(Doubling())("a b c") == 6
 
 
 def test_remembered_counts_do_not_keep_a_provider_alive() -> None:
     provider = MockProvider()
-    _text_counter(provider)("a b")
+    text_counter(provider)("a b")
     gone = weakref.ref(provider)
     del provider
     gc.collect()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from chatmeter.chat import streaming
-from chatmeter.chat.service import start_turn
+from chatmeter.chat.admission import start_turn
 from chatmeter.context import Context
 from chatmeter.ledger.models import HoldStatus
 from chatmeter.web.app import create_app

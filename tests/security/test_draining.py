@@ -17,7 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatmeter.chat import caps
-from chatmeter.chat.service import Turn, start_turn
+from chatmeter.chat.admission import start_turn
+from chatmeter.chat.turn import Turn
 from chatmeter.context import Context
 from chatmeter.errors import Unavailable
 from chatmeter.ledger.models import HoldStatus

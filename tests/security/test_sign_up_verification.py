@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatmeter.accounts import service as accounts
-from chatmeter.billing import service as billing
+from chatmeter.billing import renewals
 from chatmeter.context import Context
 from chatmeter.panel import auth
 from chatmeter.web.app import create_app
@@ -71,7 +71,7 @@ def test_an_unverified_account_invites_nobody_and_gets_no_free_tokens(
     assert balance_of(ctx, account_id).available == 0
     # Nor at the next renewal.
     ctx.clock.set(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert balance_of(ctx, account_id).available == 0
 
     # What it may do: build and test assistants, buy tokens.
@@ -127,7 +127,7 @@ def test_the_link_verifies_once_and_brings_the_free_tokens(ctx: Context, free: i
     )
     assert invited.status_code == 303
     ctx.clock.set(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
-    billing.run_renewals(ctx)
+    renewals.run_renewals(ctx)
     assert balance_of(ctx, account_id).available == free  # December's, November's expired
 
 

@@ -3,8 +3,8 @@
 A charge answers at once with one of three outcomes. ``succeeded`` and
 ``failed`` are final; ``pending`` means the gateway confirms later (a
 processor's webhook, or the operator's ``chatmeter invoices mark-paid``),
-which arrives through ``billing.service.confirm_payment`` or
-``billing.service.reject_payment``. Each request carries an idempotency key
+which arrives through ``billing.charges.confirm_payment`` or
+``billing.charges.reject_payment``. Each request carries an idempotency key
 that is stable across retries of one attempt, so a crash and a retry never
 charge twice.
 """

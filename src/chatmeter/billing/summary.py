@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
 from chatmeter.billing import periods
+from chatmeter.billing.invoices import format_cents, price_cents
 from chatmeter.billing.models import Invoice, Subscription, SubscriptionStatus
-from chatmeter.billing.service import format_cents, free_allowance, price_cents
+from chatmeter.billing.subscriptions import free_allowance
 from chatmeter.config import Settings
 from chatmeter.errors import NotFound
 from chatmeter.ledger.models import Balance, LedgerEntry

@@ -6,7 +6,7 @@ that limits hold across several web processes.
 
 from __future__ import annotations
 
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
@@ -23,7 +23,9 @@ class ChatLimiter:
 
     def check(self, *, assistant_id: int, visitor: str) -> None:
         """Count one message, or raise ``RateLimited`` (counting nothing) if it is one too many."""
-        checks = [(item, "visitor", str(assistant_id), visitor) for item in self._per_visitor]
+        checks: list[tuple[RateLimitItem, *tuple[str, ...]]] = [
+            (item, "visitor", str(assistant_id), visitor) for item in self._per_visitor
+        ]
         checks += [(item, "assistant", str(assistant_id)) for item in self._per_assistant]
         # test() first, so that a message refused by one limit is not counted by the
         # others; then hit(), which is atomic, so that simultaneous messages cannot all

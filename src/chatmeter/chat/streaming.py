@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from chatmeter.chat.service import Turn
+from chatmeter.chat.turn import Turn
 
 log = logging.getLogger("chatmeter.chat")
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, case, func, select
 from sqlalchemy.orm import Session
 
 from chatmeter.assistants.models import Assistant
@@ -45,7 +45,7 @@ from chatmeter.errors import InvalidInput
 from chatmeter.ledger.models import EntryKind, LedgerEntry
 
 MAX_DAYS = 366  # one bucket edge per day goes into the query
-SelectT = TypeVar("SelectT", bound=Select[Any])
+SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def assistant_names(session: Session, *, account_id: int) -> dict[int, tuple[str
 
 
 def day_index(
-    instant: ColumnElement[dt.datetime], edges: Sequence[dt.datetime]
+    instant: SQLColumnExpression[dt.datetime], edges: Sequence[dt.datetime]
 ) -> ColumnElement[int]:
     """Which day of the range a stored instant falls on (0 for the first), for instants
     already known to lie between the first and the last edge."""

@@ -1,7 +1,5 @@
 """``python -m chatmeter.cli``."""
 
-import sys
-
 from chatmeter.cli import main
 
-sys.exit(main())
+main()

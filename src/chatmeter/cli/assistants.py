@@ -290,6 +290,7 @@ def train(
                         training.process_file(ctx, file_id=file_id, on_progress=advance)
             with ctx.db.read() as session:
                 target = session.get(Assistant, assistant)
+                assert target is not None  # the file was just uploaded to it
                 data = training.file_dict(
                     training.get_file(session, assistant=target, file_id=file_id)
                 )

@@ -34,14 +34,14 @@ def accounts_create(
 ) -> None:
     """Create an account; prints its id and an API key (shown only once)."""
     from chatmeter.accounts import service as accounts
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import subscriptions
 
     with context() as ctx, ctx.db.uow() as uow:
         now = ctx.clock.now()
         account = accounts.create_account(
             uow.session, email=email, timezone=timezone, name=name, now=now
         )
-        billing.open_subscription(
+        subscriptions.open_subscription(
             uow.session, account_id=account.id, settings=ctx.settings, now=now
         )
         key = accounts.issue_api_key(uow.session, account_id=account.id, now=now)
@@ -128,11 +128,11 @@ def tokens_buy(
     as_json: JsonOpt = False,
 ) -> None:
     """Buy packages now: the tokens arrive on payment and renew monthly."""
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import purchases
     from chatmeter.billing.summary import invoice_dict
 
     with context() as ctx:
-        invoice = billing.purchase(ctx, account_id=account, packages=packages, key=key)
+        invoice = purchases.purchase(ctx, account_id=account, packages=packages, key=key)
         data = invoice_dict(invoice)
     emit(
         data,
@@ -164,6 +164,7 @@ def tokens_adjust(
     from chatmeter.errors import InvalidInput
     from chatmeter.ledger import service as ledger
     from chatmeter.ledger.models import GrantSource
+    from chatmeter.notifications import balance_notices
 
     with context() as ctx:
         if tokens == 0:
@@ -195,6 +196,7 @@ def tokens_adjust(
                     now=now,
                     memo=reason,
                 )
+            balance_notices.send_raised(uow.session, now=now)
             uow.commit()
         with ctx.db.read() as session:
             data = balance_summary(session, account_id=account, now=ctx.clock.now()).as_dict()
@@ -212,14 +214,14 @@ def billing_renew(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the monthly renewal now (it renews only accounts whose month began)."""
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import renewals
     from chatmeter.billing.summary import invoice_dict
 
     with context() as ctx:
         if account is None:
-            data: dict[str, Any] = billing.run_renewals(ctx)
+            data: dict[str, Any] = renewals.run_renewals(ctx)
         else:
-            invoice = billing.renew(ctx, account_id=account)
+            invoice = renewals.renew(ctx, account_id=account)
             data = {"invoice": invoice_dict(invoice) if invoice else None}
     emit(data, as_json, lambda d: json.dumps(d, default=str))
 
@@ -227,12 +229,12 @@ def billing_renew(
 @billing_app.command("cancel")
 def billing_cancel(account: AccountOpt, as_json: JsonOpt = False) -> None:
     """Cancel the subscription: no more renewals; tokens stay usable until the 1st."""
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import subscriptions
     from chatmeter.billing.summary import subscription_summary
 
     with context() as ctx:
         with ctx.db.uow() as uow:
-            billing.cancel(uow.session, account_id=account, now=ctx.clock.now())
+            subscriptions.cancel(uow.session, account_id=account, now=ctx.clock.now())
             uow.commit()
         with ctx.db.read() as session:
             data = subscription_summary(
@@ -280,11 +282,11 @@ def invoices_mark_paid(
     as_json: JsonOpt = False,
 ) -> None:
     """Record that a pending invoice was paid; its tokens are granted at once."""
-    from chatmeter.billing import service as billing
+    from chatmeter.billing import charges
     from chatmeter.billing.summary import invoice_dict
 
     with context() as ctx, ctx.db.uow() as uow:
-        paid = billing.confirm_payment(
+        paid = charges.confirm_payment(
             uow.session,
             account_id=account,
             invoice_id=invoice,

@@ -43,7 +43,7 @@ def serve(
             from chatmeter.demo import ensure_demo
 
             ensure_demo(ctx, echo=typer.echo)
-        from chatmeter.chat.service import warm_up
+        from chatmeter.chat.admission import warm_up
 
         warm_up(ctx)  # before the port opens: no visitor waits for a model to load
         application = create_app(ctx, run_worker=ctx.settings.worker == "inprocess")

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chatmeter.billing import service as billing
+from chatmeter.billing import renewals
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
+from chatmeter.notifications import balance_notices
 
 MAIN_LANE = "main"
 TRAINING_LANE = "training"
@@ -41,6 +42,7 @@ def expire_holds(ctx: Context) -> dict[str, Any]:
     while True:  # in batches, one transaction each
         with ctx.db.uow() as uow:
             batch = ledger.expire_holds(uow.session, now=ctx.clock.now(), limit=200)
+            balance_notices.send_raised(uow.session, now=ctx.clock.now())
             uow.commit()
         released += batch
         if batch < 200:
@@ -48,7 +50,7 @@ def expire_holds(ctx: Context) -> dict[str, Any]:
 
 
 def renew(ctx: Context) -> dict[str, Any]:
-    return billing.run_renewals(ctx)
+    return renewals.run_renewals(ctx)
 
 
 def deliver_outbox(ctx: Context) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chatmeter.context import Context
+from chatmeter.db import rowcount
 from chatmeter.jobs.models import JobLease
 from chatmeter.jobs.registry import JOBS, MAIN_LANE, TRAINING_LANE, Job
 
@@ -128,14 +129,16 @@ class Worker:
     def _claim(self, job: Job) -> bool:
         now = self.ctx.clock.now()
         with self.ctx.db.uow() as uow:
-            claimed = uow.session.execute(
-                update(JobLease)
-                .where(
-                    JobLease.name == job.name,
-                    or_(JobLease.leased_until.is_(None), JobLease.leased_until <= now),
+            claimed = rowcount(
+                uow.session.execute(
+                    update(JobLease)
+                    .where(
+                        JobLease.name == job.name,
+                        or_(JobLease.leased_until.is_(None), JobLease.leased_until <= now),
+                    )
+                    .values(owner=self.owner, leased_until=now + job.every, last_started_at=now)
                 )
-                .values(owner=self.owner, leased_until=now + job.every, last_started_at=now)
-            ).rowcount
+            )
             uow.commit()
         return claimed == 1
 

@@ -19,6 +19,7 @@ the next so that a sentence cut in two is whole in one of them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -108,7 +109,7 @@ def chunk(
         )
         spans = split(
             section.text,
-            measure=lambda text, path=path: count_tokens(embedding_text(path, text)),
+            measure=functools.partial(_measure, count_tokens, path),
             limit=max_tokens,
             weigh=weigh,
             overlap=overlap_tokens,
@@ -127,6 +128,11 @@ def chunk(
                 )
             )
     return chunks
+
+
+def _measure(count_tokens: Callable[[str], int], path: tuple[str, ...], text: str) -> int:
+    """The tokens ``text`` takes when embedded under its headings."""
+    return count_tokens(embedding_text(path, text))
 
 
 def _fit_headings(

@@ -252,7 +252,7 @@ class MiniLMEmbedder:
         with _ENCODING, _one_thread(), torch.inference_mode(), self._precision(narrow):
             # What encode() does for a single text, minus its batching machinery.
             output = model.forward(model.preprocess([text]))["sentence_embedding"]
-            vector = _unit_rows(output.float().numpy())[0]
+            vector: npt.NDArray[np.float32] = _unit_rows(output.float().numpy())[0]
         _QUESTIONS.put(key, vector)
         return vector
 
@@ -280,6 +280,6 @@ class MiniLMEmbedder:
 
 def _unit_rows(vectors: Any) -> npt.NDArray[np.float32]:
     """Rows scaled to length 1, in float32 whatever precision the model ran in."""
-    vectors = np.array(vectors, dtype=np.float32, order="C")
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return vectors
+    rows: npt.NDArray[np.float32] = np.array(vectors, dtype=np.float32, order="C")
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return rows

@@ -135,8 +135,8 @@ def decode_text(data: bytes) -> str | None:
         if data.startswith(bom):
             return _checked(data[len(bom) :], encoding)
     if b"\x00" in data[:SNIFF_BYTES]:
-        encoding = _utf16_without_bom(data[:SNIFF_BYTES])
-        return _checked(data, encoding) if encoding else None
+        utf16 = _utf16_without_bom(data[:SNIFF_BYTES])
+        return _checked(data, utf16) if utf16 else None
     for encoding in ("utf-8", "cp1252"):  # Excel on Windows still exports cp1252 CSV
         text = _checked(data, encoding)
         if text is not None:

@@ -4,6 +4,10 @@ Every verb takes the account's lock first (``lock_balance``), checks, then
 writes immutable entries and updates the cached balance in the same
 transaction. None of them commits: the caller's unit of work does.
 
+A verb that takes the balance across a threshold raises a ``BalanceNotice``
+and keeps it with the session; the caller takes it (``take_notices``) and
+hands it to notifications before committing. The ledger sends nothing itself.
+
 ``reserve`` and ``settle`` run on every chat turn, so they (and ``release``
 and ``expire_holds``, which share their code) use prebuilt Core statements
 instead of the ORM's unit of work, whose flushes cost several times what the
@@ -43,8 +47,11 @@ from chatmeter.ledger.models import (
     HoldStatus,
     LedgerEntry,
 )
+from chatmeter.ledger.thresholds import BalanceNotice
 
 MAX_HOLD_TTL_SECONDS = 86_400
+# Where the notices raised in a transaction wait for the caller (``Session.info``).
+_NOTICES = "chatmeter.ledger.notices"
 
 
 def open_balance(session: Session, *, account_id: int) -> Balance:
@@ -121,7 +128,7 @@ def grant(
     _record(
         session, balance, EntryKind.GRANT, now, available_delta=amount, grant_id=new.id, memo=memo
     )
-    _after_change(session, balance, now)
+    _after_change(session, balance)
     return new
 
 
@@ -143,7 +150,7 @@ def debit(
         by_id[grant_id].remaining -= taken
     balance.period_granted = max(0, balance.period_granted - amount)
     entry = _record(session, balance, EntryKind.DEBIT, now, available_delta=-amount, memo=memo)
-    _after_change(session, balance, now)
+    _after_change(session, balance)
     return entry
 
 
@@ -357,7 +364,7 @@ def charge_lost_hold(
         hold_id=hold_id,
         memo=f"used after the hold {hold.status}",
     )
-    _after_change(session, balance, now)
+    _after_change(session, balance)
     return entry
 
 
@@ -419,7 +426,7 @@ def expire_grants(
                 grant_id=live.id,
             )
     if total:
-        _after_change(session, balance, now)
+        _after_change(session, balance)
     return total
 
 
@@ -446,6 +453,12 @@ def start_period(session: Session, *, account_id: int, period: str) -> Balance:
     balance = lock_balance(session, account_id=account_id)
     _enter_period(balance, period)
     return balance
+
+
+def take_notices(session: Session) -> list[BalanceNotice]:
+    """The notices this transaction's changes raised so far, handed over once."""
+    taken: list[BalanceNotice] = session.info.pop(_NOTICES, [])
+    return taken
 
 
 # --- internals -------------------------------------------------------------
@@ -542,7 +555,7 @@ def _moved(balance: Balance, entry: Mapping[str, Any]) -> None:
     balance.available, balance.reserved = entry["available_after"], entry["reserved_after"]
 
 
-def _after_change(session: Session, balance: Balance, now: dt.datetime) -> None:
+def _after_change(session: Session, balance: Balance) -> None:
     notices, alarms = thresholds.evaluate(
         balance=balance.balance,
         limit=balance.period_granted,
@@ -551,11 +564,20 @@ def _after_change(session: Session, balance: Balance, now: dt.datetime) -> None:
     balance.low_armed, balance.depleted_armed = alarms.low_armed, alarms.depleted_armed
     if not notices:
         return
-    from chatmeter.notifications import balance_notices  # the outbox, in this transaction
-
+    raised: list[BalanceNotice] = session.info.setdefault(_NOTICES, [])
     for notice in notices:
         balance.notice_seq += 1
-        balance_notices.queue(session, balance=balance, notice=notice, now=now)
+        raised.append(
+            BalanceNotice(
+                account_id=balance.account_id,
+                notice=notice,
+                seq=balance.notice_seq,
+                balance=balance.balance,
+                available=balance.available,
+                period_granted=balance.period_granted,
+                period=balance.period,
+            )
+        )
 
 
 def _close_hold(
@@ -611,6 +633,6 @@ def _close_hold(
         },
     )
     _moved(balance, entry)
-    _after_change(session, balance, now)
+    _after_change(session, balance)
     statements.save(session, sql, balance, entry)
     return hold

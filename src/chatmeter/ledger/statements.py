@@ -11,22 +11,34 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Connection, Update, bindparam, case, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Table,
+    Update,
+    bindparam,
+    case,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from chatmeter.errors import NotFound
 from chatmeter.ledger import rules
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, HoldStatus, LedgerEntry
 
-_BALANCES = Balance.__table__
-_GRANTS = Grant.__table__
-_HOLDS = Hold.__table__
-_ALLOCATIONS = HoldAllocation.__table__
-_ENTRIES = LedgerEntry.__table__
+# Declarative classes type their table loosely (a FromClause); these are Tables.
+_BALANCES = cast(Table, Balance.__table__)
+_GRANTS = cast(Table, Grant.__table__)
+_HOLDS = cast(Table, Hold.__table__)
+_ALLOCATIONS = cast(Table, HoldAllocation.__table__)
+_ENTRIES = cast(Table, LedgerEntry.__table__)
 
 _LOCK = select(*_BALANCES.c).where(_BALANCES.c.account_id == bindparam("account")).with_for_update()
 _SAVE_BALANCE = update(_BALANCES).where(_BALANCES.c.account_id == bindparam("account"))
@@ -77,8 +89,10 @@ _ALLOCATIONS_OF_HOLD = (
 INSERT_ALLOCATIONS = insert(_ALLOCATIONS)
 _INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
 # Every column but the id, so that one statement serves every kind of entry.
-_ENTRY_DEFAULTS = {
-    c.name: None if c.default is None else c.default.arg for c in _ENTRIES.c if not c.primary_key
+_ENTRY_DEFAULTS: dict[str, Any] = {
+    c.name: c.default.arg if isinstance(c.default, ScalarElementColumnDefault) else None
+    for c in _ENTRIES.c
+    if not c.primary_key
 }
 # PostgreSQL inserts the entry and saves the balance in one statement (a
 # data-modifying WITH): one round trip less while the row is locked.
@@ -144,7 +158,7 @@ def save(session: Session, sql: Connection, balance: Balance, entry: Mapping[str
         "depleted_armed": balance.depleted_armed,
         "notice_seq": balance.notice_seq,
     }
-    entry = _ENTRY_DEFAULTS | entry
+    entry = {**_ENTRY_DEFAULTS, **entry}
     if sql.dialect.name == "postgresql":
         sql.execute(_INSERT_ENTRY_AND_SAVE, saved | {f"entry_{k}": v for k, v in entry.items()})
     else:
@@ -190,7 +204,7 @@ def allocations(sql: Connection, hold_id: int) -> list[tuple[int, int]]:
     return [(bucket.grant_id, taken[bucket.grant_id]) for bucket in order]
 
 
-def as_hold(session: Session, row: Mapping[str, Any]) -> Hold:
+def as_hold(session: Session, row: Mapping[Any, Any]) -> Hold:
     """The session's ``Hold`` for a row written by a Core statement, without reading it again."""
     hold = session.identity_map.get(session.identity_key(Hold, row["id"]))
     if not isinstance(hold, Hold):

@@ -19,6 +19,23 @@ class Notice(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class BalanceNotice:
+    """A threshold the balance crossed, with the figures at that moment.
+
+    The ledger raises these; it does not send them. The caller hands them to
+    ``notifications.balance_notices`` in the same transaction (``take_notices``).
+    """
+
+    account_id: int
+    notice: Notice
+    seq: int  # the account's count of notices so far: each email's own dedupe key
+    balance: int
+    available: int
+    period_granted: int
+    period: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Alarms:
     low_armed: bool
     depleted_armed: bool

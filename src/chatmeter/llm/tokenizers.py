@@ -33,7 +33,7 @@ import importlib.util
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatmeter.llm.base import ChatMessage
 
@@ -208,7 +208,8 @@ class LlamaChatTokenizer:
 
     def prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
         """The token ids llama.cpp will evaluate for these messages."""
-        result = self._formatter(messages=[m.as_dict() for m in messages])
+        payload: list[Any] = [m.as_dict() for m in messages]  # llama.cpp's message dicts
+        result = self._formatter(messages=payload)
         # As llama_chat_format.chat_formatter_to_chat_completion_handler does.
         return self._llama.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True

@@ -42,7 +42,9 @@ def run_migrations_online() -> None:
             # foreign keys enforced that would delete the rows referring to it. Set
             # outside any transaction (inside one SQLite ignores it); migrations that
             # rebuild check ``PRAGMA foreign_key_check`` before they commit.
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA foreign_keys=OFF")
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

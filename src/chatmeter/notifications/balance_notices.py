@@ -9,12 +9,15 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
 from chatmeter.billing import periods
+from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Balance
-from chatmeter.ledger.thresholds import LOW_BALANCE_PERCENT, Notice
+from chatmeter.ledger.thresholds import LOW_BALANCE_PERCENT, BalanceNotice
 from chatmeter.notifications.outbox import enqueue
 
 
-def account_figures(account: Account, balance: Balance, now: dt.datetime) -> dict[str, Any]:
+def account_figures(
+    account: Account, balance: Balance | BalanceNotice, now: dt.datetime
+) -> dict[str, Any]:
     """The numbers every balance email shows, as the customer can check them."""
     period = balance.period or periods.period_of(now, account.timezone)
     renews_at = periods.ends_at(period, account.timezone)
@@ -34,16 +37,25 @@ def account_figures(account: Account, balance: Balance, now: dt.datetime) -> dic
     }
 
 
-def queue(session: Session, *, balance: Balance, notice: Notice, now: dt.datetime) -> None:
-    account = session.get(Account, balance.account_id)
+def send_raised(session: Session, *, now: dt.datetime) -> None:
+    """Queue the emails of the notices the ledger raised in this transaction so far.
+
+    Whoever moves tokens calls this before committing: the ledger only raises them.
+    """
+    for notice in ledger.take_notices(session):
+        queue(session, notice=notice, now=now)
+
+
+def queue(session: Session, *, notice: BalanceNotice, now: dt.datetime) -> None:
+    account = session.get(Account, notice.account_id)
     assert account is not None
-    period = balance.period or periods.period_of(now, account.timezone)
+    period = notice.period or periods.period_of(now, account.timezone)
     enqueue(
         session,
-        kind=notice.value,
-        dedupe_key=f"{notice.value}:{account.id}:{period}:{balance.notice_seq}",
+        kind=notice.notice.value,
+        dedupe_key=f"{notice.notice.value}:{account.id}:{period}:{notice.seq}",
         to=account.contact_email,
-        context=account_figures(account, balance, now),
+        context=account_figures(account, notice, now),
         now=now,
         account_id=account.id,
     )

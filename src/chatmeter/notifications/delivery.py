@@ -42,7 +42,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from chatmeter.config import Settings
-from chatmeter.db import Database
+from chatmeter.db import Database, rowcount
 from chatmeter.notifications.mailers import Mailer, MailerError
 from chatmeter.notifications.models import OutboxMessage, OutboxStatus
 from chatmeter.notifications.templates import render
@@ -107,7 +107,7 @@ def deliver_due(
 def backoff(attempts: int) -> dt.timedelta:
     """The wait after the ``attempts``-th failed attempt: 30 s, 1 min, 2 min ... at most 1 h."""
     doublings = min(max(attempts - 1, 0), 16)  # bounded: 2**16 * 30 s is far past the cap
-    return min(FIRST_RETRY * 2**doublings, MAX_RETRY)
+    return min(FIRST_RETRY * (1 << doublings), MAX_RETRY)
 
 
 def compose(
@@ -150,7 +150,7 @@ def requeue_dead(session: Session, *, now: dt.datetime, ids: Iterable[int] | Non
     )
     if ids is not None:
         statement = statement.where(OutboxMessage.id.in_(list(ids)))
-    return session.execute(statement).rowcount
+    return rowcount(session.execute(statement))
 
 
 def _claim(db: Database, *, now: dt.datetime, batch: int) -> list[_Claim]:
@@ -220,7 +220,7 @@ def _mark_sent(db: Database, claim: _Claim, *, now: dt.datetime) -> None:
             .values(status=OutboxStatus.SENT, sent_at=now, context=_without_secrets(claim.context))
         )
         uow.commit()
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         log.warning("outbox message %s was sent after its lease ran out; it may go twice", claim.id)
 
 

@@ -32,6 +32,7 @@ import smtplib
 import ssl
 import tempfile
 import threading
+from collections.abc import Mapping
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Literal, Protocol
@@ -200,7 +201,7 @@ def _reply_error(
     )
 
 
-def _describe(recipients: dict[str, tuple[int, bytes | str]]) -> str:
+def _describe(recipients: Mapping[str, tuple[int, bytes | str]]) -> str:
     return "; ".join(
         f"{address}: {code} {_text(reply)}" for address, (code, reply) in recipients.items()
     )

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from chatmeter.db import queue_work
 from chatmeter.notifications.models import OutboxMessage, OutboxStatus
 
 
@@ -42,4 +43,5 @@ def enqueue(
         created_at=now,
     )
     session.add(message)
+    queue_work(session)
     return message

@@ -92,12 +92,13 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    for name, function in {
+    filters: dict[str, Callable[..., str]] = {
         "thousands": thousands,
         "plural": plural,
         "month": month,
         "instant": instant,
-    }.items():
+    }
+    for name, function in filters.items():
         env.filters[name] = _strict(function)
     return env
 

@@ -1,6 +1,6 @@
 """The test chat and the conversations pages of an assistant.
 
-A test chat is a real conversation: the same ``chat.start_turn`` a visitor's
+A test chat is a real conversation: the same ``admission.start_turn`` a visitor's
 message goes through, so the answer, its sources and its token figures are
 exactly what a visitor would get, and it is paid for from the balance like any
 other. Its conversation is recorded with the visitor ``panel:test`` so the
@@ -22,10 +22,9 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from chatmeter.billing.summary import is_active
-from chatmeter.chat import service as chat
-from chatmeter.chat import streaming
+from chatmeter.chat import admission, conversations, streaming
 from chatmeter.chat.models import Message
-from chatmeter.chat.service import Turn
+from chatmeter.chat.turn import Turn
 from chatmeter.context import Context
 from chatmeter.errors import (
     Busy,
@@ -106,7 +105,7 @@ def _test_chat(request: Request, assistant_id: str, raw: bytes) -> Response | tu
             balance = session.get(Balance, viewer.account_id)
         if balance is None or not is_active(balance):
             return _out_of_tokens(OUT_OF_TOKENS)
-        turn = chat.start_turn(
+        turn = admission.start_turn(
             ctx,
             public_key=public_key,
             message=message,
@@ -190,7 +189,7 @@ def conversations_page(request: Request, assistant_id: str) -> Response:
     viewer, bot = found
     before = parse_id(request.query_params.get("before", ""))
     with ctx_of(request).db.read() as session:
-        found_rows = chat.list_conversations(
+        found_rows = conversations.list_conversations(
             session,
             account_id=viewer.account_id,
             assistant_id=bot["id"],
@@ -200,7 +199,7 @@ def conversations_page(request: Request, assistant_id: str) -> Response:
         shown = found_rows[:PAGE_SIZE]
         questions = _first_questions(session, [c.id for c in shown])
         rows = [
-            chat.conversation_dict(c)
+            conversations.conversation_dict(c)
             | {
                 "test": c.visitor == TEST_VISITOR,
                 "started": local_time(c.created_at, viewer.timezone),
@@ -243,7 +242,7 @@ def conversation_page(request: Request, assistant_id: str, conversation_id: str)
     viewer, bot = found
     with ctx_of(request).db.read() as session:
         try:
-            conversation = chat.get_conversation(
+            conversation = conversations.get_conversation(
                 session,
                 account_id=viewer.account_id,
                 conversation_id=parse_id(conversation_id) or 0,
@@ -252,13 +251,13 @@ def conversation_page(request: Request, assistant_id: str, conversation_id: str)
             return not_found(request, viewer)
         if conversation.assistant_id != bot["id"]:
             return not_found(request, viewer)
-        summary = chat.conversation_dict(conversation) | {
+        summary = conversations.conversation_dict(conversation) | {
             "test": conversation.visitor == TEST_VISITOR,
             "started": local_time(conversation.created_at, viewer.timezone),
         }
         messages = [
             m | {"time": local_time(m["created_at"], viewer.timezone)}
-            for m in chat.message_dicts(session, conversation_id=conversation.id)
+            for m in conversations.message_dicts(session, conversation_id=conversation.id)
         ]
     return assistant_page(
         request,

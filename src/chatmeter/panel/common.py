@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from chatmeter.accounts.models import Account
-from chatmeter.billing import service as billing
+from chatmeter.billing import invoices, subscriptions
 from chatmeter.context import Context
 from chatmeter.errors import Forbidden, InvalidInput
 from chatmeter.panel import auth
@@ -125,10 +125,10 @@ def render(
         "nav": NAV,
         "csrf_token": auth.csrf_token(request, settings),
         "package_tokens": settings.package_tokens,
-        "unit_price_cents": billing.price_cents(settings.package_price),
+        "unit_price_cents": invoices.price_cents(settings.package_price),
         "currency": settings.currency,
         "money_prefix": money_prefix(settings.currency),
-        "max_packages": billing.MAX_PACKAGES,
+        "max_packages": subscriptions.MAX_PACKAGES,
         "free_tokens": settings.free_tokens,
     }
     if viewer is not None and "figures" not in context:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
-from chatmeter.billing import service as billing
+from chatmeter.billing import purchases, subscriptions
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
 from chatmeter.errors import ChatmeterError, InvalidInput, Unauthorized
@@ -70,7 +70,10 @@ def parse_packages(value: object) -> int:
         if not text.isdigit() or len(text) > 7:
             raise InvalidInput(PACKAGES_MESSAGE, field="packages")
         value = int(text)
-    if not isinstance(value, int) or not billing.MIN_PACKAGES <= value <= billing.MAX_PACKAGES:
+    if (
+        not isinstance(value, int)
+        or not subscriptions.MIN_PACKAGES <= value <= subscriptions.MAX_PACKAGES
+    ):
         raise InvalidInput(PACKAGES_MESSAGE, field="packages")
     return value
 
@@ -260,7 +263,7 @@ def _change_packages(request: Request, form: Any) -> Response:
         owner_only(viewer)
         packages = parse_packages(form.get("packages", ""))
         with ctx.db.uow() as uow:
-            billing.change_quantity(
+            subscriptions.change_quantity(
                 uow.session, account_id=viewer.account_id, packages=packages, now=ctx.clock.now()
             )
             uow.commit()
@@ -297,7 +300,7 @@ def _cancel(request: Request, form: Any) -> Response:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
         owner_only(viewer)
         with ctx.db.uow() as uow:
-            billing.cancel(uow.session, account_id=viewer.account_id, now=ctx.clock.now())
+            subscriptions.cancel(uow.session, account_id=viewer.account_id, now=ctx.clock.now())
             uow.commit()
     except ChatmeterError as exc:
         return render(
@@ -364,7 +367,7 @@ def _buy_tokens(request: Request, raw: bytes) -> Response:
         key = body.get("key")
         if not isinstance(key, str) or not 8 <= len(key) <= 100 or not key.isprintable():
             raise InvalidInput("this window has expired; close it and try again")
-        invoice = billing.purchase(
+        invoice = purchases.purchase(
             ctx, account_id=viewer.account_id, packages=packages, key=f"panel:{key}"
         )
     except ChatmeterError as exc:

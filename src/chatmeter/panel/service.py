@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts import service as accounts
 from chatmeter.accounts.models import Account
-from chatmeter.billing import service as billing
+from chatmeter.billing import subscriptions
 from chatmeter.config import Settings
 from chatmeter.errors import Conflict, InvalidInput, Unauthorized
 from chatmeter.ledger import service as ledger
@@ -78,7 +78,7 @@ def sign_up(
     account = accounts.create_account(
         session, email=email, timezone=timezone or "UTC", name=name, now=now, verified=verified
     )
-    billing.open_subscription(session, account_id=account.id, settings=settings, now=now)
+    subscriptions.open_subscription(session, account_id=account.id, settings=settings, now=now)
     user = User(
         account_id=account.id,
         email=email,

@@ -10,7 +10,7 @@ Until then the account may sign in, build, train and test assistants, buy
 tokens and make API keys. It may not invite anyone or change the contact email
 (both send email to other addresses in its name), and it gets no free tokens
 (``CHATMETER_FREE_TOKENS``): the current month's arrive when it is verified, and
-renewals grant them from then on (``billing.free_allowance``).
+renewals grant them from then on (``subscriptions.free_allowance``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts import service as accounts
 from chatmeter.accounts.models import Account
-from chatmeter.billing import service as billing
+from chatmeter.billing import subscriptions
 from chatmeter.config import Settings
 from chatmeter.errors import Conflict
 from chatmeter.ledger import service as ledger
@@ -99,5 +99,5 @@ def mark_verified(
         return account
     account.email_verified_at = now
     tokens.withdraw(session, purpose=TokenPurpose.VERIFY_EMAIL, account_id=account_id, now=now)
-    billing.grant_free_allowance(session, account_id=account_id, settings=settings, now=now)
+    subscriptions.grant_free_allowance(session, account_id=account_id, settings=settings, now=now)
     return account

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from chatmeter.billing import summary
-from chatmeter.billing.service import price_cents
+from chatmeter.billing.invoices import price_cents
 from chatmeter.config import Settings
 
 MONTHS = (

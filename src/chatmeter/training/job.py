@@ -21,19 +21,33 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import ObjectDeletedError
 
 from chatmeter.assistants.models import Assistant
+from chatmeter.clock import Clock
 from chatmeter.config import Settings
-from chatmeter.context import Context
+from chatmeter.db import Database, rowcount
 from chatmeter.knowledge.errors import ExtractionError, QuotaReached
 from chatmeter.training.child import Job, Processed
 from chatmeter.training.models import Chunk, FileStatus, TrainingFile
 from chatmeter.training.parts import drop_parts, read_parts
 from chatmeter.training.quotas import Quota, lock, passages_room
+
+
+class TrainingServices(Protocol):
+    """What training needs of the application (``chatmeter.context.Context``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def clock(self) -> Clock: ...
+
 
 log = logging.getLogger("chatmeter.training")
 
@@ -48,7 +62,7 @@ def processing_lease(settings: Settings) -> dt.timedelta:
     return dt.timedelta(seconds=settings.training_wall_seconds) + LEASE_MARGIN
 
 
-def process_queue(ctx: Context, *, limit: int = 10) -> dict[str, int]:
+def process_queue(ctx: TrainingServices, *, limit: int = 10) -> dict[str, int]:
     """Process queued files (the ``training`` job); each file is claimed by one worker.
 
     It stops early when the training process is closed: the worker is stopping.
@@ -73,7 +87,7 @@ def process_queue(ctx: Context, *, limit: int = 10) -> dict[str, int]:
 
 
 def process_file(
-    ctx: Context, *, file_id: int, on_progress: Callable[[int], None] | None = None
+    ctx: TrainingServices, *, file_id: int, on_progress: Callable[[int], None] | None = None
 ) -> bool:
     """Extract, chunk, embed and index one claimed file; returns whether it is ready.
 
@@ -140,7 +154,7 @@ def process_file(
 
 
 @contextlib.contextmanager
-def _written(ctx: Context, file_id: int, sha256: str) -> Iterator[Path | None]:
+def _written(ctx: TrainingServices, file_id: int, sha256: str) -> Iterator[Path | None]:
     """The stored upload in a temporary file for the training process to read;
     None if there is none, or if its bytes are not the file's (``sha256``)."""
     directory = ctx.settings.data_dir / "uploads"
@@ -156,7 +170,7 @@ def _written(ctx: Context, file_id: int, sha256: str) -> Iterator[Path | None]:
         yield Path(handle.name) if same else None
 
 
-def _store_or_fail(ctx: Context, file_id: int, sha256: str, result: Processed) -> bool:
+def _store_or_fail(ctx: TrainingServices, file_id: int, sha256: str, result: Processed) -> bool:
     try:
         return _store(ctx, file_id, sha256, result)
     except Exception as exc:
@@ -165,7 +179,7 @@ def _store_or_fail(ctx: Context, file_id: int, sha256: str, result: Processed) -
         raise
 
 
-def _store(ctx: Context, file_id: int, sha256: str, result: Processed) -> bool:
+def _store(ctx: TrainingServices, file_id: int, sha256: str, result: Processed) -> bool:
     """The passages land in one transaction with the status ``ready``, if the row is
     still the file that was read and they still fit the account's quota (other
     files may have finished meanwhile)."""
@@ -220,12 +234,12 @@ def _store(ctx: Context, file_id: int, sha256: str, result: Processed) -> bool:
     return True
 
 
-def claim_file(ctx: Context, *, file_id: int) -> bool:
+def claim_file(ctx: TrainingServices, *, file_id: int) -> bool:
     """Claim one queued file for processing here and now (``chatmeter train``)."""
     return _claim(ctx, file_id=file_id) == file_id
 
 
-def _claim(ctx: Context, *, file_id: int | None = None) -> int | None:
+def _claim(ctx: TrainingServices, *, file_id: int | None = None) -> int | None:
     """Take the next due file (or ``file_id``) under a lease; a crashed worker's lease runs out."""
     now = ctx.clock.now()
     with ctx.db.uow() as uow:
@@ -267,28 +281,30 @@ def _claim(ctx: Context, *, file_id: int | None = None) -> int | None:
 
 
 def _fail(
-    ctx: Context, file_id: int, *, code: str, message: str, sha256: str | None = None
+    ctx: TrainingServices, file_id: int, *, code: str, message: str, sha256: str | None = None
 ) -> None:
     """Fail the file, explained (only the file with ``sha256``, when given)."""
     with ctx.db.uow() as uow:
-        same = TrainingFile.sha256 == sha256 if sha256 is not None else True
-        failed = uow.session.execute(
-            update(TrainingFile)
-            .where(TrainingFile.id == file_id, same)
-            .values(
-                status=FileStatus.FAILED,
-                error_code=code[:32],
-                error_message=message[:500],
-                leased_until=None,
-                updated_at=ctx.clock.now(),
+        same = TrainingFile.sha256 == sha256 if sha256 is not None else true()
+        failed = rowcount(
+            uow.session.execute(
+                update(TrainingFile)
+                .where(TrainingFile.id == file_id, same)
+                .values(
+                    status=FileStatus.FAILED,
+                    error_code=code[:32],
+                    error_message=message[:500],
+                    leased_until=None,
+                    updated_at=ctx.clock.now(),
+                )
             )
-        ).rowcount
+        )
         if failed:
             drop_parts(uow.session, file_id)
         uow.commit()
 
 
-def _requeue(ctx: Context, file_id: int, sha256: str) -> None:
+def _requeue(ctx: TrainingServices, file_id: int, sha256: str) -> None:
     """Hand a file back to the queue, as if this attempt had not been made."""
     with ctx.db.uow() as uow:
         uow.session.execute(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatmeter.assistants.models import Assistant
+from chatmeter.db import queue_work
 from chatmeter.errors import InvalidInput, NotFound, PayloadTooLarge
 from chatmeter.training.content import Content
 from chatmeter.training.job import (
@@ -106,6 +107,7 @@ def upload(
         existing.error_code = existing.error_message = None
         existing.leased_until, existing.updated_at = None, now
         store_parts(session, existing.id, content)
+        queue_work(session)
         return Upload(existing, duplicate=False)
     file = TrainingFile(
         assistant_id=assistant.id,
@@ -134,6 +136,7 @@ def upload(
         assert winner is not None
         return Upload(winner, duplicate=True)
     store_parts(session, file.id, content)
+    queue_work(session)
     return Upload(file, duplicate=False)
 
 

@@ -1,9 +1,10 @@
-"""The FastAPI application: the REST API under /api/v1, the widget's script (later, the panel)."""
+"""The FastAPI application: the REST API under /api/v1, the widget's script and the panel."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -27,7 +28,7 @@ from chatmeter.web.limits import MULTIPART_OVERHEAD, BodySizeLimit
 # X-Forwarded-For from 127.0.0.1 by default, so that any local process could pose
 # as any visitor; the app reads the header itself, from CHATMETER_TRUSTED_PROXIES
 # only (chatmeter.web.client).
-SERVER_OPTIONS = {"proxy_headers": False, "server_header": False}
+SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
 
 
 def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
@@ -38,7 +39,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
             from chatmeter.jobs.worker import Worker
 
             worker = Worker(ctx)
-            ctx.wake_worker = worker.wake
+            ctx.db.wake_worker = worker.wake
             worker.start()
         yield
         if worker is not None:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from chatmeter.billing.service import MAX_PACKAGES, MIN_PACKAGES
+from chatmeter.billing.subscriptions import MAX_PACKAGES, MIN_PACKAGES
 from chatmeter.ledger.rules import MAX_TOKENS
 from chatmeter.ledger.service import MAX_HOLD_TTL_SECONDS
 from chatmeter.storable import check_storable

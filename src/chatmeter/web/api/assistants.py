@@ -136,7 +136,6 @@ async def upload_files(
         if not received.files:
             raise InvalidInput(f"send 1 to {MAX_FILES_PER_UPLOAD} files", field="files")
         results = await run_in_threadpool(_queue, ctx, account_id, assistant_id, received.files)
-    ctx.wake_worker()
     status = 201 if any(not r.duplicate for r in results) else 200
     body = [training.file_dict(r.file) | {"duplicate": r.duplicate} for r in results]
     return JSONResponse(jsonable(body), status_code=status)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
-from chatmeter.billing import service as billing
+from chatmeter.billing import purchases, subscriptions
 from chatmeter.billing.models import InvoiceStatus
 from chatmeter.billing.summary import invoice_dict, list_invoices, subscription_summary
 from chatmeter.web.deps import AccountDep, ContextDep
@@ -33,7 +33,7 @@ def create_purchase(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     """Buy packages: on payment the tokens are added at once and the subscription grows."""
-    invoice = billing.purchase(
+    invoice = purchases.purchase(
         ctx, account_id=account_id, packages=body.packages, key=idempotency_key
     )
     if invoice.status != InvoiceStatus.PAID:
@@ -57,7 +57,7 @@ def change_subscription(
 ) -> dict[str, Any]:
     """Change the packages renewed each month; takes effect at the next renewal."""
     with ctx.db.uow() as uow:
-        billing.change_quantity(
+        subscriptions.change_quantity(
             uow.session, account_id=account_id, packages=body.packages, now=ctx.clock.now()
         )
         uow.commit()
@@ -68,7 +68,7 @@ def change_subscription(
 def cancel_subscription(ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
     """No more renewals; the tokens you have stay usable until the next 1st."""
     with ctx.db.uow() as uow:
-        billing.cancel(uow.session, account_id=account_id, now=ctx.clock.now())
+        subscriptions.cancel(uow.session, account_id=account_id, now=ctx.clock.now())
         uow.commit()
     return get_subscription(ctx, account_id)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from chatmeter.chat import service as chat
+from chatmeter.chat import conversations
 from chatmeter.web.deps import AccountDep, ContextDep, IdPath, IdQuery
 
 router = APIRouter(tags=["conversations"])
@@ -22,8 +22,8 @@ def list_conversations(
 ) -> list[dict[str, Any]]:
     with ctx.db.read() as session:
         return [
-            chat.conversation_dict(c)
-            for c in chat.list_conversations(
+            conversations.conversation_dict(c)
+            for c in conversations.list_conversations(
                 session,
                 account_id=account_id,
                 assistant_id=assistant_id,
@@ -39,9 +39,9 @@ def get_conversation(
 ) -> dict[str, Any]:
     """A conversation and its messages: context and generation tokens per answer, sources."""
     with ctx.db.read() as session:
-        conversation = chat.get_conversation(
+        conversation = conversations.get_conversation(
             session, account_id=account_id, conversation_id=conversation_id
         )
-        return chat.conversation_dict(conversation) | {
-            "messages": chat.message_dicts(session, conversation_id=conversation.id)
+        return conversations.conversation_dict(conversation) | {
+            "messages": conversations.message_dicts(session, conversation_id=conversation.id)
         }

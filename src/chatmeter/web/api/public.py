@@ -16,8 +16,7 @@ from pydantic import Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
-from chatmeter.chat import service as chat
-from chatmeter.chat import streaming
+from chatmeter.chat import admission, streaming
 from chatmeter.web.client import visitor_key
 from chatmeter.web.deps import ContextDep
 from chatmeter.web.schemas import Strict
@@ -51,7 +50,7 @@ async def public_chat(public_key: str, body: ChatIn, request: Request, ctx: Cont
     """
     visitor = visitor_key(request, ctx.settings)
     turn = await run_in_threadpool(
-        chat.start_turn,
+        admission.start_turn,
         ctx,
         public_key=public_key,
         message=body.message,

@@ -12,6 +12,7 @@ from chatmeter.billing.summary import balance_summary
 from chatmeter.errors import NotFound
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Hold, LedgerEntry
+from chatmeter.notifications import balance_notices
 from chatmeter.web.deps import AccountDep, ContextDep, IdPath, IdQuery
 from chatmeter.web.schemas import BalanceOut, EntryOut, HoldIn, HoldOut, LedgerPage, SettleIn
 
@@ -79,6 +80,7 @@ def settle_hold(
             generation=body.generation,
             now=ctx.clock.now(),
         )
+        balance_notices.send_raised(uow.session, now=ctx.clock.now())
         uow.commit()
     return hold_dict(hold)
 
@@ -93,6 +95,7 @@ def release_hold(hold_id: IdPath, ctx: ContextDep, account_id: AccountDep) -> di
         hold = ledger.release(
             uow.session, account_id=account_id, hold_id=hold_id, now=ctx.clock.now()
         )
+        balance_notices.send_raised(uow.session, now=ctx.clock.now())
         uow.commit()
     return hold_dict(hold)
 

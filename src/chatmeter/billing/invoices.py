@@ -1,0 +1,78 @@
+"""Invoices: a new one at today's price, one locked for a change, and how money reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from chatmeter.accounts.models import Account
+from chatmeter.billing import periods
+from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
+from chatmeter.config import Settings
+from chatmeter.errors import NotFound
+from chatmeter.ledger import service as ledger
+
+
+def new_invoice(
+    settings: Settings,
+    *,
+    account_id: int,
+    key: str,
+    kind: InvoiceKind,
+    period: str,
+    packages: int,
+    free_tokens: int,
+    now: dt.datetime,
+    request_hash: str = "",
+) -> Invoice:
+    """An open invoice for ``packages`` at today's price; the price is fixed on it."""
+    unit = price_cents(settings.package_price)
+    return Invoice(
+        account_id=account_id,
+        key=key,
+        request_hash=request_hash,
+        kind=kind,
+        period=period,
+        packages=packages,
+        package_tokens=settings.package_tokens,
+        free_tokens=free_tokens,
+        unit_price_cents=unit,
+        amount_cents=unit * packages,
+        currency=settings.currency,
+        status=InvoiceStatus.OPEN,
+        gateway="",
+        attempts=0,
+        created_at=now,
+    )
+
+
+def locked_invoice(session: Session, invoice_id: int) -> Invoice:
+    """The invoice, read again under its account's lock."""
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise NotFound("no such invoice", invoice_id=invoice_id)
+    ledger.lock_balance(session, account_id=invoice.account_id)
+    session.refresh(invoice)
+    return invoice
+
+
+def account(session: Session, account_id: int) -> Account:
+    found = session.get(Account, account_id)
+    if found is None:
+        raise NotFound("no such account", account_id=account_id)
+    return found
+
+
+def price_cents(price: Decimal) -> int:
+    return int((price * 100).to_integral_exact())
+
+
+def format_cents(cents: int) -> str:
+    return f"{cents // 100:,}.{cents % 100:02d}"
+
+
+def local_date(instant: dt.datetime | None, zone: str) -> str:
+    assert instant is not None
+    return instant.astimezone(periods.to_zone(zone)).date().isoformat()

@@ -1,0 +1,137 @@
+"""The emails billing sends: receipts, a failed renewal, a cancelled subscription.
+
+Each is queued in the outbox in the transaction of the change it reports, so
+the email goes out if and only if that change was committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from chatmeter.accounts.models import Account
+from chatmeter.billing import periods
+from chatmeter.billing.invoices import format_cents, local_date
+from chatmeter.billing.models import Invoice, Subscription
+from chatmeter.ledger.models import Balance
+from chatmeter.notifications.balance_notices import account_figures
+from chatmeter.notifications.outbox import enqueue
+
+
+def subscription_cancelled(
+    session: Session,
+    *,
+    account: Account,
+    subscription: Subscription,
+    balance: Balance,
+    now: dt.datetime,
+) -> None:
+    figures = account_figures(account, balance, now)
+    enqueue(
+        session,
+        kind="subscription_cancelled",
+        now=now,
+        account_id=account.id,
+        dedupe_key=f"subscription_cancelled:{account.id}:{now.isoformat()}",
+        to=account.contact_email,
+        context={
+            "account_name": account.name,
+            "packages": subscription.quantity,
+            "balance": balance.balance,
+            "ends_on": figures["renews_on"],
+        },
+    )
+
+
+def purchase_receipt(
+    session: Session,
+    *,
+    account: Account,
+    invoice: Invoice,
+    subscription: Subscription,
+    balance: Balance,
+    now: dt.datetime,
+) -> None:
+    figures = account_figures(account, balance, now)
+    enqueue(
+        session,
+        kind="purchase_receipt",
+        dedupe_key=f"purchase_receipt:{invoice.id}",
+        to=account.contact_email,
+        now=now,
+        account_id=account.id,
+        context={
+            "account_name": account.name,
+            "invoice_number": invoice.number,
+            "packages": invoice.packages,
+            "tokens": invoice.tokens,
+            "amount": format_cents(invoice.amount_cents),
+            "currency": invoice.currency,
+            "monthly_packages": subscription.renewing_quantity,
+            "monthly_amount": format_cents(
+                subscription.renewing_quantity * invoice.unit_price_cents
+            ),
+            "balance": balance.balance,
+            "limit": balance.period_granted,
+            "renews_on": figures["renews_on"],
+        },
+    )
+
+
+def renewal_receipt(
+    session: Session, *, account: Account, invoice: Invoice, balance: Balance, now: dt.datetime
+) -> None:
+    expires_at = periods.ends_at(invoice.period, account.timezone)
+    enqueue(
+        session,
+        kind="renewal_receipt",
+        dedupe_key=f"renewal_receipt:{invoice.id}",
+        to=account.contact_email,
+        now=now,
+        account_id=account.id,
+        context={
+            "account_name": account.name,
+            "invoice_number": invoice.number,
+            "period": invoice.period,
+            "packages": invoice.packages,
+            "tokens": invoice.tokens,
+            "free_tokens": invoice.free_tokens,
+            "amount": format_cents(invoice.amount_cents),
+            "currency": invoice.currency,
+            "balance": balance.balance,
+            "limit": balance.period_granted,
+            "renews_on": local_date(expires_at, account.timezone),
+        },
+    )
+
+
+def renewal_failed(
+    session: Session,
+    *,
+    account: Account,
+    invoice: Invoice,
+    final: bool,
+    balance: Balance,
+    now: dt.datetime,
+) -> None:
+    enqueue(
+        session,
+        kind="renewal_failed",
+        now=now,
+        account_id=account.id,
+        dedupe_key=f"renewal_failed:{invoice.id}:{invoice.attempts}",
+        to=account.contact_email,
+        context={
+            "account_name": account.name,
+            "invoice_number": invoice.number,
+            "period": invoice.period,
+            "amount": format_cents(invoice.amount_cents),
+            "currency": invoice.currency,
+            "reason": invoice.failure_reason,
+            "next_attempt_on": None
+            if final
+            else local_date(invoice.next_attempt_at, account.timezone),
+            "balance": balance.balance,
+        },
+    )

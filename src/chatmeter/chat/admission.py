@@ -1,0 +1,246 @@
+"""Admitting a chat turn: admit → retrieve → reserve, everything before the answer.
+
+``start_turn`` does everything that can refuse a turn before a byte of the
+answer is sent (unknown or inactive assistant, rate limits, message size, a
+full queue, not enough tokens), so refusals are plain HTTP errors. It returns
+the ``Turn`` (``chat.turn``) that streams the answer and settles it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from chatmeter.accounts.models import Account
+from chatmeter.assistants import service as assistants
+from chatmeter.assistants.models import Assistant
+from chatmeter.chat import caps, prompt
+from chatmeter.chat.counts import text_counter
+from chatmeter.chat.models import Conversation, Message
+from chatmeter.chat.queue import Ticket
+from chatmeter.chat.turn import ChatServices, Turn
+from chatmeter.errors import InsufficientTokens, InvalidInput, Unavailable
+from chatmeter.ledger import service as ledger
+from chatmeter.ledger.models import HoldOwner
+from chatmeter.llm.base import ChatMessage, GenerationRequest, Provider, ProviderError, Usage
+from chatmeter.llm.rates import charge
+from chatmeter.retrieval.search import retrieve
+from chatmeter.storable import NUL_MESSAGE, has_nul
+
+log = logging.getLogger("chatmeter.chat")
+
+
+def warm_up(ctx: ChatServices) -> None:
+    """Load the embedding model and the bundled model now, not on the first visitor's turn.
+
+    Served without it, the first crowd after a start waits seconds for both to load.
+    """
+    ctx.embedder.embed(["warm up"])
+    if any(choice.provider == "local" for choice in ctx.models.choices):
+        provider = ctx.provider("local", "")
+        provider.count_prompt_tokens([ChatMessage("user", "warm up")])
+
+
+def start_turn(
+    ctx: ChatServices,
+    *,
+    public_key: str,
+    message: str,
+    conversation_id: str | None,
+    visitor: str,
+    queue: bool = False,
+) -> Turn:
+    """Everything before the answer; raises ``Unavailable``, ``Busy``, ``RateLimited`` or
+    ``InvalidInput``.
+
+    ``queue``: take a place in the model's queue (``Turn.ticket``), or ``Busy`` if it
+    is full; the web always queues. Without it the caller runs the turn in its own
+    thread (the CLI, benchmarks, tests).
+    """
+    question = message.strip() if isinstance(message, str) else ""
+    if not question:
+        raise InvalidInput("the message is empty", field="message")
+    # Refused before anything is reserved: PostgreSQL could not store the exchange.
+    if has_nul(question):
+        raise InvalidInput(f"the message {NUL_MESSAGE}", field="message")
+    if has_nul(conversation_id):
+        raise InvalidInput(f"the conversation id {NUL_MESSAGE}", field="conversation_id")
+    if len(question) > ctx.settings.chat_max_message_chars:
+        raise InvalidInput(
+            f"the message is longer than {ctx.settings.chat_max_message_chars:,} characters",
+            field="message",
+        )
+    with ctx.db.read() as session:
+        assistant = assistants.visible_by_public_key(
+            session, public_key=public_key, now=ctx.clock.now()
+        )
+        if assistant is None:
+            raise Unavailable()
+        ctx.limiter.check(assistant_id=assistant.id, visitor=visitor)
+        conversation, history = _history(session, assistant, conversation_id)
+        caps.check_turns(assistant, conversation)
+        timezone = session.get(Account, assistant.account_id).timezone  # type: ignore[union-attr]
+
+    provider = _provider(ctx, assistant)
+    ticket = None
+    if queue:
+        ticket = ctx.generation_queue(provider).admit(account_id=assistant.account_id)
+    try:
+        return _prepare(
+            ctx, assistant, provider, ticket, question, history, conversation_id, visitor, timezone
+        )
+    except BaseException:
+        if ticket is not None:
+            ticket.leave()
+        raise
+
+
+def _provider(ctx: ChatServices, assistant: Assistant) -> Provider:
+    """The assistant's model; ``Unavailable`` if it cannot be had (no longer offered, broken)."""
+    try:
+        return ctx.provider(assistant.provider, assistant.model)
+    except (ValueError, ProviderError) as exc:
+        log.error("assistant %s cannot use its model: %s", assistant.id, exc)
+        raise Unavailable() from exc
+
+
+def _prepare(
+    ctx: ChatServices,
+    assistant: Assistant,
+    provider: Provider,
+    ticket: Ticket | None,
+    question: str,
+    history: list[tuple[str, str]],
+    conversation_id: str | None,
+    visitor: str,
+    timezone: str,
+) -> Turn:
+    try:
+        count = text_counter(provider)
+        with ctx.db.read() as session:
+            passages = retrieve(
+                session,
+                assistant_id=assistant.id,
+                question=question,
+                embedder=ctx.embedder,
+                vectors=ctx.vectors,
+                passages=assistant.passages,
+                budget=assistant.context_budget,
+                count_tokens=count,
+            )
+        kept = prompt.trim_history(
+            history, budget=ctx.settings.chat_history_tokens, count_tokens=count
+        )
+        messages = prompt.build(
+            instructions=assistant.instructions,
+            passages=[
+                prompt.PassageText(i, p.heading, p.filename, p.text)
+                for i, p in enumerate(passages, 1)
+            ],
+            history=kept,
+            question=question,
+        )
+        prompt_tokens = provider.count_prompt_tokens(messages)
+        max_tokens = min(assistant.max_tokens, provider.context_window - prompt_tokens)
+        if max_tokens < 1:
+            raise InvalidInput("the message is too long for this assistant", field="message")
+    except ProviderError as exc:
+        log.warning("cannot prepare a turn for assistant %s: %s", assistant.id, exc)
+        raise Unavailable() from exc
+
+    rate = ctx.rate_card.rate_for(provider.model)
+    reserve = sum(charge(Usage(prompt_tokens, max_tokens, "tokenizer"), rate))
+    now = ctx.clock.now()
+    day = caps.local_day(now, timezone)
+    try:
+        with ctx.db.uow() as uow:
+            hold = ledger.reserve(
+                uow.session,
+                account_id=assistant.account_id,
+                tokens=reserve,
+                key=f"chat:{uuid.uuid4()}",
+                ttl_seconds=ctx.settings.chat_hold_seconds,
+                now=now,
+                owner=HoldOwner.CHAT,
+            )
+            caps.take(uow.session, assistant=assistant, day=day, tokens=reserve)
+            conversation = _conversation(uow.session, assistant, conversation_id, visitor, now)
+            uow.commit()
+    except InsufficientTokens as exc:  # the visitor hears only "unavailable"
+        raise Unavailable() from exc
+    turn = Turn(
+        ctx=ctx,
+        assistant_id=assistant.id,
+        account_id=assistant.account_id,
+        conversation_id=conversation.id,
+        conversation_public_id=conversation.public_id,
+        question=question,
+        passages=passages,
+        provider=provider,
+        request=GenerationRequest(
+            messages=tuple(messages), max_tokens=max_tokens, temperature=assistant.temperature
+        ),
+        prompt_tokens=prompt_tokens,
+        rate=rate,
+        hold_id=hold.id,
+        held=reserve,
+        day=day,
+        show_sources=assistant.show_sources,
+        ticket=ticket,
+    )
+    ctx.hold_keeper.keep(hold.id, turn.stop)
+    return turn
+
+
+def _history(
+    session: Session, assistant: Assistant, public_id: str | None
+) -> tuple[Conversation | None, list[tuple[str, str]]]:
+    """The visitor's conversation with this assistant, if it goes on, and its last messages."""
+    if not public_id:
+        return None, []
+    conversation = session.scalar(
+        select(Conversation).where(
+            Conversation.public_id == public_id, Conversation.assistant_id == assistant.id
+        )
+    )
+    if conversation is None:
+        return None, []  # unknown or another assistant's: start afresh rather than leak
+    rows = session.execute(
+        select(Message.role, Message.content)
+        .where(Message.conversation_id == conversation.id)
+        .order_by(Message.id.desc())
+        .limit(20)
+    ).all()
+    return conversation, [(role, content) for role, content in reversed(rows)]
+
+
+def _conversation(
+    session: Session, assistant: Assistant, public_id: str | None, visitor: str, now: dt.datetime
+) -> Conversation:
+    if public_id:
+        existing = session.scalar(
+            select(Conversation).where(
+                Conversation.public_id == public_id, Conversation.assistant_id == assistant.id
+            )
+        )
+        if existing is not None:
+            return existing
+    conversation = Conversation(
+        public_id="cv_" + secrets.token_urlsafe(18),
+        assistant_id=assistant.id,
+        account_id=assistant.account_id,
+        visitor=visitor[:64],
+        messages=0,
+        context_tokens=0,
+        generation_tokens=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation

@@ -1,0 +1,300 @@
+"""One chat turn after its admission: generate → settle → store.
+
+A ``Turn`` (made by ``chat.admission.start_turn``) streams the answer and,
+however the stream ends (finished, broken provider, visitor gone, hold lost),
+settles exactly what the model consumed and stores the messages in the same
+transaction as the settlement. Its hold is the turn's own
+(``HoldOwner.CHAT``): nothing but the turn settles or releases it, and
+``chat.keeper`` keeps it alive while the turn lives. The web serves a turn
+through ``chat.streaming``, which waits for the model in ``chat.queue``
+without holding a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from chatmeter.chat import caps
+from chatmeter.chat.models import Conversation, Message
+from chatmeter.chat.queue import Ticket
+from chatmeter.clock import Clock
+from chatmeter.config import Settings
+from chatmeter.db import Database
+from chatmeter.errors import Conflict, Unavailable
+from chatmeter.ledger import service as ledger
+from chatmeter.ledger.models import HoldOwner
+from chatmeter.llm.base import (
+    GenerationRequest,
+    GenerationStream,
+    PartialGeneration,
+    Provider,
+    ProviderError,
+    TextDelta,
+    Usage,
+)
+from chatmeter.llm.rates import Rate, charge
+from chatmeter.notifications import balance_notices
+from chatmeter.retrieval.search import Passage
+
+if TYPE_CHECKING:
+    from chatmeter.chat.keeper import HoldKeeper
+    from chatmeter.chat.limits import ChatLimiter
+    from chatmeter.chat.queue import GenerationQueue
+    from chatmeter.knowledge.embeddings import Embedder
+    from chatmeter.llm.catalog import ModelCatalog
+    from chatmeter.llm.rates import RateCard
+    from chatmeter.retrieval.vectors import VectorCache
+
+log = logging.getLogger("chatmeter.chat")
+
+
+class ChatServices(Protocol):
+    """What a chat turn needs of the application (``chatmeter.context.Context``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def embedder(self) -> Embedder: ...
+    @property
+    def vectors(self) -> VectorCache: ...
+    @property
+    def models(self) -> ModelCatalog: ...
+    @property
+    def rate_card(self) -> RateCard: ...
+    @property
+    def limiter(self) -> ChatLimiter: ...
+    @property
+    def hold_keeper(self) -> HoldKeeper: ...
+    def provider(self, name: str, model: str = "") -> Provider: ...
+    def generation_queue(self, provider: Provider) -> GenerationQueue: ...
+
+
+@dataclass
+class Turn:
+    """An answer in the making; iterate it for events, it settles itself when done."""
+
+    ctx: ChatServices
+    assistant_id: int
+    account_id: int
+    conversation_id: int
+    conversation_public_id: str
+    question: str
+    passages: list[Passage]
+    provider: Provider
+    request: GenerationRequest
+    prompt_tokens: int
+    rate: Rate
+    hold_id: int
+    held: int
+    day: dt.date  # of the account's time zone, when the turn reserved: its daily cap's day
+    show_sources: str  # what the visitor sees of the sources (``Assistant.show_sources``)
+    # Admission to the model's queue; None when the caller runs the turn directly.
+    ticket: Ticket | None = None
+    # Set to stop generating at the next token: the visitor left, or the hold was lost.
+    stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    answer: str = ""
+    usage: Usage | None = None
+    status: str = "pending"
+    _stream: GenerationStream | None = field(default=None, repr=False)
+    _finished: bool = field(default=False, repr=False)
+    _finish_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def start_event(self) -> dict[str, Any]:
+        return {"type": "start", "conversation_id": self.conversation_public_id}
+
+    def events(self, *, announce: bool = True) -> Generator[dict[str, Any], None, None]:
+        """``start`` (unless ``announce`` is false), ``delta`` events with text, then
+        ``done`` (or ``error``). Runs the model in the calling thread."""
+        pieces: list[str] = []
+        try:
+            # Inside the try: a visitor who leaves right after "start" is settled too.
+            if announce:
+                yield self.start_event
+            self._stream = self.provider.stream(self.request)
+            for event in self._stream:
+                if isinstance(event, TextDelta) and event.text:
+                    pieces.append(event.text)
+                    yield {"type": "delta", "text": event.text}
+                if self.stop.is_set():
+                    break
+            else:
+                self.usage = self._stream.usage
+                self.status = "complete"
+        except PartialGeneration as broken:
+            self.usage, self.status = broken.usage, "partial"
+            log.warning("generation broke off for assistant %s: %s", self.assistant_id, broken)
+        except ProviderError as failed:
+            self.usage, self.status = Usage(0, 0, "provider"), "failed"
+            log.warning("provider failed for assistant %s: %s", self.assistant_id, failed)
+        finally:
+            if self.status == "pending":  # the visitor went away mid-answer, or told to stop
+                self.status = "interrupted"
+                self.usage = self._stream.usage if self._stream else Usage(0, 0, "provider")
+                if self._stream:
+                    self._stream.close()
+            self.answer = "".join(pieces)
+            self._finish()
+        if self.status == "failed":
+            yield {"type": "error", "message": Unavailable().message}
+            return
+        shown = [] if self.show_sources == "none" else self.passages
+        yield {
+            "type": "done",
+            "conversation_id": self.conversation_public_id,
+            "sources": [p.shown(self.show_sources) | {"label": i} for i, p in enumerate(shown, 1)],
+        }
+
+    def generate(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        """Run the model and hand each event after ``start`` to ``emit``; settles at the end.
+
+        ``emit`` must not block (it is called while the model is held): the web
+        passes each event to the event loop, which writes it to the visitor.
+        """
+        events = self.events(announce=False)
+        try:
+            for event in events:
+                emit(event)
+        finally:
+            events.close()
+
+    def abandon(self) -> None:
+        """The turn will never generate (the visitor left while it waited): give its hold back."""
+        self.status = "interrupted"
+        self._finish()
+
+    def run(self) -> dict[str, Any]:
+        """The whole answer at once (the JSON form of the public API)."""
+        return self.result(list(self.events()))
+
+    def result(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """The JSON answer made of a finished turn's events."""
+        if not events or events[-1]["type"] != "done":
+            raise Unavailable()
+        return {
+            "conversation_id": self.conversation_public_id,
+            "answer": self.answer,
+            "sources": events[-1]["sources"],
+        }
+
+    def _finish(self) -> None:
+        """Settle what was consumed and store the exchange, in one transaction; once."""
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+        try:
+            self._settle_and_store()
+        finally:
+            self.ctx.hold_keeper.forget(self.hold_id)
+
+    def _settle_and_store(self) -> None:
+        usage = self.usage or Usage(0, 0, "provider")
+        if self.status == "failed" or usage.total_tokens == 0:
+            with self.ctx.db.uow() as uow:
+                # Conflict: it expired meanwhile, so its tokens are back already.
+                with contextlib.suppress(Conflict):
+                    ledger.release(
+                        uow.session,
+                        account_id=self.account_id,
+                        hold_id=self.hold_id,
+                        now=self.ctx.clock.now(),
+                        owner=HoldOwner.CHAT,
+                    )
+                balance_notices.send_raised(uow.session, now=self.ctx.clock.now())
+                caps.give_back(
+                    uow.session, assistant_id=self.assistant_id, day=self.day, tokens=self.held
+                )
+                conversation = uow.session.get(Conversation, self.conversation_id)
+                if conversation is not None and conversation.messages == 0:
+                    uow.session.delete(conversation)  # nothing was said: nothing to show
+                uow.commit()
+            return
+        context, generation = charge(usage, self.rate)
+        if context + generation > self.held:  # a provider overran its cap: never charge more
+            log.error("usage %s exceeds the hold of %s tokens", usage, self.held)
+            generation = max(0, self.held - context)
+            context = min(context, self.held)
+        now = self.ctx.clock.now()
+        with self.ctx.db.uow() as uow:
+            session = uow.session
+            context, generation = _settle(self, session, context, generation, now)
+            balance_notices.send_raised(session, now=now)
+            caps.give_back(
+                session,
+                assistant_id=self.assistant_id,
+                day=self.day,
+                tokens=self.held - context - generation,
+            )
+            conversation = session.get(Conversation, self.conversation_id)
+            assert conversation is not None
+            session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    role="user",
+                    content=self.question,
+                    created_at=now,
+                )
+            )
+            session.add(
+                Message(
+                    conversation_id=conversation.id,
+                    role="assistant",
+                    content=self.answer,
+                    context_tokens=context,
+                    generation_tokens=generation,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    hold_id=self.hold_id,
+                    status=self.status,
+                    created_at=now,
+                    sources=json.dumps([p.source() for p in self.passages]),
+                )
+            )
+            conversation.messages += 2
+            conversation.context_tokens += context
+            conversation.generation_tokens += generation
+            conversation.updated_at = max(conversation.updated_at, now)  # its last message
+            uow.commit()
+
+
+def _settle(
+    turn: Turn, session: Session, context: int, generation: int, now: dt.datetime
+) -> tuple[int, int]:
+    """Settle the turn's hold; if it was lost, charge what is left to charge. Returns the
+    figures charged."""
+    try:
+        ledger.settle(
+            session,
+            account_id=turn.account_id,
+            hold_id=turn.hold_id,
+            context=context,
+            generation=generation,
+            now=now,
+            owner=HoldOwner.CHAT,
+        )
+        return context, generation
+    except Conflict:
+        log.error("the hold %s ended before its turn settled; charging it directly", turn.hold_id)
+    entry = ledger.charge_lost_hold(
+        session,
+        account_id=turn.account_id,
+        hold_id=turn.hold_id,
+        context=context,
+        generation=generation,
+        now=now,
+    )
+    return entry.context_tokens, entry.generation_tokens
