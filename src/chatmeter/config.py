@@ -147,7 +147,7 @@ class Settings(BaseSettings):
         from chatmeter.llm.catalog import parse_entry
 
         if not value:
-            raise ValueError("list at least one model, e.g. [\"local\"]")
+            raise ValueError('list at least one model, e.g. ["local"]')
         for entry in value:
             parse_entry(entry)
         return value

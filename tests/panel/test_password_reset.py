@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from chatmeter.accounts import links, users
+from chatmeter.accounts.models import EmailLink, LinkPurpose, User
 from chatmeter.config import Settings
 from chatmeter.context import Context
 from chatmeter.notifications.delivery import DeliveryReport, deliver_due
 from chatmeter.notifications.mailers import SmtpMailer
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.panel import auth
-from chatmeter.panel import service as users
-from chatmeter.panel.models import PanelToken, User
 from tests.notifications.smtp_server import SmtpServer
 from tests.panel.conftest import PASSWORD, Panel, new_panel
 
@@ -175,10 +175,10 @@ def test_only_a_hash_of_the_token_is_stored(ctx: Context, panel: Panel) -> None:
     (message,) = emails(ctx, "password_reset")
     token = figures(message)["token"]
     with ctx.db.read() as session:
-        (row,) = session.scalars(select(PanelToken).where(PanelToken.purpose == "reset"))
+        (row,) = session.scalars(select(EmailLink).where(EmailLink.purpose == "reset"))
     assert token not in row.token_hash
-    assert row.token_hash == users.tokens.token_hash(token)
-    assert row.expires_at == ctx.clock.now() + users.tokens.LIFETIMES[row.purpose]
+    assert row.token_hash == links.token_hash(token)
+    assert row.expires_at == ctx.clock.now() + links.LIFETIMES[row.purpose]
 
 
 @pytest.mark.parametrize(
@@ -309,13 +309,11 @@ def test_two_clicks_at_once_use_the_link_once(ctx: Context, panel: Panel) -> Non
     (email,) = emails(ctx, "password_reset")
     token = figures(email)["token"]
     with ctx.db.uow() as uow:
-        row = users.tokens.find(
-            uow.session, purpose=users.TokenPurpose.RESET, token=token, now=ctx.clock.now()
-        )
-        users.tokens.use(uow.session, row=row, now=ctx.clock.now())
+        row = links.find(uow.session, purpose=LinkPurpose.RESET, token=token, now=ctx.clock.now())
+        links.use(uow.session, row=row, now=ctx.clock.now())
         # A second request that found the same row before the first committed.
-        with pytest.raises(users.tokens.SpentLink):
-            users.tokens.use(uow.session, row=row, now=ctx.clock.now())
+        with pytest.raises(links.SpentLink):
+            links.use(uow.session, row=row, now=ctx.clock.now())
 
 
 # --- sessions that end -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from chatmeter.accounts.models import User
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.chat import usage
@@ -24,7 +25,6 @@ from chatmeter.chat.service import start_turn
 from chatmeter.clock import FixedClock
 from chatmeter.context import Context
 from chatmeter.panel import usage as usage_page
-from chatmeter.panel.models import User
 from tests.conftest import add_tokens, new_account
 from tests.panel.conftest import Panel
 

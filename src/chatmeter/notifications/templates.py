@@ -28,7 +28,7 @@ KINDS = frozenset(
         "renewal_failed",
         "subscription_cancelled",
         "contact_email_changed",
-        # The control panel's single-use links (chatmeter.panel.tokens).
+        # The control panel's single-use links (chatmeter.accounts.links).
         "password_reset",
         "contact_email_confirm",
         "team_invitation",

@@ -16,12 +16,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from chatmeter.accounts.models import Account
+from chatmeter.accounts.models import Account, Role, User
 from chatmeter.billing import service as billing
 from chatmeter.context import Context
 from chatmeter.errors import Forbidden, InvalidInput
 from chatmeter.panel import auth
-from chatmeter.panel.models import Role, User
 from chatmeter.panel.views import dashboard_figures, money_prefix, month_name
 from chatmeter.storable import NUL_MESSAGE, has_nul
 

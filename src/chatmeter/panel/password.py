@@ -17,12 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from chatmeter.accounts import links, users
+from chatmeter.accounts.models import User
 from chatmeter.errors import ChatmeterError, InvalidInput
-from chatmeter.panel import auth, tokens
-from chatmeter.panel import service as users
+from chatmeter.panel import auth
 from chatmeter.panel.common import ctx_of, form_text, render, sentence, viewer_of, with_form
 from chatmeter.panel.limits import SignInLimiter
-from chatmeter.panel.models import User
 from chatmeter.web.client import visitor_key
 
 router = APIRouter(include_in_schema=False)
@@ -147,7 +147,7 @@ def _reset(request: Request, form: Any) -> Response:
                 now=ctx.clock.now(),
             )
             uow.commit()
-    except (tokens.UnknownLink, tokens.SpentLink) as exc:
+    except (links.UnknownLink, links.SpentLink) as exc:
         return _reset_page(request, status=exc.status_code, problem=sentence(exc.message))
     except ChatmeterError as exc:
         email = _email_of(request, token)

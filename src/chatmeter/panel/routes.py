@@ -11,13 +11,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from chatmeter.accounts import opening, users
 from chatmeter.assistants import service as assistants
 from chatmeter.billing import service as billing
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
 from chatmeter.errors import ChatmeterError, InvalidInput, Unauthorized
 from chatmeter.panel import assistant_pages, auth, settings, usage, verification_pages
-from chatmeter.panel import service as users
 from chatmeter.panel.assistant_views import file_counts, status_of
 from chatmeter.panel.common import (
     HERE,
@@ -108,7 +108,7 @@ def _sign_up(request: Request, form: Any) -> Response:
         password = form_text(form, "password", limit=users.MAX_PASSWORD_LENGTH)
         limiter_of(request).check_sign_up(address=client_address(request))
         with ctx.db.uow() as uow:
-            user = users.sign_up(
+            user = opening.sign_up(
                 uow.session,
                 settings=ctx.settings,
                 email=values["email"],

@@ -23,17 +23,10 @@ from zoneinfo import ZoneInfo, available_timezones
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from chatmeter.accounts import contact_email, team, users
 from chatmeter.accounts import service as accounts
 from chatmeter.errors import ChatmeterError
-from chatmeter.panel import (
-    api_keys_pages,
-    auth,
-    password,
-    team,
-    team_pages,
-    verification_pages,
-)
-from chatmeter.panel import service as users
+from chatmeter.panel import api_keys_pages, auth, password, team_pages, verification_pages
 from chatmeter.panel.common import (
     Viewer,
     ctx_of,
@@ -112,7 +105,7 @@ def settings_page(
     now = ctx.clock.now()
     with ctx.db.read() as session:
         account = accounts.get_account(session, account_id=viewer.account_id)
-        pending = users.pending_contact_email(session, account_id=viewer.account_id, now=now)
+        pending = contact_email.pending(session, account_id=viewer.account_id, now=now)
         people = team.members(session, account_id=viewer.account_id)
         invited = team.invitations(session, account_id=viewer.account_id, now=now)
     zone = account.timezone
@@ -262,7 +255,7 @@ def _change_contact_email(request: Request, viewer: Viewer, form: Any) -> str:
     email = accounts.normalise_email(form_text(form, "email", limit=320))
     password.limiter_of(request).check_action("contact-email", str(viewer.account_id))
     with ctx.db.uow() as uow:
-        users.request_contact_email_change(
+        contact_email.request_change(
             uow.session,
             account_id=viewer.account_id,
             email=email,
@@ -288,9 +281,7 @@ async def cancel_contact_email(request: Request) -> Response:
 def _cancel_contact_email(request: Request, viewer: Viewer, form: Any) -> str:
     ctx = ctx_of(request)
     with ctx.db.uow() as uow:
-        users.cancel_contact_email_change(
-            uow.session, account_id=viewer.account_id, now=ctx.clock.now()
-        )
+        contact_email.cancel(uow.session, account_id=viewer.account_id, now=ctx.clock.now())
         uow.commit()
     return "email_cancelled"
 
@@ -303,7 +294,7 @@ def confirm_contact_email_form(request: Request) -> Response:
     token = request.query_params.get("token", "")
     try:
         with ctx.db.read() as session:
-            row = users.contact_email_link(session, token=token, now=ctx.clock.now())
+            row = contact_email.link(session, token=token, now=ctx.clock.now())
             account = accounts.get_account(session, account_id=row.account_id)
             change = {"email": row.email, "account_name": account.name}
     except ChatmeterError as exc:
@@ -322,7 +313,7 @@ def _confirm_contact_email(request: Request, form: Any) -> Response:
     try:
         auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
         with ctx.db.uow() as uow:
-            account = users.confirm_contact_email(uow.session, token=token, now=ctx.clock.now())
+            account = contact_email.confirm(uow.session, token=token, now=ctx.clock.now())
             uow.commit()
     except ChatmeterError as exc:
         return _confirm_page(request, status=exc.status_code, problem=sentence(exc.message))

@@ -1,7 +1,7 @@
 """The team's forms on the settings page, and the page where an invitee accepts.
 
 The owner invites by email with a role, changes roles, removes people and
-withdraws invitations; ``panel.team`` keeps the rules (at least one owner, one
+withdraws invitations; ``accounts.team`` keeps the rules (at least one owner, one
 account per person). Removing someone deletes their sign-in, which ends their
 sessions at once. An invitation link works once, for 7 days; accepting it
 creates the user with the password chosen there and signs them in.
@@ -14,9 +14,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from chatmeter.accounts import links, team, users
 from chatmeter.errors import ChatmeterError, NotFound
-from chatmeter.panel import auth, team, tokens
-from chatmeter.panel import service as users
+from chatmeter.panel import auth
 from chatmeter.panel.common import Viewer, ctx_of, form_text, render, sentence, with_form
 from chatmeter.panel.password import limiter_of
 
@@ -161,7 +161,7 @@ def _accept(request: Request, form: Any) -> Response:
         with ctx.db.uow() as uow:
             user = team.accept(uow.session, token=token, password=password, now=ctx.clock.now())
             uow.commit()
-    except (tokens.UnknownLink, tokens.SpentLink) as exc:
+    except (links.UnknownLink, links.SpentLink) as exc:
         return _accept_page(request, status=exc.status_code, problem=sentence(exc.message))
     except ChatmeterError as exc:
         offer = _offer(request, token)

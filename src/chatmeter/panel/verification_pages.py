@@ -1,7 +1,7 @@
 """The email verification link's page, and sending the link again from the dashboard.
 
 The link in the email shows a button rather than verifying on opening, so that
-a mail scanner that follows links verifies nothing (``panel.verification``).
+a mail scanner that follows links verifies nothing (``accounts.verification``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from chatmeter.accounts import verification
+from chatmeter.accounts.models import User
 from chatmeter.errors import ChatmeterError
-from chatmeter.panel import auth, verification
+from chatmeter.panel import auth
 from chatmeter.panel.common import (
     ctx_of,
     owner_only,
@@ -22,7 +24,6 @@ from chatmeter.panel.common import (
     viewer_of,
     with_form,
 )
-from chatmeter.panel.models import User
 from chatmeter.panel.password import limiter_of
 
 router = APIRouter(include_in_schema=False)
