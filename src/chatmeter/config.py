@@ -234,7 +234,7 @@ class Settings(BaseSettings):
 
     @property
     def trusted_networks(self) -> list[IPNetwork]:
-        """The reverse proxies whose ``X-Forwarded-For`` is believed (``chatmeter.web.client``)."""
+        """The reverse proxies whose ``X-Forwarded-For`` is believed (``chatmeter.http.client``)."""
         return parse_networks(self.trusted_proxies)
 
     @property

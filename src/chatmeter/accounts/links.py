@@ -67,6 +67,10 @@ class SpentLink(ChatmeterError):
     code = "spent_link"
 
 
+# What a link that does not work raises: its page shows the message instead of a form.
+LINK_ERRORS = (UnknownLink, SpentLink)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -105,13 +105,21 @@ def get_subscription(session: Session, *, account_id: int) -> Subscription:
     return subscription
 
 
+PACKAGES_MESSAGE = f"enter a whole number of packages from {MIN_PACKAGES} to {MAX_PACKAGES:,}"
+
+
 def check_packages(value: object) -> int:
+    """A number of packages, given as a number or as its digits (a form's text), or
+    ``InvalidInput``: the one rule the API, the CLI and the panel apply."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 7:
+            raise InvalidInput(PACKAGES_MESSAGE, field="packages")
+        value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput("packages must be a whole number", field="packages")
+        raise InvalidInput(PACKAGES_MESSAGE, field="packages")
     if not MIN_PACKAGES <= value <= MAX_PACKAGES:
-        raise InvalidInput(
-            f"packages must be between {MIN_PACKAGES} and {MAX_PACKAGES}", field="packages"
-        )
+        raise InvalidInput(PACKAGES_MESSAGE, field="packages")
     return value
 
 

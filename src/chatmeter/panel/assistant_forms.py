@@ -20,7 +20,8 @@ from chatmeter.assistants.models import Assistant
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.errors import ChatmeterError, InvalidInput
 from chatmeter.llm.catalog import ModelChoice, parse_entry
-from chatmeter.panel.common import form_text, sentence
+from chatmeter.panel.deps import sentence
+from chatmeter.panel.rendering import form_text
 
 # Far above any field's own limit: only a guard against megabytes of form text.
 RAW_LIMIT = 20_000

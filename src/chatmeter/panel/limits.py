@@ -52,7 +52,7 @@ Check = tuple[RateLimitItem, tuple[str, ...]]
 
 
 class SignInLimiter:
-    """Counts attempts at the panel's sensitive forms (one per app, ``routes.install``)."""
+    """Counts attempts at the panel's sensitive forms (one per app, ``app.install``)."""
 
     def __init__(self, settings: Settings) -> None:
         self._storage = storage_from_string(settings.redis_url or "memory://")
