@@ -11,7 +11,6 @@ import io
 import itertools
 import json
 import re
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -22,8 +22,9 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import EmailLink, LinkPurpose
@@ -122,11 +123,14 @@ def find(session: Session, *, purpose: LinkPurpose, token: object, now: dt.datet
 
 def use(session: Session, *, row: EmailLink, now: dt.datetime) -> None:
     """Mark the link used; ``SpentLink`` if another request used it first."""
-    result = session.execute(
-        update(EmailLink)
-        .where(EmailLink.id == row.id, EmailLink.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(EmailLink)
+            .where(EmailLink.id == row.id, EmailLink.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        ),
     )
     if result.rowcount != 1:
         raise SpentLink(SPENT[LinkPurpose(row.purpose)])
@@ -152,8 +156,9 @@ def withdraw(
         statement = statement.where(EmailLink.user_id == user_id)
     if email is not None:
         statement = statement.where(EmailLink.email == email)
-    result = session.execute(
-        statement.values(used_at=now).execution_options(synchronize_session=False)
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(statement.values(used_at=now).execution_options(synchronize_session=False)),
     )
     return int(result.rowcount)
 

@@ -36,7 +36,7 @@ TABS = [
     ("conversations", "Conversations", "/conversations"),
 ]
 
-PILLS = {FileStatus.READY: "pill-ok", FileStatus.FAILED: "pill-off"}
+PILLS: dict[str, str] = {FileStatus.READY: "pill-ok", FileStatus.FAILED: "pill-off"}
 STATUS = {
     "hidden": ("Hidden: out of tokens", "pill-off"),
     "training": ("Training", "pill-wait"),
