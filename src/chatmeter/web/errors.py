@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatmeter import validation
 from chatmeter.errors import ChatmeterError
 
 
@@ -28,19 +29,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "field": ".".join(str(part) for part in error["loc"] if part != "body"),
-                "message": error["msg"],
-            }
-            for error in exc.errors()
-        ]
-        summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems)
+        found = validation.messages(exc.errors())
+        problems = [{"field": field, "message": message} for field, message in found.items()]
         return JSONResponse(
             {
                 "error": {
                     "code": "invalid_input",
-                    "message": summary,
+                    "message": validation.summary(found),
                     "details": {"problems": problems},
                 }
             },

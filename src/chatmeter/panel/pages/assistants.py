@@ -14,12 +14,12 @@ from fastapi.responses import RedirectResponse, Response
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
+from chatmeter.assistants.schemas import limits
 from chatmeter.panel.assistant_forms import (
     CREATE_FIELDS,
     SETTINGS_FIELDS,
     field_errors,
     form_of,
-    limits,
     parse_form,
     sent_text,
 )

@@ -24,7 +24,6 @@ from chatmeter.panel.deps import (
     ctx_of,
     limiter_of,
     refused_by,
-    sentence,
 )
 from chatmeter.panel.rendering import form_text, render, typed_text
 
@@ -83,15 +82,16 @@ def _reset_refused(request: Request, refused: Refusal) -> Response:
     )
 
 
-@router.get("/password/reset")
+def _link_refused(request: Request, refused: Refusal) -> Response:
+    return _reset_page(request, status=refused.status, problem=refused.message)
+
+
+@router.get("/password/reset", dependencies=[refused_by(_link_refused)])
 def reset_form(request: Request) -> Response:
     ctx = ctx_of(request)
     token = request.query_params.get("token", "")
-    try:
-        with ctx.db.read() as session:
-            user = users.reset_user(session, token=token, now=ctx.clock.now())
-    except ChatmeterError as exc:
-        return _reset_page(request, status=exc.status_code, problem=sentence(exc.message))
+    with ctx.db.read() as session:
+        user = users.reset_user(session, token=token, now=ctx.clock.now())
     return _reset_page(request, token=token, email=user.email)
 
 

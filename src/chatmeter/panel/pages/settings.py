@@ -20,7 +20,6 @@ from starlette.datastructures import FormData
 
 from chatmeter.accounts import contact_email, team, users
 from chatmeter.accounts import service as accounts
-from chatmeter.errors import ChatmeterError
 from chatmeter.formatting import local_date, local_time
 from chatmeter.panel import auth
 from chatmeter.panel.deps import (
@@ -32,7 +31,6 @@ from chatmeter.panel.deps import (
     ctx_of,
     limiter_of,
     refused_by,
-    sentence,
 )
 from chatmeter.panel.rendering import form_text, owner_only, render
 
@@ -247,19 +245,16 @@ def _confirm_refused(request: Request, refused: Refusal) -> Response:
     return _confirm_page(request, status=refused.status, problem=refused.message)
 
 
-@router.get("/settings/contact-email/confirm")
+@router.get("/settings/contact-email/confirm", dependencies=[refused_by(_confirm_refused)])
 def confirm_contact_email_form(request: Request) -> Response:
     """The link in the email: shows the change and a button, so a mail scanner that
     opens links does not make it."""
     ctx = ctx_of(request)
     token = request.query_params.get("token", "")
-    try:
-        with ctx.db.read() as session:
-            row = contact_email.link(session, token=token, now=ctx.clock.now())
-            account = accounts.get_account(session, account_id=row.account_id)
-            change = {"email": row.email, "account_name": account.name}
-    except ChatmeterError as exc:
-        return _confirm_page(request, status=exc.status_code, problem=sentence(exc.message))
+    with ctx.db.read() as session:
+        row = contact_email.link(session, token=token, now=ctx.clock.now())
+        account = accounts.get_account(session, account_id=row.account_id)
+        change = {"email": row.email, "account_name": account.name}
     return _confirm_page(request, change=change, token=token)
 
 

@@ -24,7 +24,6 @@ from chatmeter.panel.deps import (
     ctx_of,
     limiter_of,
     refused_by,
-    sentence,
 )
 from chatmeter.panel.pages.settings import done, refused_in
 from chatmeter.panel.rendering import form_text, owner_only, render
@@ -144,15 +143,16 @@ def _accept_refused(request: Request, refused: Refusal) -> Response:
     )
 
 
-@router.get("/invite/accept")
+def _link_refused(request: Request, refused: Refusal) -> Response:
+    return _accept_page(request, status=refused.status, problem=refused.message)
+
+
+@router.get("/invite/accept", dependencies=[refused_by(_link_refused)])
 def accept_form(request: Request) -> Response:
     ctx = ctx_of(request)
     token = request.query_params.get("token", "")
-    try:
-        with ctx.db.read() as session:
-            offer = team.invitation(session, token=token, now=ctx.clock.now())
-    except ChatmeterError as exc:
-        return _accept_page(request, status=exc.status_code, problem=sentence(exc.message))
+    with ctx.db.read() as session:
+        offer = team.invitation(session, token=token, now=ctx.clock.now())
     return _accept_page(request, token=token, offer=offer)
 
 

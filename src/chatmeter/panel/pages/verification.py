@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from chatmeter.accounts import users, verification
-from chatmeter.errors import ChatmeterError
 from chatmeter.panel.deps import (
     CheckedFormDep,
     MaybeViewerDep,
@@ -21,7 +20,6 @@ from chatmeter.panel.deps import (
     ctx_of,
     limiter_of,
     refused_by,
-    sentence,
 )
 from chatmeter.panel.rendering import owner_only, render
 
@@ -43,15 +41,12 @@ def _refused(request: Request, refused: Refusal) -> Response:
     return _page(request, status=refused.status, problem=refused.message)
 
 
-@router.get("/verify-email")
+@router.get("/verify-email", dependencies=[refused_by(_refused)])
 def verify_form(request: Request) -> Response:
     ctx = ctx_of(request)
     token = request.query_params.get("token", "")
-    try:
-        with ctx.db.read() as session:
-            row, account = verification.link(session, token=token, now=ctx.clock.now())
-    except ChatmeterError as exc:
-        return _page(request, status=exc.status_code, problem=sentence(exc.message))
+    with ctx.db.read() as session:
+        row, account = verification.link(session, token=token, now=ctx.clock.now())
     return _page(request, token=token, email=row.email, account_name=account.name)
 
 
