@@ -109,18 +109,23 @@ PACKAGES_MESSAGE = f"enter a whole number of packages from {MIN_PACKAGES} to {MA
 
 
 def check_packages(value: object) -> int:
-    """A number of packages, given as a number or as its digits (a form's text), or
-    ``InvalidInput``: the one rule the API, the CLI and the panel apply."""
-    if isinstance(value, str):
-        text = value.strip()
-        if not (text.isascii() and text.isdigit()) or len(text) > 7:
-            raise InvalidInput(PACKAGES_MESSAGE, field="packages")
-        value = int(text)
+    """A number of packages, or ``InvalidInput``: the one rule the API, the CLI and the
+    panel apply. Only a whole number is one (``parse_packages`` reads a person's text)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(PACKAGES_MESSAGE, field="packages")
     if not MIN_PACKAGES <= value <= MAX_PACKAGES:
         raise InvalidInput(PACKAGES_MESSAGE, field="packages")
     return value
+
+
+def parse_packages(value: object) -> int:
+    """A number of packages as a person gave it: a form's digits or a number."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 7:
+            raise InvalidInput(PACKAGES_MESSAGE, field="packages")
+        value = int(text)
+    return check_packages(value)
 
 
 def change_quantity(

@@ -1,7 +1,7 @@
 """Billing: the subscription and its invoices, changing the number of packages, cancelling,
 a receipt; and "Get more tokens", whose window posts JSON from every page.
 
-The rules are ``billing``'s: the panel hands it the posted text (``check_packages``).
+The rules are ``billing``'s: the panel hands it the posted text (``parse_packages``).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _packages_refused(request: Request, refused: Refusal) -> Response:
 def change_packages(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
     ctx = ctx_of(request)
     owner_only(viewer)
-    packages = billing.check_packages(form.get("packages", ""))
+    packages = billing.parse_packages(form.get("packages", ""))
     with ctx.db.uow() as uow:
         billing.change_quantity(
             uow.session, account_id=viewer.account_id, packages=packages, now=ctx.clock.now()
@@ -166,7 +166,7 @@ def buy_tokens(
         raise InvalidInput(billing.PACKAGES_MESSAGE) from exc
     if not isinstance(body, dict):
         raise InvalidInput(billing.PACKAGES_MESSAGE)
-    packages = billing.check_packages(body.get("packages"))
+    packages = billing.parse_packages(body.get("packages"))
     key = body.get("key")
     if not isinstance(key, str) or not 8 <= len(key) <= 100 or not key.isprintable():
         raise InvalidInput(WINDOW_EXPIRED)
