@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from chatmeter import models
+from chatmeter.accounts import opening
 from chatmeter.accounts import service as accounts
 from chatmeter.billing import periods, subscriptions
 from chatmeter.billing.gateways import ManualGateway
@@ -132,16 +133,13 @@ def ctx(settings: Settings, db: Database, clock: FixedClock) -> Context:
 
 
 def new_account(ctx: Context, *, email: str = "owner@example.com", timezone: str = "UTC") -> int:
-    """Create an account with its balance and subscription; return its id."""
+    """Open an account as the operator does (balance, subscription, owner); return its id."""
     with ctx.db.uow() as uow:
-        account = accounts.create_account(
-            uow.session, email=email, timezone=timezone, now=ctx.clock.now()
-        )
-        subscriptions.open_subscription(
-            uow.session, account_id=account.id, settings=ctx.settings, now=ctx.clock.now()
+        owner = opening.open_account(
+            uow.session, settings=ctx.settings, email=email, timezone=timezone, now=ctx.clock.now()
         )
         uow.commit()
-        return account.id
+        return owner.account_id
 
 
 def add_tokens(ctx: Context, account_id: int, amount: int, *, key: str | None = None) -> None:

@@ -117,8 +117,8 @@ def test_pending_invoices_wait_for_mark_paid(operator: Operator) -> None:
     [
         (("accounts", "create", "--email", "nope"), "valid email"),
         (("accounts", "create", "--email", "a@b.com", "--timezone", "Moon/Base"), "time zone"),
-        (("tokens", "buy", "--account", "1", "--packages", "0"), "between 1 and 1000"),
-        (("tokens", "buy", "--account", "1", "--packages", "1001"), "between 1 and 1000"),
+        (("tokens", "buy", "--account", "1", "--packages", "0"), "from 1 to 1,000"),
+        (("tokens", "buy", "--account", "1", "--packages", "1001"), "from 1 to 1,000"),
         (("tokens", "balance", "--account", "99"), "no such account"),
         (("tokens", "adjust", "--account", "1", "--tokens", "-5"), "only 0 tokens"),
     ],

@@ -76,8 +76,8 @@ def test_demo_help_center_cites_the_buying_tokens_article(ctx: Context) -> None:
 
 
 def test_the_demo_can_sign_in_to_the_panel(ctx: Context) -> None:
+    from chatmeter.accounts import users
     from chatmeter.demo import DEMO_EMAIL, DEMO_PASSWORD
-    from chatmeter.panel import service as users
 
     printed: list[str] = []
     account = ensure_demo(ctx, echo=printed.append)

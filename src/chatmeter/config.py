@@ -139,7 +139,7 @@ class Settings(BaseSettings):
         from chatmeter.llm.catalog import parse_entry
 
         if not value:
-            raise ValueError("list at least one model, e.g. [\"local\"]")
+            raise ValueError('list at least one model, e.g. ["local"]')
         for entry in value:
             parse_entry(entry)
         return value
@@ -226,7 +226,7 @@ class Settings(BaseSettings):
 
     @property
     def trusted_networks(self) -> list[IPNetwork]:
-        """The reverse proxies whose ``X-Forwarded-For`` is believed (``chatmeter.web.client``)."""
+        """The reverse proxies whose ``X-Forwarded-For`` is believed (``chatmeter.http.client``)."""
         return parse_networks(self.trusted_proxies)
 
     @property

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from chatmeter.accounts import opening
 from chatmeter.accounts import service as accounts
 from chatmeter.accounts.models import Account
 from chatmeter.assistants import service as assistants
@@ -16,7 +17,6 @@ from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.billing import purchases
 from chatmeter.config import Env
 from chatmeter.context import Context
-from chatmeter.panel import service as users
 from chatmeter.training import service as training
 
 DEMO_EMAIL = "demo@example.com"
@@ -37,15 +37,14 @@ def ensure_demo(ctx: Context, *, echo: Callable[[str], None] = print) -> int:
     password = secrets.token_urlsafe(12) if production else DEMO_PASSWORD
     with ctx.db.uow() as uow:
         now = ctx.clock.now()
-        # Signs up like a customer would, so the demo can also sign in to the panel.
-        owner = users.sign_up(
+        # The operator's own account, with a password: the demo can sign in to the panel.
+        owner = opening.open_account(
             uow.session,
             settings=ctx.settings,
             email=DEMO_EMAIL,
             password=password,
             name="Demo Shop",
             now=now,
-            verified=True,  # the operator's own account
         )
         account = accounts.get_account(uow.session, account_id=owner.account_id)
         key = accounts.issue_api_key(uow.session, account_id=account.id, now=now, name="demo")

@@ -1,6 +1,6 @@
 """Imports every table so that ``Base.metadata`` knows the whole schema."""
 
-from chatmeter.accounts.models import Account, ApiKey
+from chatmeter.accounts.models import Account, ApiKey, EmailLink, User
 from chatmeter.assistants.models import Assistant
 from chatmeter.billing.models import Invoice, Subscription
 from chatmeter.chat.models import Conversation, Message
@@ -9,7 +9,6 @@ from chatmeter.idempotency import IdempotencyRecord
 from chatmeter.jobs.models import JobLease
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
-from chatmeter.panel.models import PanelToken, User
 from chatmeter.training.models import Chunk, FilePart, TrainingFile
 
 __all__ = [
@@ -20,6 +19,7 @@ __all__ = [
     "Base",
     "Chunk",
     "Conversation",
+    "EmailLink",
     "FilePart",
     "Grant",
     "Hold",
@@ -30,7 +30,6 @@ __all__ = [
     "LedgerEntry",
     "Message",
     "OutboxMessage",
-    "PanelToken",
     "Subscription",
     "TrainingFile",
     "User",

@@ -13,11 +13,11 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from chatmeter.accounts.models import User
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.billing import purchases
 from chatmeter.context import Context
-from chatmeter.panel.models import User
 from chatmeter.training import service as training
 from chatmeter.web.app import create_app
 from tests.e2e.conftest import SCREENSHOTS, LiveServer, Visit

@@ -10,6 +10,7 @@ import re
 from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
+from chatmeter.accounts.models import User
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.billing import periods, purchases
@@ -18,7 +19,6 @@ from chatmeter.billing.summary import balance_summary
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.models import OutboxMessage
-from chatmeter.panel.models import User
 from chatmeter.training import service as training
 from tests.e2e.conftest import SCREENSHOTS, LiveServer, Visit
 

@@ -13,13 +13,12 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
+from chatmeter.accounts import contact_email, team
+from chatmeter.accounts.models import User
 from chatmeter.context import Context
 from chatmeter.notifications.delivery import deliver_due
 from chatmeter.notifications.mailers import FileMailer
 from chatmeter.notifications.models import OutboxMessage
-from chatmeter.panel import service as users
-from chatmeter.panel import team
-from chatmeter.panel.models import User
 from tests.e2e.conftest import LiveServer, Visit
 from tests.e2e.test_panel import PASSWORD, sign_up
 
@@ -159,7 +158,7 @@ def fill_the_team(ctx: Context) -> None:
                 role=role,
                 now=now,
             )
-        users.request_contact_email_change(
+        contact_email.request_change(
             uow.session,
             account_id=owner.account_id,
             email="accounts-payable@a-rather-long-domain-name.example",

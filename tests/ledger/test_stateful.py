@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import func, select
 
-from chatmeter.accounts import service as accounts
-from chatmeter.billing import periods, purchases, renewals, subscriptions
+from chatmeter.accounts import opening
+from chatmeter.billing import periods, purchases, renewals
 from chatmeter.billing.gateways import ManualGateway
 from chatmeter.clock import FixedClock
 from chatmeter.config import Env, Settings
@@ -170,14 +170,15 @@ class LedgerMachine(RuleBasedStateMachine):
             gateway=ManualGateway(auto_approve=True),
         )
         with self.db.uow() as uow:
-            account = accounts.create_account(
-                uow.session, email="owner@example.com", timezone=ZONE, now=START
-            )
-            subscriptions.open_subscription(
-                uow.session, account_id=account.id, settings=app_settings, now=START
+            owner = opening.open_account(
+                uow.session,
+                settings=app_settings,
+                email="owner@example.com",
+                timezone=ZONE,
+                now=START,
             )
             uow.commit()
-            self.account = account.id
+            self.account = owner.account_id
         self.model = Model(renewed=self.period)
         self.model.add_grant(f"free:{self.period}", FREE_TOKENS, periods.ends_at(self.period, ZONE))
         self.counter = 0

@@ -433,7 +433,7 @@ def test_bad_files_are_explained_in_words(ctx: Context, panel: Panel) -> None:
         files=[("other", ("x.txt", b"x"))],
     )
     assert nothing.status_code == 422
-    assert nothing.json()["error"]["message"] == "Choose one or more files to upload."
+    assert nothing.json()["error"]["message"] == "Choose 1 to 20 files to upload."
     assert count(ctx, TrainingFile, assistant_id=assistant_id) == 3
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from chatmeter.accounts.models import Account
+from chatmeter.accounts.models import Account, User
 from chatmeter.billing.models import Subscription
 from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.panel import auth
-from chatmeter.panel.models import User
 from tests.panel.conftest import PASSWORD, Panel, new_panel
 
 

@@ -7,13 +7,13 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from chatmeter.accounts.models import Role, User
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.billing.models import Invoice, Subscription, SubscriptionStatus
 from chatmeter.billing.summary import balance_summary, subscription_summary
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
-from chatmeter.panel.models import Role, User
 from tests.conftest import add_tokens
 from tests.panel.conftest import Panel, new_panel
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from chatmeter.panel import common
+from chatmeter.panel import rendering
 from tests.panel.conftest import Panel
 
-TEMPLATES = Path(common.HERE / "templates")
+TEMPLATES = Path(rendering.HERE / "templates")
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>")
 EVENT_HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
 

@@ -15,15 +15,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from chatmeter.accounts import links, users
+from chatmeter.accounts.models import EmailLink, LinkPurpose, User
+from chatmeter.cli import app
 from chatmeter.config import Settings
 from chatmeter.context import Context
 from chatmeter.notifications.delivery import DeliveryReport, deliver_due
 from chatmeter.notifications.mailers import SmtpMailer
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.panel import auth
-from chatmeter.panel import service as users
-from chatmeter.panel.models import PanelToken, User
 from tests.notifications.smtp_server import SmtpServer
 from tests.panel.conftest import PASSWORD, Panel, new_panel
 
@@ -175,10 +177,10 @@ def test_only_a_hash_of_the_token_is_stored(ctx: Context, panel: Panel) -> None:
     (message,) = emails(ctx, "password_reset")
     token = figures(message)["token"]
     with ctx.db.read() as session:
-        (row,) = session.scalars(select(PanelToken).where(PanelToken.purpose == "reset"))
+        (row,) = session.scalars(select(EmailLink).where(EmailLink.purpose == "reset"))
     assert token not in row.token_hash
-    assert row.token_hash == users.tokens.token_hash(token)
-    assert row.expires_at == ctx.clock.now() + users.tokens.LIFETIMES[row.purpose]
+    assert row.token_hash == links.token_hash(token)
+    assert row.expires_at == ctx.clock.now() + links.LIFETIMES[row.purpose]
 
 
 @pytest.mark.parametrize(
@@ -309,13 +311,11 @@ def test_two_clicks_at_once_use_the_link_once(ctx: Context, panel: Panel) -> Non
     (email,) = emails(ctx, "password_reset")
     token = figures(email)["token"]
     with ctx.db.uow() as uow:
-        row = users.tokens.find(
-            uow.session, purpose=users.TokenPurpose.RESET, token=token, now=ctx.clock.now()
-        )
-        users.tokens.use(uow.session, row=row, now=ctx.clock.now())
+        row = links.find(uow.session, purpose=LinkPurpose.RESET, token=token, now=ctx.clock.now())
+        links.use(uow.session, row=row, now=ctx.clock.now())
         # A second request that found the same row before the first committed.
-        with pytest.raises(users.tokens.SpentLink):
-            users.tokens.use(uow.session, row=row, now=ctx.clock.now())
+        with pytest.raises(links.SpentLink):
+            links.use(uow.session, row=row, now=ctx.clock.now())
 
 
 # --- sessions that end -----------------------------------------------------------------
@@ -365,3 +365,32 @@ def test_a_session_is_good_only_with_its_users_current_secret(ctx: Context, pane
         users.end_sessions(uow.session, user=row)
         uow.commit()
     assert not signed_in(panel)  # the same cookie, signed with the old secret
+
+
+# --- an account the operator opened ------------------------------------------------------
+
+
+def test_the_operator_hands_the_owner_a_set_password_link(ctx: Context, panel: Panel) -> None:
+    """``chatmeter accounts create`` prints a reset link: the owner's only way in."""
+    environ = {
+        "CHATMETER_DATABASE_URL": ctx.settings.database_url,
+        "CHATMETER_ENV": "test",
+        "CHATMETER_DATA_DIR": str(ctx.settings.data_dir),
+        "CHATMETER_NOW": ctx.clock.now().isoformat(),
+        "CHATMETER_BASE_URL": ctx.settings.base_url,
+    }
+    command = ["accounts", "create", "--email", "shop@example.com", "--json"]
+    result = CliRunner().invoke(app, command, env=environ)
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    prefix = ctx.settings.base_url + "/panel/password/reset?token="
+    assert created["set_password_url"].startswith(prefix)
+    assert panel.sign_in("shop@example.com", PASSWORD).status_code == 401  # no password yet
+    path = created["set_password_url"].removeprefix(ctx.settings.base_url)
+    assert "shop@example.com" in panel.client.get(path).text
+    assert reset(panel, path).status_code == 303
+    assert signed_in(panel)
+    assert reset(new_panel(ctx), path).status_code == 410  # once only
+    assert new_panel(ctx).sign_in("shop@example.com", NEW_PASSWORD).status_code == 303
+    again = CliRunner().invoke(app, command, env=environ)
+    assert again.exit_code == 1 and "already exists" in again.output + again.stderr

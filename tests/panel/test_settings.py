@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from chatmeter.accounts.models import Account
+from chatmeter.accounts import team
+from chatmeter.accounts.models import Account, EmailLink
 from chatmeter.billing import renewals
 from chatmeter.billing.models import Subscription
 from chatmeter.context import Context
-from chatmeter.panel import auth, team
-from chatmeter.panel.models import PanelToken
+from chatmeter.panel import auth
 from tests.notifications.smtp_server import SmtpServer
 from tests.panel.conftest import PASSWORD, Panel, new_panel
 from tests.panel.test_password_reset import (
@@ -416,7 +416,7 @@ def test_every_settings_form_refuses_a_missing_or_foreign_csrf_token(
     add_member(ctx)
     ask_contact_email(panel, "billing@example.com")
     with ctx.db.read() as session:
-        (link,) = session.scalars(select(PanelToken).where(PanelToken.purpose == "confirm_email"))
+        (link,) = session.scalars(select(EmailLink).where(EmailLink.purpose == "confirm_email"))
     member_id = user(ctx, "member@example.com").id
     before = account(ctx)
     forms = {
@@ -449,6 +449,6 @@ def test_every_settings_form_refuses_a_missing_or_foreign_csrf_token(
     # The confirmation and the member's invitation, from before.
     assert len(emails(ctx, "contact_email_confirm")) == len(emails(ctx, "team_invitation")) == 1
     with ctx.db.read() as session:
-        still = session.get(PanelToken, link.id)
+        still = session.get(EmailLink, link.id)
         assert still is not None and still.used_at is None
     assert signed_in(panel)

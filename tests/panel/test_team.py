@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from chatmeter.accounts import links, team
+from chatmeter.accounts.models import EmailLink, LinkPurpose, Role, User
 from chatmeter.context import Context
 from chatmeter.errors import Conflict, InvalidInput, NotFound
-from chatmeter.panel import team, tokens
-from chatmeter.panel.models import PanelToken, Role, TokenPurpose, User
 from tests.notifications.smtp_server import SmtpServer
 from tests.panel.conftest import PASSWORD, Panel, new_panel
 from tests.panel.test_password_reset import (
@@ -58,7 +58,7 @@ def people(ctx: Context) -> dict[str, str]:
         return {u.email: u.role for u in session.scalars(select(User))}
 
 
-def invite_in_db(ctx: Context, account_id: int, email: str, role: str = "member") -> PanelToken:
+def invite_in_db(ctx: Context, account_id: int, email: str, role: str = "member") -> EmailLink:
     with ctx.db.uow() as uow:
         row = team.invite(
             uow.session,
@@ -90,14 +90,14 @@ def test_an_invitation_is_a_hashed_link_and_an_email(ctx: Context, panel: Panel)
     panel.sign_up(name="Shop")
     account_id = user(ctx).account_id
     row = invite_in_db(ctx, account_id, " New@Example.COM ", "owner")
-    assert (row.email, row.role, row.purpose) == ("New@example.com", "owner", TokenPurpose.INVITE)
-    assert row.expires_at == ctx.clock.now() + tokens.LIFETIMES[TokenPurpose.INVITE]
+    assert (row.email, row.role, row.purpose) == ("New@example.com", "owner", LinkPurpose.INVITE)
+    assert row.expires_at == ctx.clock.now() + links.LIFETIMES[LinkPurpose.INVITE]
     (message,) = emails(ctx, "team_invitation")
     assert message.to_address == "New@example.com"
     context = figures(message)
     assert context["role"] == "owner" and context["account_name"] == "Shop"
     assert context["invited_by"] == "owner@example.com"
-    assert tokens.token_hash(context["token"]) == row.token_hash
+    assert links.token_hash(context["token"]) == row.token_hash
 
 
 def test_inviting_the_same_address_again_replaces_the_invitation(
@@ -111,7 +111,7 @@ def test_inviting_the_same_address_again_replaces_the_invitation(
         (pending,) = team.invitations(session, account_id=account_id, now=ctx.clock.now())
     assert pending.role == "owner"
     first, _ = (figures(m)["token"] for m in emails(ctx, "team_invitation"))
-    with ctx.db.read() as session, pytest.raises(tokens.SpentLink):
+    with ctx.db.read() as session, pytest.raises(links.SpentLink):
         team.invitation(session, token=first, now=ctx.clock.now())
 
 
@@ -234,7 +234,7 @@ def test_a_member_sees_the_team_but_cannot_manage_it_or_billing(ctx: Context, pa
     (pending,) = emails(ctx, "team_invitation")[1:]
     with ctx.db.read() as session:
         invitation_id = session.scalar(
-            select(PanelToken.id).where(PanelToken.email == "pending@example.com")
+            select(EmailLink.id).where(EmailLink.email == "pending@example.com")
         )
     for response in [
         invite(member, "friend@example.com"),
@@ -251,7 +251,7 @@ def test_a_member_sees_the_team_but_cannot_manage_it_or_billing(ctx: Context, pa
     assert people(ctx) == {"owner@example.com": "owner", "member@example.com": "member"}
     assert len(emails(ctx, "team_invitation")) == 2
     with ctx.db.read() as session:
-        still = session.get(PanelToken, invitation_id)
+        still = session.get(EmailLink, invitation_id)
         assert still is not None and still.used_at is None
     assert pending.to_address == "pending@example.com"
 
@@ -321,7 +321,7 @@ def test_a_withdrawn_invitation_no_longer_works(ctx: Context, panel: Panel) -> N
     (message,) = emails(ctx, "team_invitation")
     path = link_path(message, ACCEPT)
     with ctx.db.read() as session:
-        (row,) = session.scalars(select(PanelToken).where(PanelToken.purpose == "invite"))
+        (row,) = session.scalars(select(EmailLink).where(EmailLink.purpose == "invite"))
     withdrawn = panel.post(
         f"/panel/settings/team/invitations/{row.id}/revoke", {}, page="/panel/settings"
     )

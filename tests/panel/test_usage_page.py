@@ -11,24 +11,24 @@ import io
 import itertools
 import json
 import re
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
+from chatmeter.accounts.models import User
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.chat import usage
 from chatmeter.chat.admission import start_turn
 from chatmeter.clock import FixedClock
 from chatmeter.context import Context
-from chatmeter.panel import usage as usage_page
-from chatmeter.panel.models import User
+from chatmeter.panel import rendering
+from chatmeter.panel.pages import usage as usage_page
 from tests.conftest import add_tokens, new_account
 from tests.panel.conftest import Panel
 
-STATIC = Path(usage_page.__file__).parent / "static"
+STATIC = rendering.HERE / "static"
 VENDOR = STATIC / "vendor" / "chart.js"
 NOW = dt.datetime(2026, 11, 15, 12, 0, tzinfo=dt.UTC)
 _visitors = itertools.count()

@@ -36,12 +36,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.routing import Mount
 
-from chatmeter.accounts.models import ApiKey
+from chatmeter.accounts.models import ApiKey, EmailLink, LinkPurpose, User
 from chatmeter.assistants.models import Assistant
 from chatmeter.billing.models import Invoice
 from chatmeter.chat.models import Conversation
 from chatmeter.ledger.models import Hold, LedgerEntry
-from chatmeter.panel.models import PanelToken, TokenPurpose, User
 from chatmeter.training.models import TrainingFile
 
 # The parts of the app the matrix covers: what an account's people and keys reach.
@@ -67,7 +66,7 @@ ID_KINDS: dict[str, IdKind] = {
     "hold_id": IdKind(Hold),
     "invoice_id": IdKind(Invoice),
     "user_id": IdKind(User),
-    "invitation_id": IdKind(PanelToken, (PanelToken.purpose == TokenPurpose.INVITE,)),
+    "invitation_id": IdKind(EmailLink, (EmailLink.purpose == LinkPurpose.INVITE,)),
     "ledger_entry_id": IdKind(LedgerEntry),
     "key_id": IdKind(ApiKey),
 }

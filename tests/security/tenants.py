@@ -22,11 +22,10 @@ from sqlalchemy import Table, select
 from sqlalchemy.sql import Select
 
 from chatmeter import models
+from chatmeter.accounts import opening, team, verification
 from chatmeter.accounts import service as accounts
 from chatmeter.context import Context
 from chatmeter.notifications.models import OutboxMessage
-from chatmeter.panel import service as users
-from chatmeter.panel import team, verification
 from tests.conftest import add_tokens
 from tests.security.routes import ID_KINDS
 
@@ -83,7 +82,7 @@ def open_tenant(ctx: Context, app: FastAPI, canary: str) -> Tenant:
     invitee_email = f"invitee@{slug}.example"
     now = ctx.clock.now()
     with ctx.db.uow() as uow:
-        owner = users.sign_up(
+        owner = opening.sign_up(
             uow.session,
             settings=ctx.settings,
             email=owner_email,

@@ -90,9 +90,7 @@ def test_the_cli_refuses_an_id_beyond_its_column_with_a_message(
     }
     notes = tmp_path / "notes.txt"
     notes.write_text("Opening hours: 9 to 5.")
-    args = [
-        part.replace("{n}", str(maximum + 1)).replace("{file}", str(notes)) for part in command
-    ]
+    args = [part.replace("{n}", str(maximum + 1)).replace("{file}", str(notes)) for part in command]
 
     result = CliRunner().invoke(app, args, env=environ)
 

@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import func, select
 
 from chatmeter.accounts import service as accounts
+from chatmeter.accounts.models import User
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.context import Context
-from chatmeter.panel.models import User
 from chatmeter.training.content import PART_BYTES
 from chatmeter.training.models import FilePart, TrainingFile
 from chatmeter.web.app import create_app

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from chatmeter.accounts.models import User
 from chatmeter.context import Context
 from chatmeter.panel import auth
-from chatmeter.panel.models import User
 from chatmeter.training import service as training
 from chatmeter.training.models import Chunk
 from tests.conftest import Caller

@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from chatmeter.accounts.models import User
 from chatmeter.context import Context
-from chatmeter.panel.models import User
 from chatmeter.training import service as training
 from chatmeter.training.models import FilePart
 from chatmeter.web.app import create_app

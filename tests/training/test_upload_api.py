@@ -289,7 +289,7 @@ def test_a_file_field_with_no_file_chosen_is_no_file(ctx: Context, alice: Caller
     assistant = alice.new_assistant()["id"]
     empty = upload(alice.client, assistant, ("", b""))
     assert empty.status_code == 422
-    assert empty.json()["error"]["message"] == "send 1 to 20 files"
+    assert empty.json()["error"]["message"] == "choose 1 to 20 files to upload"
     fine = upload(alice.client, assistant, ("", b""), ("hours.txt", TEXT))
     assert fine.status_code == 201 and [f["filename"] for f in fine.json()] == ["hours.txt"]
 

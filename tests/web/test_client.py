@@ -6,7 +6,7 @@ import pytest
 from starlette.requests import Request
 
 from chatmeter.config import Env, Settings
-from chatmeter.web.client import client_address, rate_key
+from chatmeter.http.client import client_address, rate_key
 
 
 def request(peer: str, *forwarded: str) -> Request:

@@ -21,9 +21,9 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account, ApiKey, Scope
@@ -155,16 +155,15 @@ def note_use(db: Database, *, key: ApiKey, now: dt.datetime) -> bool:
     """
     if key.last_used_at is not None and now - key.last_used_at < LAST_USED_EVERY:
         return False
+    stale = or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_EVERY)
+    statement = (
+        update(ApiKey)
+        .where(ApiKey.id == key.id, stale)
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
     with db.uow() as uow:
-        result = uow.session.execute(
-            update(ApiKey)
-            .where(
-                ApiKey.id == key.id,
-                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_EVERY),
-            )
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        result = cast("CursorResult[Any]", uow.session.execute(statement))
         uow.commit()
     return bool(result.rowcount)
 

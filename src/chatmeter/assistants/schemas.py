@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -12,9 +13,12 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationError,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
+from chatmeter import validation
 from chatmeter.storable import check_storable
 
 _HOST = re.compile(
@@ -90,3 +94,73 @@ class AssistantFields(BaseModel):
             if domain not in cleaned:
                 cleaned.append(domain)
         return cleaned
+
+
+# --- the model's complaints in words ---------------------------------------------------
+
+LABELS = {
+    "name": "the name",
+    "instructions": "the instructions",
+    "model": "the model",
+    "temperature": "the temperature",
+    "max_tokens": "the response cap",
+    "passages": "the number of passages",
+    "context_budget": "the context budget",
+    "welcome_message": "the welcome message",
+    "widget_title": "the widget title",
+    "widget_color": "the colour",
+    "widget_position": "the position",
+    "allowed_domains": "the allowed websites",
+    "daily_token_cap": "the daily token cap",
+    "turns_per_conversation": "the questions per conversation",
+    "show_sources": "the sources shown",
+}
+WHOLE_NUMBERS = (
+    "max_tokens",
+    "passages",
+    "context_budget",
+    "daily_token_cap",
+    "turns_per_conversation",
+)
+NUMBERS = ("temperature",)
+
+
+@functools.cache
+def limits() -> dict[str, dict[str, Any]]:
+    """Each field's bounds from ``AssistantFields``'s schema: min, max, max_length, max_items."""
+    properties = AssistantFields.model_json_schema()["properties"]
+    return {name: _bounds(schema) for name, schema in properties.items()}
+
+
+def _bounds(schema: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for child in schema.get("anyOf", []):
+        found |= _bounds(child)
+    keys = {"minimum": "min", "ge": "min", "maximum": "max", "le": "max"}
+    keys |= {"maxLength": "max_length", "maxItems": "max_items"}
+    return found | {alias: schema[key] for key, alias in keys.items() if key in schema}
+
+
+def number_message(name: str) -> str:
+    bounds = limits()[name]
+    low, high = bounds["min"], bounds["max"]
+    if name in WHOLE_NUMBERS:
+        return f"{LABELS[name]} must be a whole number from {low:,} to {high:,}"
+    return f"{LABELS[name]} must be a number from {low:g} to {high:g}"
+
+
+def field_message(name: str, error: ErrorDetails) -> str:
+    """A validation error of ``AssistantFields`` as a sentence about the field."""
+    kind, context = error["type"], error.get("ctx") or {}
+    if kind == "too_long":
+        return f"list at most {context['max_length']:,} allowed websites"
+    if name in WHOLE_NUMBERS + NUMBERS:
+        return number_message(name)
+    if kind == "string_pattern_mismatch" and name == "widget_color":
+        return f"{LABELS[name]} must be a colour code such as #0f766e"
+    return validation.readable(name, error, labels=LABELS)
+
+
+def field_messages(exc: ValidationError) -> dict[str, str]:
+    """Each field's first complaint, worded as the panel, the API and the CLI show it."""
+    return validation.messages(exc.errors(), field_message)

@@ -87,14 +87,27 @@ def get_subscription(session: Session, *, account_id: int) -> Subscription:
     return subscription
 
 
+PACKAGES_MESSAGE = f"enter a whole number of packages from {MIN_PACKAGES} to {MAX_PACKAGES:,}"
+
+
 def check_packages(value: object) -> int:
+    """A number of packages, or ``InvalidInput``: the one rule the API, the CLI and the
+    panel apply. Only a whole number is one (``parse_packages`` reads a person's text)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput("packages must be a whole number", field="packages")
+        raise InvalidInput(PACKAGES_MESSAGE, field="packages")
     if not MIN_PACKAGES <= value <= MAX_PACKAGES:
-        raise InvalidInput(
-            f"packages must be between {MIN_PACKAGES} and {MAX_PACKAGES}", field="packages"
-        )
+        raise InvalidInput(PACKAGES_MESSAGE, field="packages")
     return value
+
+
+def parse_packages(value: object) -> int:
+    """A number of packages as a person gave it: a form's digits or a number."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 7:
+            raise InvalidInput(PACKAGES_MESSAGE, field="packages")
+        value = int(text)
+    return check_packages(value)
 
 
 def change_quantity(

@@ -25,14 +25,14 @@ from chatmeter.db import MAX_ID
 def _assistant_fields(**values: Any) -> Any:
     from pydantic import ValidationError
 
-    from chatmeter.assistants.schemas import AssistantFields
+    from chatmeter.assistants.schemas import AssistantFields, field_messages
     from chatmeter.errors import InvalidInput
+    from chatmeter.validation import summary
 
     try:
         return AssistantFields(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(problems) from exc
+        raise InvalidInput(summary(field_messages(exc))) from exc
 
 
 def _assistant_text(d: dict[str, Any]) -> str:

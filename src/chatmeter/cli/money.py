@@ -25,34 +25,44 @@ from chatmeter.db import MAX_ID
 
 @accounts_app.command("create")
 def accounts_create(
-    email: Annotated[str, typer.Option(help="Contact email (also the first user).")],
+    email: Annotated[str, typer.Option(help="Contact email, and the owner's sign-in.")],
     timezone: Annotated[
         str, typer.Option(help="IANA time zone for the renewal on the 1st.")
     ] = "UTC",
     name: Annotated[str, typer.Option(help="Business name (default: the email's domain).")] = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Create an account; prints its id and an API key (shown only once)."""
+    """Open an account: prints its id, an API key and the owner's set-password link
+    (each shown only once; the link works once, for an hour)."""
+    from chatmeter.accounts import opening, users
     from chatmeter.accounts import service as accounts
-    from chatmeter.billing import subscriptions
 
     with context() as ctx, ctx.db.uow() as uow:
         now = ctx.clock.now()
-        account = accounts.create_account(
-            uow.session, email=email, timezone=timezone, name=name, now=now
+        owner = opening.open_account(
+            uow.session, settings=ctx.settings, email=email, timezone=timezone, name=name, now=now
         )
-        subscriptions.open_subscription(
-            uow.session, account_id=account.id, settings=ctx.settings, now=now
-        )
+        account = accounts.get_account(uow.session, account_id=owner.account_id)
         key = accounts.issue_api_key(uow.session, account_id=account.id, now=now)
+        link, token = users.password_link(uow.session, user=owner, now=now)
         uow.commit()
         data = {
             "account_id": account.id,
             "email": account.contact_email,
             "timezone": account.timezone,
             "api_key": key,
+            "set_password_url": f"{ctx.settings.base_url}{users.RESET_PAGE}?token={token}",
+            "set_password_expires_at": link.expires_at.isoformat(),
         }
-    emit(data, as_json, lambda d: f"account {d['account_id']} created\napi key: {d['api_key']}")
+    emit(
+        data,
+        as_json,
+        lambda d: (
+            f"account {d['account_id']} created\napi key: {d['api_key']}\n"
+            f"the owner ({d['email']}) chooses a password at (once, within an hour):\n"
+            f"{d['set_password_url']}"
+        ),
+    )
 
 
 @accounts_app.command("list")

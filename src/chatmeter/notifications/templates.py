@@ -7,7 +7,6 @@ an email with a blank where a number should be is worse than a retried one.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import re
 from collections.abc import Callable
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Undefined, select_autoescape
+
+from chatmeter.formatting import month_name, plural, thousands, utc_time
 
 EMAILS_DIR = Path(__file__).parent / "emails"
 
@@ -28,28 +29,12 @@ KINDS = frozenset(
         "renewal_failed",
         "subscription_cancelled",
         "contact_email_changed",
-        # The control panel's single-use links (chatmeter.panel.tokens).
+        # The control panel's single-use links (chatmeter.accounts.links).
         "password_reset",
         "contact_email_confirm",
         "team_invitation",
         "verify_email",
     }
-)
-
-# Hard-coded rather than calendar.month_name, which follows the process locale.
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
 )
 
 
@@ -58,29 +43,6 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
-
-
-def thousands(value: int) -> str:
-    """5000 -> "5,000"; anything but an integer is a caller's bug."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer token amount, got {value!r}")
-    return f"{value:,}"
-
-
-def plural(count: int, noun: str) -> str:
-    """1 -> "1 package", 3 -> "3 packages"."""
-    return f"{thousands(count)} {noun if count == 1 else noun + 's'}"
-
-
-def month(period: str) -> str:
-    """The period "2026-11" as "November 2026"."""
-    year, number = period.split("-")
-    return f"{_MONTHS[int(number) - 1]} {int(year)}"
-
-
-def instant(iso: str) -> str:
-    """An ISO instant as the customer reads it: "2026-11-15 12:00 UTC"."""
-    return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _environment() -> Environment:
@@ -95,8 +57,8 @@ def _environment() -> Environment:
     filters: dict[str, Callable[..., str]] = {
         "thousands": thousands,
         "plural": plural,
-        "month": month,
-        "instant": instant,
+        "month": month_name,
+        "instant": utc_time,
     }
     for name, function in filters.items():
         env.filters[name] = _strict(function)

@@ -7,12 +7,10 @@ existed, so the 404 page is all anyone learns about assistants not theirs.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any
 
-from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,8 +19,10 @@ from chatmeter.assistants.models import Assistant
 from chatmeter.billing.summary import is_active
 from chatmeter.chat.models import Conversation
 from chatmeter.errors import NotFound
+from chatmeter.formatting import plural
 from chatmeter.ledger.models import Balance
-from chatmeter.panel.common import Viewer, ctx_of, render, to_sign_in, viewer_of
+from chatmeter.panel.deps import NoSuchPage, Viewer, ViewerDep, ctx_of
+from chatmeter.panel.rendering import render
 from chatmeter.training.models import FileStatus, TrainingFile
 
 # Test chats are real conversations; this ``visitor`` marks the ones held in the panel.
@@ -36,7 +36,7 @@ TABS = [
     ("conversations", "Conversations", "/conversations"),
 ]
 
-PILLS = {FileStatus.READY: "pill-ok", FileStatus.FAILED: "pill-off"}
+PILLS: dict[str, str] = {FileStatus.READY: "pill-ok", FileStatus.FAILED: "pill-off"}
 STATUS = {
     "hidden": ("Hidden: out of tokens", "pill-off"),
     "training": ("Training", "pill-wait"),
@@ -63,30 +63,31 @@ def owned_assistant(session: Session, viewer: Viewer, raw_id: str) -> Assistant 
         return None
 
 
-def not_found(request: Request, viewer: Viewer | None) -> HTMLResponse:
-    return render(request, "not_found.html", viewer=viewer, status=404)
-
-
-def find(request: Request, raw_id: str) -> tuple[Viewer, dict[str, Any]] | Response:
-    """The signed-in viewer and their assistant, or the response to send instead:
-    the sign-in page for nobody, the 404 page for an id that is not theirs."""
-    viewer = viewer_of(request)
-    if viewer is None:
-        return to_sign_in()
+def viewers_assistant(request: Request, assistant_id: str, viewer: ViewerDep) -> dict[str, Any]:
+    """The viewer's assistant named by the address, as its pages show it, with its status
+    and file counts; the "not found" page for an id that is not theirs (``NoSuchPage``)."""
     with ctx_of(request).db.read() as session:
-        assistant = owned_assistant(session, viewer, raw_id)
-        bot = None
-        if assistant is not None:
-            balance = session.get(Balance, viewer.account_id)
-            active = balance is not None and is_active(balance)
-            counts = file_counts(
-                session, account_id=viewer.account_id, assistant_id=assistant.id
-            ).get(assistant.id, {})
-            status = status_of(active=active, counts=counts)
-            bot = bot_dict(assistant) | {"status": status, "files": counts}
-    if bot is None:
-        return not_found(request, viewer)
-    return viewer, bot
+        assistant = owned_assistant(session, viewer, assistant_id)
+        if assistant is None:
+            raise NoSuchPage
+        balance = session.get(Balance, viewer.account_id)
+        active = balance is not None and is_active(balance)
+        counts = file_counts(session, account_id=viewer.account_id, assistant_id=assistant.id).get(
+            assistant.id, {}
+        )
+        bot = bot_dict(assistant) | {"status": status_of(active=active, counts=counts)}
+        bot["files"] = counts
+    request.state.bot = bot
+    return bot
+
+
+def bot_of(request: Request) -> dict[str, Any]:
+    """The assistant of a refused form's page: ``BotDep`` found it before the form was read."""
+    bot: dict[str, Any] = request.state.bot
+    return bot
+
+
+BotDep = Annotated[dict[str, Any], Depends(viewers_assistant)]
 
 
 def assistant_page(
@@ -178,10 +179,6 @@ def size_text(size: int) -> str:
     return f"{size / 1024 / 1024:.1f}".removesuffix(".0") + " MB"
 
 
-def plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
 def kind_label(file: TrainingFile) -> str:
     """A short badge for the file's type: what it turned out to be, else its extension."""
     if file.format:
@@ -240,8 +237,3 @@ def training_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens": sum(r["tokens"] for r in ready),
         "text": " · ".join(parts),
     }
-
-
-def local_time(instant: dt.datetime, zone: str) -> str:
-    local = instant.astimezone(ZoneInfo(zone))
-    return f"{local.day} {local:%b %Y, %H:%M}"

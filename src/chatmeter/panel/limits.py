@@ -52,7 +52,7 @@ Check = tuple[RateLimitItem, tuple[str, ...]]
 
 
 class SignInLimiter:
-    """Counts attempts at the panel's sensitive forms (one per app, ``routes.install``)."""
+    """Counts attempts at the panel's sensitive forms (one per app, ``app.install``)."""
 
     def __init__(self, settings: Settings) -> None:
         self._storage = storage_from_string(settings.redis_url or "memory://")
@@ -93,14 +93,18 @@ class SignInLimiter:
 
     def check_sign_up(self, *, address: str) -> None:
         """Count one sign-up, or raise ``RateLimited`` if it is one too many."""
-        checks = [(item, ("address", address)) for item in self._rates["sign-up-address"]]
+        checks: list[Check] = [
+            (item, ("address", address)) for item in self._rates["sign-up-address"]
+        ]
         checks += [(item, ("all",)) for item in self._rates["sign-up-all"]]
         self._hit_all("sign-up", checks)
 
     def check_password_reset(self, *, email: str, address: str) -> None:
         """Count one reset request, or raise ``RateLimited`` if it is one too many."""
         email = email.strip().lower()
-        checks = [(item, ("email", email)) for item in self._rates["password-reset-email"]]
+        checks: list[Check] = [
+            (item, ("email", email)) for item in self._rates["password-reset-email"]
+        ]
         checks += [(item, ("address", address)) for item in self._rates["password-reset-address"]]
         self._hit_all("password-reset", checks)
 

@@ -51,6 +51,15 @@ __all__ = [
 ]
 
 MAX_FILENAME = 255
+# Files one upload request may carry (the API's and the panel's alike).
+MAX_FILES_PER_UPLOAD = 20
+FILE_COUNT_MESSAGE = f"choose 1 to {MAX_FILES_PER_UPLOAD} files to upload"
+
+
+def check_file_count(count: int) -> None:
+    """``InvalidInput`` unless one upload carries 1 to ``MAX_FILES_PER_UPLOAD`` files."""
+    if not 1 <= count <= MAX_FILES_PER_UPLOAD:
+        raise InvalidInput(FILE_COUNT_MESSAGE, field="files")
 
 
 @dataclass(frozen=True)

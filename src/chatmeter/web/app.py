@@ -1,4 +1,4 @@
-"""The FastAPI application: the REST API under /api/v1, the widget's script and the panel."""
+"""The FastAPI application: the REST API under /api/v1, the widget and the control panel."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from fastapi import APIRouter, FastAPI
 
 from chatmeter import __version__
 from chatmeter.context import Context
-from chatmeter.panel.routes import install as install_panel
+from chatmeter.http.limits import MULTIPART_OVERHEAD, BodySizeLimit
+from chatmeter.panel.app import install as install_panel
+from chatmeter.training.service import MAX_FILES_PER_UPLOAD
 from chatmeter.web import errors, widget
 from chatmeter.web.api import (
     account,
@@ -22,12 +24,11 @@ from chatmeter.web.api import (
     tokens,
 )
 from chatmeter.web.https import StrictTransportSecurity
-from chatmeter.web.limits import MULTIPART_OVERHEAD, BodySizeLimit
 
 # How uvicorn must serve the app. Its own proxy-header handling believes
 # X-Forwarded-For from 127.0.0.1 by default, so that any local process could pose
 # as any visitor; the app reads the header itself, from CHATMETER_TRUSTED_PROXIES
-# only (chatmeter.web.client).
+# only (chatmeter.http.client).
 SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
 
 
@@ -69,8 +70,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         max_bytes=ctx.settings.max_body_bytes,
-        upload_ceiling=ctx.settings.max_upload_bytes * assistants.MAX_FILES_PER_UPLOAD
-        + MULTIPART_OVERHEAD,
+        upload_ceiling=ctx.settings.max_upload_bytes * MAX_FILES_PER_UPLOAD + MULTIPART_OVERHEAD,
     )
     app.add_middleware(widget.PublicOrigins)  # other sites are refused first
     if ctx.settings.base_url.startswith("https://"):

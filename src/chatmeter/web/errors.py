@@ -1,35 +1,41 @@
-"""Errors become JSON in one place: ``{"error": {"code", "message", "details"?}}``."""
+"""Errors are answered in one place: as JSON, ``{"error": {"code", "message", "details"?}}``,
+or, for a route that names the page showing its refusals (``request.state.error_page``,
+set by ``panel.deps.refused_by``), as that page: the panel's form again, with the message.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatmeter import validation
 from chatmeter.errors import ChatmeterError
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ChatmeterError)
-    async def _chatmeter_error(_request: Request, exc: ChatmeterError) -> JSONResponse:
+    async def _chatmeter_error(request: Request, exc: ChatmeterError) -> Response:
+        page: Callable[[ChatmeterError], Response] | None = getattr(
+            request.state, "error_page", None
+        )
+        if page is not None:  # it may read the database: off the event loop
+            return await run_in_threadpool(page, exc)
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "field": ".".join(str(part) for part in error["loc"] if part != "body"),
-                "message": error["msg"],
-            }
-            for error in exc.errors()
-        ]
-        summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems)
+        found = validation.messages(exc.errors())
+        problems = [{"field": field, "message": message} for field, message in found.items()]
         return JSONResponse(
             {
                 "error": {
                     "code": "invalid_input",
-                    "message": summary,
+                    "message": validation.summary(found),
                     "details": {"problems": problems},
                 }
             },

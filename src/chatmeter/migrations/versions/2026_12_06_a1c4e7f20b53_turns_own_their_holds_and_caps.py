@@ -52,7 +52,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "assistant_days",
-        sa.Column("assistant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "assistant_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("tokens", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(

@@ -11,14 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.context import Context
-from chatmeter.errors import InvalidInput
+from chatmeter.http.uploads import receive_upload
 from chatmeter.training import service as training
 from chatmeter.training.content import Content
 from chatmeter.web.deps import AccountDep, ContextDep, IdPath
-from chatmeter.web.uploads import receive_upload
 
 router = APIRouter(tags=["assistants"])
-MAX_FILES_PER_UPLOAD = 20
 # The body is read by the route itself, after the API key is checked, so FastAPI
 # cannot describe it from a parameter: this is what it would have said.
 UPLOAD_BODY = {
@@ -131,10 +129,7 @@ async def upload_files(
         request,
         spool_dir=ctx.settings.data_dir / "uploads",
         max_file_bytes=ctx.settings.max_upload_bytes,
-        max_files=MAX_FILES_PER_UPLOAD,
     ) as received:
-        if not received.files:
-            raise InvalidInput(f"send 1 to {MAX_FILES_PER_UPLOAD} files", field="files")
         results = await run_in_threadpool(_queue, ctx, account_id, assistant_id, received.files)
     status = 201 if any(not r.duplicate for r in results) else 200
     body = [training.file_dict(r.file) | {"duplicate": r.duplicate} for r in results]

@@ -17,10 +17,10 @@ from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
 from chatmeter.chat import admission, streaming
-from chatmeter.web.client import visitor_key
+from chatmeter.http.client import visitor_key
+from chatmeter.http.sse import EventStream
 from chatmeter.web.deps import ContextDep
 from chatmeter.web.schemas import Strict
-from chatmeter.web.sse import EventStream
 
 router = APIRouter(tags=["public"])
 

@@ -1,6 +1,6 @@
 """Training files read from a multipart request as it streams in, into temporary files.
 
-The two upload routes (the API's and the panel's) call ``receive_upload`` only
+The two upload routes (the REST API's and the panel's) call ``receive_upload`` only
 once they know the caller, and ``allow_upload`` raises the request's body limit
 just before. Each file goes to a ``Spool`` on disk (``CHATMETER_DATA_DIR/uploads``),
 hashed on the way and refused the moment it passes ``max_file_bytes``; the
@@ -22,8 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from chatmeter.errors import InvalidInput
+from chatmeter.http.limits import allow_upload
 from chatmeter.training.content import Content, Spool
-from chatmeter.web.limits import allow_upload
+from chatmeter.training.service import check_file_count
 
 MAX_FIELDS = 8
 MAX_FIELD_BYTES = 1024  # a CSRF token, not a document
@@ -41,24 +42,25 @@ async def receive_upload(
     *,
     spool_dir: Path,
     max_file_bytes: int,
-    max_files: int,
     name: str = "files",
     before_files: Callable[[dict[str, str]], None] | None = None,
 ) -> AsyncIterator[Received]:
     """The files sent as form field ``name``; their temporary files go when the block ends.
+
+    An upload carries 1 to ``training.MAX_FILES_PER_UPLOAD`` files (``check_file_count``).
 
     Call only for an authenticated caller: it raises the body limit to the upload's.
     """
     reader = _Reader(
         spool_dir=spool_dir,
         max_file_bytes=max_file_bytes,
-        max_files=max_files,
         name=name,
         before_files=before_files,
     )
     try:
         allow_upload(request)
         await reader.read(request)
+        check_file_count(len(reader.spools))
         yield Received([(s.filename, s.content()) for s in reader.spools], reader.fields)
     finally:
         reader.close()
@@ -81,13 +83,11 @@ class _Reader:
         *,
         spool_dir: Path,
         max_file_bytes: int,
-        max_files: int,
         name: str,
         before_files: Callable[[dict[str, str]], None] | None,
     ) -> None:
         self.spool_dir = spool_dir
         self.max_file_bytes = max_file_bytes
-        self.max_files = max_files
         self.name = name
         self.before_files = before_files
         self.spools: list[Spool] = []
@@ -169,8 +169,7 @@ class _Reader:
             part.ignored = 0
             return
         self._files += 1
-        if self._files > self.max_files:
-            raise InvalidInput(f"upload at most {self.max_files} files at once", field=self.name)
+        check_file_count(self._files)  # refused before the file one too many is read
         part.spool = Spool(
             filename=_text(options[b"filename"]),
             limit=self.max_file_bytes,

@@ -1,28 +1,22 @@
-"""What every panel page shares: the signed-in viewer, rendering, form fields and errors.
-
-Each area of the panel (``routes`` for sign-in, dashboard and billing, ``usage``,
-``assistant_pages``, ``settings``) is its own router built on these helpers.
-"""
+"""How every panel page is rendered: the templates, the sidebar's figures, the security
+headers; and reading a form's text fields."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
-from chatmeter.accounts.models import Account
 from chatmeter.billing import invoices, subscriptions
-from chatmeter.context import Context
 from chatmeter.errors import Forbidden, InvalidInput
+from chatmeter.formatting import month_name
 from chatmeter.panel import auth
-from chatmeter.panel.models import Role, User
-from chatmeter.panel.views import dashboard_figures, money_prefix, month_name
+from chatmeter.panel.deps import Refusal, Viewer, ctx_of
+from chatmeter.panel.figures import dashboard_figures, money_prefix
 from chatmeter.storable import NUL_MESSAGE, has_nul
 
 HERE = Path(__file__).parent
@@ -54,64 +48,6 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-
-
-@dataclass(frozen=True)
-class Viewer:
-    user_id: int
-    email: str
-    role: str
-    account_id: int
-    account_name: str
-    timezone: str
-    email_verified: bool
-
-    @property
-    def is_owner(self) -> bool:
-        return self.role == Role.OWNER
-
-
-def ctx_of(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
-    return ctx
-
-
-def viewer_of(request: Request) -> Viewer | None:
-    """The signed-in user, or None for a missing, forged, expired or ended session.
-
-    A session ends early when its user signs out, resets or changes the password
-    (the user's ``session_secret`` is drawn anew), or is removed from the team (the
-    row is gone; a later user is never the same, ``auth.belongs_to``).
-    """
-    ctx = ctx_of(request)
-    claims = auth.read_claims(ctx.settings, request.cookies.get(auth.session_cookie(ctx.settings)))
-    if claims is None:
-        return None
-    with ctx.db.read() as session:
-        user = session.get(User, claims.user_id)
-        if user is None or not auth.belongs_to(ctx.settings, claims, user):
-            return None
-        account = session.get(Account, user.account_id)
-        if account is None:
-            return None
-        return Viewer(
-            user.id,
-            user.email,
-            user.role,
-            account.id,
-            account.name,
-            account.timezone,
-            email_verified=account.email_verified_at is not None,
-        )
-
-
-def sentence(message: str) -> str:
-    """A service's message as the panel shows it: a capital letter and a full stop."""
-    message = message.strip()
-    if not message:
-        return message
-    message = message[0].upper() + message[1:]
-    return message if message.endswith((".", "!", "?")) else message + "."
 
 
 def render(
@@ -148,11 +84,7 @@ def render(
     return response
 
 
-def to_sign_in() -> RedirectResponse:
-    return RedirectResponse("/panel/sign-in", status_code=303)
-
-
-def form_text(form: Any, name: str, *, limit: int = 1000) -> str:
+def form_text(form: FormData, name: str, *, limit: int = 1000) -> str:
     """A text field of a posted form, or ``InvalidInput`` if it is a file, too long, or
     holds a character no database stores alike (``chatmeter.storable``)."""
     value = form.get(name, "")
@@ -165,23 +97,17 @@ def form_text(form: Any, name: str, *, limit: int = 1000) -> str:
     return value
 
 
+def typed_text(refused: Refusal, name: str, *, limit: int = 1000) -> str:
+    """A text field of a refused form as typed, to fill the form again: empty if it was
+    not acceptable text, and for a forged form (the CSRF token did not match)."""
+    if isinstance(refused.error, auth.CsrfRefused):
+        return ""
+    try:
+        return form_text(refused.form, name, limit=limit)
+    except InvalidInput:
+        return ""
+
+
 def owner_only(viewer: Viewer, what: str = "change billing") -> None:
     if not viewer.is_owner:
         raise Forbidden(f"only the account's owner can {what}")
-
-
-def problem(status: int, message: str) -> JSONResponse:
-    """A JSON error for the panel's scripts: ``{"error": {"message": ...}}``."""
-    return JSONResponse({"error": {"message": sentence(message)}}, status_code=status)
-
-
-async def with_form(
-    request: Request, handler: Callable[..., Response], *args: Any, **kwargs: Any
-) -> Response:
-    """Run ``handler(request, form, ...)`` in a thread; uploaded files are closed after.
-
-    A file sent where text belongs is refused by ``form_text``, and must not be
-    left open for the garbage collector.
-    """
-    async with request.form() as form:
-        return await run_in_threadpool(handler, request, form, *args, **kwargs)

@@ -22,38 +22,38 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
+from chatmeter.accounts.models import EmailLink, LinkPurpose
 from chatmeter.errors import ChatmeterError, NotFound
-from chatmeter.panel.models import PanelToken, TokenPurpose
 
 LIFETIMES = {
-    TokenPurpose.RESET: dt.timedelta(hours=1),
-    TokenPurpose.CONFIRM_EMAIL: dt.timedelta(hours=24),
-    TokenPurpose.INVITE: dt.timedelta(days=7),
-    TokenPurpose.VERIFY_EMAIL: dt.timedelta(days=3),
+    LinkPurpose.RESET: dt.timedelta(hours=1),
+    LinkPurpose.CONFIRM_EMAIL: dt.timedelta(hours=24),
+    LinkPurpose.INVITE: dt.timedelta(days=7),
+    LinkPurpose.VERIFY_EMAIL: dt.timedelta(days=3),
 }
 # What ``secrets.token_urlsafe(32)`` makes: 43 characters of the URL-safe alphabet.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 SPENT = {
-    TokenPurpose.RESET: "this password reset link was already used; ask for a new one",
-    TokenPurpose.CONFIRM_EMAIL: "this confirmation link was already used, or a newer one "
+    LinkPurpose.RESET: "this password reset link was already used; ask for a new one",
+    LinkPurpose.CONFIRM_EMAIL: "this confirmation link was already used, or a newer one "
     "replaced it",
-    TokenPurpose.INVITE: "this invitation was already used or withdrawn; ask for a new one",
-    TokenPurpose.VERIFY_EMAIL: "this verification link was already used, or a newer one "
-    "replaced it",
+    LinkPurpose.INVITE: "this invitation was already used or withdrawn; ask for a new one",
+    LinkPurpose.VERIFY_EMAIL: "this verification link was already used, or a newer one replaced it",
 }
 EXPIRED = {
-    TokenPurpose.RESET: "this password reset link has expired (it works for 1 hour); "
+    LinkPurpose.RESET: "this password reset link has expired (it works for 1 hour); "
     "ask for a new one",
-    TokenPurpose.CONFIRM_EMAIL: "this confirmation link has expired (it works for 24 hours); "
+    LinkPurpose.CONFIRM_EMAIL: "this confirmation link has expired (it works for 24 hours); "
     "enter the new contact email again in your settings",
-    TokenPurpose.INVITE: "this invitation has expired (it works for 7 days); "
+    LinkPurpose.INVITE: "this invitation has expired (it works for 7 days); "
     "ask the account's owner for a new one",
-    TokenPurpose.VERIFY_EMAIL: "this verification link has expired (it works for 3 days); "
+    LinkPurpose.VERIFY_EMAIL: "this verification link has expired (it works for 3 days); "
     "sign in and send yourself a new one from the dashboard",
 }
 UNKNOWN = "this link is not valid; check that you copied all of it from the email"
@@ -68,6 +68,10 @@ class SpentLink(ChatmeterError):
     code = "spent_link"
 
 
+# What a link that does not work raises: its page shows the message instead of a form.
+LINK_ERRORS = (UnknownLink, SpentLink)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -75,16 +79,16 @@ def token_hash(token: str) -> str:
 def issue(
     session: Session,
     *,
-    purpose: TokenPurpose,
+    purpose: LinkPurpose,
     account_id: int,
     email: str,
     now: dt.datetime,
     user_id: int | None = None,
     role: str | None = None,
-) -> tuple[PanelToken, str]:
+) -> tuple[EmailLink, str]:
     """A new link's row and its token; the token is for the email and is not kept."""
     token = secrets.token_urlsafe(32)
-    row = PanelToken(
+    row = EmailLink(
         purpose=purpose,
         token_hash=token_hash(token),
         account_id=account_id,
@@ -99,13 +103,13 @@ def issue(
     return row, token
 
 
-def find(session: Session, *, purpose: TokenPurpose, token: object, now: dt.datetime) -> PanelToken:
+def find(session: Session, *, purpose: LinkPurpose, token: object, now: dt.datetime) -> EmailLink:
     """The usable link for ``token``, or ``UnknownLink`` / ``SpentLink`` with a readable message."""
     if not isinstance(token, str) or not _TOKEN.match(token):
         raise UnknownLink(UNKNOWN)
     row = session.scalar(
-        select(PanelToken).where(
-            PanelToken.token_hash == token_hash(token), PanelToken.purpose == purpose
+        select(EmailLink).where(
+            EmailLink.token_hash == token_hash(token), EmailLink.purpose == purpose
         )
     )
     if row is None:
@@ -117,23 +121,26 @@ def find(session: Session, *, purpose: TokenPurpose, token: object, now: dt.date
     return row
 
 
-def use(session: Session, *, row: PanelToken, now: dt.datetime) -> None:
+def use(session: Session, *, row: EmailLink, now: dt.datetime) -> None:
     """Mark the link used; ``SpentLink`` if another request used it first."""
-    result = session.execute(
-        update(PanelToken)
-        .where(PanelToken.id == row.id, PanelToken.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(EmailLink)
+            .where(EmailLink.id == row.id, EmailLink.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        ),
     )
     if result.rowcount != 1:
-        raise SpentLink(SPENT[TokenPurpose(row.purpose)])
+        raise SpentLink(SPENT[LinkPurpose(row.purpose)])
     row.used_at = now
 
 
 def withdraw(
     session: Session,
     *,
-    purpose: TokenPurpose,
+    purpose: LinkPurpose,
     now: dt.datetime,
     account_id: int | None = None,
     user_id: int | None = None,
@@ -142,34 +149,33 @@ def withdraw(
     """Make the matching unused links stop working; returns how many there were."""
     if account_id is None and user_id is None and email is None:
         raise ValueError("withdraw whose links? give an account, a user or an email")
-    statement = update(PanelToken).where(
-        PanelToken.purpose == purpose, PanelToken.used_at.is_(None)
-    )
+    statement = update(EmailLink).where(EmailLink.purpose == purpose, EmailLink.used_at.is_(None))
     if account_id is not None:
-        statement = statement.where(PanelToken.account_id == account_id)
+        statement = statement.where(EmailLink.account_id == account_id)
     if user_id is not None:
-        statement = statement.where(PanelToken.user_id == user_id)
+        statement = statement.where(EmailLink.user_id == user_id)
     if email is not None:
-        statement = statement.where(PanelToken.email == email)
-    result = session.execute(
-        statement.values(used_at=now).execution_options(synchronize_session=False)
+        statement = statement.where(EmailLink.email == email)
+    result = cast(
+        "CursorResult[Any]",
+        session.execute(statement.values(used_at=now).execution_options(synchronize_session=False)),
     )
     return int(result.rowcount)
 
 
 def pending(
-    session: Session, *, purpose: TokenPurpose, account_id: int, now: dt.datetime
-) -> list[PanelToken]:
+    session: Session, *, purpose: LinkPurpose, account_id: int, now: dt.datetime
+) -> list[EmailLink]:
     """The account's links of ``purpose`` that still work, newest first."""
     return list(
         session.scalars(
-            select(PanelToken)
+            select(EmailLink)
             .where(
-                PanelToken.purpose == purpose,
-                PanelToken.account_id == account_id,
-                PanelToken.used_at.is_(None),
-                PanelToken.expires_at > now,
+                EmailLink.purpose == purpose,
+                EmailLink.account_id == account_id,
+                EmailLink.used_at.is_(None),
+                EmailLink.expires_at > now,
             )
-            .order_by(PanelToken.created_at.desc(), PanelToken.id.desc())
+            .order_by(EmailLink.created_at.desc(), EmailLink.id.desc())
         )
     )

@@ -21,32 +21,48 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
-from chatmeter.errors import ChatmeterError, InvalidInput
+from chatmeter.errors import NotFound, Unauthorized
+from chatmeter.http.uploads import receive_upload
 from chatmeter.knowledge.errors import SUPPORTED_FORMATS
 from chatmeter.panel import auth
 from chatmeter.panel.assistant_views import (
+    BotDep,
     assistant_page,
+    bot_of,
     file_row,
-    find,
     owned_assistant,
     parse_id,
     size_text,
     training_summary,
+    viewers_assistant,
 )
-from chatmeter.panel.common import Viewer, ctx_of, problem, sentence, viewer_of, with_form
+from chatmeter.panel.deps import (
+    SESSION_ENDED,
+    CheckedFormDep,
+    ErrorPage,
+    NoSuchPage,
+    Refusal,
+    ScriptViewerDep,
+    SignInRequired,
+    Viewer,
+    ViewerDep,
+    ctx_of,
+    json_refusal,
+    maybe_viewer,
+    refused_as_json,
+    refused_by,
+)
 from chatmeter.training import service as training
 from chatmeter.training.content import Content
-from chatmeter.web.api.assistants import MAX_FILES_PER_UPLOAD
-from chatmeter.web.uploads import receive_upload
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(prefix="/panel", include_in_schema=False)
 
+NO_SUCH_ASSISTANT = "there is no such assistant"
 DONE = {
     "created": "Your assistant is created. Now upload the files it should answer from.",
     "uploaded": "Your files are uploaded. They are trained in the background.",
     "removed": "The file is removed. Answers no longer use it.",
 }
-SESSION_ENDED = "your session has ended; sign in again"
 
 
 def _rows(request: Request, viewer: Viewer, assistant_id: int) -> list[dict[str, Any]]:
@@ -72,32 +88,31 @@ def _training_page(
         formats=SUPPORTED_FORMATS,
         max_bytes=ctx_of(request).settings.max_upload_bytes,
         max_size=size_text(ctx_of(request).settings.max_upload_bytes),
-        max_files=MAX_FILES_PER_UPLOAD,
         status=status,
         **context,
     )
 
 
+def _training_refused(request: Request, refused: Refusal) -> Response:
+    assert refused.viewer is not None
+    return _training_page(
+        request, refused.viewer, bot_of(request), status=refused.status, error=refused.message
+    )
+
+
 @router.get("/assistants/{assistant_id}/training")
-def training_page(request: Request, assistant_id: str) -> Response:
-    found = find(request, assistant_id)
-    if isinstance(found, Response):
-        return found
-    viewer, bot = found
+def training_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
     notice = DONE.get(request.query_params.get("done", ""))
     return _training_page(request, viewer, bot, notice=notice)
 
 
-@router.get("/assistants/{assistant_id}/files.json")
-def files_json(request: Request, assistant_id: str) -> Response:
+@router.get("/assistants/{assistant_id}/files.json", dependencies=[refused_as_json])
+def files_json(request: Request, assistant_id: str, viewer: ScriptViewerDep) -> Response:
     """Every file's status and progress, for the page to follow training as it happens."""
-    viewer = viewer_of(request)
-    if viewer is None:
-        return problem(401, SESSION_ENDED)
     with ctx_of(request).db.read() as session:
         assistant = owned_assistant(session, viewer, assistant_id)
         if assistant is None:
-            return problem(404, "there is no such assistant")
+            raise NotFound(NO_SUCH_ASSISTANT)
         rows = [file_row(f) for f in training.list_files(session, assistant=assistant)]
     return JSONResponse(
         {"files": rows, "summary": training_summary(rows)}, headers={"Cache-Control": "no-store"}
@@ -107,37 +122,34 @@ def files_json(request: Request, assistant_id: str) -> Response:
 # --- uploading ------------------------------------------------------------------------
 
 
-@router.post("/assistants/{assistant_id}/files")
+def _scripted(request: Request) -> bool:
+    """The page's script sends the token in a header and reads JSON; a plain form does not."""
+    return auth.CSRF_HEADER in request.headers
+
+
+def _upload_refused(request: Request, refused: Refusal) -> Response:
+    page: ErrorPage = json_refusal if _scripted(request) else _training_refused
+    return page(request, refused)
+
+
+@router.post("/assistants/{assistant_id}/files", dependencies=[refused_by(_upload_refused)])
 async def upload(request: Request, assistant_id: str) -> Response:
-    """One or several files; JSON for the page's script, the page again for a plain form."""
-    scripted = auth.CSRF_HEADER in request.headers
-    found = await run_in_threadpool(_who, request, assistant_id, scripted)
-    if isinstance(found, Response):
-        return found  # nothing of the body has been read
-    viewer, bot = found
+    """One or several files; JSON for the page's script, the page again for a plain form.
+
+    Nothing of the body is read before the session, the assistant and (for the script)
+    the token are checked; the plain form's token is its first field, checked before a
+    byte of the files is read (``before_files``).
+    """
+    scripted = _scripted(request)
+    viewer, bot = await run_in_threadpool(_who, request, assistant_id, scripted)
     ctx = ctx_of(request)
-    try:
-        async with receive_upload(
-            request,
-            spool_dir=ctx.settings.data_dir / "uploads",
-            max_file_bytes=ctx.settings.max_upload_bytes,
-            max_files=MAX_FILES_PER_UPLOAD,
-            before_files=None if scripted else lambda fields: _check_token(request, fields),
-        ) as received:
-            if not received.files:
-                raise InvalidInput("choose one or more files to upload", field="files")
-            rows = await run_in_threadpool(_store, request, viewer, bot["id"], received.files)
-    except ChatmeterError as exc:
-        if scripted:
-            return problem(exc.status_code, exc.message)
-        return await run_in_threadpool(
-            _training_page,
-            request,
-            viewer,
-            bot,
-            status=exc.status_code,
-            error=sentence(exc.message),
-        )
+    async with receive_upload(
+        request,
+        spool_dir=ctx.settings.data_dir / "uploads",
+        max_file_bytes=ctx.settings.max_upload_bytes,
+        before_files=None if scripted else lambda fields: _check_token(request, fields),
+    ) as received:
+        rows = await run_in_threadpool(_store, request, viewer, bot["id"], received.files)
     ctx.wake_worker()
     if not scripted:
         return RedirectResponse(f"/panel/assistants/{bot['id']}/training?done=uploaded", 303)
@@ -145,21 +157,21 @@ async def upload(request: Request, assistant_id: str) -> Response:
     return JSONResponse({"files": rows}, status_code=status)
 
 
-def _who(
-    request: Request, assistant_id: str, scripted: bool
-) -> tuple[Viewer, dict[str, Any]] | Response:
-    """The viewer and the assistant, checked from the headers alone; or the refusal."""
-    if scripted and viewer_of(request) is None:
-        return problem(401, SESSION_ENDED)
-    found = find(request, assistant_id)
-    if isinstance(found, Response):
-        return problem(404, "there is no such assistant") if scripted else found
-    viewer, bot = found
+def _who(request: Request, assistant_id: str, scripted: bool) -> tuple[Viewer, dict[str, Any]]:
+    """The viewer and the assistant, checked from the headers alone."""
+    viewer = maybe_viewer(request)
+    if viewer is None:
+        if scripted:
+            raise Unauthorized(SESSION_ENDED)
+        raise SignInRequired
+    try:
+        bot = viewers_assistant(request, assistant_id, viewer)
+    except NoSuchPage:
+        if scripted:
+            raise NotFound(NO_SUCH_ASSISTANT) from None
+        raise
     if scripted:
-        try:
-            _check_token(request, {auth.CSRF_FIELD: request.headers.get(auth.CSRF_HEADER)})
-        except ChatmeterError as exc:
-            return problem(exc.status_code, exc.message)
+        _check_token(request, {auth.CSRF_FIELD: request.headers.get(auth.CSRF_HEADER)})
     return viewer, bot
 
 
@@ -196,32 +208,20 @@ def _store(
 # --- removing ---------------------------------------------------------------------------
 
 
-@router.post("/assistants/{assistant_id}/files/{file_id}/delete")
-async def remove(request: Request, assistant_id: str, file_id: str) -> Response:
-    return await with_form(request, _remove, assistant_id, file_id)
-
-
-def _remove(request: Request, form: Any, assistant_id: str, file_id: str) -> Response:
-    found = find(request, assistant_id)
-    if isinstance(found, Response):
-        return found
-    viewer, bot = found
+@router.post(
+    "/assistants/{assistant_id}/files/{file_id}/delete",
+    dependencies=[refused_by(_training_refused)],
+)
+def remove(
+    request: Request, file_id: str, viewer: ViewerDep, bot: BotDep, form: CheckedFormDep
+) -> Response:
     ctx = ctx_of(request)
-    try:
-        auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
-        with ctx.db.uow() as uow:
-            assistant = assistants.get_assistant(
-                uow.session, account_id=viewer.account_id, assistant_id=bot["id"]
-            )
-            training.delete_file(
-                uow.session,
-                assistant=assistant,
-                file_id=parse_id(file_id) or 0,
-                now=ctx.clock.now(),
-            )
-            uow.commit()
-    except ChatmeterError as exc:
-        return _training_page(
-            request, viewer, bot, status=exc.status_code, error=sentence(exc.message)
+    with ctx.db.uow() as uow:
+        assistant = assistants.get_assistant(
+            uow.session, account_id=viewer.account_id, assistant_id=bot["id"]
         )
+        training.delete_file(
+            uow.session, assistant=assistant, file_id=parse_id(file_id) or 0, now=ctx.clock.now()
+        )
+        uow.commit()
     return RedirectResponse(f"/panel/assistants/{bot['id']}/training?done=removed", 303)

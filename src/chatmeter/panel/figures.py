@@ -5,18 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from chatmeter.billing import summary
 from chatmeter.billing.invoices import price_cents
 from chatmeter.config import Settings
+from chatmeter.formatting import local_date
 
-MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 
@@ -29,19 +25,6 @@ def money(amount: str | Decimal | int, currency: str) -> str:
     """``18.00`` in EUR as ``€18.00``; thousands separated."""
     value = Decimal(str(amount))
     return f"{money_prefix(currency)}{value:,.2f}"
-
-
-def local_date(instant: dt.datetime, zone: str) -> str:
-    local = instant.astimezone(ZoneInfo(zone))
-    return f"{local.day} {local:%B %Y}"
-
-
-def month_name(period: str | None) -> str:
-    """``2026-11`` as ``November 2026`` (English, whatever the process locale)."""
-    if not period:
-        return ""
-    year, month = period.split("-")
-    return f"{MONTHS[int(month) - 1]} {year}"
 
 
 def gauge_percent(balance: int, limit: int) -> int:

@@ -19,29 +19,28 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
+from chatmeter.accounts import links
 from chatmeter.accounts import service as accounts
-from chatmeter.accounts.models import Account
+from chatmeter.accounts.models import Account, EmailLink, LinkPurpose, Role, User
 from chatmeter.billing import subscriptions
 from chatmeter.config import Settings
 from chatmeter.errors import Conflict
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.outbox import enqueue
-from chatmeter.panel import tokens
-from chatmeter.panel.models import PanelToken, Role, TokenPurpose, User
 
 ALREADY = "your email address is already confirmed"
 
 
-def send_link(session: Session, *, settings: Settings, user: User, now: dt.datetime) -> PanelToken:
+def send_link(session: Session, *, settings: Settings, user: User, now: dt.datetime) -> EmailLink:
     """Email ``user`` a link that verifies their account; a newer link replaces the older."""
     ledger.lock_balance(session, account_id=user.account_id)
     account = accounts.get_account(session, account_id=user.account_id)
     if account.email_verified_at is not None:
         raise Conflict(ALREADY)
-    tokens.withdraw(session, purpose=TokenPurpose.VERIFY_EMAIL, account_id=account.id, now=now)
-    row, token = tokens.issue(
+    links.withdraw(session, purpose=LinkPurpose.VERIFY_EMAIL, account_id=account.id, now=now)
+    row, token = links.issue(
         session,
-        purpose=TokenPurpose.VERIFY_EMAIL,
+        purpose=LinkPurpose.VERIFY_EMAIL,
         account_id=account.id,
         email=user.email,
         user_id=user.id,
@@ -65,21 +64,21 @@ def send_link(session: Session, *, settings: Settings, user: User, now: dt.datet
     return row
 
 
-def link(session: Session, *, token: object, now: dt.datetime) -> tuple[PanelToken, Account]:
+def link(session: Session, *, token: object, now: dt.datetime) -> tuple[EmailLink, Account]:
     """What a verification link would verify, or ``UnknownLink`` / ``SpentLink``."""
-    row = tokens.find(session, purpose=TokenPurpose.VERIFY_EMAIL, token=token, now=now)
+    row = links.find(session, purpose=LinkPurpose.VERIFY_EMAIL, token=token, now=now)
     return row, accounts.get_account(session, account_id=row.account_id)
 
 
 def verify(session: Session, *, settings: Settings, token: object, now: dt.datetime) -> Account:
     """Use a verification link: its account is verified and gets this month's free tokens."""
-    row = tokens.find(session, purpose=TokenPurpose.VERIFY_EMAIL, token=token, now=now)
+    row = links.find(session, purpose=LinkPurpose.VERIFY_EMAIL, token=token, now=now)
     # The account's lock before the link's row, in the order ``send_link`` takes them.
     ledger.lock_balance(session, account_id=row.account_id)
-    tokens.use(session, row=row, now=now)
+    links.use(session, row=row, now=now)
     user = session.get(User, row.user_id) if row.user_id is not None else None
     if user is None or user.email != row.email or user.account_id != row.account_id:
-        raise tokens.SpentLink(tokens.SPENT[TokenPurpose.VERIFY_EMAIL])
+        raise links.SpentLink(links.SPENT[LinkPurpose.VERIFY_EMAIL])
     return mark_verified(session, settings=settings, account_id=row.account_id, now=now)
 
 
@@ -98,6 +97,6 @@ def mark_verified(
     if account.email_verified_at is not None:
         return account
     account.email_verified_at = now
-    tokens.withdraw(session, purpose=TokenPurpose.VERIFY_EMAIL, account_id=account_id, now=now)
+    links.withdraw(session, purpose=LinkPurpose.VERIFY_EMAIL, account_id=account_id, now=now)
     subscriptions.grant_free_allowance(session, account_id=account_id, settings=settings, now=now)
     return account

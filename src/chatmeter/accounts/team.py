@@ -20,13 +20,13 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chatmeter.accounts import links
 from chatmeter.accounts import service as accounts
+from chatmeter.accounts.models import EmailLink, LinkPurpose, Role, User
+from chatmeter.accounts.users import hash_password
 from chatmeter.errors import Conflict, InvalidInput, NotFound
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.outbox import enqueue
-from chatmeter.panel import tokens
-from chatmeter.panel.models import PanelToken, Role, TokenPurpose, User
-from chatmeter.panel.service import hash_password
 
 # Members plus pending invitations: a team, not a mailing list.
 MAX_TEAM = 50
@@ -61,9 +61,9 @@ def members(session: Session, *, account_id: int) -> list[User]:
     )
 
 
-def invitations(session: Session, *, account_id: int, now: dt.datetime) -> list[PanelToken]:
+def invitations(session: Session, *, account_id: int, now: dt.datetime) -> list[EmailLink]:
     """Invitations not yet accepted, withdrawn or expired, newest first."""
-    return tokens.pending(session, purpose=TokenPurpose.INVITE, account_id=account_id, now=now)
+    return links.pending(session, purpose=LinkPurpose.INVITE, account_id=account_id, now=now)
 
 
 def invite(
@@ -74,7 +74,7 @@ def invite(
     email: object,
     role: object,
     now: dt.datetime,
-) -> PanelToken:
+) -> EmailLink:
     """Email an invitation to join the account; a new one to the same address replaces it."""
     address = accounts.normalise_email(email)
     chosen = parse_role(role)
@@ -82,14 +82,14 @@ def invite(
     account = accounts.get_account(session, account_id=account_id)
     accounts.require_verified(account, to="invite people")
     _check_free(session, account_id=account_id, email=address)
-    tokens.withdraw(
-        session, purpose=TokenPurpose.INVITE, account_id=account_id, email=address, now=now
+    links.withdraw(
+        session, purpose=LinkPurpose.INVITE, account_id=account_id, email=address, now=now
     )
     if _team_size(session, account_id=account_id, now=now) >= MAX_TEAM:
         raise Conflict(f"a team has at most {MAX_TEAM} people, invitations included")
-    row, token = tokens.issue(
+    row, token = links.issue(
         session,
-        purpose=TokenPurpose.INVITE,
+        purpose=LinkPurpose.INVITE,
         account_id=account_id,
         email=address,
         role=chosen,
@@ -116,7 +116,7 @@ def invite(
 
 def invitation(session: Session, *, token: object, now: dt.datetime) -> Invitation:
     """What an invitation link offers, or ``UnknownLink`` / ``SpentLink`` / ``Conflict``."""
-    row = tokens.find(session, purpose=TokenPurpose.INVITE, token=token, now=now)
+    row = links.find(session, purpose=LinkPurpose.INVITE, token=token, now=now)
     account = accounts.get_account(session, account_id=row.account_id)
     _check_free(session, account_id=row.account_id, email=row.email)
     return Invitation(row.email, row.role or Role.MEMBER, account.name, row.expires_at)
@@ -124,11 +124,11 @@ def invitation(session: Session, *, token: object, now: dt.datetime) -> Invitati
 
 def accept(session: Session, *, token: object, password: object, now: dt.datetime) -> User:
     """Create the invited user with the chosen password; the link stops working."""
-    row = tokens.find(session, purpose=TokenPurpose.INVITE, token=token, now=now)
+    row = links.find(session, purpose=LinkPurpose.INVITE, token=token, now=now)
     ledger.lock_balance(session, account_id=row.account_id)
     _check_free(session, account_id=row.account_id, email=row.email)
     password_hash = hash_password(password)  # a refused password leaves the link usable
-    tokens.use(session, row=row, now=now)
+    links.use(session, row=row, now=now)
     user = User(
         account_id=row.account_id,
         email=row.email,
@@ -163,7 +163,7 @@ def remove(session: Session, *, account_id: int, user_id: int, now: dt.datetime)
     user = _member(session, account_id=account_id, user_id=user_id)
     if user.role == Role.OWNER:
         _keep_an_owner(session, account_id=account_id)
-    session.execute(delete(PanelToken).where(PanelToken.user_id == user.id))
+    session.execute(delete(EmailLink).where(EmailLink.user_id == user.id))
     session.delete(user)
     session.flush()
     return user
@@ -171,19 +171,19 @@ def remove(session: Session, *, account_id: int, user_id: int, now: dt.datetime)
 
 def revoke_invitation(
     session: Session, *, account_id: int, invitation_id: int, now: dt.datetime
-) -> PanelToken:
+) -> EmailLink:
     """Withdraw a pending invitation: its link stops working."""
     ledger.lock_balance(session, account_id=account_id)
-    row = session.get(PanelToken, invitation_id)
+    row = session.get(EmailLink, invitation_id)
     if (
         row is None
         or row.account_id != account_id
-        or row.purpose != TokenPurpose.INVITE
+        or row.purpose != LinkPurpose.INVITE
         or row.used_at is not None
         or row.expires_at <= now
     ):
         raise NotFound("this invitation is no longer pending")
-    tokens.use(session, row=row, now=now)
+    links.use(session, row=row, now=now)
     return row
 
 

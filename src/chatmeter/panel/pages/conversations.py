@@ -26,30 +26,34 @@ from chatmeter.chat import admission, conversations, streaming
 from chatmeter.chat.models import Message
 from chatmeter.chat.turn import Turn
 from chatmeter.context import Context
-from chatmeter.errors import (
-    Busy,
-    ChatmeterError,
-    InsufficientTokens,
-    InvalidInput,
-    NotFound,
-    Unavailable,
-)
+from chatmeter.errors import Busy, InsufficientTokens, InvalidInput, NotFound, Unavailable
+from chatmeter.formatting import local_time
+from chatmeter.http.sse import EventStream
 from chatmeter.ledger.models import Balance
-from chatmeter.panel import auth
 from chatmeter.panel.assistant_views import (
     TEST_VISITOR,
+    BotDep,
     assistant_page,
-    find,
-    local_time,
-    not_found,
     owned_assistant,
     parse_id,
 )
-from chatmeter.panel.common import Viewer, ctx_of, problem, sentence, viewer_of
-from chatmeter.panel.views import dashboard_figures
-from chatmeter.web.sse import EventStream
+from chatmeter.panel.deps import (
+    BodyDep,
+    CheckedScriptDep,
+    NoSuchPage,
+    Refusal,
+    ScriptViewerDep,
+    Viewer,
+    ViewerDep,
+    ctx_of,
+    json_refusal,
+    problem,
+    refused_by,
+    sentence,
+)
+from chatmeter.panel.figures import dashboard_figures
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(prefix="/panel", include_in_schema=False)
 
 PAGE_SIZE = 25
 OUT_OF_TOKENS = "you are out of tokens: your assistants cannot answer anyone"
@@ -62,11 +66,7 @@ MODEL_BUSY = "the model is busy answering others; try again in a moment"
 
 
 @router.get("/assistants/{assistant_id}/test")
-def test_page(request: Request, assistant_id: str) -> Response:
-    found = find(request, assistant_id)
-    if isinstance(found, Response):
-        return found
-    viewer, bot = found
+def test_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
     return assistant_page(
         request,
         viewer,
@@ -78,52 +78,48 @@ def test_page(request: Request, assistant_id: str) -> Response:
     )
 
 
-@router.post("/assistants/{assistant_id}/test-chat")
-async def test_chat(request: Request, assistant_id: str) -> Response:
-    """Ask the assistant as a visitor would; the answer streams as Server-Sent Events."""
-    raw = await request.body()
-    started = await run_in_threadpool(_test_chat, request, assistant_id, raw)
-    if isinstance(started, Response):
-        return started
-    viewer, turn = started
-    return EventStream(_with_figures(ctx_of(request), viewer, turn))
-
-
-def _test_chat(request: Request, assistant_id: str, raw: bytes) -> Response | tuple[Viewer, Turn]:
-    viewer = viewer_of(request)
-    if viewer is None:
-        return problem(401, "your session has ended; sign in again")
-    ctx = ctx_of(request)
-    try:
-        auth.check_csrf(request, ctx.settings, request.headers.get(auth.CSRF_HEADER))
-        message, conversation_id = _question(raw)
-        with ctx.db.read() as session:
-            assistant = owned_assistant(session, viewer, assistant_id)
-            if assistant is None:
-                raise NotFound("there is no such assistant")
-            public_key = assistant.public_key
-            balance = session.get(Balance, viewer.account_id)
-        if balance is None or not is_active(balance):
-            return _out_of_tokens(OUT_OF_TOKENS)
-        turn = admission.start_turn(
-            ctx,
-            public_key=public_key,
-            message=message,
-            conversation_id=conversation_id,
-            visitor=TEST_VISITOR,
-            queue=True,
-        )
-    except Busy as exc:
+def _test_chat_refused(request: Request, refused: Refusal) -> Response:
+    """Unlike the widget, the panel says why the assistant cannot answer."""
+    error = refused.error
+    if isinstance(error, Busy):
         response = problem(503, MODEL_BUSY)
-        response.headers.update(exc.headers)
+        response.headers.update(error.headers)
         return response
-    except Unavailable as exc:
-        if isinstance(exc.__cause__, InsufficientTokens):
+    if isinstance(error, Unavailable):
+        if isinstance(error.__cause__, InsufficientTokens):
             return _out_of_tokens(NOT_ENOUGH)
         return problem(503, MODEL_DOWN)
-    except ChatmeterError as exc:
-        return problem(exc.status_code, exc.message)
-    return viewer, turn
+    return json_refusal(request, refused)
+
+
+@router.post("/assistants/{assistant_id}/test-chat", dependencies=[refused_by(_test_chat_refused)])
+def test_chat(
+    request: Request,
+    assistant_id: str,
+    viewer: ScriptViewerDep,
+    _csrf: CheckedScriptDep,
+    raw: BodyDep,
+) -> Response:
+    """Ask the assistant as a visitor would; the answer streams as Server-Sent Events."""
+    ctx = ctx_of(request)
+    message, conversation_id = _question(raw)
+    with ctx.db.read() as session:
+        assistant = owned_assistant(session, viewer, assistant_id)
+        if assistant is None:
+            raise NotFound("there is no such assistant")
+        public_key = assistant.public_key
+        balance = session.get(Balance, viewer.account_id)
+    if balance is None or not is_active(balance):
+        return _out_of_tokens(OUT_OF_TOKENS)
+    turn = admission.start_turn(
+        ctx,
+        public_key=public_key,
+        message=message,
+        conversation_id=conversation_id,
+        visitor=TEST_VISITOR,
+        queue=True,
+    )
+    return EventStream(_with_figures(ctx, viewer, turn))
 
 
 def _question(raw: bytes) -> tuple[str, str | None]:
@@ -182,11 +178,7 @@ def _settled(ctx: Context, viewer: Viewer, hold_id: int) -> dict[str, Any]:
 
 
 @router.get("/assistants/{assistant_id}/conversations")
-def conversations_page(request: Request, assistant_id: str) -> Response:
-    found = find(request, assistant_id)
-    if isinstance(found, Response):
-        return found
-    viewer, bot = found
+def conversations_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
     before = parse_id(request.query_params.get("before", ""))
     with ctx_of(request).db.read() as session:
         found_rows = conversations.list_conversations(
@@ -235,11 +227,9 @@ def _first_questions(session: Session, conversation_ids: list[int]) -> dict[int,
 
 
 @router.get("/assistants/{assistant_id}/conversations/{conversation_id}")
-def conversation_page(request: Request, assistant_id: str, conversation_id: str) -> Response:
-    found = find(request, assistant_id)
-    if isinstance(found, Response):
-        return found
-    viewer, bot = found
+def conversation_page(
+    request: Request, conversation_id: str, viewer: ViewerDep, bot: BotDep
+) -> Response:
     with ctx_of(request).db.read() as session:
         try:
             conversation = conversations.get_conversation(
@@ -248,9 +238,9 @@ def conversation_page(request: Request, assistant_id: str, conversation_id: str)
                 conversation_id=parse_id(conversation_id) or 0,
             )
         except NotFound:
-            return not_found(request, viewer)
+            raise NoSuchPage from None
         if conversation.assistant_id != bot["id"]:
-            return not_found(request, viewer)
+            raise NoSuchPage
         summary = conversations.conversation_dict(conversation) | {
             "test": conversation.visitor == TEST_VISITOR,
             "started": local_time(conversation.created_at, viewer.timezone),

@@ -2,56 +2,39 @@
 
 Every form posts to its own address and comes back to ``/panel/settings``: on
 success by a redirect with a ``done`` notice, on bad input with the page, its
-message and nothing changed. The account's settings and the team are the
-owner's to change; every user changes their own password.
-
-Sessions, sign-out and password reset are ``panel.password``; the team's forms
-and the invitation page are ``panel.team_pages``; the email verification link
-is ``panel.verification_pages``; API keys are ``panel.api_keys_pages``. They
-are included here, so that
-``routes.AREAS`` lists one router for all of them.
+message in the form's section and nothing changed (``refused_in``). The
+account's settings and the team are the owner's to change; every user changes
+their own password. The team's forms are ``pages.team``, API keys
+``pages.api_keys``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-from collections.abc import Callable
 from typing import Any
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
 
+from chatmeter.accounts import contact_email, team, users
 from chatmeter.accounts import service as accounts
-from chatmeter.errors import ChatmeterError
-from chatmeter.panel import (
-    api_keys_pages,
-    auth,
-    password,
-    team,
-    team_pages,
-    verification_pages,
-)
-from chatmeter.panel import service as users
-from chatmeter.panel.common import (
+from chatmeter.formatting import local_date, local_time
+from chatmeter.panel import auth
+from chatmeter.panel.deps import (
+    CheckedFormDep,
+    MaybeViewerDep,
+    Refusal,
     Viewer,
+    ViewerDep,
     ctx_of,
-    form_text,
-    owner_only,
-    render,
-    sentence,
-    to_sign_in,
-    viewer_of,
-    with_form,
+    limiter_of,
+    refused_by,
 )
-from chatmeter.panel.views import local_date
+from chatmeter.panel.rendering import form_text, owner_only, render
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
-router.include_router(password.router)
-router.include_router(team_pages.router)
-router.include_router(verification_pages.router)
-router.include_router(api_keys_pages.router)
 
 # Zones people pick; the legacy aliases (US/Eastern, GB, Etc/GMT+5...) stay valid
 # through the API and are shown when an account already uses one.
@@ -74,7 +57,11 @@ DONE = {
     "email_confirmed": "Your contact email is changed. We are telling the old and the new "
     "address by email.",
     "password": "Your password is changed. You are signed out on your other devices.",
-    **team_pages.DONE,
+    # The team's forms come back to this page too (``pages.team``).
+    "invited": "Invitation sent. The link in it works for 7 days.",
+    "role": "The role is changed.",
+    "removed": "They are removed from the team and signed out.",
+    "revoked": "The invitation is withdrawn; its link no longer works.",
 }
 # Fields never written back into a form after an error.
 SECRET_FIELDS = frozenset({auth.CSRF_FIELD, "current_password", "new_password", "password"})
@@ -112,7 +99,7 @@ def settings_page(
     now = ctx.clock.now()
     with ctx.db.read() as session:
         account = accounts.get_account(session, account_id=viewer.account_id)
-        pending = users.pending_contact_email(session, account_id=viewer.account_id, now=now)
+        pending = contact_email.pending(session, account_id=viewer.account_id, now=now)
         people = team.members(session, account_id=viewer.account_id)
         invited = team.invitations(session, account_id=viewer.account_id, now=now)
     zone = account.timezone
@@ -129,7 +116,7 @@ def settings_page(
         account={"name": account.name, "contact_email": account.contact_email, "timezone": zone},
         zones=zone_groups(zone),
         pending=(
-            {"email": pending.email, "until": _local_time(pending.expires_at, zone)}
+            {"email": pending.email, "until": local_time(pending.expires_at, zone)}
             if pending
             else None
         ),
@@ -156,42 +143,29 @@ def settings_page(
     )
 
 
-def settings_action(
-    request: Request,
-    form: Any,
-    *,
-    section: str,
-    action: Callable[[Request, Viewer, Any], str | Response],
-    owner_may: str | None = None,
-) -> Response:
-    """Run one form of the page: sign-in, CSRF and role checks, then ``action``.
+def refused_in(section: str) -> Any:
+    """A settings form's dependency: its refusal shows the page again, the message in
+    ``section`` and the form as typed (never a password)."""
 
-    ``action`` returns the ``done`` notice's key (or a response of its own); a
-    ``ChatmeterError`` shows the page again with its message in ``section``.
-    """
-    viewer = viewer_of(request)
-    if viewer is None:
-        return to_sign_in()
-    ctx = ctx_of(request)
-    try:
-        auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
-        if owner_may:
-            owner_only(viewer, owner_may)
-        outcome = action(request, viewer, form)
-    except ChatmeterError as exc:
+    def page(request: Request, refused: Refusal) -> Response:
+        assert refused.viewer is not None
         return settings_page(
             request,
-            viewer,
-            status=exc.status_code,
-            errors={section: sentence(exc.message)},
-            values=typed_values(form),
+            refused.viewer,
+            status=refused.status,
+            errors={section: refused.message},
+            values=typed_values(refused.form),
         )
-    if isinstance(outcome, Response):
-        return outcome
-    return RedirectResponse(f"/panel/settings?done={outcome}#{section}", status_code=303)
+
+    return refused_by(page)
 
 
-def typed_values(form: Any) -> dict[str, str]:
+def done(key: str, section: str) -> RedirectResponse:
+    """Back to the page, with the ``done`` notice ``key``, at ``section``."""
+    return RedirectResponse(f"/panel/settings?done={key}#{section}", status_code=303)
+
+
+def typed_values(form: FormData) -> dict[str, str]:
     """What the user typed, to fill the form again after an error; never a password."""
     return {
         key: value[:400]
@@ -200,37 +174,21 @@ def typed_values(form: Any) -> dict[str, str]:
     }
 
 
-def _local_time(instant: dt.datetime, zone: str) -> str:
-    return f"{local_date(instant, zone)}, {instant.astimezone(ZoneInfo(zone)):%H:%M}"
-
-
 # --- the page ----------------------------------------------------------------------
 
 
 @router.get("/settings")
-def settings(request: Request) -> Response:
-    viewer = viewer_of(request)
-    if viewer is None:
-        return to_sign_in()
+def settings(request: Request, viewer: ViewerDep) -> Response:
     return settings_page(request, viewer)
 
 
 # --- account name and time zone -----------------------------------------------------
 
 
-@router.post("/settings/account")
-async def save_account(request: Request) -> Response:
-    return await with_form(
-        request,
-        settings_action,
-        section="account",
-        action=_save_account,
-        owner_may="change the account's settings",
-    )
-
-
-def _save_account(request: Request, viewer: Viewer, form: Any) -> str:
+@router.post("/settings/account", dependencies=[refused_in("account")])
+def save_account(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
     ctx = ctx_of(request)
+    owner_only(viewer, "change the account's settings")
     name = form_text(form, "name", limit=accounts.MAX_NAME_LENGTH)
     zone = accounts.normalise_timezone(form_text(form, "timezone", limit=64))
     with ctx.db.uow() as uow:
@@ -240,29 +198,22 @@ def _save_account(request: Request, viewer: Viewer, form: Any) -> str:
             uow.session, account_id=viewer.account_id, now=ctx.clock.now(), name=name, timezone=zone
         )
         uow.commit()
-    return "account"
+    return done("account", "account")
 
 
 # --- the contact email -------------------------------------------------------------
 
-
-@router.post("/settings/contact-email")
-async def change_contact_email(request: Request) -> Response:
-    return await with_form(
-        request,
-        settings_action,
-        section="contact-email",
-        action=_change_contact_email,
-        owner_may="change the contact email",
-    )
+CHANGE_EMAIL = "change the contact email"
 
 
-def _change_contact_email(request: Request, viewer: Viewer, form: Any) -> str:
+@router.post("/settings/contact-email", dependencies=[refused_in("contact-email")])
+def change_contact_email(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
     ctx = ctx_of(request)
+    owner_only(viewer, CHANGE_EMAIL)
     email = accounts.normalise_email(form_text(form, "email", limit=320))
-    password.limiter_of(request).check_action("contact-email", str(viewer.account_id))
+    limiter_of(request).check_action("contact-email", str(viewer.account_id))
     with ctx.db.uow() as uow:
-        users.request_contact_email_change(
+        contact_email.request_change(
             uow.session,
             account_id=viewer.account_id,
             email=email,
@@ -271,66 +222,17 @@ def _change_contact_email(request: Request, viewer: Viewer, form: Any) -> str:
         )
         uow.commit()
     ctx.wake_worker()
-    return "email_sent"
+    return done("email_sent", "contact-email")
 
 
-@router.post("/settings/contact-email/cancel")
-async def cancel_contact_email(request: Request) -> Response:
-    return await with_form(
-        request,
-        settings_action,
-        section="contact-email",
-        action=_cancel_contact_email,
-        owner_may="change the contact email",
-    )
-
-
-def _cancel_contact_email(request: Request, viewer: Viewer, form: Any) -> str:
+@router.post("/settings/contact-email/cancel", dependencies=[refused_in("contact-email")])
+def cancel_contact_email(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
     ctx = ctx_of(request)
+    owner_only(viewer, CHANGE_EMAIL)
     with ctx.db.uow() as uow:
-        users.cancel_contact_email_change(
-            uow.session, account_id=viewer.account_id, now=ctx.clock.now()
-        )
+        contact_email.cancel(uow.session, account_id=viewer.account_id, now=ctx.clock.now())
         uow.commit()
-    return "email_cancelled"
-
-
-@router.get("/settings/contact-email/confirm")
-def confirm_contact_email_form(request: Request) -> Response:
-    """The link in the email: shows the change and a button, so a mail scanner that
-    opens links does not make it."""
-    ctx = ctx_of(request)
-    token = request.query_params.get("token", "")
-    try:
-        with ctx.db.read() as session:
-            row = users.contact_email_link(session, token=token, now=ctx.clock.now())
-            account = accounts.get_account(session, account_id=row.account_id)
-            change = {"email": row.email, "account_name": account.name}
-    except ChatmeterError as exc:
-        return _confirm_page(request, status=exc.status_code, problem=sentence(exc.message))
-    return _confirm_page(request, change=change, token=token)
-
-
-@router.post("/settings/contact-email/confirm")
-async def confirm_contact_email(request: Request) -> Response:
-    return await with_form(request, _confirm_contact_email)
-
-
-def _confirm_contact_email(request: Request, form: Any) -> Response:
-    ctx = ctx_of(request)
-    token = form.get("token", "")
-    try:
-        auth.check_csrf(request, ctx.settings, form.get(auth.CSRF_FIELD))
-        with ctx.db.uow() as uow:
-            account = users.confirm_contact_email(uow.session, token=token, now=ctx.clock.now())
-            uow.commit()
-    except ChatmeterError as exc:
-        return _confirm_page(request, status=exc.status_code, problem=sentence(exc.message))
-    ctx.wake_worker()
-    viewer = viewer_of(request)
-    if viewer is not None and viewer.account_id == account.id:
-        return RedirectResponse("/panel/settings?done=email_confirmed#contact-email", 303)
-    return _confirm_page(request, confirmed=account.contact_email, signed_in=viewer is not None)
+    return done("email_cancelled", "contact-email")
 
 
 def _confirm_page(request: Request, *, status: int = 200, **context: Any) -> HTMLResponse:
@@ -339,19 +241,48 @@ def _confirm_page(request: Request, *, status: int = 200, **context: Any) -> HTM
     return response
 
 
+def _confirm_refused(request: Request, refused: Refusal) -> Response:
+    return _confirm_page(request, status=refused.status, problem=refused.message)
+
+
+@router.get("/settings/contact-email/confirm", dependencies=[refused_by(_confirm_refused)])
+def confirm_contact_email_form(request: Request) -> Response:
+    """The link in the email: shows the change and a button, so a mail scanner that
+    opens links does not make it."""
+    ctx = ctx_of(request)
+    token = request.query_params.get("token", "")
+    with ctx.db.read() as session:
+        row = contact_email.link(session, token=token, now=ctx.clock.now())
+        account = accounts.get_account(session, account_id=row.account_id)
+        change = {"email": row.email, "account_name": account.name}
+    return _confirm_page(request, change=change, token=token)
+
+
+@router.post("/settings/contact-email/confirm", dependencies=[refused_by(_confirm_refused)])
+def confirm_contact_email(
+    request: Request, form: CheckedFormDep, viewer: MaybeViewerDep
+) -> Response:
+    ctx = ctx_of(request)
+    with ctx.db.uow() as uow:
+        account = contact_email.confirm(
+            uow.session, token=form.get("token", ""), now=ctx.clock.now()
+        )
+        uow.commit()
+    ctx.wake_worker()
+    if viewer is not None and viewer.account_id == account.id:
+        return done("email_confirmed", "contact-email")
+    return _confirm_page(request, confirmed=account.contact_email, signed_in=viewer is not None)
+
+
 # --- the password ------------------------------------------------------------------
 
 
-@router.post("/settings/password")
-async def change_password(request: Request) -> Response:
-    return await with_form(request, settings_action, section="password", action=_change_password)
-
-
-def _change_password(request: Request, viewer: Viewer, form: Any) -> Response:
+@router.post("/settings/password", dependencies=[refused_in("password")])
+def change_password(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
     ctx = ctx_of(request)
     current = form_text(form, "current_password", limit=users.MAX_PASSWORD_LENGTH)
     new = form_text(form, "new_password", limit=users.MAX_PASSWORD_LENGTH)
-    password.limiter_of(request).check_action("change-password", str(viewer.user_id))
+    limiter_of(request).check_action("change-password", str(viewer.user_id))
     with ctx.db.uow() as uow:
         user = users.change_password(
             uow.session,
@@ -361,6 +292,6 @@ def _change_password(request: Request, viewer: Viewer, form: Any) -> Response:
             now=ctx.clock.now(),
         )
         uow.commit()
-    response = RedirectResponse("/panel/settings?done=password#password", status_code=303)
+    response = done("password", "password")
     auth.start_session(response, ctx.settings, user)  # with the new secret
     return response

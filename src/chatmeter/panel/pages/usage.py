@@ -25,8 +25,10 @@ from sqlalchemy.orm import Session
 
 from chatmeter.chat import usage as usage_figures
 from chatmeter.chat.usage import ConversationRow, Usage
-from chatmeter.errors import ChatmeterError, InvalidInput, NotFound
-from chatmeter.panel.common import Viewer, ctx_of, render, sentence, to_sign_in, viewer_of
+from chatmeter.errors import InvalidInput, NotFound
+from chatmeter.formatting import MONTHS, local_time, short_date
+from chatmeter.panel.deps import Refusal, Viewer, ViewerDep, ctx_of, refused_by
+from chatmeter.panel.rendering import render
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
@@ -110,18 +112,23 @@ def local_today(now: dt.datetime, zone: str) -> dt.date:
 # --- the page ---------------------------------------------------------------------
 
 
-@router.get("/usage")
-def usage_page(request: Request) -> Response:
-    viewer = viewer_of(request)
-    if viewer is None:
-        return to_sign_in()
+def _refused(request: Request, refused: Refusal) -> HTMLResponse:
+    """The page with the default filters, no figures and what was wrong with the asked ones."""
+    assert refused.viewer is not None
+    with ctx_of(request).db.read() as session:
+        assistants = usage_figures.assistant_names(session, account_id=refused.viewer.account_id)
+    status = 400 if isinstance(refused.error, InvalidInput) else refused.status
+    return _page(
+        request, refused.viewer, assistants, Filters(), status=status, error=refused.message
+    )
+
+
+@router.get("/usage", dependencies=[refused_by(_refused)])
+def usage_page(request: Request, viewer: ViewerDep) -> Response:
     ctx = ctx_of(request)
     with ctx.db.read() as session:
         assistants = usage_figures.assistant_names(session, account_id=viewer.account_id)
-        try:
-            filters = parse_filters(request.query_params, assistants)
-        except ChatmeterError as exc:
-            return _refused(request, viewer, assistants, exc)
+        filters = parse_filters(request.query_params, assistants)
         first, last = filters.days(local_today(ctx.clock.now(), viewer.timezone))
         report = _usage(session, viewer, filters, first, last)
         recent = usage_figures.recent_conversations(
@@ -147,17 +154,6 @@ def _usage(
         timezone=viewer.timezone,
         assistant_id=filters.assistant_id,
     )
-
-
-def _refused(
-    request: Request,
-    viewer: Viewer,
-    assistants: Mapping[int, tuple[str, bool]],
-    exc: ChatmeterError,
-) -> HTMLResponse:
-    """The page with the default filters, no figures and what was wrong with the asked ones."""
-    status = 400 if isinstance(exc, InvalidInput) else exc.status_code
-    return _page(request, viewer, assistants, Filters(), status=status, error=sentence(exc.message))
 
 
 def _page(
@@ -190,14 +186,17 @@ def _page(
 def _view(report: Usage, recent: list[ConversationRow], zone: str) -> dict[str, Any]:
     """The report as the template and the chart script read it."""
     total = report.total
-    tz = ZoneInfo(zone)
     return {
         "total": total,
         "context_percent": round(total.context_tokens * 100 / total.tokens) if total.tokens else 0,
         "range_text": _range_text(report.first_day, report.last_day),
         "busiest": _busiest(report),
         "days": [
-            {"date": _long_date(d.day), "iso": d.day.isoformat(), "figures": d.figures}
+            {
+                "date": short_date(d.day, weekday=True),
+                "iso": d.day.isoformat(),
+                "figures": d.figures,
+            }
             for d in report.days
         ],
         "chart": {
@@ -207,7 +206,7 @@ def _view(report: Usage, recent: list[ConversationRow], zone: str) -> dict[str, 
             "response": [d.figures.generation_tokens for d in report.days],
             "conversations": [d.figures.conversations for d in report.days],
         },
-        "recent": [{"row": row, "started": _when(row.started_at.astimezone(tz))} for row in recent],
+        "recent": [{"row": row, "started": local_time(row.started_at, zone)} for row in recent],
     }
 
 
@@ -219,41 +218,27 @@ def _busiest(report: Usage) -> dict[str, Any] | None:
     return {"date": f"{day.day:%a} {day.day.day} {day.day:%b}", "figures": day.figures}
 
 
-def _long_date(day: dt.date) -> str:
-    return f"{day:%a} {day.day} {day:%b %Y}"
-
-
-def _when(local: dt.datetime) -> str:
-    return f"{local.day} {local:%b %Y, %H:%M}"
-
-
 def _range_text(first: dt.date, last: dt.date) -> str:
     """``9 – 15 November 2026``, ``17 October – 15 November 2026``: nothing said twice."""
-    end = f"{last.day} {last:%B %Y}"
+    end = f"{last.day} {MONTHS[last.month - 1]} {last.year}"
     if first == last:
         return end
     if (first.year, first.month) == (last.year, last.month):
         return f"{first.day} – {end}"
     year = "" if first.year == last.year else f" {first.year}"
-    return f"{first.day} {first:%B}{year} – {end}"
+    return f"{first.day} {MONTHS[first.month - 1]}{year} – {end}"
 
 
 # --- the CSV --------------------------------------------------------------------------
 
 
-@router.get("/usage.csv")
-def usage_csv(request: Request) -> Response:
+@router.get("/usage.csv", dependencies=[refused_by(_refused)])
+def usage_csv(request: Request, viewer: ViewerDep) -> Response:
     """The page's per-day figures, one row a day, as a download."""
-    viewer = viewer_of(request)
-    if viewer is None:
-        return to_sign_in()
     ctx = ctx_of(request)
     with ctx.db.read() as session:
         assistants = usage_figures.assistant_names(session, account_id=viewer.account_id)
-        try:
-            filters = parse_filters(request.query_params, assistants)
-        except ChatmeterError as exc:
-            return _refused(request, viewer, assistants, exc)
+        filters = parse_filters(request.query_params, assistants)
         first, last = filters.days(local_today(ctx.clock.now(), viewer.timezone))
         report = _usage(session, viewer, filters, first, last)
     name = assistants[filters.assistant_id][0] if filters.assistant_id else ALL_ASSISTANTS

@@ -1,0 +1,299 @@
+"""The assistants pages: the list, a new assistant, its settings, embed snippet and deletion.
+
+Training files are ``pages.training``, the test chat and conversations
+``pages.conversations``. Every form carries the CSRF token and changes nothing
+unless every value is valid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from chatmeter.assistants import service as assistants
+from chatmeter.assistants.models import Assistant
+from chatmeter.assistants.schemas import limits
+from chatmeter.panel.assistant_forms import (
+    CREATE_FIELDS,
+    SETTINGS_FIELDS,
+    field_errors,
+    form_of,
+    parse_form,
+    sent_text,
+)
+from chatmeter.panel.assistant_views import (
+    BotDep,
+    assistant_page,
+    bot_of,
+    conversation_figures,
+    file_counts,
+    status_of,
+)
+from chatmeter.panel.deps import CheckedFormDep, Refusal, Viewer, ViewerDep, ctx_of, refused_by
+from chatmeter.panel.figures import dashboard_figures
+from chatmeter.panel.rendering import render
+
+router = APIRouter(prefix="/panel", include_in_schema=False)
+
+DONE = {
+    "saved": "Your changes are saved.",
+    "deleted": "The assistant is deleted. Its conversations stay in your usage figures.",
+    "rotated": "A new public key is issued. Replace the snippet on your website with this one.",
+}
+
+
+def _notice(request: Request) -> str | None:
+    return DONE.get(request.query_params.get("done", ""))
+
+
+# --- the list -------------------------------------------------------------------
+
+
+@router.get("/assistants")
+def assistant_list(request: Request, viewer: ViewerDep) -> Response:
+    ctx = ctx_of(request)
+    with ctx.db.read() as session:
+        figures = dashboard_figures(
+            session,
+            settings=ctx.settings,
+            account_id=viewer.account_id,
+            timezone=viewer.timezone,
+            now=ctx.clock.now(),
+        )
+        files = file_counts(session, account_id=viewer.account_id)
+        talks = conversation_figures(session, account_id=viewer.account_id)
+        rows = [
+            _list_row(a, files.get(a.id, {}), talks.get(a.id, (0, 0)), figures["active"])
+            for a in assistants.list_assistants(session, account_id=viewer.account_id)
+        ]
+    return render(
+        request,
+        "assistants.html",
+        viewer=viewer,
+        active_nav="assistants",
+        figures=figures,
+        rows=rows,
+        notice=_notice(request),
+    )
+
+
+def _list_row(
+    assistant: Assistant, counts: dict[str, int], talks: tuple[int, int], active: bool
+) -> dict[str, Any]:
+    return {
+        "id": assistant.id,
+        "name": assistant.name,
+        "title": assistant.widget_title or assistant.name,
+        "color": assistant.widget_color,
+        "status": status_of(active=active, counts=counts),
+        "ready": counts.get("ready", 0),
+        "files": sum(counts.values()),
+        "conversations": talks[0],
+        "tokens": talks[1],
+    }
+
+
+# --- a new assistant ----------------------------------------------------------------
+
+
+@router.get("/assistants/new")
+def new_form(request: Request, viewer: ViewerDep) -> Response:
+    return _new_page(request, viewer, form=form_of(None))
+
+
+def _new_page(
+    request: Request, viewer: Viewer, *, form: dict[str, str], status: int = 200, **context: Any
+) -> Response:
+    return render(
+        request,
+        "assistant_new.html",
+        viewer=viewer,
+        active_nav="assistants",
+        form=form,
+        limits=limits(),
+        status=status,
+        **context,
+    )
+
+
+def _new_refused(request: Request, refused: Refusal) -> Response:
+    """The form again as it was sent, each bad field marked."""
+    assert refused.viewer is not None
+    return _new_page(
+        request,
+        refused.viewer,
+        form=form_of(None) | sent_text(refused.form, CREATE_FIELDS),
+        status=refused.status,
+        error=refused.message,
+        errors=field_errors(refused.error),
+    )
+
+
+@router.post("/assistants/new", dependencies=[refused_by(_new_refused)])
+def create(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
+    ctx = ctx_of(request)
+    fields = parse_form(form, CREATE_FIELDS)
+    with ctx.db.uow() as uow:
+        assistant = assistants.create_assistant(
+            uow.session,
+            account_id=viewer.account_id,
+            fields=fields,
+            now=ctx.clock.now(),
+            catalog=ctx.models,
+        )
+        uow.commit()
+        assistant_id = assistant.id
+    return RedirectResponse(f"/panel/assistants/{assistant_id}/training?done=created", 303)
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+@router.get("/assistants/{assistant_id}")
+def settings_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
+    return _settings_page(request, viewer, bot, notice=_notice(request))
+
+
+def _settings_page(
+    request: Request,
+    viewer: Viewer,
+    bot: dict[str, Any],
+    *,
+    sent: dict[str, str] | None = None,
+    status: int = 200,
+    **context: Any,
+) -> Response:
+    ctx = ctx_of(request)
+    with ctx.db.read() as session:
+        assistant = assistants.get_assistant(
+            session, account_id=viewer.account_id, assistant_id=bot["id"]
+        )
+        form = form_of(assistant) | (sent or {})
+    return assistant_page(
+        request,
+        viewer,
+        "assistant_settings.html",
+        bot=bot,
+        tab="settings",
+        form=form,
+        limits=limits(),
+        models=ctx_of(request).models.choices,
+        status=status,
+        **context,
+    )
+
+
+def _settings_refused(request: Request, refused: Refusal) -> Response:
+    assert refused.viewer is not None
+    return _settings_page(
+        request,
+        refused.viewer,
+        bot_of(request),
+        sent=sent_text(refused.form, SETTINGS_FIELDS),
+        status=refused.status,
+        error=refused.message,
+        errors=field_errors(refused.error),
+    )
+
+
+@router.post("/assistants/{assistant_id}", dependencies=[refused_by(_settings_refused)])
+def save_settings(
+    request: Request, viewer: ViewerDep, bot: BotDep, form: CheckedFormDep
+) -> Response:
+    ctx = ctx_of(request)
+    fields = parse_form(form, SETTINGS_FIELDS)
+    with ctx.db.uow() as uow:
+        assistants.update_assistant(
+            uow.session,
+            account_id=viewer.account_id,
+            assistant_id=bot["id"],
+            fields=fields,
+            now=ctx.clock.now(),
+            catalog=ctx.models,
+        )
+        uow.commit()
+    return RedirectResponse(f"/panel/assistants/{bot['id']}?done=saved", status_code=303)
+
+
+# --- deleting ------------------------------------------------------------------------
+
+
+def confirmation_refused(template: str, tab: str) -> Any:
+    """A confirmation page's dependency: its refusal shows the page again, with the message."""
+
+    def page(request: Request, refused: Refusal) -> Response:
+        assert refused.viewer is not None
+        return assistant_page(
+            request,
+            refused.viewer,
+            template,
+            bot=bot_of(request),
+            tab=tab,
+            status=refused.status,
+            error=refused.message,
+        )
+
+    return refused_by(page)
+
+
+@router.get("/assistants/{assistant_id}/delete")
+def delete_form(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
+    return assistant_page(request, viewer, "assistant_delete.html", bot=bot, tab="settings")
+
+
+@router.post(
+    "/assistants/{assistant_id}/delete",
+    dependencies=[confirmation_refused("assistant_delete.html", "settings")],
+)
+def delete(request: Request, viewer: ViewerDep, bot: BotDep, form: CheckedFormDep) -> Response:
+    ctx = ctx_of(request)
+    with ctx.db.uow() as uow:
+        assistants.delete_assistant(
+            uow.session, account_id=viewer.account_id, assistant_id=bot["id"], now=ctx.clock.now()
+        )
+        uow.commit()
+    return RedirectResponse("/panel/assistants?done=deleted", status_code=303)
+
+
+# --- the embed snippet -------------------------------------------------------------
+
+
+def snippet(base_url: str, public_key: str) -> str:
+    """The one tag a customer puts on their website (the template escapes it for display)."""
+    src = f"{base_url.rstrip('/')}/widget.js"
+    return f'<script src="{src}" data-assistant="{public_key}" async></script>'
+
+
+@router.get("/assistants/{assistant_id}/embed")
+def embed_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
+    code = snippet(ctx_of(request).settings.base_url, bot["public_key"])
+    return assistant_page(
+        request,
+        viewer,
+        "assistant_embed.html",
+        bot=bot,
+        tab="embed",
+        snippet=code,
+        notice=_notice(request),
+    )
+
+
+@router.get("/assistants/{assistant_id}/rotate-key")
+def rotate_form(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
+    return assistant_page(request, viewer, "assistant_rotate.html", bot=bot, tab="embed")
+
+
+@router.post(
+    "/assistants/{assistant_id}/rotate-key",
+    dependencies=[confirmation_refused("assistant_rotate.html", "embed")],
+)
+def rotate(request: Request, viewer: ViewerDep, bot: BotDep, form: CheckedFormDep) -> Response:
+    ctx = ctx_of(request)
+    with ctx.db.uow() as uow:
+        assistants.rotate_public_key(
+            uow.session, account_id=viewer.account_id, assistant_id=bot["id"], now=ctx.clock.now()
+        )
+        uow.commit()
+    return RedirectResponse(f"/panel/assistants/{bot['id']}/embed?done=rotated", 303)

@@ -1,0 +1,195 @@
+"""Billing: the subscription and its invoices, changing the number of packages, cancelling,
+a receipt; and "Get more tokens", whose window posts JSON from every page.
+
+The rules are ``billing``'s: the panel hands it the posted text (``parse_packages``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from chatmeter.billing import purchases, subscriptions
+from chatmeter.billing.models import Invoice
+from chatmeter.billing.summary import invoice_dict
+from chatmeter.errors import InvalidInput
+from chatmeter.formatting import local_date
+from chatmeter.panel.deps import (
+    BodyDep,
+    CheckedFormDep,
+    CheckedScriptDep,
+    Refusal,
+    ScriptViewerDep,
+    Viewer,
+    ViewerDep,
+    ctx_of,
+    refused_as_json,
+    refused_by,
+)
+from chatmeter.panel.figures import billing_figures, dashboard_figures, money
+from chatmeter.panel.rendering import owner_only, render
+
+router = APIRouter(prefix="/panel", include_in_schema=False)
+
+DONE = {
+    "packages": "Your number of packages is changed. It takes effect at your next renewal.",
+    "cancelled": "Your subscription is cancelled. Your remaining tokens stay usable until the 1st.",
+}
+WINDOW_EXPIRED = "this window has expired; close it and try again"
+
+
+def billing_page(
+    request: Request, viewer: Viewer, *, status: int = 200, **context: Any
+) -> HTMLResponse:
+    ctx = ctx_of(request)
+    with ctx.db.read() as session:
+        plan = billing_figures(
+            session,
+            settings=ctx.settings,
+            account_id=viewer.account_id,
+            timezone=viewer.timezone,
+            now=ctx.clock.now(),
+        )
+    return render(
+        request,
+        "billing.html",
+        viewer=viewer,
+        active_nav="billing",
+        plan=plan,
+        status=status,
+        notice=DONE.get(request.query_params.get("done", "")),
+        **context,
+    )
+
+
+@router.get("/billing")
+def billing_overview(request: Request, viewer: ViewerDep) -> Response:
+    return billing_page(request, viewer)
+
+
+# --- the number of packages ----------------------------------------------------------
+
+
+def _packages_refused(request: Request, refused: Refusal) -> Response:
+    assert refused.viewer is not None
+    return billing_page(
+        request,
+        refused.viewer,
+        status=refused.status,
+        error=refused.message,
+        packages_value=str(refused.form.get("packages", ""))[:20],
+    )
+
+
+@router.post("/billing/packages", dependencies=[refused_by(_packages_refused)])
+def change_packages(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
+    ctx = ctx_of(request)
+    owner_only(viewer)
+    packages = subscriptions.parse_packages(form.get("packages", ""))
+    with ctx.db.uow() as uow:
+        subscriptions.change_quantity(
+            uow.session, account_id=viewer.account_id, packages=packages, now=ctx.clock.now()
+        )
+        uow.commit()
+    return RedirectResponse("/panel/billing?done=packages", status_code=303)
+
+
+# --- cancelling ------------------------------------------------------------------------
+
+
+def _cancel_page(request: Request, viewer: Viewer, **context: Any) -> Response:
+    return render(request, "cancel.html", viewer=viewer, active_nav="billing", **context)
+
+
+def _cancel_refused(request: Request, refused: Refusal) -> Response:
+    assert refused.viewer is not None
+    return _cancel_page(request, refused.viewer, status=refused.status, error=refused.message)
+
+
+@router.get("/billing/cancel")
+def cancel_form(request: Request, viewer: ViewerDep) -> Response:
+    return _cancel_page(request, viewer)
+
+
+@router.post("/billing/cancel", dependencies=[refused_by(_cancel_refused)])
+def cancel(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
+    ctx = ctx_of(request)
+    owner_only(viewer)
+    with ctx.db.uow() as uow:
+        subscriptions.cancel(uow.session, account_id=viewer.account_id, now=ctx.clock.now())
+        uow.commit()
+    return RedirectResponse("/panel/billing?done=cancelled", status_code=303)
+
+
+# --- a receipt -------------------------------------------------------------------------
+
+
+@router.get("/billing/invoices/{invoice_id}")
+def receipt(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
+    ctx = ctx_of(request)
+    with ctx.db.read() as session:
+        invoice = (
+            session.scalar(
+                select(Invoice).where(
+                    Invoice.id == int(invoice_id), Invoice.account_id == viewer.account_id
+                )
+            )
+            if invoice_id.isdigit() and len(invoice_id) < 19
+            else None
+        )
+        row = invoice_dict(invoice) if invoice is not None else None
+    if row is None:
+        return render(request, "not_found.html", viewer=viewer, status=404)
+    row["amount_text"] = money(row["amount"], row["currency"])
+    row["date"] = local_date(row["created_at"], viewer.timezone)
+    row["paid_on"] = local_date(row["paid_at"], viewer.timezone) if row["paid_at"] else None
+    return render(request, "receipt.html", viewer=viewer, active_nav="billing", invoice=row)
+
+
+# --- "Get more tokens" -------------------------------------------------------------------
+
+
+@router.post("/tokens", dependencies=[refused_as_json])
+def buy_tokens(
+    request: Request, viewer: ScriptViewerDep, _csrf: CheckedScriptDep, raw: BodyDep
+) -> Response:
+    """Buy packages now; the same ``key`` (made when the window opened) never buys twice."""
+    ctx = ctx_of(request)
+    owner_only(viewer)
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError as exc:
+        raise InvalidInput(subscriptions.PACKAGES_MESSAGE) from exc
+    if not isinstance(body, dict):
+        raise InvalidInput(subscriptions.PACKAGES_MESSAGE)
+    packages = subscriptions.parse_packages(body.get("packages"))
+    key = body.get("key")
+    if not isinstance(key, str) or not 8 <= len(key) <= 100 or not key.isprintable():
+        raise InvalidInput(WINDOW_EXPIRED)
+    invoice = purchases.purchase(
+        ctx, account_id=viewer.account_id, packages=packages, key=f"panel:{key}"
+    )
+    with ctx.db.read() as session:
+        figures = dashboard_figures(
+            session,
+            settings=ctx.settings,
+            account_id=viewer.account_id,
+            timezone=viewer.timezone,
+            now=ctx.clock.now(),
+        )
+    row = invoice_dict(invoice)
+    return JSONResponse(
+        {
+            "invoice": {
+                "number": row["number"],
+                "packages": row["packages"],
+                "tokens": row["tokens"],
+                "amount": money(row["amount"], row["currency"]),
+            },
+            "figures": figures,
+        }
+    )
