@@ -20,8 +20,9 @@ from chatmeter.notifications.models import OutboxMessage
 from chatmeter.panel import service as users
 from chatmeter.panel import team
 from chatmeter.panel.models import User
-from tests.e2e.conftest import LiveServer, Visit
 from tests.e2e.test_panel import PASSWORD, sign_up
+from tests.support.browser import Visit
+from tests.support.live import LiveServer
 
 
 def mailed_link(ctx: Context, mail_dir: Path, to: str) -> str:

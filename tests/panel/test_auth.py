@@ -11,7 +11,7 @@ from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.panel import auth
 from chatmeter.panel.models import User
-from tests.panel.conftest import PASSWORD, Panel, new_panel
+from tests.support.panel import PASSWORD, Panel, new_panel
 
 
 def users(ctx: Context) -> list[User]:

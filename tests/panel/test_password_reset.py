@@ -25,7 +25,7 @@ from chatmeter.panel import auth
 from chatmeter.panel import service as users
 from chatmeter.panel.models import PanelToken, User
 from tests.notifications.smtp_server import SmtpServer
-from tests.panel.conftest import PASSWORD, Panel, new_panel
+from tests.support.panel import PASSWORD, Panel, new_panel
 
 NEW_PASSWORD = "a brand new passphrase"
 NEUTRAL = "we have sent it a link to choose a new password"

@@ -27,8 +27,8 @@ from chatmeter.context import Context
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.panel import service as users
 from chatmeter.panel import team, verification
-from tests.conftest import add_tokens
 from tests.security.routes import ID_KINDS
+from tests.support.accounts import add_tokens
 
 PASSWORD = "a long enough password"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -21,19 +21,14 @@ from chatmeter.chat.service import start_turn
 from chatmeter.context import Context
 from chatmeter.ledger.models import HoldStatus
 from chatmeter.web.app import create_app
-from tests.chat.shop import (
-    QUESTION,
-    answers,
-    assert_ledger_clean,
-    derived,
-    holds,
-    open_shop,
-)
+from tests.chat.shop import QUESTION, answers, holds, open_shop
 from tests.security.crowd import Visit, model_held
 from tests.support import aio
+from tests.support.context import derived
+from tests.support.ledger import assert_ledger_settled
 from tests.support.live import LiveServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 CROWD = 60  # more than the 40 threads the web server runs routes in
 WAIT = 120  # seconds: generous, only so that a hang fails instead of blocking the suite
@@ -98,7 +93,7 @@ def test_a_crowd_waiting_for_the_model_cannot_hang_the_rest(ctx: Context) -> Non
     assert len(answers(busy)) == len(admitted) + 1
     # The refused were refused before anything was reserved.
     assert len(holds(busy, shop.account_id)) == len(admitted)
-    assert_ledger_clean(busy)
+    assert_ledger_settled(busy)
 
 
 def test_a_visitor_who_leaves_while_waiting_frees_the_place(ctx: Context) -> None:
@@ -133,7 +128,7 @@ def test_a_visitor_who_leaves_while_waiting_frees_the_place(ctx: Context) -> Non
     assert [h.status for h in finished].count(HoldStatus.SETTLED) == len(stayed)
     assert [h.status for h in finished].count(HoldStatus.RELEASED) == len(leaving)
     assert len(answers(busy)) == len(stayed)
-    assert_ledger_clean(busy)
+    assert_ledger_settled(busy)
 
 
 def test_the_model_never_waits_for_the_visitor_to_read(ctx: Context) -> None:
@@ -164,4 +159,4 @@ def test_the_model_never_waits_for_the_visitor_to_read(ctx: Context) -> None:
 
     aio.run(read_only_the_start())
     assert len(answers(busy)) == 1
-    assert_ledger_clean(busy)
+    assert_ledger_settled(busy)

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chatmeter.cli import app
-from tests.conftest import Caller
+from tests.support.api import Caller
 
 TOO_LARGE = (2**63, -(2**63) - 1, 10**30)
 INT_ID = 2**31 - 1  # accounts and API keys: INTEGER keys, 32 bits on PostgreSQL
@@ -90,9 +90,7 @@ def test_the_cli_refuses_an_id_beyond_its_column_with_a_message(
     }
     notes = tmp_path / "notes.txt"
     notes.write_text("Opening hours: 9 to 5.")
-    args = [
-        part.replace("{n}", str(maximum + 1)).replace("{file}", str(notes)) for part in command
-    ]
+    args = [part.replace("{n}", str(maximum + 1)).replace("{file}", str(notes)) for part in command]
 
     result = CliRunner().invoke(app, args, env=environ)
 

@@ -61,8 +61,9 @@ def test_development_signs_with_a_secret_of_its_own_installation(tmp_path: Path)
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     # The published default is never used, even when set explicitly.
     assert (
-        settings(env=Env.DEVELOPMENT, data_dir=tmp_path / "one", secret_key="change-me")
-        .signing_key()
+        settings(
+            env=Env.DEVELOPMENT, data_dir=tmp_path / "one", secret_key="change-me"
+        ).signing_key()
         == key
     )
 

@@ -25,8 +25,9 @@ from chatmeter.training import service as training
 from chatmeter.training.child import EMBED_BATCH
 from chatmeter.training.models import Chunk, FilePart, TrainingFile
 from chatmeter.web.app import create_app
-from tests.assistants.callers import caller, chunk_rows, index_version
-from tests.conftest import new_account
+from tests.assistants.callers import chunk_rows, index_version
+from tests.support.accounts import new_account
+from tests.support.api import caller
 
 
 def queue(ctx: Context, assistant_id: int, filename: str, data: bytes) -> int:
@@ -73,6 +74,7 @@ def long_text(paragraphs: int) -> bytes:
     return "\n\n".join(sentence.format(n=n) * 10 for n in range(paragraphs)).encode()
 
 
+@pytest.mark.model
 def test_two_concurrent_jobs_claim_each_file_once(ctx: Context, assistant_id: int) -> None:
     ids = [queue(ctx, assistant_id, f"note{n}.txt", note(n)) for n in range(6)]
     barrier = threading.Barrier(2)
@@ -120,6 +122,7 @@ def test_of_racing_claims_on_one_file_exactly_one_wins(ctx: Context, assistant_i
     assert training.process_queue(ctx) == {"ready": 0, "failed": 0}  # leased: not due
 
 
+@pytest.mark.model
 def test_a_crashed_workers_file_is_picked_up_when_its_lease_runs_out(
     ctx: Context, assistant_id: int
 ) -> None:
@@ -153,6 +156,7 @@ def test_a_file_that_crashes_every_worker_is_failed_explained_after_three_attemp
     assert index_version(ctx, assistant_id) == 0
 
 
+@pytest.mark.model
 def test_progress_only_moves_forward_and_is_visible_as_it_goes(
     ctx: Context, assistant_id: int
 ) -> None:
@@ -177,6 +181,7 @@ def test_progress_only_moves_forward_and_is_visible_as_it_goes(
     assert file_row(ctx, file_id).chunks > EMBED_BATCH
 
 
+@pytest.mark.model
 def test_a_file_deleted_while_it_is_processed_leaves_nothing_behind(
     ctx: Context, assistant_id: int
 ) -> None:
@@ -213,6 +218,7 @@ def test_a_file_deleted_after_it_was_claimed_does_not_crash_the_job(
     assert training.process_queue(ctx) == {"ready": 0, "failed": 0}
 
 
+@pytest.mark.model
 def test_the_worker_trains_queued_files(ctx: Context, assistant_id: int) -> None:
     ids = [queue(ctx, assistant_id, f"note{n}.txt", note(n)) for n in range(3)]
     results = Worker(ctx, names=["training"]).tick()
@@ -260,6 +266,7 @@ def wait_until_training_lane_sleeps() -> None:
     pytest.fail("the worker's training lane never went to sleep")
 
 
+@pytest.mark.model
 def test_an_upload_wakes_the_in_process_worker_which_trains_it(
     ctx: Context, served: TestClient
 ) -> None:
@@ -282,6 +289,7 @@ def test_an_upload_wakes_the_in_process_worker_which_trains_it(
     assert (shown["status"], shown["progress"], shown["chunks"]) == ("ready", 100, 1)
 
 
+@pytest.mark.model
 def test_a_heading_longer_than_its_column_does_not_leave_the_file_stuck(
     ctx: Context, assistant_id: int
 ) -> None:
@@ -296,6 +304,7 @@ def test_a_heading_longer_than_its_column_does_not_leave_the_file_stuck(
     assert any("Some text under it." in text for _, _, _, _, text in rows)
 
 
+@pytest.mark.model
 def test_a_file_replaced_under_its_id_while_it_is_trained_gets_none_of_its_passages(
     ctx: Context, assistant_id: int
 ) -> None:
