@@ -27,6 +27,7 @@ from tests.support import aio
 from tests.support.context import derived
 from tests.support.ledger import assert_ledger_settled
 from tests.support.live import LiveServer
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
@@ -43,15 +44,6 @@ def crowded(ctx: Context) -> Context:
         chat_assistant_rate="10000/minute",
         chat_queue_size=PLACES,
     )
-
-
-def wait_for(condition: object, what: str, seconds: float = WAIT) -> None:
-    """Poll an observable condition until it holds; fail (not hang) after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {seconds} s for {what}")
-        time.sleep(0.05)
 
 
 def test_a_crowd_waiting_for_the_model_cannot_hang_the_rest(ctx: Context) -> None:
@@ -111,12 +103,14 @@ def test_a_visitor_who_leaves_while_waiting_frees_the_place(ctx: Context) -> Non
             assert turned_away.answered.wait(WAIT) and turned_away.status == 503
 
             queue = next(iter(busy._queues.values()))
-            wait_for(lambda: queue.figures().waiting == per_account, "the visitors to queue")
+            wait_for(lambda: queue.figures().waiting == per_account, "the visitors to queue", WAIT)
             leaving = waiting[:3]
             for visit in leaving:
                 visit.leave()
             wait_for(
-                lambda: queue.figures().waiting == per_account - 3, "the leavers' places to free"
+                lambda: queue.figures().waiting == per_account - 3,
+                "the leavers' places to free",
+                WAIT,
             )
             newcomers = [Visit(server.url + shop.chat_url).start() for _ in range(3)]
             assert all(v.answered.wait(WAIT) and v.status == 200 for v in newcomers)

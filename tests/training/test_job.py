@@ -28,6 +28,7 @@ from chatmeter.web.app import create_app
 from tests.assistants.callers import chunk_rows, index_version
 from tests.support.accounts import new_account
 from tests.support.api import caller
+from tests.support.wait import wait_for
 
 
 def queue(ctx: Context, assistant_id: int, filename: str, data: bytes) -> int:
@@ -246,24 +247,19 @@ def served(ctx: Context) -> Iterator[TestClient]:
             thread.join(timeout=30)
 
 
-def wait_until_training_lane_sleeps() -> None:
-    """Until the worker's training lane waits for its interval or a wake-up.
-
-    Its thread's stack then ends in ``Event.wait`` called from the lane's loop; during a
-    tick, the loop calls the jobs instead."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for thread in threading.enumerate():
-            if thread.name == "chatmeter-worker-training" and thread.ident is not None:
-                frame = sys._current_frames().get(thread.ident)
-                calls = []
-                while frame is not None and len(calls) < 3:
-                    calls.append(frame.f_code.co_qualname)
-                    frame = frame.f_back
-                if calls == ["Condition.wait", "Event.wait", "Worker._run_lane"]:
-                    return
-        time.sleep(0.01)
-    pytest.fail("the worker's training lane never went to sleep")
+def training_lane_sleeps() -> bool:
+    """Whether the worker's training lane waits for its interval or a wake-up: its
+    thread's stack then ends in ``Event.wait`` called from the lane's loop (during a
+    tick, the loop calls the jobs instead)."""
+    for thread in threading.enumerate():
+        if thread.name == "chatmeter-worker-training" and thread.ident is not None:
+            frame = sys._current_frames().get(thread.ident)
+            calls = []
+            while frame is not None and len(calls) < 3:
+                calls.append(frame.f_code.co_qualname)
+                frame = frame.f_back
+            return calls == ["Condition.wait", "Event.wait", "Worker._run_lane"]
+    return False
 
 
 @pytest.mark.model
@@ -272,7 +268,7 @@ def test_an_upload_wakes_the_in_process_worker_which_trains_it(
 ) -> None:
     dana = caller(ctx, served, "dana@example.com")
     assistant = dana.new_assistant()["id"]
-    wait_until_training_lane_sleeps()  # its first tick is over: only a wake-up can help
+    wait_for(training_lane_sleeps, "the first tick to end")  # only a wake-up can help now
     response = dana.client.post(
         f"/api/v1/assistants/{assistant}/files",
         files=[("files", ("note.txt", note(7), "text/plain"))],
