@@ -1,4 +1,5 @@
 # Two commands: `make run` and `make test`. Everything else is set up on the way.
+# `make test-fast` is the inner loop: no PostgreSQL, Redis, model or browser.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -18,8 +19,18 @@ export CHATMETER_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postg
 run: install
 	CHATMETER_ENV=$${CHATMETER_ENV:-development} $(BIN)/chatmeter serve
 
+# Both cores: xdist workers, each with a PostgreSQL and a Redis database of its own; tests
+# that share the browser or llama.cpp's server run on one worker (tests/conftest.py).
+WORKERS ?= 2
+XDIST   := -n $(WORKERS) --dist loadgroup
+
 test: install browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+
+# Pure and SQLite tests only, in parallel: a couple of minutes.
+.PHONY: test-fast
+test-fast: install
+	$(BIN)/pytest $(XDIST) -m "not (postgres or redis or model or browser or slow)" $(PYTEST_ARGS)
 
 # Browser tests drive Debian's Chromium with Playwright (Playwright's own browser
 # download does not work offline).

@@ -1,18 +1,30 @@
-"""Shared fixtures: a clock, settings, and a database on SQLite or PostgreSQL.
+"""Shared fixtures and the suite's tiers.
 
-PostgreSQL tests need ``CHATMETER_TEST_POSTGRES_URL``; without it they skip,
-unless ``CHATMETER_TEST_REQUIRE_POSTGRES=1`` (set by CI), which turns the skip
-into a failure.
+Fixtures: a clock, settings, a database on SQLite or PostgreSQL, Redis, the app, and
+the bundled model's OpenAI-compatible server. Helpers live in ``tests.support``.
+
+Tiers: every test that needs PostgreSQL, Redis, the bundled model (LLM or embedder)
+or the browser carries the marker of the same name, so that ``make test-fast`` can
+leave them out (``-m "not (postgres or redis or model or browser or slow)"``). The
+markers follow from the fixtures a test uses (``MARKED_BY_FIXTURE``) and its directory
+(``MARKED_BY_DIRECTORY``); tests that reach the model through the chat or training pipeline
+without a fixture say ``@pytest.mark.model`` themselves, and a test that loads the
+model without the marker fails (``tests.support.tiers``).
+
+PostgreSQL tests need ``CHATMETER_TEST_POSTGRES_URL``, Redis tests
+``CHATMETER_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/14``); without the
+server they skip, unless ``CHATMETER_TEST_REQUIRE_POSTGRES=1`` or
+``CHATMETER_TEST_REQUIRE_REDIS=1`` (set by CI), which turns the skip into a failure.
+Under pytest-xdist each worker has a PostgreSQL database and a Redis database of its
+own: the URL's database for the first worker, the next ones for the others.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,21 +34,75 @@ from sqlalchemy.engine import make_url
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from chatmeter import models
-from chatmeter.accounts import opening
-from chatmeter.accounts import service as accounts
-from chatmeter.billing import periods, subscriptions
 from chatmeter.billing.gateways import ManualGateway
-from chatmeter.billing.models import Subscription
 from chatmeter.clock import FixedClock
 from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.db import Database, normalise_url
-from chatmeter.ledger import service as ledger
-from chatmeter.ledger.models import Balance, GrantSource
-from chatmeter.ledger.verify import verify
-from chatmeter.notifications import balance_notices
+from tests.support import tiers
+from tests.support.api import Caller, caller
+from tests.support.context import START
+from tests.support.llm import llama_cpp_server
 
-START = dt.datetime(2026, 11, 15, 12, 0, tzinfo=dt.UTC)
+TESTS = Path(__file__).parent
+# fixture → the marker of every test that uses it, directly or through another fixture
+MARKED_BY_FIXTURE = {
+    "postgres_url": "postgres",
+    "redis_url": "redis",
+    "local": "model",
+    "embedder": "model",
+    "model": "model",
+    "llama_server": "model",
+    "browser": "browser",
+}
+# The browser journeys run the whole product, training and chat included.
+MARKED_BY_DIRECTORY = {"e2e": ("browser", "model")}
+# Tests that share something costly run on one xdist worker: one Chromium, one server.
+GROUPED_BY_FIXTURE = {"browser": "browser", "llama_server": "llama-server"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        action="store_true",
+        help="browser tests rewrite docs/screenshots (also CHATMETER_TEST_SCREENSHOTS=1)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        directory = item.path.relative_to(TESTS).parts[0]
+        for marker in MARKED_BY_DIRECTORY.get(directory, ()):
+            item.add_marker(marker)
+        for fixture, marker in MARKED_BY_FIXTURE.items():
+            if fixture in used:
+                item.add_marker(marker)
+        for fixture, group in GROUPED_BY_FIXTURE.items():
+            if fixture in used:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tiers.guard_model_loading()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    tiers.expect_model(item.get_closest_marker("model") is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    yield
+    loads = tiers.unmarked_loads()
+    tiers.expect_model(True)  # between tests: session fixtures tear down, threads end
+    if loads:
+        pytest.fail(f"{item.nodeid} loads {' and '.join(loads)}: mark it @pytest.mark.model")
+
+
+# --- databases ------------------------------------------------------------------------
 
 
 def postgres_admin_url() -> str | None:
@@ -44,14 +110,10 @@ def postgres_admin_url() -> str | None:
     return normalise_url(url) if url else None
 
 
-def _require_postgres() -> bool:
-    return os.environ.get("CHATMETER_TEST_REQUIRE_POSTGRES") == "1"
-
-
-def _unavailable(reason: str) -> None:
-    if _require_postgres():
-        pytest.fail(f"PostgreSQL is required but unavailable: {reason}")
-    pytest.skip(f"PostgreSQL unavailable: {reason}")
+def _unavailable(service: str, variable: str, reason: str) -> None:
+    if os.environ.get(f"CHATMETER_TEST_REQUIRE_{variable}") == "1":  # CI: never skip
+        pytest.fail(f"{service} is required but unavailable: {reason}")
+    pytest.skip(f"{service} unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +121,7 @@ def postgres_url(worker_id: str) -> Iterator[str]:
     """A database of this test process's own, created once and dropped at the end."""
     admin = postgres_admin_url()
     if admin is None:
-        _unavailable("CHATMETER_TEST_POSTGRES_URL is not set")
+        _unavailable("PostgreSQL", "POSTGRES", "CHATMETER_TEST_POSTGRES_URL is not set")
     name = f"chatmeter_test_{worker_id}_{os.getpid()}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     try:
@@ -68,7 +130,7 @@ def postgres_url(worker_id: str) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # connection refused, auth...
         engine.dispose()
-        _unavailable(str(exc).splitlines()[0])
+        _unavailable("PostgreSQL", "POSTGRES", str(exc).splitlines()[0])
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     created = Database(url)
     created.create_all()
@@ -108,6 +170,30 @@ def db(db_url: str) -> Iterator[Database]:
     database.dispose()
 
 
+@pytest.fixture(scope="session")
+def redis_url(worker_id: str) -> str:
+    """The URL of this test process's own Redis database, which it may empty at will."""
+    import redis
+
+    url = urlsplit(os.environ.get("CHATMETER_TEST_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    worker = int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0
+    index = int(url.path.strip("/") or 0) + worker
+    if index > 15:
+        pytest.fail(f"no Redis database {index} for worker {worker_id}: lower the URL's")
+    own = urlunsplit(url._replace(path=f"/{index}"))
+    client = redis.Redis.from_url(own)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        _unavailable("Redis", "REDIS", f"{own}: {exc}")
+    finally:
+        client.close()
+    return own
+
+
+# --- the app ---------------------------------------------------------------------------
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(START)
@@ -132,96 +218,18 @@ def ctx(settings: Settings, db: Database, clock: FixedClock) -> Context:
     return Context(settings=settings, db=db, clock=clock, gateway=ManualGateway(auto_approve=True))
 
 
-def new_account(ctx: Context, *, email: str = "owner@example.com", timezone: str = "UTC") -> int:
-    """Open an account as the operator does (balance, subscription, owner); return its id."""
-    with ctx.db.uow() as uow:
-        owner = opening.open_account(
-            uow.session, settings=ctx.settings, email=email, timezone=timezone, now=ctx.clock.now()
-        )
-        uow.commit()
-        return owner.account_id
-
-
-def add_tokens(ctx: Context, account_id: int, amount: int, *, key: str | None = None) -> None:
-    """A manual, non-expiring grant: the simplest way to give a test account tokens."""
-    with ctx.db.uow() as uow:
-        account = accounts.get_account(uow.session, account_id=account_id)
-        ledger.grant(
-            uow.session,
-            account_id=account_id,
-            amount=amount,
-            source=GrantSource.ADJUSTMENT,
-            key=key or f"test:{amount}:{ctx.clock.now()}",
-            period=periods.period_of(ctx.clock.now(), account.timezone),
-            now=ctx.clock.now(),
-        )
-        uow.commit()
-
-
-def balance_of(ctx: Context, account_id: int) -> Balance:
-    with ctx.db.read() as session:
-        balance = session.get(Balance, account_id)
-        assert balance is not None
-        return balance
-
-
-def subscription_of(ctx: Context, account_id: int) -> Subscription:
-    with ctx.db.read() as session:
-        return subscriptions.get_subscription(session, account_id=account_id)
-
-
-def spend(ctx: Context, account_id: int, tokens: int, key: str) -> None:
-    """A chat turn that uses all it reserved."""
-    now = ctx.clock.now()
-    with ctx.db.uow() as uow:
-        hold = ledger.reserve(
-            uow.session, account_id=account_id, tokens=tokens, key=key, ttl_seconds=60, now=now
-        )
-        ledger.settle(
-            uow.session,
-            account_id=account_id,
-            hold_id=hold.id,
-            context=tokens,
-            generation=0,
-            now=now,
-        )
-        balance_notices.send_raised(uow.session, now=now)
-        uow.commit()
-
-
-def assert_ledger_clean(ctx: Context) -> None:
-    """``chatmeter ledger verify`` finds nothing wrong with any account."""
-    with ctx.db.read() as session:
-        reports = verify(session)
-    assert reports and all(r.ok for r in reports), [r.problems for r in reports]
-
-
-@dataclass
-class Caller:
-    """An account calling the REST API with its own key."""
-
-    account_id: int
-    client: TestClient
-
-    def new_assistant(self, **fields: Any) -> dict[str, Any]:
-        response = self.client.post("/api/v1/assistants", json={"name": "Helper"} | fields)
-        assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-
-def caller(ctx: Context, app_client: TestClient, email: str) -> Caller:
-    """A new account and a client that sends its API key."""
-    account_id = new_account(ctx, email=email)
-    with ctx.db.uow() as uow:
-        key = accounts.issue_api_key(uow.session, account_id=account_id, now=ctx.clock.now())
-        uow.commit()
-    headers = {"Authorization": f"Bearer {key}"}
-    return Caller(account_id, TestClient(app_client.app, headers=headers))
-
-
 @pytest.fixture
 def app_client(ctx: Context) -> Iterator[TestClient]:
     """The real app on the test's context, in-process."""
+    from chatmeter.web.app import create_app
+
+    with TestClient(create_app(ctx)) as client:
+        yield client
+
+
+@pytest.fixture
+def visitor(ctx: Context) -> Iterator[TestClient]:
+    """A visitor's browser (no API key) talking to the app on ``ctx``."""
     from chatmeter.web.app import create_app
 
     with TestClient(create_app(ctx)) as client:
@@ -236,3 +244,21 @@ def alice(ctx: Context, app_client: TestClient) -> Caller:
 @pytest.fixture
 def bob(ctx: Context, app_client: TestClient) -> Caller:
     return caller(ctx, app_client, "bob@example.com")
+
+
+# --- the bundled model behind llama.cpp's OpenAI-compatible server -------------------
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    from chatmeter.llm.local import bundled_model_path
+
+    return bundled_model_path()
+
+
+@pytest.fixture(scope="session")
+def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llama_cpp.server`` serving the bundled model; yields its /v1 URL."""
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with llama_cpp_server(gguf_path, log) as base_url:
+        yield base_url

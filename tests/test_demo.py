@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import func, select
 
 from chatmeter.accounts.models import Account
@@ -40,6 +41,7 @@ def test_demo_help_center_learns_the_help_articles(ctx: Context) -> None:
     assert "buying-tokens.txt" in {f.filename for f in files}
 
 
+@pytest.mark.model
 def test_demo_help_center_cites_the_buying_tokens_article(ctx: Context) -> None:
     from chatmeter.assistants import service as assistants
     from chatmeter.assistants.schemas import AssistantFields

@@ -19,7 +19,13 @@ def test_every_setting_is_documented() -> None:
     documented = set(re.findall(r"`(CHATMETER_[A-Z_]+)`", README))
     settings = {f"CHATMETER_{name.upper()}" for name in Settings.model_fields}
     assert settings - documented == set(), "settings missing from README"
-    test_only = {"CHATMETER_TEST_POSTGRES_URL", "CHATMETER_TEST_REQUIRE_POSTGRES"}
+    test_only = {
+        "CHATMETER_TEST_POSTGRES_URL",
+        "CHATMETER_TEST_REQUIRE_POSTGRES",
+        "CHATMETER_TEST_REDIS_URL",
+        "CHATMETER_TEST_REQUIRE_REDIS",
+        "CHATMETER_TEST_SCREENSHOTS",
+    }
     assert documented - settings - test_only == set(), "README documents unknown settings"
 
 

@@ -9,7 +9,7 @@ from chatmeter.accounts import keys
 from chatmeter.accounts.models import ApiKey, Scope
 from chatmeter.context import Context
 from chatmeter.errors import InsufficientScope, InvalidInput, NotFound, Unauthorized
-from tests.conftest import new_account
+from tests.support.accounts import new_account
 
 
 @pytest.mark.parametrize(("value", "scope"), [("read", Scope.READ), (" ALL ", Scope.ALL)])

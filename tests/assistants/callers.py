@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from chatmeter.assistants.models import Assistant
 from chatmeter.context import Context
 from chatmeter.training.models import Chunk, TrainingFile
-from tests.conftest import Caller, caller  # noqa: F401  (re-exported for the tests)
 
 
 def index_version(ctx: Context, assistant_id: int) -> int:

@@ -11,7 +11,8 @@ import pytest
 from chatmeter.assistants import service as assistants
 from chatmeter.context import Context
 from chatmeter.training import service as training
-from tests.assistants.callers import Caller, chunk_rows, file_count
+from tests.assistants.callers import chunk_rows, file_count
+from tests.support.api import Caller
 
 EVERY_SETTING: dict[str, Any] = {
     "name": "Shop helper",
@@ -264,6 +265,7 @@ def train_text(
     return file_id
 
 
+@pytest.mark.model
 def test_deleting_an_assistant_removes_it_with_its_files_and_chunks(
     ctx: Context, alice: Caller
 ) -> None:
@@ -310,6 +312,7 @@ def test_requests_without_a_valid_api_key_are_refused(alice: Caller) -> None:
     assert anonymous.json()["error"]["code"] == forged.json()["error"]["code"] == "unauthorized"
 
 
+@pytest.mark.model
 def test_accounts_never_see_or_touch_each_others_assistants_or_files(
     ctx: Context, alice: Caller, bob: Caller
 ) -> None:

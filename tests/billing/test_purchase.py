@@ -30,7 +30,8 @@ from chatmeter.context import Context
 from chatmeter.errors import IdempotencyConflict, InvalidInput, NotFound, PaymentFailed
 from chatmeter.ledger.models import Grant, GrantSource, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
-from tests.conftest import assert_ledger_clean, balance_of, new_account, spend, subscription_of
+from tests.support.accounts import balance_of, new_account, spend, subscription_of
+from tests.support.ledger import assert_ledger_clean
 
 PACKAGE = 5000
 

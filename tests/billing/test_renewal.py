@@ -34,7 +34,8 @@ from chatmeter.errors import InsufficientTokens
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import EntryKind, Grant, GrantSource, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
-from tests.conftest import assert_ledger_clean, balance_of, new_account, spend, subscription_of
+from tests.support.accounts import balance_of, new_account, spend, subscription_of
+from tests.support.ledger import assert_ledger_clean
 
 PACKAGE = 5000
 SUCCEEDED, FAILED = ChargeStatus.SUCCEEDED, ChargeStatus.FAILED

@@ -23,8 +23,7 @@ from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.chat.models import Message
 from chatmeter.context import Context
 from chatmeter.errors import Unavailable
-from chatmeter.ledger.models import Balance, EntryKind, Hold, HoldStatus, LedgerEntry
-from chatmeter.ledger.verify import verify
+from chatmeter.ledger.models import Balance, EntryKind, Hold, LedgerEntry
 from chatmeter.llm.base import (
     ChatMessage,
     GenerationRequest,
@@ -38,7 +37,7 @@ from chatmeter.llm.base import (
     Usage,
 )
 from chatmeter.training import service as training
-from tests.conftest import add_tokens, new_account
+from tests.support.accounts import add_tokens, new_account
 
 QUESTION = "How many tokens are in one package?"
 
@@ -139,27 +138,18 @@ def open_shop(
     return shop
 
 
-def derived(ctx: Context, **settings: Any) -> Context:
-    """Another process's context on the same database, with some settings changed."""
-    return Context(
-        settings=ctx.settings.model_copy(update=settings),
-        db=ctx.db,
-        clock=ctx.clock,
-        gateway=ctx.gateway,
-    )
-
-
 # --- providers around the real model --------------------------------------------------
 
 
 class Recording(Provider):
-    """The real provider; remembers every generation request it was given."""
+    """The real provider; remembers every generation request it was given, and its stream."""
 
     def __init__(self, inner: Provider) -> None:
         self.inner = inner
         self.name = inner.name
         self.model = inner.model
         self.requests: list[GenerationRequest] = []
+        self.streams: list[GenerationStream] = []
         self._lock = threading.Lock()
 
     @property
@@ -172,7 +162,10 @@ class Recording(Provider):
     def stream(self, request: GenerationRequest) -> GenerationStream:
         with self._lock:
             self.requests.append(request)
-        return self.inner.stream(request)
+        stream = self.inner.stream(request)
+        with self._lock:
+            self.streams.append(stream)
+        return stream
 
     @property
     def calls(self) -> int:
@@ -277,14 +270,6 @@ def available(ctx: Context, account_id: int) -> int:
         balance = session.get(Balance, account_id)
         assert balance is not None
         return balance.available
-
-
-def assert_ledger_clean(ctx: Context) -> None:
-    with ctx.db.read() as session:
-        problems = [p for report in verify(session) for p in report.problems]
-        pending = session.scalars(select(Hold.id).where(Hold.status == HoldStatus.PENDING)).all()
-    assert problems == []
-    assert pending == []
 
 
 def assert_says_nothing_about_money(text: str) -> None:

@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from chatmeter.context import Context
@@ -15,15 +16,17 @@ from tests.chat.shop import (
     QUESTION,
     UNAVAILABLE,
     answers,
-    assert_ledger_clean,
     available,
-    derived,
     entries,
     holds,
     install,
     open_shop,
     settle_entry,
 )
+from tests.support.context import derived
+from tests.support.ledger import assert_ledger_settled
+
+pytestmark = pytest.mark.model  # loads the bundled model or trains with the embedder
 
 TURNS = 50
 GRANTED = 3_000  # a handful of reservations of prompt + response cap
@@ -72,4 +75,4 @@ def test_fifty_concurrent_turns_never_overdraw_and_only_reserved_turns_reach_the
         (e.context_tokens, e.generation_tokens) for e in settled
     )
     assert available(busy, shop.account_id) == GRANTED - sum(e.consumed for e in settled)
-    assert_ledger_clean(busy)
+    assert_ledger_settled(busy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from fastapi.testclient import TestClient
 
 from chatmeter.chat import admission
@@ -19,7 +20,6 @@ from tests.chat.shop import (
     Breaking,
     Recording,
     answers,
-    assert_ledger_clean,
     available,
     entries_for_hold,
     holds,
@@ -28,6 +28,9 @@ from tests.chat.shop import (
     settle_entry,
     sse,
 )
+from tests.support.ledger import assert_ledger_settled
+
+pytestmark = pytest.mark.model  # loads the bundled model or trains with the embedder
 
 
 def start(ctx: Context, public_key: str) -> Turn:
@@ -75,7 +78,7 @@ def test_a_visitor_who_leaves_mid_answer_pays_for_what_was_generated(
         entry.generation_tokens,
     )
     assert available(ctx, shop.account_id) == 5_000 - entry.consumed
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
     assert_model_is_free(model)
 
 
@@ -95,7 +98,7 @@ def test_a_visitor_who_leaves_before_the_answer_holds_nothing(
     assert hold.status == HoldStatus.RELEASED
     assert available(ctx, shop.account_id) == 5_000
     assert model.calls == 0
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
 
 
 def test_a_generation_that_breaks_off_is_settled_for_the_part_consumed(ctx: Context) -> None:
@@ -121,7 +124,7 @@ def test_a_generation_that_breaks_off_is_settled_for_the_part_consumed(ctx: Cont
     assert message.status == "partial"
     assert message.content == "".join(e["text"] for e in events if e["type"] == "delta")
     assert available(ctx, shop.account_id) == 5_000 - entry.consumed
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
     assert_model_is_free(model)
 
 
@@ -150,4 +153,4 @@ def test_a_provider_failing_before_any_token_releases_the_hold_in_full(
         assert released.available_delta == hold.amount and released.consumed == 0
     assert available(ctx, shop.account_id) == 5_000
     assert answers(ctx) == []
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)

@@ -34,7 +34,7 @@ def passed_together(limiters: list[ChatLimiter], *, visitor: str) -> int:
     return len(passed)
 
 
-@pytest.mark.parametrize("storage", ["memory", "redis"])
+@pytest.mark.parametrize("storage", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def test_simultaneous_messages_never_pass_a_limit(
     request: pytest.FixtureRequest, storage: str
 ) -> None:

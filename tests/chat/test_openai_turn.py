@@ -14,12 +14,14 @@ from chatmeter.chat.admission import start_turn
 from chatmeter.chat.models import Message
 from chatmeter.context import Context
 from chatmeter.llm.local import bundled_model_path
-from tests.chat.shop import assert_ledger_clean, derived, open_shop, settle_entry
-from tests.llm.conftest import SERVER_API_KEY, gguf_path, llama_server  # noqa: F401  (fixtures)
+from tests.chat.shop import open_shop, settle_entry
+from tests.support.context import derived
+from tests.support.ledger import assert_ledger_settled
+from tests.support.llm import SERVER_API_KEY
 
 
 @pytest.fixture
-def remote(ctx: Context, llama_server: str) -> Context:  # noqa: F811
+def remote(ctx: Context, llama_server: str) -> Context:
     return derived(
         ctx,
         openai_base_url=llama_server,
@@ -63,4 +65,4 @@ def test_a_turn_over_an_openai_compatible_server_is_settled_exactly(
         usage.prompt_tokens,
         usage.completion_tokens,
     )
-    assert_ledger_clean(remote)
+    assert_ledger_settled(remote)

@@ -16,16 +16,18 @@ from tests.chat.shop import (
     QUESTION,
     UNAVAILABLE,
     Recording,
-    assert_ledger_clean,
     assert_says_nothing_about_money,
     available,
-    derived,
     entry_ids,
     holds,
     install,
     open_shop,
 )
-from tests.conftest import add_tokens
+from tests.support.accounts import add_tokens
+from tests.support.context import derived
+from tests.support.ledger import assert_ledger_settled
+
+pytestmark = pytest.mark.model  # loads the bundled model or trains with the embedder
 
 STREAM = {"Accept": "text/event-stream"}
 
@@ -60,7 +62,7 @@ def test_a_depleted_account_is_only_unavailable_until_a_purchase(
     assert reply.status_code == 200, reply.text
     assert reply.json()["answer"].strip()
     assert model.calls == 1
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
 
 
 def test_unknown_and_deleted_assistants_look_like_a_depleted_one(
@@ -144,7 +146,7 @@ def test_a_visitor_past_the_rate_limit_is_refused_and_charged_nothing(ctx: Conte
         visitor="203.0.113.9",
     )
     other.abandon()  # it never ran: its hold goes back
-    assert_ledger_clean(limited)
+    assert_ledger_settled(limited)
 
 
 def test_an_assistant_past_its_rate_limit_is_refused_and_charged_nothing(ctx: Context) -> None:
@@ -178,7 +180,7 @@ def test_an_assistant_past_its_rate_limit_is_refused_and_charged_nothing(ctx: Co
         )
     assert entry_ids(limited, shop.account_id) == before
     assert model.calls == 0
-    assert_ledger_clean(limited)
+    assert_ledger_settled(limited)
 
 
 def test_limits_in_redis_hold_across_processes(ctx: Context, redis_db: str) -> None:

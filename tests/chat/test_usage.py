@@ -26,7 +26,7 @@ from chatmeter.context import Context
 from chatmeter.errors import InvalidInput
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Balance, EntryKind, LedgerEntry
-from tests.conftest import add_tokens, new_account
+from tests.support.accounts import add_tokens, new_account
 
 QUESTION = "When are you open on Saturdays?"
 FOLLOW_UP = "And on Sundays?"
@@ -161,6 +161,7 @@ LOCAL_DAYS = {
 }
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("case", LOCAL_DAYS.values(), ids=list(LOCAL_DAYS))
 def test_tokens_count_on_the_local_day_of_the_account(
     ctx: Context, clock: FixedClock, case: tuple[str, list[str], list[str]]
@@ -214,6 +215,7 @@ def test_day_edges_follow_daylight_saving_and_refuse_bad_ranges() -> None:
     assert len(usage.day_edges(dt.date(2025, 1, 1), dt.date(2026, 1, 1), "UTC")) == 367
 
 
+@pytest.mark.model
 def test_a_conversation_counts_on_the_day_it_started_and_its_turns_on_theirs(
     ctx: Context, clock: FixedClock
 ) -> None:
@@ -248,6 +250,7 @@ def test_a_conversation_counts_on_the_day_it_started_and_its_turns_on_theirs(
 # --- agreement with the ledger ---------------------------------------------------------
 
 
+@pytest.mark.model
 def test_usage_is_exactly_what_the_ledger_settled_for_chat_turns(
     ctx: Context, clock: FixedClock
 ) -> None:
@@ -318,6 +321,7 @@ def test_usage_is_exactly_what_the_ledger_settled_for_chat_turns(
 # --- filters and other accounts --------------------------------------------------------
 
 
+@pytest.mark.model
 def test_one_assistant_or_all_and_never_another_accounts(ctx: Context, clock: FixedClock) -> None:
     clock.set(utc("2026-11-15T08:00"))
     shop = customer(ctx, email="shop@example.com", names=("Help Center", "Wholesale"))
@@ -376,6 +380,7 @@ def test_one_assistant_or_all_and_never_another_accounts(ctx: Context, clock: Fi
 # --- zeros and the average ----------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_days_without_usage_are_listed_with_zeros(ctx: Context, clock: FixedClock) -> None:
     clock.set(utc("2026-11-15T08:00"))
     who = customer(ctx)

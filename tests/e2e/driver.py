@@ -10,7 +10,7 @@ from playwright.sync_api import Locator, Page, Request, Response, expect
 from chatmeter.context import Context
 from chatmeter.training import service as training
 from tests.chat.shop import Shop
-from tests.e2e.conftest import embed
+from tests.support.website import embed
 
 HOST = "chatmeter-widget"
 # A model answer on this shared machine takes seconds per token.

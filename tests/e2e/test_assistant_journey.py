@@ -20,9 +20,10 @@ from chatmeter.billing import purchases
 from chatmeter.context import Context
 from chatmeter.training import service as training
 from chatmeter.web.app import create_app
-from tests.e2e.conftest import SCREENSHOTS, LiveServer, Visit
 from tests.e2e.driver import ANSWER_TIMEOUT
 from tests.knowledge import files
+from tests.support.browser import Screenshots, Visit
+from tests.support.live import LiveServer
 
 PASSWORD = "a long enough password"
 TRAINING_TIMEOUT = 120_000  # the worker loads the embedding model on its first file
@@ -216,7 +217,7 @@ def drop(page: Page, name: str, data: bytes) -> None:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_bad_files_are_explained_and_the_pages_fit_a_phone(
-    ctx: Context, live: LiveServer, visit: Visit
+    ctx: Context, live: LiveServer, visit: Visit, screenshots: Screenshots
 ) -> None:
     page = visit.page
     sign_up(page, live, "files@northwind.example")
@@ -267,8 +268,7 @@ def test_bad_files_are_explained_and_the_pages_fit_a_phone(
     purchases.purchase(ctx, account_id=account_id, packages=4, key="screenshot:training")
     page.goto(f"{base}/training")
     expect(page.locator("[data-file-row]")).to_have_count(4)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "training.png"))
+    screenshots.take(page, "training.png")
 
     page.set_viewport_size({"width": 390, "height": 844})
     for path in ["", "/training", "/test", "/embed", "/conversations", "/delete", "/rotate-key"]:

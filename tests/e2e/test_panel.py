@@ -20,7 +20,8 @@ from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.training import service as training
-from tests.e2e.conftest import SCREENSHOTS, LiveServer, Visit
+from tests.support.browser import Screenshots, Visit
+from tests.support.live import LiveServer
 
 PASSWORD = "a long enough password"
 OUT_OF_TOKENS = "Your assistants are hidden from your visitors until you get more tokens"
@@ -177,7 +178,7 @@ def test_bad_package_input_shows_a_message_and_buys_nothing(
 
 
 def test_at_phone_width_the_navigation_collapses(
-    ctx: Context, live: LiveServer, visit: Visit
+    ctx: Context, live: LiveServer, visit: Visit, screenshots: Screenshots
 ) -> None:
     page = visit.page
     page.set_viewport_size({"width": 390, "height": 844})
@@ -197,11 +198,11 @@ def test_at_phone_width_the_navigation_collapses(
     window.get_by_label("How many packages?").fill("2")
     expect(window.locator('[data-quote="tokens"]')).to_have_text("10,000")
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=str(SCREENSHOTS / "get-more-tokens-phone.png"))
+    screenshots.take(page, "get-more-tokens-phone.png")
 
 
 def test_screenshots_of_the_dashboard_and_the_window(
-    ctx: Context, live: LiveServer, visit: Visit
+    ctx: Context, live: LiveServer, visit: Visit, screenshots: Screenshots
 ) -> None:
     page = visit.page
     sign_up(page, live, "hello@northwind.example")
@@ -242,14 +243,13 @@ def test_screenshots_of_the_dashboard_and_the_window(
     expect(page.locator("[data-assistant-status]")).to_have_text(["Ready", "Ready"])
     expect(page.get_by_test_id("balance")).to_have_text(f"{balance(ctx, account_id):,}")
     expect(page.get_by_test_id("used")).to_have_text("6,640")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
+    screenshots.take(page, "dashboard.png")
 
     page.locator(".tokens-box").get_by_role("button", name="Get more tokens").click()
     window = page.get_by_role("dialog", name="Get more tokens")
     window.get_by_label("How many packages?").fill("10")
     expect(window.locator('[data-quote="tokens"]')).to_have_text("50,000")
-    page.screenshot(path=str(SCREENSHOTS / "get-more-tokens.png"))
+    screenshots.take(page, "get-more-tokens.png")
 
 
 def test_the_buy_link_in_the_emails_opens_the_window(live: LiveServer, visit: Visit) -> None:

@@ -19,8 +19,9 @@ from chatmeter.context import Context
 from chatmeter.notifications.delivery import deliver_due
 from chatmeter.notifications.mailers import FileMailer
 from chatmeter.notifications.models import OutboxMessage
-from tests.e2e.conftest import LiveServer, Visit
 from tests.e2e.test_panel import PASSWORD, sign_up
+from tests.support.browser import Visit
+from tests.support.live import LiveServer
 
 
 def mailed_link(ctx: Context, mail_dir: Path, to: str) -> str:

@@ -25,10 +25,12 @@ from chatmeter.context import Context
 from chatmeter.ledger.models import EntryKind, LedgerEntry
 from chatmeter.llm.mock import MockProvider
 from tests.chat.shop import Shop
-from tests.e2e.conftest import SCREENSHOTS, LiveServer, Visit, Website
 from tests.e2e.driver import ANSWER_TIMEOUT, Widget, load, page_with_widget, train
 from tests.e2e.pages import SHOP
 from tests.e2e.test_panel import account_of, sign_up
+from tests.support.browser import Screenshots, Visit
+from tests.support.live import LiveServer
+from tests.support.website import Website
 
 DOCUMENTS = {
     "cafe-hours.md": (
@@ -264,7 +266,7 @@ def busy_month(ctx: Context, clock: FixedClock, account_id: int) -> None:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_screenshot_of_the_usage_page(
-    ctx: Context, clock: FixedClock, live: LiveServer, visit: Visit
+    ctx: Context, clock: FixedClock, live: LiveServer, visit: Visit, screenshots: Screenshots
 ) -> None:
     page = visit.page
     sign_up(page, live, "hello@northwind.example")
@@ -277,5 +279,4 @@ def test_screenshot_of_the_usage_page(
     page.wait_for_timeout(600)  # the bars' short animation
     assert number(page, "conversations") == sum(VISITS_PER_DAY)
     assert errors(visit) == []
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "usage.png"))
+    screenshots.take(page, "usage.png")

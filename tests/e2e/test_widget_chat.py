@@ -10,9 +10,11 @@ from playwright.sync_api import expect
 
 from chatmeter.context import Context
 from tests.chat.shop import open_shop
-from tests.e2e.conftest import SCREENSHOTS, LiveServer, Visit, Website
 from tests.e2e.driver import ANSWER_TIMEOUT, Widget, load, page_with_widget, train
 from tests.e2e.pages import SHOP
+from tests.support.browser import Screenshots, Visit
+from tests.support.live import LiveServer
+from tests.support.website import Website
 
 # A coffee roaster's help files, for a conversation that looks like the product's.
 DOCUMENTS = {
@@ -38,7 +40,7 @@ MARKUP_TEXT = (
 
 
 def test_a_visitor_chats_and_the_customer_sees_the_conversation(
-    ctx: Context, live: LiveServer, website: Website, visit: Visit, db_url: str
+    ctx: Context, live: LiveServer, website: Website, visit: Visit, screenshots: Screenshots
 ) -> None:
     shop = open_shop(
         ctx,
@@ -87,8 +89,7 @@ def test_a_visitor_chats_and_the_customer_sees_the_conversation(
     assert conversation["tokens"] == reply["tokens"] > 0
     assert reply["sources"][0]["filename"] == "cafe-hours.md"
 
-    if db_url.startswith("sqlite"):
-        page.screenshot(path=SCREENSHOTS / "widget.png")
+    screenshots.take(page, "widget.png")
 
     # A new page load: the same conversation, where the visitor left it.
     page.reload()
@@ -114,8 +115,7 @@ def test_a_visitor_chats_and_the_customer_sees_the_conversation(
         assert inside is not None
         assert inside["x"] >= 0 and inside["x"] + inside["width"] <= 375
         assert inside["y"] >= 0 and inside["y"] + inside["height"] <= 740
-    if db_url.startswith("sqlite"):
-        page.screenshot(path=SCREENSHOTS / "widget-mobile.png")
+    screenshots.take(page, "widget-mobile.png")
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

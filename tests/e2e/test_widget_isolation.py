@@ -11,9 +11,11 @@ from playwright.sync_api import Page, Route, expect
 
 from chatmeter.context import Context
 from tests.chat.shop import Shop, open_shop
-from tests.e2e.conftest import LiveServer, Visit, Website
 from tests.e2e.driver import HOST, Widget, load, page_with_widget
 from tests.e2e.pages import HOSTILE, PLAIN
+from tests.support.browser import Visit
+from tests.support.live import LiveServer
+from tests.support.website import Website
 
 # None of these journeys asks the model; one database is enough.
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

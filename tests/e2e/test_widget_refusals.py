@@ -12,9 +12,11 @@ from chatmeter.billing import periods, purchases
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
 from tests.chat.shop import assert_says_nothing_about_money, available, holds, open_shop
-from tests.e2e.conftest import LiveServer, Visit, Website
 from tests.e2e.driver import Widget, has_widget, load, mentions_money, page_with_widget
 from tests.e2e.pages import SHOP
+from tests.support.browser import Visit
+from tests.support.live import LiveServer
+from tests.support.website import Website
 
 UNAVAILABLE = "This assistant is not available right now."
 

@@ -28,8 +28,10 @@ from chatmeter.ledger.models import Hold
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.training import sandbox
 from chatmeter.training.models import TrainingFile
-from tests.conftest import new_account, spend
+from tests.support.accounts import new_account, spend
 from tests.training.test_job import long_text, queue
+
+pytestmark = pytest.mark.model  # loads the bundled model or trains with the embedder
 
 WAIT = 120.0  # seconds; what is awaited happens in well under one
 

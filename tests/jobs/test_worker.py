@@ -10,7 +10,7 @@ from chatmeter.context import Context
 from chatmeter.jobs.worker import Worker
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Balance, Grant, GrantSource
-from tests.conftest import add_tokens, new_account
+from tests.support.accounts import add_tokens, new_account
 
 
 def test_of_several_workers_one_runs_each_job(ctx: Context) -> None:

@@ -46,6 +46,7 @@ def test_nothing_to_embed_is_an_empty_matrix(embedder: MiniLMEmbedder) -> None:
     assert embedder.embed([]).shape == (0, DIMENSIONS)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(("precision", "tolerance"), [("float32", 1e-5), ("auto", 3e-3)])
 def test_same_text_same_vector_whatever_the_batch(precision: Precision, tolerance: float) -> None:
     embedder = MiniLMEmbedder(precision=precision)
@@ -58,6 +59,7 @@ def test_same_text_same_vector_whatever_the_batch(precision: Precision, toleranc
     np.testing.assert_allclose(alone, first, atol=tolerance)
 
 
+@pytest.mark.model
 def test_bfloat16_and_float32_vectors_can_be_searched_together() -> None:
     wide = MiniLMEmbedder(precision="float32").embed(PASSAGES)
     narrow = MiniLMEmbedder(precision="bfloat16").embed(PASSAGES)

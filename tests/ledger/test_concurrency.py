@@ -33,8 +33,8 @@ from chatmeter.db import Database
 from chatmeter.errors import Conflict, InsufficientTokens
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import EntryKind, Hold, HoldStatus, LedgerEntry
-from chatmeter.ledger.verify import verify
-from tests.conftest import add_tokens, balance_of, new_account
+from tests.support.accounts import add_tokens, balance_of, new_account
+from tests.support.ledger import assert_ledger_clean
 
 SPAWN = multiprocessing.get_context("spawn")
 DEADLINE_SECONDS = 120  # for any one test's threads and processes together
@@ -257,12 +257,6 @@ def deal(jobs: Sequence[Job], hands: int) -> list[list[Job]]:
     return [list(jobs[n::hands]) for n in range(hands)]
 
 
-def assert_clean(ctx: Context) -> None:
-    with ctx.db.read() as session:
-        reports = verify(session)
-    assert reports and all(r.ok for r in reports), [r.problems for r in reports]
-
-
 def assert_never_negative(ctx: Context, account_id: int) -> None:
     with ctx.db.read() as session:
         afters = session.execute(
@@ -334,7 +328,7 @@ def test_200_reservations_from_threads_and_processes_never_overdraw(
     with ctx.db.read() as session:
         kinds = Counter(session.scalars(select(LedgerEntry.kind)).all())
     assert kinds == {EntryKind.GRANT: 1, EntryKind.RESERVE: 50}
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
     # Settle every hold at once, again from both processes and threads here.
     rng = random.Random(20261129)
@@ -357,7 +351,7 @@ def test_200_reservations_from_threads_and_processes_never_overdraw(
     assert {h.id: (h.context_tokens, h.generation_tokens) for h in holds} == splits
     assert {h.status for h in holds} == {HoldStatus.SETTLED}
     assert_never_negative(ctx, account)
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 def test_mixed_reserve_settle_release_and_expiry_conserve_tokens(ctx: Context) -> None:
@@ -472,7 +466,7 @@ def test_mixed_reserve_settle_release_and_expiry_conserve_tokens(ctx: Context) -
     balance = balance_of(ctx, account)
     assert (balance.available, balance.reserved) == (3000 - spent, 0)
     assert_never_negative(ctx, account)
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 @pytest.mark.slow
@@ -520,7 +514,7 @@ def test_a_worker_killed_between_reserve_and_settle_gets_its_hold_expired(
             generation=10,
             now=ctx.clock.now(),
         )
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 @pytest.mark.slow
@@ -565,7 +559,7 @@ def test_a_worker_killed_inside_its_transaction_leaves_nothing_and_frees_the_loc
     assert keys == ["next"]
     balance = balance_of(ctx, account)
     assert (balance.available, balance.reserved) == (0, 1000)
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 def assert_lock_is_taken(ctx: Context, db_url: str, account_id: int) -> None:
@@ -627,4 +621,4 @@ def test_one_key_reserved_from_16_threads_at_once_holds_once(ctx: Context) -> No
     assert kinds == {EntryKind.GRANT: 1, EntryKind.RESERVE: 1, EntryKind.SETTLE: 1}
     balance = balance_of(ctx, account)
     assert (balance.available, balance.reserved) == (880, 0)
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)

@@ -12,7 +12,8 @@ from chatmeter.errors import Conflict, IdempotencyConflict, InsufficientTokens, 
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import EntryKind, Grant, GrantSource, LedgerEntry
 from chatmeter.ledger.verify import verify
-from tests.conftest import add_tokens, balance_of, new_account
+from tests.support.accounts import add_tokens, balance_of, new_account
+from tests.support.ledger import assert_ledger_clean
 
 
 def reserve(ctx: Context, account_id: int, tokens: int, key: str, ttl: int = 60) -> int:
@@ -27,12 +28,6 @@ def reserve(ctx: Context, account_id: int, tokens: int, key: str, ttl: int = 60)
         )
         uow.commit()
         return hold.id
-
-
-def assert_clean(ctx: Context) -> None:
-    with ctx.db.read() as session:
-        reports = verify(session)
-    assert reports and all(r.ok for r in reports), [r.problems for r in reports]
 
 
 def test_reserve_settle_spends_only_what_was_used(ctx: Context) -> None:
@@ -59,7 +54,7 @@ def test_reserve_settle_spends_only_what_was_used(ctx: Context) -> None:
         ).one()
     assert (settle.context_tokens, settle.generation_tokens, settle.consumed) == (400, 120, 520)
     assert settle.balance_after == 4480
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 def test_reserving_more_than_available_is_refused_and_writes_nothing(ctx: Context) -> None:
@@ -139,7 +134,7 @@ def test_release_returns_everything(ctx: Context) -> None:
         uow.commit()
     balance = balance_of(ctx, account)
     assert (balance.available, balance.reserved) == (1000, 0)
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 def test_expired_holds_are_released_by_the_job(ctx: Context) -> None:
@@ -153,7 +148,7 @@ def test_expired_holds_are_released_by_the_job(ctx: Context) -> None:
         uow.commit()
     balance = balance_of(ctx, account)
     assert (balance.available, balance.reserved) == (900, 100)
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "12", None, True, 10**13])
@@ -203,7 +198,7 @@ def test_spending_takes_the_soonest_expiring_grant_first(ctx: Context) -> None:
     with ctx.db.read() as session:
         remaining = dict(session.execute(select(Grant.key, Grant.remaining)).all())
     assert remaining == {"soon": 40, "late": 100, "never": 100}
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 def test_unused_tokens_of_a_grant_that_expired_during_the_hold_expire(ctx: Context) -> None:
@@ -246,7 +241,7 @@ def test_unused_tokens_of_a_grant_that_expired_during_the_hold_expire(ctx: Conte
             select(LedgerEntry).where(LedgerEntry.kind == EntryKind.SETTLE)
         ).one()
     assert (settle.consumed, settle.expired, settle.available_delta) == (100, 200, 0)
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 def test_debit_removes_available_tokens_only(ctx: Context) -> None:
@@ -263,7 +258,7 @@ def test_debit_removes_available_tokens_only(ctx: Context) -> None:
         )
         uow.commit()
     assert balance_of(ctx, account).available == 0
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 def test_ledger_entries_cannot_be_changed_or_deleted(ctx: Context) -> None:
@@ -275,7 +270,7 @@ def test_ledger_entries_cannot_be_changed_or_deleted(ctx: Context) -> None:
     ):
         with ctx.db.uow() as uow, pytest.raises(Exception, match="append-only"):
             uow.session.execute(text(statement))
-    assert_clean(ctx)
+    assert_ledger_clean(ctx)
 
 
 def test_verify_reports_a_tampered_balance(ctx: Context) -> None:

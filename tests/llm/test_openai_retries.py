@@ -19,8 +19,8 @@ from chatmeter.llm.base import (
 )
 from chatmeter.llm.openai_compat import OpenAIProvider
 from chatmeter.llm.tokenizers import TiktokenTokenizer
+from tests.support.net import free_port
 
-from .conftest import free_port
 from .scripted_server import ScriptedServer, answer, slow, status, stream
 
 MODEL = "gpt-4o-mini"  # counted with o200k_base when the server reports no usage

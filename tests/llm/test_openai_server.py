@@ -16,8 +16,7 @@ from chatmeter.llm.base import (
 )
 from chatmeter.llm.openai_compat import OpenAIProvider
 from chatmeter.llm.registry import make_provider
-
-from .conftest import QUESTION, SERVER_API_KEY
+from tests.support.llm import QUESTION, SERVER_API_KEY
 
 pytestmark = pytest.mark.slow  # spawns the server
 
@@ -41,7 +40,7 @@ def served(llama_server: str, gguf_path: Path) -> Iterator[OpenAIProvider]:
 CASES = {
     "end-of-answer": GenerationRequest(QUESTION, max_tokens=32),
     "cut-at-cap": GenerationRequest(QUESTION, max_tokens=4),
-    # Here the model spells "Ascenda" as "A"+"sc"+"end"+"a", a split its
+    # Here the model has spelt "Ascenda" as "A"+"sc"+"end"+"a", a split its
     # tokenizer would not make ("enda"): the text alone counts one short.
     "non-canonical": GenerationRequest(
         (
@@ -63,7 +62,11 @@ def test_one_answer_carries_the_servers_usage(served: OpenAIProvider) -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_streamed_counts_equal_the_servers_usage(served: OpenAIProvider, case: str) -> None:
+def test_a_stream_is_counted_as_the_server_counts(served: OpenAIProvider, case: str) -> None:
+    """The server reports no usage in a stream, so it is counted. Two generations are not
+    always the same text (under load the server reuses its prompt cache the second time):
+    the stream is compared with the server's usage only where that is certain (the prompt,
+    and an answer cut at the cap), and otherwise with its own deltas and text."""
     request = CASES[case]
     reported = served.complete(request)
     stream = served.stream(request)
@@ -73,20 +76,13 @@ def test_streamed_counts_equal_the_servers_usage(served: OpenAIProvider, case: s
 
     assert isinstance(usage, Usage)
     assert usage.source == "tokenizer"  # the server reports none in a stream
-    # The prompt is the same both times: so is its count.
     assert usage.prompt_tokens == reported.usage.prompt_tokens
     deltas = sum(isinstance(e, TextDelta) and bool(e.text) for e in events)
     # Every delta carries at least one token, and the text at least its canonical count.
     assert usage.completion_tokens >= max(deltas, served.tokenizer.count_text(text))
     if case == "cut-at-cap":
         assert (usage.completion_tokens, stream.finish_reason) == (4, "length")
-    # Two generations are not always the same text under load (the server reuses its
-    # prompt cache the second time); when they are, their counts must be the same too.
-    if text == reported.text:
-        assert usage.completion_tokens == reported.usage.completion_tokens
-        assert stream.finish_reason == reported.finish_reason
-        if case == "non-canonical" and "Ascenda" in text:
-            assert served.tokenizer.count_text(text) == usage.completion_tokens - 1
+        assert (reported.usage.completion_tokens, reported.finish_reason) == (4, "length")
 
 
 def test_a_wrong_key_is_refused_without_retrying(llama_server: str, gguf_path: Path) -> None:

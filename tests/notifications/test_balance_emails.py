@@ -11,7 +11,7 @@ from chatmeter.ledger import service as ledger
 from chatmeter.notifications import balance_notices
 from chatmeter.notifications.delivery import deliver_due
 from chatmeter.notifications.mailers import SmtpMailer
-from tests.conftest import new_account
+from tests.support.accounts import new_account
 
 from .smtp_server import SmtpServer
 

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatmeter.context import Context
-from tests.panel.conftest import Panel, new_panel
 from tests.panel.test_settings import add_member
+from tests.support.panel import Panel, new_panel
 
 PAGE = "/panel/settings/api-keys"
 KEY = re.compile(r'readonly value="(cm_[a-f0-9]+_[A-Za-z0-9_-]+)" aria-label="The new API key"')

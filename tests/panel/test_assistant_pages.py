@@ -24,10 +24,12 @@ from chatmeter.context import Context
 from chatmeter.training import service as training
 from chatmeter.training.models import TrainingFile
 from chatmeter.web.app import create_app
-from tests.chat.shop import DOCUMENTS, assert_ledger_clean, available, derived, entries, sse
-from tests.conftest import add_tokens
+from tests.chat.shop import DOCUMENTS, available, entries, sse
 from tests.knowledge import files
-from tests.panel.conftest import Panel, new_panel
+from tests.support.accounts import add_tokens
+from tests.support.context import derived
+from tests.support.ledger import assert_ledger_settled
+from tests.support.panel import Panel, new_panel
 
 VALID = {
     "name": "Help Center",
@@ -358,6 +360,7 @@ def test_bad_settings_are_explained_and_change_nothing(
 # --- training files ------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_several_files_upload_and_train_with_their_figures(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     assistant_id = create(panel)
@@ -408,6 +411,7 @@ def test_several_files_upload_and_train_with_their_figures(ctx: Context, panel: 
     assert count(ctx, TrainingFile, assistant_id=assistant_id) == 5
 
 
+@pytest.mark.model
 def test_bad_files_are_explained_in_words(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     assistant_id = create(panel)
@@ -476,6 +480,7 @@ def trained(ctx: Context, panel: Panel) -> int:
     return assistant_id
 
 
+@pytest.mark.model
 def test_the_test_chat_streams_and_is_paid_like_any_conversation(
     ctx: Context, panel: Panel
 ) -> None:
@@ -501,7 +506,7 @@ def test_the_test_chat_streams_and_is_paid_like_any_conversation(
     assert {s["filename"] for s in done["sources"]} <= set(DOCUMENTS)
     assert done["sources"][0]["filename"] == "buying-tokens.txt"
     assert available(ctx, account_id) == 5_000 - tokens["total"] == done["figures"]["balance"]
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
     with ctx.db.read() as session:
         conversation = session.scalars(select(Conversation)).one()
         reply = session.scalars(select(Message).where(Message.role == "assistant")).one()
@@ -538,6 +543,7 @@ def test_the_test_chat_streams_and_is_paid_like_any_conversation(
     )
 
 
+@pytest.mark.model
 def test_out_of_tokens_the_test_chat_says_so_and_spends_nothing(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     assistant_id = trained(ctx, panel)
@@ -568,12 +574,13 @@ def test_bad_test_chat_messages_are_refused(
     assert response.status_code == status
     assert text in response.json()["error"]["message"]
     assert count(ctx, Conversation) == 0
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
 
 
 # --- list, embed, rotate, delete ------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_the_list_shows_each_assistants_status(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     empty, waiting, ready = (

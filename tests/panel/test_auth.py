@@ -10,7 +10,7 @@ from chatmeter.billing.models import Subscription
 from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.panel import auth
-from tests.panel.conftest import PASSWORD, Panel, new_panel
+from tests.support.panel import PASSWORD, Panel, new_panel
 
 
 def users(ctx: Context) -> list[User]:

@@ -14,8 +14,8 @@ from chatmeter.billing.models import Invoice, Subscription, SubscriptionStatus
 from chatmeter.billing.summary import balance_summary, subscription_summary
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
-from tests.conftest import add_tokens
-from tests.panel.conftest import Panel, new_panel
+from tests.support.accounts import add_tokens
+from tests.support.panel import Panel, new_panel
 
 BAD_PACKAGES = [0, -1, 1001, "ten", "", "2.5", 2.5, True, None, [2], "1" * 30]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatmeter.panel import rendering
-from tests.panel.conftest import Panel
+from tests.support.panel import Panel
 
 TEMPLATES = Path(rendering.HERE / "templates")
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>")

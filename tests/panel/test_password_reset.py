@@ -27,7 +27,7 @@ from chatmeter.notifications.mailers import SmtpMailer
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.panel import auth
 from tests.notifications.smtp_server import SmtpServer
-from tests.panel.conftest import PASSWORD, Panel, new_panel
+from tests.support.panel import PASSWORD, Panel, new_panel
 
 NEW_PASSWORD = "a brand new passphrase"
 NEUTRAL = "we have sent it a link to choose a new password"

@@ -17,7 +17,6 @@ from chatmeter.billing.models import Subscription
 from chatmeter.context import Context
 from chatmeter.panel import auth
 from tests.notifications.smtp_server import SmtpServer
-from tests.panel.conftest import PASSWORD, Panel, new_panel
 from tests.panel.test_password_reset import (
     NEW_PASSWORD,
     deliver_over_smtp,
@@ -28,6 +27,7 @@ from tests.panel.test_password_reset import (
     signed_in,
     user,
 )
+from tests.support.panel import PASSWORD, Panel, new_panel
 
 CONFIRM = "/panel/settings/contact-email/confirm"
 

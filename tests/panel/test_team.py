@@ -14,7 +14,6 @@ from chatmeter.accounts.models import EmailLink, LinkPurpose, Role, User
 from chatmeter.context import Context
 from chatmeter.errors import Conflict, InvalidInput, NotFound
 from tests.notifications.smtp_server import SmtpServer
-from tests.panel.conftest import PASSWORD, Panel, new_panel
 from tests.panel.test_password_reset import (
     deliver_over_smtp,
     emails,
@@ -25,6 +24,7 @@ from tests.panel.test_password_reset import (
     user,
 )
 from tests.panel.test_settings import add_member
+from tests.support.panel import PASSWORD, Panel, new_panel
 
 ACCEPT = "/panel/invite/accept"
 MANAGE_REFUSED = "Only the account&#39;s owner can manage the team."

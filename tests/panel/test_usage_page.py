@@ -25,8 +25,8 @@ from chatmeter.clock import FixedClock
 from chatmeter.context import Context
 from chatmeter.panel import rendering
 from chatmeter.panel.pages import usage as usage_page
-from tests.conftest import add_tokens, new_account
-from tests.panel.conftest import Panel
+from tests.support.accounts import add_tokens, new_account
+from tests.support.panel import Panel
 
 STATIC = rendering.HERE / "static"
 VENDOR = STATIC / "vendor" / "chart.js"
@@ -140,6 +140,7 @@ def test_signed_out_visitors_are_sent_to_sign_in(panel: Panel, path: str) -> Non
 # --- the page shows the query's figures --------------------------------------------------
 
 
+@pytest.mark.model
 def test_the_page_shows_the_figures_of_every_assistant(
     ctx: Context, clock: FixedClock, panel: Panel
 ) -> None:
@@ -196,6 +197,7 @@ def test_the_page_shows_the_figures_of_every_assistant(
     assert 'href="/panel/usage.csv?range=30d"' in page
 
 
+@pytest.mark.model
 def test_one_assistant_and_a_shorter_range(ctx: Context, clock: FixedClock, panel: Panel) -> None:
     ids = shop_with_usage(ctx, clock, panel)
     helper = ids["Help Center"]
@@ -214,6 +216,7 @@ def test_one_assistant_and_a_shorter_range(ctx: Context, clock: FixedClock, pane
     assert "By assistant" not in page
 
 
+@pytest.mark.model
 def test_the_days_are_the_accounts_own(ctx: Context, clock: FixedClock, panel: Panel) -> None:
     """In Auckland, 11:30 UTC on the 14th is already the 15th."""
     clock.set(dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
@@ -247,6 +250,7 @@ def test_with_no_usage_the_page_says_so(ctx: Context, panel: Panel) -> None:
 # --- the CSV --------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_the_csv_has_the_same_figures_one_row_a_day(
     ctx: Context, clock: FixedClock, panel: Panel
 ) -> None:
@@ -350,6 +354,7 @@ def test_bad_filters_get_a_readable_message_and_400(
     assert 'action="/panel/usage"' in response.text  # the form, to try again
 
 
+@pytest.mark.model
 def test_another_accounts_assistant_reads_as_no_such_assistant(
     ctx: Context, clock: FixedClock, panel: Panel
 ) -> None:

@@ -8,8 +8,8 @@ from sqlalchemy import text
 
 from chatmeter.context import Context
 from chatmeter.retrieval import keyword
-from tests.conftest import new_account
 from tests.retrieval.test_search_parts import make_assistant
+from tests.support.accounts import new_account
 
 QUESTIONS = [
     "tokens",

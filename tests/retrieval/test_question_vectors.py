@@ -11,6 +11,8 @@ import torch
 from chatmeter.knowledge import embeddings
 from chatmeter.knowledge.embeddings import MiniLMEmbedder, Precision
 
+pytestmark = pytest.mark.model  # loads the bundled model or trains with the embedder
+
 QUESTION = "How many tokens are in one package?"
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.context import Context
 from chatmeter.retrieval.search import retrieve
 from chatmeter.training import service as training
-from tests.conftest import new_account
+from tests.support.accounts import new_account
+
+pytestmark = pytest.mark.model  # loads the bundled model or trains with the embedder
 
 HELP = Path(__file__).parents[2] / "docs" / "help"
 QUESTIONS = json.loads((Path(__file__).parent / "questions.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,7 +15,7 @@ from chatmeter.retrieval.search import RRF_K, fuse
 from chatmeter.retrieval.vectors import VectorCache
 from chatmeter.training import service as training
 from chatmeter.training.models import Chunk
-from tests.conftest import new_account
+from tests.support.accounts import new_account
 
 
 def test_fusion_rewards_agreement() -> None:
@@ -115,6 +116,7 @@ def test_the_vector_cache_notices_changes_made_by_another_process(ctx: Context) 
         assert here.search(session, assistant_id=assistant_id, query=unit(0, 1, 0), limit=2) == []
 
 
+@pytest.mark.model
 def test_a_passage_that_left_the_assistant_never_reaches_its_prompt(ctx: Context) -> None:
     """The vector cache may still rank a chunk that has since gone to another assistant
     (it is a cache, checked by version); the final read asks by assistant, so another

@@ -23,9 +23,9 @@ from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.db import Database
 from chatmeter.web.app import create_app
-from tests.conftest import START
 from tests.security.routes import COVERAGE, ID_KINDS, Route, Rule, app_routes
 from tests.security.tenants import MISSING_ID, Tenant, changes, snapshot
+from tests.support.context import START
 
 CSRF_VALUE = re.compile(r'((?:name="csrf_token" value|name="csrf-token" content)=")[^"]+"')
 

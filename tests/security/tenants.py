@@ -26,8 +26,8 @@ from chatmeter.accounts import opening, team, verification
 from chatmeter.accounts import service as accounts
 from chatmeter.context import Context
 from chatmeter.notifications.models import OutboxMessage
-from tests.conftest import add_tokens
 from tests.security.routes import ID_KINDS
+from tests.support.accounts import add_tokens
 
 PASSWORD = "a long enough password"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -21,8 +21,9 @@ from chatmeter.accounts import service as accounts
 from chatmeter.chat.models import Conversation
 from chatmeter.context import Context
 from chatmeter.web.app import create_app
-from tests.conftest import add_tokens, assert_ledger_clean, new_account
 from tests.security.fuzzing import fuzz
+from tests.support.accounts import add_tokens, new_account
+from tests.support.ledger import assert_ledger_clean
 
 # Per operation and generation mode; and requests per stateful scenario.
 EXAMPLES = 15

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatmeter.context import Context
-from tests.conftest import Caller, balance_of
+from tests.support.accounts import balance_of
+from tests.support.api import Caller
 
 
 def with_key(caller: Caller, key: str) -> TestClient:

@@ -21,19 +21,15 @@ from chatmeter.chat.admission import start_turn
 from chatmeter.context import Context
 from chatmeter.ledger.models import HoldStatus
 from chatmeter.web.app import create_app
-from tests.chat.shop import (
-    QUESTION,
-    answers,
-    assert_ledger_clean,
-    derived,
-    holds,
-    open_shop,
-)
+from tests.chat.shop import QUESTION, answers, holds, open_shop
 from tests.security.crowd import Visit, model_held
 from tests.support import aio
+from tests.support.context import derived
+from tests.support.ledger import assert_ledger_settled
 from tests.support.live import LiveServer
+from tests.support.wait import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]
 
 CROWD = 60  # more than the 40 threads the web server runs routes in
 WAIT = 120  # seconds: generous, only so that a hang fails instead of blocking the suite
@@ -48,15 +44,6 @@ def crowded(ctx: Context) -> Context:
         chat_assistant_rate="10000/minute",
         chat_queue_size=PLACES,
     )
-
-
-def wait_for(condition: object, what: str, seconds: float = WAIT) -> None:
-    """Poll an observable condition until it holds; fail (not hang) after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {seconds} s for {what}")
-        time.sleep(0.05)
 
 
 def test_a_crowd_waiting_for_the_model_cannot_hang_the_rest(ctx: Context) -> None:
@@ -98,7 +85,7 @@ def test_a_crowd_waiting_for_the_model_cannot_hang_the_rest(ctx: Context) -> Non
     assert len(answers(busy)) == len(admitted) + 1
     # The refused were refused before anything was reserved.
     assert len(holds(busy, shop.account_id)) == len(admitted)
-    assert_ledger_clean(busy)
+    assert_ledger_settled(busy)
 
 
 def test_a_visitor_who_leaves_while_waiting_frees_the_place(ctx: Context) -> None:
@@ -116,12 +103,14 @@ def test_a_visitor_who_leaves_while_waiting_frees_the_place(ctx: Context) -> Non
             assert turned_away.answered.wait(WAIT) and turned_away.status == 503
 
             queue = next(iter(busy._queues.values()))
-            wait_for(lambda: queue.figures().waiting == per_account, "the visitors to queue")
+            wait_for(lambda: queue.figures().waiting == per_account, "the visitors to queue", WAIT)
             leaving = waiting[:3]
             for visit in leaving:
                 visit.leave()
             wait_for(
-                lambda: queue.figures().waiting == per_account - 3, "the leavers' places to free"
+                lambda: queue.figures().waiting == per_account - 3,
+                "the leavers' places to free",
+                WAIT,
             )
             newcomers = [Visit(server.url + shop.chat_url).start() for _ in range(3)]
             assert all(v.answered.wait(WAIT) and v.status == 200 for v in newcomers)
@@ -133,7 +122,7 @@ def test_a_visitor_who_leaves_while_waiting_frees_the_place(ctx: Context) -> Non
     assert [h.status for h in finished].count(HoldStatus.SETTLED) == len(stayed)
     assert [h.status for h in finished].count(HoldStatus.RELEASED) == len(leaving)
     assert len(answers(busy)) == len(stayed)
-    assert_ledger_clean(busy)
+    assert_ledger_settled(busy)
 
 
 def test_the_model_never_waits_for_the_visitor_to_read(ctx: Context) -> None:
@@ -164,4 +153,4 @@ def test_the_model_never_waits_for_the_visitor_to_read(ctx: Context) -> None:
 
     aio.run(read_only_the_start())
     assert len(answers(busy)) == 1
-    assert_ledger_clean(busy)
+    assert_ledger_settled(busy)

@@ -23,14 +23,9 @@ from chatmeter.context import Context
 from chatmeter.errors import Unavailable
 from chatmeter.ledger.models import HoldStatus
 from chatmeter.web.app import create_app
-from tests.chat.shop import (
-    QUESTION,
-    UNAVAILABLE,
-    assert_ledger_clean,
-    derived,
-    holds,
-    open_shop,
-)
+from tests.chat.shop import QUESTION, UNAVAILABLE, holds, open_shop
+from tests.support.context import derived
+from tests.support.ledger import assert_ledger_settled
 from tests.support.live import LiveServer
 
 
@@ -46,6 +41,7 @@ def start(ctx: Context, public_key: str, visitor: str = "203.0.113.9") -> Turn:
     )
 
 
+@pytest.mark.model
 def test_concurrent_turns_never_pass_an_assistants_daily_cap(ctx: Context) -> None:
     """20 turns at once against a cap that holds three reservations: exactly three
     reserve, however the threads interleave, and the others hear "unavailable"."""
@@ -71,9 +67,10 @@ def test_concurrent_turns_never_pass_an_assistants_daily_cap(ctx: Context) -> No
     for turn in started:
         turn.abandon()  # never run: the day gets its tokens back with the hold
     assert used_today(loose, shop.assistant_id) == 0
-    assert_ledger_clean(loose)
+    assert_ledger_settled(loose)
 
 
+@pytest.mark.model
 def test_at_its_daily_cap_an_assistant_is_quietly_away_until_the_next_day(
     ctx: Context,
 ) -> None:
@@ -92,7 +89,7 @@ def test_at_its_daily_cap_an_assistant_is_quietly_away_until_the_next_day(
         assert all(h.status == HoldStatus.SETTLED for h in holds(loose, shop.account_id))
         loose.clock.advance(days=1)
         assert visitor.post(shop.chat_url, json={"message": QUESTION}).status_code == 200
-    assert_ledger_clean(loose)
+    assert_ledger_settled(loose)
 
 
 def test_the_widget_disappears_when_the_day_is_spent(ctx: Context) -> None:
@@ -116,6 +113,7 @@ def test_the_widget_disappears_when_the_day_is_spent(ctx: Context) -> None:
         assert visitor.get(widget).status_code == 200
 
 
+@pytest.mark.model
 def test_a_conversation_takes_no_more_questions_than_its_cap(ctx: Context) -> None:
     shop = open_shop(ctx, tokens=100_000, turns_per_conversation=2)
     with TestClient(create_app(ctx)) as visitor:
@@ -128,9 +126,10 @@ def test_a_conversation_takes_no_more_questions_than_its_cap(ctx: Context) -> No
         assert "token" not in full.text.lower()
         assert visitor.post(shop.chat_url, json={"message": QUESTION}).status_code == 200
     assert len(holds(ctx, shop.account_id)) == 3  # the refused question reserved nothing
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     ("show", "keys"),
     [
@@ -157,9 +156,10 @@ def test_visitors_see_only_the_sources_the_customer_chose(
     assert "file_id" not in streamed and "file_id" not in str(reply)
     if show == "passages":
         assert all(len(s["passage"]) <= 280 for s in reply["sources"])
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
 
 
+@pytest.mark.model
 def test_limits_see_the_visitor_behind_a_trusted_proxy_and_only_there(ctx: Context) -> None:
     """Behind a trusted proxy each visitor has their own limit, and IPv6 visitors share
     their /64's; from anyone else the header changes nothing."""
@@ -176,7 +176,7 @@ def test_limits_see_the_visitor_behind_a_trusted_proxy_and_only_there(ctx: Conte
         200,
         429,
     ]
-    assert_ledger_clean(ctx)
+    assert_ledger_settled(ctx)
 
 
 def _statuses(context: Context, shop: object, forwarded: list[str]) -> list[int]:

@@ -19,7 +19,8 @@ from chatmeter.assistants.models import Assistant
 from chatmeter.context import Context
 from chatmeter.ledger.models import Hold
 from chatmeter.web.app import create_app
-from tests.conftest import Caller, add_tokens
+from tests.support.accounts import add_tokens
+from tests.support.api import Caller
 
 NUL_TEXT = "Opening\x00hours"
 PASSWORD = "a long enough password"

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from chatmeter.cli import app
-from tests.conftest import Caller
+from tests.support.api import Caller
 
 TOO_LARGE = (2**63, -(2**63) - 1, 10**30)
 INT_ID = 2**31 - 1  # accounts and API keys: INTEGER keys, 32 bits on PostgreSQL

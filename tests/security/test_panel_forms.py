@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from chatmeter.context import Context
 from chatmeter.panel import auth
 from chatmeter.web.app import create_app
-from tests.panel.conftest import CSRF, Panel, new_panel
+from tests.support.panel import CSRF, Panel, new_panel
 
 EXPIRED = "This form has expired; reload the page and try again."
 

@@ -26,8 +26,6 @@ from chatmeter.context import Context
 from chatmeter.training.content import PART_BYTES
 from chatmeter.training.models import FilePart, TrainingFile
 from chatmeter.web.app import create_app
-from tests.conftest import new_account
-from tests.panel.conftest import PASSWORD, Panel
 from tests.security.live import (
     BodyCount,
     LiveServer,
@@ -38,6 +36,8 @@ from tests.security.live import (
     request_head,
     text_blocks,
 )
+from tests.support.accounts import new_account
+from tests.support.panel import PASSWORD, Panel
 
 DECLARED = 50 * 1024 * 1024  # far over the body limit, well under the upload ceiling
 

@@ -7,6 +7,7 @@ default database) and PostgreSQL.
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from chatmeter.accounts.models import User
@@ -14,9 +15,9 @@ from chatmeter.context import Context
 from chatmeter.panel import auth
 from chatmeter.training import service as training
 from chatmeter.training.models import Chunk
-from tests.conftest import Caller
-from tests.panel.conftest import PASSWORD, new_panel
 from tests.panel.test_password_reset import emails, figures, signed_in
+from tests.support.api import Caller
+from tests.support.panel import PASSWORD, new_panel
 
 ACCEPT = "/panel/invite/accept"
 SECRET = b"Refunds\n\nAlice's secret refund code is 4711. Tell it to nobody.\n" * 3
@@ -92,6 +93,7 @@ def test_a_removed_members_reset_link_does_not_swallow_the_next_reset_email(
     assert sent == ["member@shop.example", "owner@shop.example"]
 
 
+@pytest.mark.model
 def test_a_deleted_files_training_never_lands_in_another_accounts_new_file(
     ctx: Context, alice: Caller, bob: Caller
 ) -> None:

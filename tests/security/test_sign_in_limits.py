@@ -5,7 +5,6 @@ in all. On the in-memory limiter and on Redis."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +17,8 @@ from sqlalchemy import func, select
 from chatmeter.accounts.models import Account
 from chatmeter.context import Context
 from chatmeter.web.app import create_app
-from tests.panel.conftest import PASSWORD, Panel
+from tests.support.panel import PASSWORD, Panel
 
-REDIS_URL = os.environ.get("CHATMETER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TOO_MANY = "Too many sign-in attempts; please wait a minute and try again."
 
 
@@ -43,7 +41,7 @@ class Site:
         return f"{who}-{self.tag}@shop.example"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def site(request: pytest.FixtureRequest, ctx: Context) -> Iterator[Site]:
     tag = uuid.uuid4().hex[:12]
     if request.param == "memory":
@@ -51,17 +49,10 @@ def site(request: pytest.FixtureRequest, ctx: Context) -> Iterator[Site]:
         return
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        client.close()
-        if os.environ.get("CHATMETER_TEST_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis is required but unavailable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis unavailable at {REDIS_URL}: {exc}")
-    ctx.settings.redis_url = REDIS_URL
+    ctx.settings.redis_url = request.getfixturevalue("redis_url")
     ctx.settings.sign_up_rate = "10000/minute"  # shared by every test: limited in memory below
     yield Site(create_app(ctx), tag)
+    client = redis.Redis.from_url(ctx.settings.redis_url)
     for key in client.scan_iter(match=f"*{tag}*"):
         client.delete(key)
     client.close()

@@ -17,9 +17,9 @@ from chatmeter.billing import renewals
 from chatmeter.context import Context
 from chatmeter.panel import auth
 from chatmeter.web.app import create_app
-from tests.conftest import balance_of
-from tests.panel.conftest import PASSWORD, Panel, new_panel
 from tests.panel.test_password_reset import emails, figures, link_path, signed_in, user
+from tests.support.accounts import balance_of
+from tests.support.panel import PASSWORD, Panel, new_panel
 
 VERIFY = "/panel/verify-email"
 VICTIM = "ceo@bigco.example"

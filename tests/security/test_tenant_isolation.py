@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 
 from chatmeter.context import Context
 from chatmeter.web.app import create_app
-from tests.conftest import assert_ledger_clean
 from tests.security.matrix import (
     Findings,
     World,
@@ -36,6 +35,7 @@ from tests.security.routes import (
     unknown_kinds_lines,
 )
 from tests.security.tenants import Tenant, changes, open_tenant, snapshot
+from tests.support.ledger import assert_ledger_clean
 
 
 def test_every_route_has_an_isolation_rule() -> None:
@@ -59,6 +59,7 @@ def world(ctx: Context) -> World:
     return World(ctx, app, open_tenant(ctx, app, "Aardvark"), open_tenant(ctx, app, "Bison"))
 
 
+@pytest.mark.model
 def test_tenant_isolation_matrix(world: World) -> None:
     """A stranger, then account B, on every guarded route with account A's ids."""
     found = Findings()
@@ -68,6 +69,7 @@ def test_tenant_isolation_matrix(world: World) -> None:
     assert_ledger_clean(world.ctx)
 
 
+@pytest.mark.model
 def test_ids_and_keys_in_a_body_are_the_callers_own(world: World) -> None:
     """A's conversation id sent to B's assistant, by a visitor or in B's test chat, starts
     a new conversation: none of A's messages reaches B's prompt (the same context tokens

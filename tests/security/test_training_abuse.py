@@ -18,9 +18,10 @@ from chatmeter.context import Context
 from chatmeter.training import sandbox
 from chatmeter.training import service as training
 from chatmeter.web.app import create_app
-from tests.assistants.callers import Caller, caller, file_count
+from tests.assistants.callers import file_count
 from tests.knowledge import files
-from tests.training.conftest import derived
+from tests.support.api import Caller, caller
+from tests.support.context import derived
 from tests.training.test_job import long_text, note
 
 LIMITS = {
@@ -46,6 +47,7 @@ def upload(client: TestClient, assistant_id: int, *items: tuple[str, bytes]):  #
     )
 
 
+@pytest.mark.model
 def test_hostile_files_fail_explained_outside_the_server_and_the_next_is_trained(
     mallory: tuple[Context, Caller],
 ) -> None:

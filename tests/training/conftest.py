@@ -1,30 +1,16 @@
-"""An assistant to train, contexts with other training settings, and the operator's CLI."""
+"""An assistant to train, and the operator's CLI on a database with one account."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
-from chatmeter.cli import app
 from chatmeter.context import Context
-from tests.conftest import new_account
-
-
-def derived(ctx: Context, **settings: Any) -> Context:
-    """The test's context with some settings changed (same database and clock)."""
-    return Context(
-        settings=ctx.settings.model_copy(update=settings),
-        db=ctx.db,
-        clock=ctx.clock,
-        gateway=ctx.gateway,
-    )
+from tests.support.accounts import new_account
+from tests.support.cli import Operator
 
 
 @pytest.fixture
@@ -39,34 +25,6 @@ def assistant_id(ctx: Context) -> int:
         )
         uow.commit()
         return created.id
-
-
-class Operator:
-    """Runs ``chatmeter`` commands with a fixed environment, on a database with one account."""
-
-    def __init__(self, env: dict[str, str], folder: Path) -> None:
-        self.env = env
-        self.folder = folder
-        self.runner = CliRunner()
-
-    def invoke(self, *args: str, code: int = 0) -> Result:
-        result = self.runner.invoke(app, list(args), env=self.env)
-        assert result.exit_code == code, (args, result.stdout, result.stderr, result.exception)
-        return result
-
-    def run(self, *args: str, code: int = 0) -> str:
-        return self.invoke(*args, code=code).output
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.invoke(*args, "--json").stdout)
-
-    def json_failing(self, *args: str) -> Any:
-        return json.loads(self.invoke(*args, "--json", code=1).stdout)
-
-    def file(self, name: str, data: bytes) -> str:
-        path = self.folder / name
-        path.write_bytes(data)
-        return str(path)
 
 
 @pytest.fixture

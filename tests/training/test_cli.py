@@ -9,7 +9,7 @@ import pytest
 from chatmeter.assistants import service as assistants
 from chatmeter.db import Database
 from tests.knowledge import files
-from tests.training.conftest import Operator
+from tests.support.cli import Operator
 
 TEXT = b"Our shop opens at nine and closes at six.\n\nWe are closed on Sundays.\n"
 
@@ -24,6 +24,7 @@ def resolve(db_url: str, public_key: str) -> int | None:
         database.dispose()
 
 
+@pytest.mark.model
 def test_an_assistant_is_created_listed_changed_rekeyed_and_deleted(
     operator: Operator, db_url: str
 ) -> None:
@@ -192,6 +193,7 @@ def test_another_accounts_assistant_is_not_found(operator: Operator) -> None:
     assert [a["name"] for a in operator.json("assistants", "list", "--account", "1")] == ["Mine"]
 
 
+@pytest.mark.model
 def test_train_reads_every_file_and_reports_each(operator: Operator) -> None:
     assistant = str(
         operator.json("assistants", "create", "--account", "1", "--name", "Helper")["id"]
@@ -228,6 +230,7 @@ def test_train_reads_every_file_and_reports_each(operator: Operator) -> None:
     )
 
 
+@pytest.mark.model
 def test_a_file_that_fails_is_explained_and_the_exit_code_is_1(operator: Operator) -> None:
     assistant = str(
         operator.json("assistants", "create", "--account", "1", "--name", "Helper")["id"]
@@ -250,6 +253,7 @@ def test_a_file_that_fails_is_explained_and_the_exit_code_is_1(operator: Operato
     assert "PNG image" in report[0]["error"]["message"]
 
 
+@pytest.mark.model
 def test_train_json_explains_every_failure_in_the_same_shape(operator: Operator) -> None:
     """A failure found at upload (empty file) reads like one found while processing."""
     assistant = str(

@@ -21,9 +21,11 @@ from chatmeter.context import Context
 from chatmeter.training import service as training
 from chatmeter.training.models import FilePart
 from chatmeter.web.app import create_app
-from tests.assistants.callers import Caller, caller, chunk_rows, file_count
-from tests.panel.conftest import Panel
-from tests.training.conftest import Operator, derived
+from tests.assistants.callers import chunk_rows, file_count
+from tests.support.api import Caller, caller
+from tests.support.cli import Operator
+from tests.support.context import derived
+from tests.support.panel import Panel
 from tests.training.test_job import long_text, note
 
 QUOTA = {"quota_files": 3, "quota_file_bytes": 6000, "quota_passages": 5}
@@ -85,6 +87,7 @@ def test_the_bytes_quota_counts_every_file_of_the_account(
     assert upload(carol.client, assistant, ("b.txt", b"b" * 1500)).status_code == 201
 
 
+@pytest.mark.model
 def test_failed_files_count_toward_no_quota(limited: tuple[Context, Caller]) -> None:
     ctx, carol = limited
     assistant = carol.new_assistant()["id"]
@@ -93,6 +96,7 @@ def test_failed_files_count_toward_no_quota(limited: tuple[Context, Caller]) -> 
     assert upload(carol.client, assistant, ("a.txt", b"a" * 5900)).status_code == 201
 
 
+@pytest.mark.model
 def test_a_file_that_would_pass_the_passages_quota_fails_explained(
     limited: tuple[Context, Caller],
 ) -> None:
@@ -126,6 +130,7 @@ def test_a_file_that_would_pass_the_passages_quota_fails_explained(
     assert carol.client.get(f"/api/v1/assistants/{assistant}/files/{three}").json()["chunks"] == 3
 
 
+@pytest.mark.model
 def test_an_account_at_its_passages_quota_is_refused_at_upload(
     limited: tuple[Context, Caller],
 ) -> None:

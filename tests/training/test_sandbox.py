@@ -19,8 +19,10 @@ from chatmeter.context import Context
 from chatmeter.training import sandbox
 from chatmeter.training import service as training
 from tests.assistants.callers import chunk_rows, index_version
-from tests.training.conftest import derived
+from tests.support.context import derived
 from tests.training.test_job import file_parts, file_row, long_text, note, queue
+
+pytestmark = pytest.mark.model  # loads the bundled model or trains with the embedder
 
 MIB = 1024 * 1024
 SLOW = 600  # passages: tens of seconds of CPU to embed, on any machine we know of

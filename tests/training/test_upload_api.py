@@ -23,8 +23,9 @@ from chatmeter.retrieval.search import retrieve
 from chatmeter.training import service as training
 from chatmeter.training.models import Chunk, TrainingFile
 from chatmeter.web.app import create_app
-from tests.assistants.callers import Caller, caller, chunk_rows, file_count, index_version
+from tests.assistants.callers import chunk_rows, file_count, index_version
 from tests.knowledge import files
+from tests.support.api import Caller, caller
 
 Upload = tuple[str, bytes]
 
@@ -112,6 +113,7 @@ def stored_content(ctx: Context, file_id: int) -> bytes | None:
         return b"".join(training.read_parts(session, file_id=file.id)) or None
 
 
+@pytest.mark.model
 def test_every_format_uploaded_at_once_is_trained(ctx: Context, alice: Caller) -> None:
     assistant = alice.new_assistant()["id"]
     response = upload(
@@ -188,6 +190,7 @@ def test_every_format_uploaded_at_once_is_trained(ctx: Context, alice: Caller) -
     assert all(f["status"] == "ready" for f in listed)
 
 
+@pytest.mark.model
 def test_a_word_file_named_txt_is_trained_as_word(ctx: Context, alice: Caller) -> None:
     assistant = alice.new_assistant()["id"]
     file_id = upload(alice.client, assistant, ("handbook.txt", files.word())).json()[0]["id"]
@@ -225,6 +228,7 @@ FAILURES: list[tuple[str, Callable[[], bytes], str, str]] = [
 ]
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     ("name", "make", "reason", "words"), FAILURES, ids=[f[0] for f in FAILURES]
 )
@@ -326,6 +330,7 @@ def test_a_file_over_the_size_limit_is_refused_with_413(
     assert at_limit.status_code == 201
 
 
+@pytest.mark.model
 def test_a_file_over_the_limit_when_processed_fails_explained(ctx: Context, alice: Caller) -> None:
     """The operator lowered the limit after the file was queued."""
     assistant = alice.new_assistant()["id"]
@@ -343,6 +348,7 @@ def test_a_file_over_the_limit_when_processed_fails_explained(ctx: Context, alic
     assert index_version(ctx, assistant) == 0
 
 
+@pytest.mark.model
 def test_the_same_content_twice_is_recognised_whatever_its_name(
     ctx: Context, alice: Caller
 ) -> None:
@@ -384,6 +390,7 @@ def test_the_same_content_twice_is_recognised_whatever_its_name(
     )
 
 
+@pytest.mark.model
 def test_the_same_content_for_another_assistant_is_a_new_file(ctx: Context, alice: Caller) -> None:
     first, second = alice.new_assistant()["id"], alice.new_assistant(name="Second")["id"]
     a = upload(alice.client, first, ("hours.txt", TEXT))
@@ -393,6 +400,7 @@ def test_the_same_content_for_another_assistant_is_a_new_file(ctx: Context, alic
     assert training.process_queue(ctx) == {"ready": 2, "failed": 0}
 
 
+@pytest.mark.model
 def test_a_file_that_failed_for_an_internal_reason_can_be_uploaded_again(
     ctx: Context, alice: Caller
 ) -> None:
@@ -414,6 +422,7 @@ def test_a_file_that_failed_for_an_internal_reason_can_be_uploaded_again(
     assert status(alice.client, assistant, again.json()[0]["id"])["status"] == "ready"
 
 
+@pytest.mark.model
 def test_deleting_a_file_removes_its_passages_from_answers_at_once(
     ctx: Context, alice: Caller
 ) -> None:
@@ -455,6 +464,7 @@ def test_deleting_a_file_removes_its_passages_from_answers_at_once(
     assert again.status_code == 201 and again.json()[0]["duplicate"] is False
 
 
+@pytest.mark.model
 def test_a_file_deleted_while_queued_does_not_break_the_job(ctx: Context, alice: Caller) -> None:
     assistant = alice.new_assistant()["id"]
     doomed, kept = [

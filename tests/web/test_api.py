@@ -8,9 +8,10 @@ from sqlalchemy import func, select
 
 from chatmeter.context import Context
 from chatmeter.ledger.models import LedgerEntry
-from chatmeter.ledger.verify import verify
 from chatmeter.notifications.models import OutboxMessage
-from tests.conftest import Caller, add_tokens
+from tests.support.accounts import add_tokens
+from tests.support.api import Caller
+from tests.support.ledger import assert_ledger_clean
 
 
 def entries(ctx: Context) -> int:
@@ -227,8 +228,7 @@ def test_accounts_never_see_each_others_data(ctx: Context, alice: Caller, bob: C
     }
     assert bob.client.get("/api/v1/balance").json()["balance"] == 50
     assert alice.client.get(f"/api/v1/holds/{hold['id']}").json()["status"] == "pending"
-    with ctx.db.read() as session:
-        assert all(r.ok for r in verify(session))
+    assert_ledger_clean(ctx)
 
 
 def test_openapi_is_published(app_client: TestClient) -> None:

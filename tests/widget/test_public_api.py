@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from chatmeter.context import Context
 from tests.chat.shop import UNAVAILABLE, assert_says_nothing_about_money, holds, open_shop
-from tests.conftest import add_tokens
+from tests.support.accounts import add_tokens
 
 SITE = "https://shop.example.com"
 ELSEWHERE = "https://copycat.example.net"

@@ -1,3 +1,0 @@
-from tests.chat.conftest import visitor
-
-__all__ = ["visitor"]
