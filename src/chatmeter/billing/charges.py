@@ -20,27 +20,20 @@ from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus
 from chatmeter.billing.invoices import account as get_account
 from chatmeter.billing.invoices import locked_invoice
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus, SubscriptionStatus
-from chatmeter.clock import Clock
 from chatmeter.config import Settings
-from chatmeter.db import Database
 from chatmeter.errors import Conflict, NotFound
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import GrantSource
 from chatmeter.notifications import balance_notices
+from chatmeter.services import Basics
 
 # How long one charge attempt may take before another worker may try again.
 CHARGE_LEASE = dt.timedelta(minutes=10)
 
 
-class Payments(Protocol):
+class Payments(Basics, Protocol):
     """What billing's workflows need of the application (``chatmeter.context.Context``)."""
 
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def db(self) -> Database: ...
-    @property
-    def clock(self) -> Clock: ...
     @property
     def gateway(self) -> PaymentGateway: ...
 

@@ -26,9 +26,6 @@ from sqlalchemy.orm import Session
 from chatmeter.chat import caps
 from chatmeter.chat.models import Conversation, Message
 from chatmeter.chat.queue import Ticket
-from chatmeter.clock import Clock
-from chatmeter.config import Settings
-from chatmeter.db import Database
 from chatmeter.errors import Conflict, Unavailable
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import HoldOwner
@@ -44,6 +41,7 @@ from chatmeter.llm.base import (
 from chatmeter.llm.rates import Rate, charge
 from chatmeter.notifications import balance_notices
 from chatmeter.retrieval.search import Passage
+from chatmeter.services import Basics
 
 if TYPE_CHECKING:
     from chatmeter.chat.keeper import HoldKeeper
@@ -57,15 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatmeter.chat")
 
 
-class ChatServices(Protocol):
+class ChatServices(Basics, Protocol):
     """What a chat turn needs of the application (``chatmeter.context.Context``)."""
 
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def db(self) -> Database: ...
-    @property
-    def clock(self) -> Clock: ...
     @property
     def embedder(self) -> Embedder: ...
     @property

@@ -28,25 +28,18 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import ObjectDeletedError
 
 from chatmeter.assistants.models import Assistant
-from chatmeter.clock import Clock
 from chatmeter.config import Settings
-from chatmeter.db import Database, rowcount
+from chatmeter.db import rowcount
 from chatmeter.knowledge.errors import ExtractionError, QuotaReached
+from chatmeter.services import Basics
 from chatmeter.training.child import Job, Processed
 from chatmeter.training.models import Chunk, FileStatus, TrainingFile
 from chatmeter.training.parts import drop_parts, read_parts
 from chatmeter.training.quotas import Quota, lock, passages_room
 
 
-class TrainingServices(Protocol):
+class TrainingServices(Basics, Protocol):
     """What training needs of the application (``chatmeter.context.Context``)."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def db(self) -> Database: ...
-    @property
-    def clock(self) -> Clock: ...
 
 
 log = logging.getLogger("chatmeter.training")
