@@ -54,14 +54,6 @@ class Context:
             settings=settings, db=Database(settings.database_url), clock=clock, gateway=gateway
         )
 
-    def wake_worker(self) -> None:
-        """Nudge the in-process worker now; a no-op without one.
-
-        Work queued in a unit of work wakes it after commit by itself
-        (``db.queue_work``): this is for callers that queued it otherwise.
-        """
-        self.db.wake_worker()
-
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:

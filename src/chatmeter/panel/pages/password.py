@@ -58,7 +58,6 @@ def forgot(request: Request, form: CheckedFormDep) -> Response:
     with ctx.db.uow() as uow:
         users.request_password_reset(uow.session, email=email, now=ctx.clock.now())
         uow.commit()
-    ctx.wake_worker()
     return render(request, "password_forgot.html", sent=email, email="")
 
 

@@ -221,7 +221,6 @@ def change_contact_email(request: Request, viewer: ViewerDep, form: CheckedFormD
             now=ctx.clock.now(),
         )
         uow.commit()
-    ctx.wake_worker()
     return done("email_sent", "contact-email")
 
 
@@ -268,7 +267,6 @@ def confirm_contact_email(
             uow.session, token=form.get("token", ""), now=ctx.clock.now()
         )
         uow.commit()
-    ctx.wake_worker()
     if viewer is not None and viewer.account_id == account.id:
         return done("email_confirmed", "contact-email")
     return _confirm_page(request, confirmed=account.contact_email, signed_in=viewer is not None)

@@ -74,7 +74,6 @@ def sign_up(request: Request, form: CheckedFormDep) -> Response:
             now=ctx.clock.now(),
         )
         uow.commit()
-    ctx.wake_worker()  # the verification email
     response = _to_dashboard()
     auth.start_session(response, ctx.settings, user)
     return response

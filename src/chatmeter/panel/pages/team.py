@@ -61,7 +61,6 @@ def invite(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Respons
             now=ctx.clock.now(),
         )
         uow.commit()
-    ctx.wake_worker()
     return done("invited", TEAM)
 
 

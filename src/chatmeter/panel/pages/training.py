@@ -150,7 +150,6 @@ async def upload(request: Request, assistant_id: str) -> Response:
         before_files=None if scripted else lambda fields: _check_token(request, fields),
     ) as received:
         rows = await run_in_threadpool(_store, request, viewer, bot["id"], received.files)
-    ctx.wake_worker()
     if not scripted:
         return RedirectResponse(f"/panel/assistants/{bot['id']}/training?done=uploaded", 303)
     status = 201 if any(not row["duplicate"] for row in rows) else 200

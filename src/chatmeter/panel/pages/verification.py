@@ -74,5 +74,4 @@ def resend(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Respons
             return RedirectResponse("/panel/sign-in", status_code=303)
         verification.send_link(uow.session, settings=ctx.settings, user=user, now=ctx.clock.now())
         uow.commit()
-    ctx.wake_worker()
     return RedirectResponse("/panel/dashboard?done=verification_sent", status_code=303)
