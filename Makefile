@@ -63,6 +63,7 @@ $(STAMP): pyproject.toml Makefile
 # Style (ruff), the layers (import-linter, contracts in pyproject.toml) and types (mypy).
 lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

@@ -27,6 +27,13 @@ def test_ruff_finds_nothing() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_code_is_formatted_as_ruff_formats_it() -> None:
+    done = run(
+        sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "bench", timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_the_layers_are_kept() -> None:
     """No module imports a layer above its own (``lint-imports``)."""
     done = run(str(BIN / "lint-imports"), "--no-cache", timeout=300)
