@@ -16,7 +16,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chatmeter.accounts.models import Account
+from chatmeter.accounts import service as accounts
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
 from chatmeter.chat import caps, prompt
@@ -84,7 +84,7 @@ def start_turn(
         ctx.limiter.check(assistant_id=assistant.id, visitor=visitor)
         conversation, history = _history(session, assistant, conversation_id)
         caps.check_turns(assistant, conversation)
-        timezone = session.get(Account, assistant.account_id).timezone  # type: ignore[union-attr]
+        timezone = accounts.get_account(session, account_id=assistant.account_id).timezone
 
     provider = _provider(ctx, assistant)
     ticket = None
