@@ -13,6 +13,7 @@ from chatmeter.config import Settings
 from chatmeter.db import Database
 
 if TYPE_CHECKING:
+    from chatmeter.answers.modes import SentenceVectors
     from chatmeter.chat.keeper import HoldKeeper
     from chatmeter.chat.limits import ChatLimiter
     from chatmeter.chat.queue import GenerationQueue
@@ -37,6 +38,7 @@ class Context:
     _limiter: ChatLimiter | None = None
     _queues: dict[str, GenerationQueue] = field(default_factory=dict)
     _keeper: HoldKeeper | None = None
+    _sentence_vectors: SentenceVectors | None = None
 
     @classmethod
     def from_settings(
@@ -165,6 +167,17 @@ class Context:
                 if self._limiter is None:
                     self._limiter = ChatLimiter(self.settings)
         return self._limiter
+
+    @property
+    def sentence_vectors(self) -> SentenceVectors:
+        """The embeddings of passage sentences lately grounded against (answers.modes)."""
+        if self._sentence_vectors is None:
+            from chatmeter.answers.modes import SentenceVectors
+
+            with _lock:
+                if self._sentence_vectors is None:
+                    self._sentence_vectors = SentenceVectors(self.embedder.embed)
+        return self._sentence_vectors
 
     def close(self) -> None:
         if self._keeper is not None:

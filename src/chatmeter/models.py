@@ -1,6 +1,7 @@
 """Imports every table so that ``Base.metadata`` knows the whole schema."""
 
 from chatmeter.accounts.models import Account, ApiKey, EmailLink, User
+from chatmeter.answers.models import Correction
 from chatmeter.assistants.models import Assistant
 from chatmeter.billing.models import Invoice, Subscription
 from chatmeter.chat.models import Conversation, Message
@@ -19,6 +20,7 @@ __all__ = [
     "Base",
     "Chunk",
     "Conversation",
+    "Correction",
     "EmailLink",
     "FilePart",
     "Grant",

@@ -35,6 +35,12 @@ class Assistant(Base):
     show_sources: Mapped[str] = mapped_column(String(8), default="names", server_default="names")
     # Website domains the widget may run on, one per line ("example.com", "*.example.com").
     allowed_domains: Mapped[str] = mapped_column(Text, default="")
+    # How answers are made (``chatmeter.answers.modes``): "quotes" (the documents'
+    # best-supported sentences, quoted), "checked" (the model writes, sentences the
+    # passages do not support are dropped) or "generated" (the model writes freely).
+    answer_mode: Mapped[str] = mapped_column(String(12), default="quotes", server_default="quotes")
+    # What the assistant says when it does not know; "" names the account's contact email.
+    fallback_message: Mapped[str] = mapped_column(String(500), default="", server_default="")
     # Bumped whenever the training files change, so every process knows its
     # in-memory search index is stale.
     index_version: Mapped[int] = mapped_column(Integer, default=0)

@@ -66,6 +66,18 @@ class AssistantFields(BaseModel):
         "(with heading and page), or also an excerpt of each passage.",
     )
 
+    answer_mode: Literal["quotes", "checked", "generated"] | None = Field(
+        None,
+        description="How answers are made: quotes (the documents' best-supported "
+        "sentences, quoted), checked (the model writes, sentences the documents do not "
+        "support are dropped) or generated (the model writes freely).",
+    )
+    fallback_message: Annotated[StrictStr, Field(max_length=500)] | None = Field(
+        None,
+        description="What the assistant says when its documents do not answer; empty: "
+        "a sentence naming the account's contact email.",
+    )
+
     @field_validator("*")
     @classmethod
     def _storable(cls, value: object) -> object:
@@ -114,6 +126,8 @@ LABELS = {
     "daily_token_cap": "the daily token cap",
     "turns_per_conversation": "the questions per conversation",
     "show_sources": "the sources shown",
+    "answer_mode": "how answers are made",
+    "fallback_message": "the fallback message",
 }
 WHOLE_NUMBERS = (
     "max_tokens",

@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "turns_per_conversation": 50,
     # File names, headings and pages; passages are the customer's text, shown only if chosen.
     "show_sources": "names",
+    # Chosen by measurement on bench/answers (docs/benchmarks.md, "Answers").
+    "answer_mode": "quotes",
+    "fallback_message": "",
 }
 
 
@@ -188,6 +191,8 @@ def assistant_dict(assistant: Assistant) -> dict[str, Any]:
         "daily_token_cap": assistant.daily_token_cap,
         "turns_per_conversation": assistant.turns_per_conversation,
         "show_sources": assistant.show_sources,
+        "answer_mode": assistant.answer_mode,
+        "fallback_message": assistant.fallback_message,
         "created_at": assistant.created_at,
         "updated_at": assistant.updated_at,
     }

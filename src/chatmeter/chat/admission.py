@@ -17,13 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts import service as accounts
+from chatmeter.answers import matching, modes
+from chatmeter.answers.grounding import PassageView, SentenceChecker
+from chatmeter.answers.modes import Kind
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
 from chatmeter.chat import caps, prompt
 from chatmeter.chat.counts import text_counter
 from chatmeter.chat.models import Conversation, Message
 from chatmeter.chat.queue import Ticket
-from chatmeter.chat.turn import ChatServices, Turn
+from chatmeter.chat.turn import ChatServices, Turn, composed_usage, corrected_source
 from chatmeter.errors import InsufficientTokens, InvalidInput, Unavailable
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import HoldOwner
@@ -84,7 +87,9 @@ def start_turn(
         ctx.limiter.check(assistant_id=assistant.id, visitor=visitor)
         conversation, history = _history(session, assistant, conversation_id)
         caps.check_turns(assistant, conversation)
-        timezone = accounts.get_account(session, account_id=assistant.account_id).timezone
+        account = accounts.get_account(session, account_id=assistant.account_id)
+        timezone = account.timezone
+        fallback = modes.fallback_text(assistant.fallback_message, account.contact_email)
 
     provider = _provider(ctx, assistant)
     ticket = None
@@ -92,7 +97,16 @@ def start_turn(
         ticket = ctx.generation_queue(provider).admit(account_id=assistant.account_id)
     try:
         return _prepare(
-            ctx, assistant, provider, ticket, question, history, conversation_id, visitor, timezone
+            ctx,
+            assistant,
+            provider,
+            ticket,
+            question,
+            history,
+            conversation_id,
+            visitor,
+            timezone,
+            fallback,
         )
     except BaseException:
         if ticket is not None:
@@ -119,10 +133,15 @@ def _prepare(
     conversation_id: str | None,
     visitor: str,
     timezone: str,
+    fallback: str,
 ) -> Turn:
     try:
         count = text_counter(provider)
+        question_vector = ctx.embedder.embed([question])[0]
         with ctx.db.read() as session:
+            correction = matching.best_correction(
+                session, assistant_id=assistant.id, question_vector=question_vector
+            )
             passages = retrieve(
                 session,
                 assistant_id=assistant.id,
@@ -133,6 +152,23 @@ def _prepare(
                 budget=assistant.context_budget,
                 count_tokens=count,
             )
+        answer = modes.plan(
+            mode=assistant.answer_mode,
+            question=question,
+            question_vector=question_vector,
+            passages=[PassageView(p.heading, p.text) for p in passages],
+            correction=correction,
+            fallback=fallback,
+            embed_sentences=ctx.sentence_vectors,
+            fits=lambda text: count(text) <= assistant.max_tokens,
+        )
+        read = [] if answer.kind is Kind.CORRECTED else [p.text for p in passages]
+        known = composed_usage(answer, question, read, count) if answer.text else None
+        if answer.kind is Kind.CORRECTED:
+            assert correction is not None
+            passages = [corrected_source(correction)]
+        elif answer.kind is Kind.ABSTAINED:
+            passages = []  # the fallback draws on none of them
         kept = prompt.trim_history(
             history, budget=ctx.settings.chat_history_tokens, count_tokens=count
         )
@@ -154,7 +190,11 @@ def _prepare(
         raise Unavailable() from exc
 
     rate = ctx.rate_card.rate_for(provider.model)
-    reserve = sum(charge(Usage(prompt_tokens, max_tokens, "tokenizer"), rate))
+    if known is not None:  # the answer is known already: the hold is exactly what it costs
+        prompt_tokens, max_tokens = known.prompt_tokens, max(1, known.completion_tokens)
+        reserve = sum(charge(known, rate))
+    else:
+        reserve = sum(charge(Usage(prompt_tokens, max_tokens, "tokenizer"), rate))
     now = ctx.clock.now()
     day = caps.local_day(now, timezone)
     try:
@@ -192,6 +232,16 @@ def _prepare(
         day=day,
         show_sources=assistant.show_sources,
         ticket=ticket,
+        plan=answer,
+        known_usage=known,
+        fallback=fallback,
+        checker=(
+            SentenceChecker(
+                ctx.sentence_vectors, [PassageView(p.heading, p.text) for p in passages]
+            )
+            if answer.kind is Kind.CHECKED
+            else None
+        ),
     )
     ctx.hold_keeper.keep(hold.id, turn.stop)
     return turn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatmeter.db import Base, BigIntPK, UTCDateTime
@@ -50,6 +50,11 @@ class Message(Base):
     hold_id: Mapped[int | None] = mapped_column(ForeignKey("token_holds.id"), default=None)
     sources: Mapped[str] = mapped_column(Text, default="[]")  # JSON
     status: Mapped[str] = mapped_column(String(16), default="complete")
+    # How an answer was made: "quotes", "checked", "generated", "corrected" (the
+    # customer's own answer) or "abstained" (the fallback: it did not know).
+    answer_kind: Mapped[str] = mapped_column(String(12), default="", server_default="")
+    rating: Mapped[int | None] = mapped_column(SmallInteger, default=None)  # +1 or -1
+    rated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 

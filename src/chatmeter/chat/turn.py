@@ -17,12 +17,15 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from chatmeter.answers.grounding import SentenceChecker, split_generated
+from chatmeter.answers.matching import Match
+from chatmeter.answers.modes import Kind, Plan
 from chatmeter.chat import caps
 from chatmeter.chat.models import Conversation, Message
 from chatmeter.chat.queue import Ticket
@@ -40,10 +43,11 @@ from chatmeter.llm.base import (
 )
 from chatmeter.llm.rates import Rate, charge
 from chatmeter.notifications import balance_notices
-from chatmeter.retrieval.search import Passage
+from chatmeter.retrieval.search import CORRECTED_ANSWER, Passage
 from chatmeter.services import Basics
 
 if TYPE_CHECKING:
+    from chatmeter.answers.modes import SentenceVectors
     from chatmeter.chat.keeper import HoldKeeper
     from chatmeter.chat.limits import ChatLimiter
     from chatmeter.chat.queue import GenerationQueue
@@ -68,6 +72,8 @@ class ChatServices(Basics, Protocol):
     def rate_card(self) -> RateCard: ...
     @property
     def limiter(self) -> ChatLimiter: ...
+    @property
+    def sentence_vectors(self) -> SentenceVectors: ...
     @property
     def hold_keeper(self) -> HoldKeeper: ...
     def provider(self, name: str, model: str = "") -> Provider: ...
@@ -95,6 +101,14 @@ class Turn:
     show_sources: str  # what the visitor sees of the sources (``Assistant.show_sources``)
     # Admission to the model's queue; None when the caller runs the turn directly.
     ticket: Ticket | None = None
+    # How it answers (``answers.modes.plan``); a plan with text needs no model, and
+    # ``known_usage`` is then what it costs.
+    plan: Plan = field(default_factory=lambda: Plan(Kind.GENERATED, "", 0.0))
+    known_usage: Usage | None = None
+    checker: SentenceChecker | None = None  # set in the "checked" mode
+    fallback: str = ""  # said when a checked generation keeps no sentence
+    kind: Kind = Kind.GENERATED  # how the answer was made, in the end
+    message_id: int | None = None  # the stored answer's, once settled
     # Set to stop generating at the next token: the visitor left, or the hold was lost.
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
     answer: str = ""
@@ -110,22 +124,28 @@ class Turn:
 
     def events(self, *, announce: bool = True) -> Generator[dict[str, Any], None, None]:
         """``start`` (unless ``announce`` is false), ``delta`` events with text, then
-        ``done`` (or ``error``). Runs the model in the calling thread."""
+        ``done`` (or ``error``). Runs the model, if the answer needs it, in the calling
+        thread."""
         pieces: list[str] = []
+        self.kind = self.plan.kind
         try:
             # Inside the try: a visitor who leaves right after "start" is settled too.
             if announce:
                 yield self.start_event
-            self._stream = self.provider.stream(self.request)
-            for event in self._stream:
-                if isinstance(event, TextDelta) and event.text:
-                    pieces.append(event.text)
-                    yield {"type": "delta", "text": event.text}
-                if self.stop.is_set():
-                    break
+            if self.known_usage is not None:
+                for piece in _pieces(self.plan.text):
+                    pieces.append(piece)
+                    yield {"type": "delta", "text": piece}
+                self.usage, self.status = self.known_usage, "complete"
             else:
-                self.usage = self._stream.usage
-                self.status = "complete"
+                for text in self._generate():
+                    pieces.append(text)
+                    yield {"type": "delta", "text": text}
+                if self.checker is not None and not pieces and self.status != "failed":
+                    # Nothing it wrote was supported: it says it does not know.
+                    self.kind = Kind.ABSTAINED
+                    pieces.append(self.fallback)
+                    yield {"type": "delta", "text": self.fallback}
         except PartialGeneration as broken:
             self.usage, self.status = broken.usage, "partial"
             log.warning("generation broke off for assistant %s: %s", self.assistant_id, broken)
@@ -135,20 +155,51 @@ class Turn:
         finally:
             if self.status == "pending":  # the visitor went away mid-answer, or told to stop
                 self.status = "interrupted"
-                self.usage = self._stream.usage if self._stream else Usage(0, 0, "provider")
+                if self.known_usage is not None:
+                    self.usage = self.known_usage  # it was all read and composed already
+                else:
+                    self.usage = self._stream.usage if self._stream else Usage(0, 0, "provider")
                 if self._stream:
                     self._stream.close()
-            self.answer = "".join(pieces)
+            self.answer = "".join(pieces).strip()
             self._finish()
         if self.status == "failed":
             yield {"type": "error", "message": Unavailable().message}
             return
-        shown = [] if self.show_sources == "none" else self.passages
+        shown = [] if self.show_sources == "none" or self.kind is Kind.ABSTAINED else self.passages
         yield {
             "type": "done",
             "conversation_id": self.conversation_public_id,
+            "message_id": self.message_id,
+            "abstained": self.kind is Kind.ABSTAINED,
             "sources": [p.shown(self.show_sources) | {"label": i} for i, p in enumerate(shown, 1)],
         }
+
+    def _generate(self) -> Iterator[str]:
+        """The model's text as it comes; in the checked mode, only its supported
+        sentences. Sets ``usage`` and ``status`` when generation ends."""
+        self._stream = self.provider.stream(self.request)
+        unchecked = ""
+        for event in self._stream:
+            if isinstance(event, TextDelta) and event.text:
+                if self.checker is None:
+                    yield event.text
+                else:
+                    done, unchecked = split_generated(unchecked + event.text)
+                    yield from self._supported(done)
+            if self.stop.is_set():
+                return
+        self.usage = self._stream.usage
+        self.status = "complete"
+        # A last sentence without its full stop counts, unless the response cap cut it.
+        if self.checker is not None and self._stream.finish_reason != "length":
+            yield from self._supported([unchecked])
+
+    def _supported(self, sentences: list[str]) -> Iterator[str]:
+        assert self.checker is not None
+        for sentence in sentences:
+            if sentence.strip() and self.checker.supported(sentence.strip()):
+                yield sentence.strip() + " "
 
     def generate(self, emit: Callable[[dict[str, Any]], None]) -> None:
         """Run the model and hand each event after ``start`` to ``emit``; settles at the end.
@@ -178,7 +229,9 @@ class Turn:
             raise Unavailable()
         return {
             "conversation_id": self.conversation_public_id,
+            "message_id": self.message_id,
             "answer": self.answer,
+            "abstained": events[-1]["abstained"],
             "sources": events[-1]["sources"],
         }
 
@@ -241,26 +294,65 @@ class Turn:
                     created_at=now,
                 )
             )
-            session.add(
-                Message(
-                    conversation_id=conversation.id,
-                    role="assistant",
-                    content=self.answer,
-                    context_tokens=context,
-                    generation_tokens=generation,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    hold_id=self.hold_id,
-                    status=self.status,
-                    created_at=now,
-                    sources=json.dumps([p.source() for p in self.passages]),
-                )
+            reply = Message(
+                conversation_id=conversation.id,
+                role="assistant",
+                content=self.answer,
+                context_tokens=context,
+                generation_tokens=generation,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                hold_id=self.hold_id,
+                status=self.status,
+                answer_kind=self.kind.value,
+                created_at=now,
+                sources=json.dumps(
+                    [] if self.kind is Kind.ABSTAINED else [p.source() for p in self.passages]
+                ),
             )
+            session.add(reply)
+            session.flush()
+            self.message_id = reply.id
             conversation.messages += 2
             conversation.context_tokens += context
             conversation.generation_tokens += generation
             conversation.updated_at = max(conversation.updated_at, now)  # its last message
             uow.commit()
+
+
+def composed_usage(
+    plan: Plan, question: str, read: list[str], count: Callable[[str], int]
+) -> Usage:
+    """What an answer made without the model costs, counted with the model's tokenizer:
+    the question and the passages read (the training context), and the answer given
+    (nothing for the fallback, which is the customer's own text)."""
+    context = count(question) + sum(count(text) for text in read)
+    answer = 0 if plan.kind is Kind.ABSTAINED else count(plan.text)
+    return Usage(context, answer, "tokenizer")
+
+
+def corrected_source(correction: Match) -> Passage:
+    """The customer's correction, as the source of its answer."""
+    return Passage(
+        chunk_id=0,
+        file_id=0,
+        filename=CORRECTED_ANSWER,
+        page=0,
+        heading=correction.question,
+        text=correction.answer,
+        tokens=0,
+        score=correction.similarity,
+        correction_id=correction.correction_id,
+    )
+
+
+def _pieces(text: str) -> list[str]:
+    """A known answer, sent a few words at a time as a model would."""
+    words = text.split(" ")
+    return [
+        " ".join(words[i : i + 6]) + (" " if i + 6 < len(words) else "")
+        for i in range(0, len(words), 6)
+    ]
 
 
 def _settle(

