@@ -118,6 +118,12 @@ def open_tenant(ctx: Context, app: FastAPI, canary: str) -> Tenant:
             files={"files": (f"{slug}-handbook.txt", f"The {canary} handbook.\n".encode())},
         )
     )
+    _created(
+        api.post(
+            f"/api/v1/assistants/{bot['id']}/corrections",
+            json={"question": f"Who runs {canary}?", "answer": f"{canary} runs {canary}."},
+        )
+    )
     question = f"Does {canary} open on Sundays?"
     chat = TestClient(app).post(
         f"/api/v1/public/{bot['public_key']}/chat", json={"message": question}

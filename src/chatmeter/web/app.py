@@ -16,6 +16,7 @@ from chatmeter.training.service import MAX_FILES_PER_UPLOAD
 from chatmeter.web import errors, widget
 from chatmeter.web.api import (
     account,
+    answers,
     assistants,
     billing,
     conversations,
@@ -57,7 +58,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (tokens, billing, account, keys, assistants, conversations, public):
+    for module in (tokens, billing, account, keys, assistants, answers, conversations, public):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(widget.router)
