@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from starlette.routing import Mount
 
 from chatmeter.accounts.models import ApiKey, EmailLink, LinkPurpose, User
+from chatmeter.answers.models import Correction
 from chatmeter.assistants.models import Assistant
 from chatmeter.billing.models import Invoice
 from chatmeter.chat.models import Conversation
@@ -69,6 +70,7 @@ ID_KINDS: dict[str, IdKind] = {
     "invitation_id": IdKind(EmailLink, (EmailLink.purpose == LinkPurpose.INVITE,)),
     "ledger_entry_id": IdKind(LedgerEntry),
     "key_id": IdKind(ApiKey),
+    "correction_id": IdKind(Correction),
 }
 
 
@@ -101,6 +103,7 @@ def public(why: str) -> Rule:
 
 UPLOAD = {"files": ("notes.txt", b"Opening hours: 9 to 5.\n")}
 TAKEN_OVER = {"name": "Taken over"}
+CORRECTION = {"question": "Who owns this now?", "answer": "Taken over."}
 
 COVERAGE: dict[str, Rule] = {
     # --- the REST API ------------------------------------------------------------------
@@ -129,6 +132,11 @@ COVERAGE: dict[str, Rule] = {
     "GET /api/v1/assistants/{assistant_id}/files": api(),
     "GET /api/v1/assistants/{assistant_id}/files/{file_id}": api(),
     "DELETE /api/v1/assistants/{assistant_id}/files/{file_id}": api(),
+    "GET /api/v1/assistants/{assistant_id}/questions": api(),
+    "GET /api/v1/assistants/{assistant_id}/corrections": api(),
+    "POST /api/v1/assistants/{assistant_id}/corrections": api(json=CORRECTION),
+    "PUT /api/v1/assistants/{assistant_id}/corrections/{correction_id}": api(json=CORRECTION),
+    "DELETE /api/v1/assistants/{assistant_id}/corrections/{correction_id}": api(),
     "GET /api/v1/conversations": api(
         query={"assistant_id": "assistant_id"},
         cursor={"before": "conversation_id"},
@@ -141,6 +149,10 @@ COVERAGE: dict[str, Rule] = {
     "POST /api/v1/public/{public_key}/chat": public(
         "visitors chat with the key on the customer's site; another account's "
         "conversation id starts a new conversation: test_a_visitor_cannot_continue_..."
+    ),
+    "POST /api/v1/public/{public_key}/messages/{message_id}/rating": public(
+        "the visitor rates an answer of his conversation, named by its secret public id; "
+        "anything else is the same 404: tests/answers/test_feedback.py"
     ),
     "GET /api/v1/public/{public_key}/widget": public("the widget's look, for the key's site"),
     # --- the panel ---------------------------------------------------------------------

@@ -37,6 +37,16 @@ class ChatLimiter:
             if not self._limiter.hit(item, "chat", *keys):
                 raise _refused()
 
+    def check_rating(self, *, visitor: str) -> None:
+        """Count one rating of an answer, at the visitor's message rate but counted apart
+        from messages; or raise ``RateLimited``."""
+        for item in self._per_visitor:
+            if not self._limiter.test(item, "rating", visitor):
+                raise RateLimited("too many ratings; please wait a moment and try again")
+        for item in self._per_visitor:
+            if not self._limiter.hit(item, "rating", visitor):
+                raise RateLimited("too many ratings; please wait a moment and try again")
+
     def reset(self) -> None:
         self._storage.reset()
 

@@ -2,8 +2,8 @@
 
 Browsers send ``Origin`` with every cross-site request, so the server, not the
 script, decides where an assistant runs: ``PublicOrigins`` answers requests to
-``/api/v1/public/{key}/widget`` and ``/chat`` from any other website with 403,
-and gives CORS headers to the assistant's allowed domains only. A request
+``/api/v1/public/{key}/widget``, ``/chat`` and an answer's ``/rating`` from any other
+website with 403, and gives CORS headers to the assistant's allowed domains only. A request
 without ``Origin`` is not a cross-site browser request (another server using
 the API, or a page of Chatmeter's own fetching the widget settings) and passes.
 """
@@ -31,7 +31,7 @@ router = APIRouter(include_in_schema=False)
 # that a fix reaches every customer's site within the hour; the ETag makes the
 # revalidation after that cheap.
 SCRIPT_CACHE = "public, max-age=600, stale-while-revalidate=3600"
-PUBLIC_PATH = re.compile(r"^/api/v1/public/([^/]+)/(chat|widget)$")
+PUBLIC_PATH = re.compile(r"^/api/v1/public/([^/]+)/(chat|widget|messages/[^/]+/rating)$")
 PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST",
     "Access-Control-Allow-Headers": "Content-Type, Accept",
@@ -85,7 +85,7 @@ class PublicOrigins:
             # No such assistant: its own "unavailable" answer, unreadable cross-site.
             await self.app(scope, receive, _vary(send))
         elif domains is None or not _allowed(origin, domains, request, ctx):
-            await _forbidden(send, json_body=match[2] == "chat")
+            await _forbidden(send, json_body=match[2] != "widget")
         elif preflight:
             await _respond(
                 send, 204, b"", {"Access-Control-Allow-Origin": origin} | PREFLIGHT_HEADERS

@@ -54,6 +54,10 @@
           sources: Array.isArray(m.sources)
             ? m.sources.filter((s) => s && typeof s.name === "string")
             : [],
+          // What rating the answer needs: its id, its conversation, the vote given.
+          messageId: Number.isInteger(m.messageId) ? m.messageId : null,
+          conversation: typeof m.conversation === "string" ? m.conversation : null,
+          rating: m.rating === "up" || m.rating === "down" ? m.rating : null,
         }));
     }
     state.open = saved.open === true;
@@ -91,6 +95,8 @@
     close: "M18 6 6 18M6 6l12 12",
     send: "M12 19V5M5 12l7-7 7 7",
     restart: "M3 4v6h6M3.5 15a9 9 0 1 0 2.1-9.4L3 10",
+    up: "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.3a2 2 0 0 0 2-1.7l1.4-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3",
+    downvote: "M10 15v4a3 3 0 0 0 3 3l4-9V2H5.7a2 2 0 0 0-2 1.7l-1.4 9a2 2 0 0 0 2 2.3zm7-13h2.7A2.3 2.3 0 0 1 22 4v7a2.3 2.3 0 0 1-2.3 2H17",
   };
   const icon = (which, size = 20) => {
     const svg = document.createElementNS(SVG, "svg");
@@ -279,6 +285,15 @@ button { font: inherit; margin: 0; }
   display: grid; place-items: center; background: #e2e8f0; color: #334155; font-size: 11px; font-weight: 600;
 }
 .name { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.votes { display: flex; gap: 6px; margin-top: 6px; }
+.vote {
+  width: 32px; height: 32px; border-radius: 10px; border: 1px solid #e2e8f0; padding: 0;
+  display: grid; place-items: center; cursor: pointer; background: #ffffff; color: #64748b;
+}
+.vote:hover { color: #111827; border-color: #cbd5e1; }
+.vote[aria-pressed="true"] { background: var(--accent); border-color: var(--accent); color: var(--on-accent); }
+.vote:disabled { cursor: default; opacity: .6; }
+.vote:focus-visible { outline: 3px solid color-mix(in srgb, var(--accent) 45%, transparent); outline-offset: 2px; }
 .composer {
   display: flex; align-items: flex-end; gap: 8px; padding: 12px 12px 8px;
   border-top: 1px solid #e5e7eb; background: #ffffff;
@@ -377,6 +392,46 @@ button { font: inherit; margin: 0; }
       return list;
     };
 
+    // "Helpful" / "Not helpful" under an answer: one vote, which a second click on the
+    // other button changes; the pressed button shows the vote given.
+    const VOTES = [["up", "up", "Helpful"], ["down", "downvote", "Not helpful"]];
+    const votes = (m) => {
+      const group = h("div", { class: "votes", role: "group", "aria-label": "Was this answer helpful?" });
+      const buttons = VOTES.map(([rating, shape, label]) =>
+        h("button", { class: "vote", type: "button", "aria-label": label, title: label,
+          "aria-pressed": String(m.rating === rating), "data-rating": rating }, icon(shape, 16)));
+      const show = () => buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.rating === m.rating)));
+      let sending = false;
+      for (const button of buttons) {
+        button.addEventListener("click", async () => {
+          const rating = button.dataset.rating;
+          if (sending || m.rating === rating) return;
+          sending = true;
+          buttons.forEach((b) => { b.disabled = true; });
+          try {
+            const response = await fetch(endpoint(`messages/${m.messageId}/rating`), {
+              method: "POST",
+              credentials: "omit",
+              headers: { "Content-Type": "application/json" },
+              body: JSON.stringify({ conversation_id: m.conversation, rating }),
+            });
+            if (!response.ok) throw new Error(String(response.status));
+            m.rating = rating;
+            saveState(state);
+            live.textContent = "Thank you for your feedback.";
+          } catch {
+            live.textContent = "Your rating could not be sent. Please try again later.";
+          }
+          sending = false;
+          buttons.forEach((b) => { b.disabled = false; });
+          show();
+          button.focus();
+        });
+      }
+      group.append(...buttons);
+      return group;
+    };
+
     const bubble = (role, text, { sources = [], notice = false } = {}) => {
       const message = h("div", { class: `msg ${role === "user" ? "user" : "bot"}${notice ? " notice" : ""}` },
         h("div", { class: "bubble", text }));
@@ -388,7 +443,10 @@ button { font: inherit; margin: 0; }
     const render = () => {
       log.replaceChildren();
       if (welcome) bubble("assistant", welcome);
-      for (const m of state.messages) bubble(m.role, m.text, { sources: Array.isArray(m.sources) ? m.sources : [] });
+      for (const m of state.messages) {
+        const shown = bubble(m.role, m.text, { sources: Array.isArray(m.sources) ? m.sources : [] });
+        if (m.role === "assistant" && m.messageId && m.conversation) shown.append(votes(m));
+      }
       toBottom();
     };
 
@@ -464,6 +522,7 @@ button { font: inherit; margin: 0; }
       const answer = document.createTextNode("");
       let text = "";
       let sources = [];
+      let messageId = null;
       let failure = null;
       try {
         const response = await fetch(endpoint("chat"), {
@@ -495,6 +554,7 @@ button { font: inherit; margin: 0; }
               if (follow) toBottom();
             } else if (event === "done") {
               sources = citations(data.sources);
+              if (Number.isInteger(data.message_id)) messageId = data.message_id;
             } else if (event === "error") {
               failure = UNAVAILABLE;
             }
@@ -511,7 +571,9 @@ button { font: inherit; margin: 0; }
         live.textContent = failure || NO_ANSWER;
       } else {
         if (sources.length) reply.append(sourceList(sources));
-        state.messages.push({ role: "user", text: question }, { role: "assistant", text, sources });
+        const said = { role: "assistant", text, sources, messageId, conversation: state.conversationId, rating: null };
+        if (messageId && said.conversation) reply.append(votes(said));
+        state.messages.push({ role: "user", text: question }, said);
         saveState(state);
         live.textContent = `${title}: ${text}`;
       }

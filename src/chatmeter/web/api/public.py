@@ -8,18 +8,19 @@ a browser is decided before they run, by ``chatmeter.web.widget.PublicOrigins``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
+from chatmeter.answers import feedback
 from chatmeter.assistants import service as assistants
 from chatmeter.chat import admission, streaming
 from chatmeter.http.client import visitor_key
 from chatmeter.http.sse import EventStream
-from chatmeter.web.deps import ContextDep
+from chatmeter.web.deps import ContextDep, IdPath
 from chatmeter.web.schemas import Strict
 
 router = APIRouter(tags=["public"])
@@ -61,6 +62,32 @@ async def public_chat(public_key: str, body: ChatIn, request: Request, ctx: Cont
     if "text/event-stream" in request.headers.get("accept", ""):
         return EventStream(streaming.events(turn))  # a visitor who leaves: it settles itself
     return await streaming.answer(turn)
+
+
+class RatingIn(Strict):
+    conversation_id: Annotated[StrictStr, Field(min_length=1, max_length=40)]
+    rating: Literal["up", "down"]
+
+
+@router.post(
+    "/public/{public_key}/messages/{message_id}/rating",
+    responses={
+        404: {"description": "no such answer in this visitor's conversation"},
+        429: {"description": "rate_limited"},
+    },
+)
+def rate_answer(
+    public_key: str, message_id: IdPath, body: RatingIn, request: Request, ctx: ContextDep
+) -> dict[str, Any]:
+    """The visitor's vote on an answer: ``up`` or ``down``; voting again changes the vote."""
+    return feedback.rate(
+        ctx,
+        public_key=public_key,
+        conversation_id=body.conversation_id,
+        message_id=message_id,
+        rating=body.rating,
+        visitor=visitor_key(request, ctx.settings),
+    )
 
 
 @router.get(
