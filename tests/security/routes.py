@@ -207,6 +207,12 @@ COVERAGE: dict[str, Rule] = {
         cursor={"before": "conversation_id"}
     ),
     "GET /panel/assistants/{assistant_id}/conversations/{conversation_id}": panel(),
+    "GET /panel/assistants/{assistant_id}/answers": panel(),
+    "GET /panel/assistants/{assistant_id}/answers/new": panel(),
+    "POST /panel/assistants/{assistant_id}/corrections": panel(form=CORRECTION),
+    "GET /panel/assistants/{assistant_id}/corrections/{correction_id}": panel(),
+    "POST /panel/assistants/{assistant_id}/corrections/{correction_id}": panel(form=CORRECTION),
+    "POST /panel/assistants/{assistant_id}/corrections/{correction_id}/delete": panel(form={}),
     "GET /panel/settings": panel(),
     "POST /panel/settings/account": panel(form={"name": "Renamed", "timezone": "UTC"}),
     "POST /panel/settings/contact-email": panel(form={"email": "new-contact@example.org"}),

@@ -64,6 +64,10 @@ def message_dicts(session: Session, *, conversation_id: int) -> list[dict[str, A
             "prompt_tokens": m.prompt_tokens,
             "completion_tokens": m.completion_tokens,
             "sources": json.loads(m.sources),
+            # How the answer was made ("abstained": it said it did not know; "corrected":
+            # the customer's own answer) and the visitor's vote on it, if any.
+            "answer_kind": m.answer_kind,
+            "rating": {1: "up", -1: "down"}.get(m.rating) if m.rating is not None else None,
             "created_at": m.created_at,
         }
         for m in rows

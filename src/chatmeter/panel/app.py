@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from chatmeter.panel.deps import MaybeViewerDep, NoSuchPage, SignInRequired
 from chatmeter.panel.limits import SignInLimiter
 from chatmeter.panel.pages import (
+    answers,
     api_keys,
     assistants,
     billing,
@@ -36,6 +37,7 @@ AREAS = [
     assistants,
     training,
     conversations,
+    answers,
     settings,
     team,
     api_keys,

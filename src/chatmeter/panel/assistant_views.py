@@ -34,6 +34,7 @@ TABS = [
     ("test", "Test chat", "/test"),
     ("embed", "Embed", "/embed"),
     ("conversations", "Conversations", "/conversations"),
+    ("answers", "Answers", "/answers"),
 ]
 
 PILLS: dict[str, str] = {FileStatus.READY: "pill-ok", FileStatus.FAILED: "pill-off"}

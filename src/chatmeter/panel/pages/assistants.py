@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from chatmeter.accounts import service as accounts
+from chatmeter.answers import modes
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
 from chatmeter.assistants.schemas import limits
@@ -171,6 +173,7 @@ def _settings_page(
             session, account_id=viewer.account_id, assistant_id=bot["id"]
         )
         form = form_of(assistant) | (sent or {})
+        contact_email = accounts.get_account(session, account_id=viewer.account_id).contact_email
     return assistant_page(
         request,
         viewer,
@@ -180,6 +183,8 @@ def _settings_page(
         form=form,
         limits=limits(),
         models=ctx_of(request).models.choices,
+        answer_modes=[(str(mode), label) for mode, label in modes.MODE_LABELS.items()],
+        default_fallback=modes.fallback_text("", contact_email),
         status=status,
         **context,
     )
