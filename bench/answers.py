@@ -38,11 +38,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import chatmeter.models  # noqa: E402, F401 (every table, for create_all)
 from chatmeter.answers.grounding import normalise  # noqa: E402
 from chatmeter.config import Env, Settings  # noqa: E402
 from chatmeter.context import Context  # noqa: E402
 from chatmeter.db import Database  # noqa: E402
-import chatmeter.models  # noqa: E402, F401 (every table, for create_all)
 
 SETS = ROOT / "bench" / "answers"
 
@@ -207,9 +207,14 @@ def train(ctx: Context, collection: Collection) -> tuple[int, str]:
         ids = (assistant.id, assistant.public_key, owner.account_id)
     purchases.purchase(ctx, account_id=ids[2], packages=1000)
     started = time.perf_counter()
-    training.process_queue(ctx)
+    ready = failed = 0
+    while True:
+        done = training.process_queue(ctx, limit=100)
+        ready, failed = ready + done["ready"], failed + done["failed"]
+        if not done["ready"] and not done["failed"]:
+            break
     print(
-        f"  trained {collection.name}: {len(collection.documents)} documents in "
+        f"  trained {collection.name}: {ready} documents ready, {failed} failed, in "
         f"{time.perf_counter() - started:.0f} s",
         flush=True,
     )

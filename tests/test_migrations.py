@@ -147,7 +147,12 @@ def test_the_upgrade_keeps_every_row_index_and_trigger(
                 conn.execute(text(f"SELECT setval('{table}_id_seq', 3)"))
     with engine.connect() as conn:
         inspector = inspect(conn)
-        indexes = {t: {i["name"] for i in inspector.get_indexes(t)} for t in _surrogate_keyed()}
+        existing = set(inspector.get_table_names())  # tables added later are not there yet
+        indexes = {
+            t: {i["name"] for i in inspector.get_indexes(t)}
+            for t in _surrogate_keyed()
+            if t in existing
+        }
     upgrade(empty_url)
 
     with engine.begin() as conn:

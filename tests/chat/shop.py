@@ -109,7 +109,13 @@ def open_shop(
     on DOCUMENTS."""
     account_id = new_account(ctx, email=email)
     now = ctx.clock.now()
-    settings = {"name": "Help Center", "max_tokens": 16, "temperature": 0} | fields
+    # The generation path: these tests are about generating, settling and refusing.
+    settings = {
+        "name": "Help Center",
+        "max_tokens": 16,
+        "temperature": 0,
+        "answer_mode": "generated",
+    } | fields
     with ctx.db.uow() as uow:
         api_key = accounts.issue_api_key(uow.session, account_id=account_id, now=now)
         assistant = assistants.create_assistant(

@@ -49,7 +49,7 @@ def test_a_visitor_chats_and_the_customer_sees_the_conversation(
         widget_title="Northwind Help",
         widget_color="#0f766e",
         welcome_message="Hi! Ask me about our café, delivery or brewing.",
-        max_tokens=24,
+        max_tokens=80,
         passages=2,
     )
     train(ctx, shop, DOCUMENTS)

@@ -20,6 +20,7 @@ Three uses, one scale:
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -31,11 +32,11 @@ import numpy.typing as npt
 Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 # Tuned on the dev half of bench/answers (see docs/benchmarks.md, "Answers").
-ANSWER_THRESHOLD = 0.55  # the best sentence's support below this: abstain
-KEEP_WITHIN = 0.08  # further sentences kept when their support is this close to the best
-MAX_SENTENCES = 3
+ANSWER_THRESHOLD = 0.35  # the best sentence's support below this: abstain
+KEEP_WITHIN = 0.1  # further sentences kept when their support is this close to the best
+MAX_SENTENCES = 3  # best-supported sentences quoted, each with its two neighbours
 CHECK_THRESHOLD = 0.72  # a generated sentence's cosine to its closest passage sentence
-DENSE_WEIGHT = 0.6  # support = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * word coverage
+DENSE_WEIGHT = 0.4  # support = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * word coverage
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|[-+]{1,2}[\w-]+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -150,16 +151,27 @@ def support(
     found: Sequence[Sentence],
     vectors: npt.NDArray[np.float32],
 ) -> list[Supported]:
-    """Every sentence's support for the question, best first (ties: earlier passage first)."""
-    wanted = content_words(question)
-    headings = [content_words(p.heading) for p in passages]
+    """Every sentence's support for the question, best first (ties: earlier passage first).
+
+    Coverage weighs each content word of the question by its rarity among the
+    sentences (inverse document frequency): the word that names the subject
+    ("nonlocal", "--human-readable") counts more than "file". A word of the
+    question no sentence contains weighs most and lowers every sentence's
+    coverage: the documents probably do not speak of it.
+    """
     if not found:
         return []
+    wanted = content_words(question)
+    headings = [content_words(p.heading) for p in passages]
+    words = [content_words(s.text) | headings[s.passage] for s in found]
+    weight = {
+        term: math.log(1 + len(found) / (0.5 + sum(term in w for w in words))) for term in wanted
+    }
+    total = sum(weight.values())
     cosines = vectors @ np.asarray(question_vector, dtype=np.float32)
     scored = []
-    for sentence, cosine in zip(found, cosines, strict=True):
-        words = content_words(sentence.text) | headings[sentence.passage]
-        coverage = len(wanted & words) / len(wanted) if wanted else 0.0
+    for sentence, terms, cosine in zip(found, words, cosines, strict=True):
+        coverage = sum(weight[t] for t in wanted & terms) / total if total else 0.0
         score = DENSE_WEIGHT * float(cosine) + (1 - DENSE_WEIGHT) * coverage
         scored.append(Supported(sentence, score, float(cosine), coverage))
     scored.sort(key=lambda s: (-s.score, s.sentence.passage, s.sentence.position))
@@ -184,11 +196,12 @@ def compose(
     """The answer made of the best-supported sentences, or ``Composed("")``.
 
     Kept: the best sentence, and up to ``most`` - 1 more whose support is within
-    ``within`` of it; the sentence right after a kept one when the kept one is
-    short (it usually finishes the thought). They are quoted in the documents'
-    order, grouped by passage, each group labelled with its passage's number
-    (1-based, as the sources are shown). ``fits`` tells whether an answer still
-    fits the response cap; a sentence that would not fit is left out.
+    ``within`` of it, each with the sentences right before and after it (the
+    subject of "This method is called…" is in the one before, the detail often in
+    the one after). They are quoted in the documents' order, grouped by passage,
+    each group labelled with its passage's number (1-based, as the sources are
+    shown). ``fits`` tells whether an answer still fits the response cap; a
+    neighbour or a further sentence that would not fit is left out.
     """
     if not scored or scored[0].score < threshold:
         return Composed("", (), scored[0].score if scored else 0.0)
@@ -199,13 +212,16 @@ def compose(
             break
         chosen.append(candidate.sentence)
     by_place = {(c.sentence.passage, c.sentence.position): c.sentence for c in scored}
-    for sentence in list(chosen):
-        following = by_place.get((sentence.passage, sentence.position + 1))
-        if len(sentence.text) < 80 and following is not None and following not in chosen:
-            chosen.append(following)
+    neighbours = [
+        by_place[(s.passage, s.position + step)]
+        for s in chosen
+        for step in (-1, 1)
+        if (s.passage, s.position + step) in by_place
+    ]
+    quoted = list(dict.fromkeys(chosen + neighbours))
     passage_order = list(dict.fromkeys(s.passage for s in chosen))
     groups: dict[int, list[str]] = {}
-    for sentence in sorted(chosen, key=lambda s: (passage_order.index(s.passage), s.position)):
+    for sentence in sorted(quoted, key=lambda s: (passage_order.index(s.passage), s.position)):
         trial = {**groups, sentence.passage: [*groups.get(sentence.passage, []), sentence.text]}
         if fits(_render(trial)):
             groups = trial

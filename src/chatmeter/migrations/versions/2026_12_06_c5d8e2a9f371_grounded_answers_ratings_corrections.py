@@ -53,7 +53,7 @@ def upgrade() -> None:
     op.create_table(
         "corrections",
         sa.Column("id", ID, nullable=False),
-        sa.Column("account_id", ID, nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("assistant_id", ID, nullable=False),
         sa.Column("question", sa.Text(), nullable=False),
         sa.Column("answer", sa.Text(), nullable=False),
