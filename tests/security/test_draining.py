@@ -50,7 +50,9 @@ def test_concurrent_turns_never_pass_an_assistants_daily_cap(ctx: Context) -> No
     sizing = start(loose, probe.public_key)  # what one turn of this kind reserves
     per_turn = sizing.held
     sizing.abandon()
-    shop = open_shop(loose, tokens=100_000, train=False, daily_token_cap=3 * per_turn + 10)
+    shop = open_shop(
+        loose, tokens=100_000, train=False, daily_token_cap=3 * per_turn + per_turn // 2
+    )
     together = threading.Barrier(20)
 
     def attempt(_: int) -> Turn | None:
