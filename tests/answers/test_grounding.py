@@ -76,6 +76,14 @@ def test_a_quote_never_exceeds_what_fits() -> None:
     assert composed.text == "Sentence number 0. [1]"
 
 
+def test_when_not_even_the_best_sentence_fits_its_first_words_are_quoted() -> None:
+    top = grounding.ANSWER_THRESHOLD + 0.2
+    scored = _scored([top])
+    composed = grounding.compose(scored, fits=lambda text: len(text) <= 20)
+    assert composed.text == "Sentence number… [1]"
+    assert grounding.compose(scored, fits=lambda text: False).text == ""
+
+
 def _axis(*weights: float) -> npt.NDArray[np.float32]:
     vector = np.array(weights, dtype=np.float32)
     return vector / np.linalg.norm(vector)

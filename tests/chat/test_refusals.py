@@ -225,7 +225,7 @@ def test_accounts_never_see_each_others_conversations(
     """Another account's conversation is a 404 and absent from every list, and its public
     id used on another assistant starts a fresh conversation with no history."""
     alice = open_shop(ctx, email="alice@example.com", tokens=5_000)
-    bob = open_shop(ctx, email="bob@example.com", tokens=5_000, train=False)
+    bob = open_shop(ctx, email="bob@example.com", tokens=5_000)
     reply = visitor.post(alice.chat_url, json={"message": QUESTION})
     assert reply.status_code == 200
     (conversation,) = alice.owner(visitor).get("/api/v1/conversations").json()
@@ -243,12 +243,12 @@ def test_accounts_never_see_each_others_conversations(
     turn = admission.start_turn(
         ctx,
         public_key=bob.public_key,
-        message="Hello",
+        message=QUESTION,  # answered from bob's own documents: a prompt is built
         conversation_id=reply.json()["conversation_id"],
         visitor="testclient",
     )
     assert turn.conversation_public_id != reply.json()["conversation_id"]
-    assert [m.role for m in turn.request.messages] == ["system", "user"]
+    assert [m.role for m in turn.request.messages] == ["system", "user"]  # no history
     (fresh,) = owner.get("/api/v1/conversations").json()
     assert fresh["id"] != conversation["id"] and fresh["assistant_id"] == bob.assistant_id
     turn.abandon()  # it never ran: its hold goes back, and its empty conversation

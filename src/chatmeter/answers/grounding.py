@@ -201,7 +201,8 @@ def compose(
     the one after). They are quoted in the documents' order, grouped by passage,
     each group labelled with its passage's number (1-based, as the sources are
     shown). ``fits`` tells whether an answer still fits the response cap; a
-    neighbour or a further sentence that would not fit is left out.
+    neighbour or a further sentence that would not fit is left out, and when not
+    even the best sentence fits, its first words are quoted, ending with "…".
     """
     if not scored or scored[0].score < threshold:
         return Composed("", (), scored[0].score if scored else 0.0)
@@ -225,8 +226,14 @@ def compose(
         trial = {**groups, sentence.passage: [*groups.get(sentence.passage, []), sentence.text]}
         if fits(_render(trial)):
             groups = trial
-    if not groups:
-        return Composed("", (), best)
+    if not groups:  # not even the best sentence fits the response cap: its first words do
+        top = scored[0].sentence
+        words = top.text.split()
+        while words and not fits(_render({top.passage: [" ".join(words) + "…"]})):
+            words.pop()
+        if not words:
+            return Composed("", (), best)
+        groups = {top.passage: [" ".join(words) + "…"]}
     return Composed(_render(groups), tuple(groups), best)
 
 
@@ -238,7 +245,7 @@ def _render(groups: dict[int, list[str]]) -> str:
 
 
 def _sentence_end(text: str) -> str:
-    return text if text[-1] in ".!?:;" else text + "."
+    return text if text[-1] in ".!?:;…" else text + "."
 
 
 # --- checking a generated answer -------------------------------------------------------
