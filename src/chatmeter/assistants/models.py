@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from sqlalchemy import Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,6 +29,11 @@ class Assistant(Base):
     widget_title: Mapped[str] = mapped_column(String(60), default="")
     widget_color: Mapped[str] = mapped_column(String(7), default="#2563eb")
     widget_position: Mapped[str] = mapped_column(String(5), default="right")
+    # The customer's own wording of the widget's texts, a JSON object by key
+    # (``widget_texts.KEYS``); a key left out takes the visitor's language's default.
+    widget_texts: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    # "auto" follows the visitor's light or dark preference; "light" or "dark" fixes it.
+    widget_theme: Mapped[str] = mapped_column(String(5), default="auto", server_default="auto")
     # Abuse limits: tokens per day of the account's time zone, turns per conversation
     # (0: none), and what visitors see of the sources ("none", "names", "passages").
     daily_token_cap: Mapped[int] = mapped_column(Integer, default=100_000, server_default="100000")
@@ -51,3 +57,14 @@ class Assistant(Base):
     @property
     def domains(self) -> list[str]:
         return [d for d in self.allowed_domains.split("\n") if d]
+
+    @property
+    def texts(self) -> dict[str, str]:
+        """The customer's own wording of the widget's texts (``widget_texts``), by key."""
+        try:
+            stored = json.loads(self.widget_texts or "{}")
+        except ValueError:
+            return {}
+        if not isinstance(stored, dict):
+            return {}
+        return {k: v for k, v in stored.items() if isinstance(k, str) and isinstance(v, str)}

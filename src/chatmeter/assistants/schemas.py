@@ -20,12 +20,14 @@ from pydantic_core import ErrorDetails
 
 from chatmeter import validation
 from chatmeter.storable import check_storable
+from chatmeter.widget import texts
 
 _HOST = re.compile(
     r"^(\*\.)?(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?$"
 )
 
 Name = Annotated[StrictStr, Field(min_length=1, max_length=100)]
+TEXT_LENGTH = 200  # characters in one of the widget's texts
 
 
 class AssistantFields(BaseModel):
@@ -51,6 +53,18 @@ class AssistantFields(BaseModel):
     widget_title: Annotated[StrictStr, Field(max_length=60)] | None = None
     widget_color: Annotated[StrictStr, Field(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
     widget_position: Literal["left", "right"] | None = None
+    widget_texts: Annotated[dict[StrictStr, StrictStr], Field(max_length=len(texts.KEYS))] | None = (
+        Field(
+            None,
+            description="Your own wording of the widget's texts, by key (subtitle, "
+            "placeholder, ...), shown in every language; a key left out or blank shows the "
+            "visitor's language's default.",
+        )
+    )
+    widget_theme: Literal["auto", "light", "dark"] | None = Field(
+        None,
+        description="auto follows the visitor's light or dark preference; light or dark fixes it.",
+    )
     allowed_domains: Annotated[list[StrictStr], Field(max_length=50)] | None = None
     daily_token_cap: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = Field(
         None,
@@ -90,6 +104,18 @@ class AssistantFields(BaseModel):
             raise ValueError("the name must not be blank")
         return value.strip() if value is not None else None
 
+    @field_validator("widget_texts")
+    @classmethod
+    def _texts(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        for key, text in value.items():
+            if key not in texts.KEYS:
+                raise ValueError(f"{key!r} is not one of the widget's texts: {', '.join(texts.KEYS)}")
+            if len(text) > TEXT_LENGTH:
+                raise ValueError(f"the text {key!r} is longer than {TEXT_LENGTH} characters")
+        return {key: text.strip() for key, text in value.items() if text.strip()}
+
     @field_validator("allowed_domains")
     @classmethod
     def _domains(cls, value: list[str] | None) -> list[str] | None:
@@ -122,6 +148,8 @@ LABELS = {
     "widget_title": "the widget title",
     "widget_color": "the colour",
     "widget_position": "the position",
+    "widget_texts": "the widget's texts",
+    "widget_theme": "the theme",
     "allowed_domains": "the allowed websites",
     "daily_token_cap": "the daily token cap",
     "turns_per_conversation": "the questions per conversation",

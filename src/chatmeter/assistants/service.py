@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import secrets
 from typing import Any
@@ -37,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "widget_title": "",
     "widget_color": "#2563eb",
     "widget_position": "right",
+    "widget_texts": {},
+    "widget_theme": "auto",
     "allowed_domains": [],
     # About 50 typical conversations a day: a crowd with the public key can drain no
     # more than this from the shared balance in a day, per assistant.
@@ -187,6 +190,8 @@ def assistant_dict(assistant: Assistant) -> dict[str, Any]:
         "widget_title": assistant.widget_title or assistant.name,
         "widget_color": assistant.widget_color,
         "widget_position": assistant.widget_position,
+        "widget_texts": assistant.texts,
+        "widget_theme": assistant.widget_theme,
         "allowed_domains": assistant.domains,
         "daily_token_cap": assistant.daily_token_cap,
         "turns_per_conversation": assistant.turns_per_conversation,
@@ -208,6 +213,8 @@ def _apply(assistant: Assistant, values: dict[str, Any]) -> None:
     for name, value in values.items():
         if name == "allowed_domains":
             value = "\n".join(value)
+        elif name == "widget_texts":
+            value = json.dumps(value, ensure_ascii=False, sort_keys=True)
         elif name == "temperature":
             value = float(value)
         setattr(assistant, name, value)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatmeter.db import Base, BigIntPK, UTCDateTime
@@ -53,6 +64,8 @@ class Message(Base):
     # How an answer was made: "quotes", "checked", "generated", "corrected" (the
     # customer's own answer) or "abstained" (the fallback: it did not know).
     answer_kind: Mapped[str] = mapped_column(String(12), default="", server_default="")
+    # True when the answer stopped at the response cap: shown with a marker.
+    cut_off: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     rating: Mapped[int | None] = mapped_column(SmallInteger, default=None)  # +1 or -1
     rated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

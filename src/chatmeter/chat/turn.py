@@ -172,8 +172,20 @@ class Turn:
             "conversation_id": self.conversation_public_id,
             "message_id": self.message_id,
             "abstained": self.kind is Kind.ABSTAINED,
+            "cut_off": self.cut_off,
             "sources": [p.shown(self.show_sources) | {"label": i} for i, p in enumerate(shown, 1)],
         }
+
+    @property
+    def cut_off(self) -> bool:
+        """Whether the answer stopped at the response cap (shown with a marker)."""
+        stream = self._stream
+        return (
+            stream is not None
+            and stream.finish_reason == "length"
+            and self.kind is not Kind.ABSTAINED
+            and bool(self.answer)
+        )
 
     def _generate(self) -> Iterator[str]:
         """The model's text as it comes; in the checked mode, only its supported
@@ -232,6 +244,7 @@ class Turn:
             "message_id": self.message_id,
             "answer": self.answer,
             "abstained": events[-1]["abstained"],
+            "cut_off": events[-1]["cut_off"],
             "sources": events[-1]["sources"],
         }
 
@@ -305,6 +318,7 @@ class Turn:
                 hold_id=self.hold_id,
                 status=self.status,
                 answer_kind=self.kind.value,
+                cut_off=self.cut_off,
                 created_at=now,
                 sources=json.dumps(
                     [] if self.kind is Kind.ABSTAINED else [p.source() for p in self.passages]

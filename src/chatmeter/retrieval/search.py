@@ -14,6 +14,7 @@ from chatmeter.knowledge.embeddings import Embedder
 from chatmeter.retrieval import keyword
 from chatmeter.retrieval.vectors import VectorCache
 from chatmeter.training.models import Chunk, TrainingFile
+from chatmeter.training.titles import shown_title
 
 RRF_K = 60  # the constant of Cormack et al.; dampens the weight of the very top ranks
 CANDIDATES = 30
@@ -32,12 +33,14 @@ class Passage:
     tokens: int
     score: float
     correction_id: int | None = None  # set when the source is the customer's correction
+    title: str = ""  # what visitors see as the source (``training.titles.shown_title``)
 
     def source(self) -> dict[str, object]:
         """The whole source, as the customer's own conversation pages show it."""
         source: dict[str, object] = {
             "file_id": self.file_id,
             "filename": self.filename,
+            "title": self.title or self.filename,
             "page": self.page,
             "heading": self.heading,
             "passage": self.text,
@@ -47,11 +50,13 @@ class Passage:
         return source
 
     def shown(self, show: str) -> dict[str, object]:
-        """What a visitor may see of this source: ``names`` (the file's name, heading and
-        page) or ``passages`` (also an excerpt). Never our ids or the whole passage."""
+        """What a visitor may see of this source: ``names`` (the document's title, heading
+        and page) or ``passages`` (also an excerpt). Never our ids, the file's name (the
+        customer's own, often internal) or the whole passage."""
         shown: dict[str, object] = {
-            "filename": self.filename,
-            "page": self.page,
+            "title": self.title or self.filename,
+            # Pages mean something in a PDF only; every other file is "page 1".
+            "page": self.page if self.filename.lower().endswith(".pdf") else None,
             "heading": "" if self.correction_id is not None else self.heading,
         }
         if show == "passages":
@@ -102,6 +107,8 @@ def retrieve(
                 Chunk.id,
                 Chunk.file_id,
                 TrainingFile.filename,
+                TrainingFile.title,
+                TrainingFile.detected_title,
                 Chunk.page,
                 Chunk.heading,
                 Chunk.text,
@@ -125,7 +132,18 @@ def retrieve(
         if spent + cost > budget:
             continue  # a smaller passage further down may still fit
         spent += cost
+        title = shown_title(row.title, row.detected_title, row.filename)
         chosen.append(
-            Passage(row.id, row.file_id, row.filename, row.page, row.heading, row.text, cost, score)
+            Passage(
+                row.id,
+                row.file_id,
+                row.filename,
+                row.page,
+                row.heading,
+                row.text,
+                cost,
+                score,
+                title=title,
+            )
         )
     return chosen

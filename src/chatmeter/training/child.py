@@ -57,6 +57,7 @@ class Processed:
     pages: int
     pieces: list[Any]  # chatmeter.knowledge.chunking.Chunk
     vectors: np.ndarray  # float32 (len(pieces), dimensions)
+    title: str = ""  # the document's own title, as its format states it
 
 
 def main(argv: list[str]) -> int:
@@ -135,7 +136,7 @@ def process(job: Job, embedder: Any, progress: Callable[[int], None]) -> Process
         vectors.append(embedder.embed([p.embedding_text for p in batch]))
         progress(20 + int(75 * min(len(pieces), start + EMBED_BATCH) / len(pieces)))
     matrix = np.vstack(vectors).astype("<f4")
-    return Processed(document.format, len(document.pages), pieces, matrix)
+    return Processed(document.format, len(document.pages), pieces, matrix, document.title)
 
 
 def out_of_memory(exc: BaseException) -> bool:

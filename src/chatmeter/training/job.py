@@ -33,6 +33,7 @@ from chatmeter.db import rowcount
 from chatmeter.knowledge.errors import ExtractionError, QuotaReached
 from chatmeter.services import Basics
 from chatmeter.training.child import Job, Processed
+from chatmeter.training.titles import detected_title
 from chatmeter.training.models import Chunk, FileStatus, TrainingFile
 from chatmeter.training.parts import drop_parts, read_parts
 from chatmeter.training.quotas import Quota, lock, passages_room
@@ -215,6 +216,7 @@ def _store(ctx: TrainingServices, file_id: int, sha256: str, result: Processed) 
         )
         file.status = FileStatus.READY
         file.format = result.format
+        file.detected_title = detected_title(result.title, file.filename)
         file.progress = 100
         file.pages = result.pages
         file.chunks = len(pieces)

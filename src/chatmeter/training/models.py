@@ -40,6 +40,10 @@ class TrainingFile(Base):
     assistant_id: Mapped[int] = mapped_column(ForeignKey("assistants.id"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     filename: Mapped[str] = mapped_column(String(255))
+    # What visitors see as the source: the customer's title, else the document's own
+    # (``detected_title``, found by training), else the file's name made readable.
+    title: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    detected_title: Mapped[str] = mapped_column(String(200), default="", server_default="")
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     format: Mapped[str | None] = mapped_column(String(16), default=None)
