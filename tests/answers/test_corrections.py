@@ -95,7 +95,7 @@ def test_the_next_visitor_gets_the_corrected_answer(ctx: Context, visitor: TestC
 
     assert after["answer"] == GIFT_CARDS
     assert after["abstained"] is False
-    assert [s["filename"] for s in after["sources"]] == [CORRECTED_ANSWER]
+    assert [s["title"] for s in after["sources"]] == [CORRECTED_ANSWER]
 
 
 def test_another_accounts_assistant_and_corrections_are_not_found(

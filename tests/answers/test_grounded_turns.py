@@ -35,7 +35,7 @@ def test_quotes_answer_from_the_documents_without_the_model_and_cost_what_they_r
 
     assert "packages of 5,000 tokens" in answer["answer"]
     assert answer["answer"].endswith("[1]") and answer["abstained"] is False
-    assert answer["sources"][0]["filename"] == "buying-tokens.txt"
+    assert answer["sources"][0]["title"] == "Buying tokens"
     assert model.calls == 0  # nothing generated: quoted
     (reply,) = answers(ctx)
     assert reply.answer_kind == "quotes" and reply.content == answer["answer"]

@@ -27,6 +27,8 @@ EVERY_SETTING: dict[str, Any] = {
     "widget_title": "Ask the shop",
     "widget_color": "#112233",
     "widget_position": "left",
+    "widget_texts": {"subtitle": "Ask about orders", "placeholder": "Your question…"},
+    "widget_theme": "dark",
     "allowed_domains": [
         "https://Example.com/",
         "*.example.com",
@@ -39,6 +41,12 @@ NORMALISED_DOMAINS = ["example.com", "*.example.com", "shop.example.org", "local
 
 # One bad field each; each is refused on create (with a valid name) and on update.
 BAD_FIELDS: list[dict[str, Any]] = [
+    {"widget_texts": {"greeting": "Hi"}},  # not one of the widget's texts
+    {"widget_texts": {"subtitle": "x" * 201}},
+    {"widget_texts": {"subtitle": 5}},
+    {"widget_texts": ["subtitle"]},
+    {"widget_texts": {"subtitle": "a\u0000b"}},
+    {"widget_theme": "sepia"},
     {"name": ""},
     {"name": "   "},
     {"name": "x" * 101},
@@ -137,6 +145,17 @@ def test_a_name_alone_makes_an_assistant_with_the_defaults(alice: Caller) -> Non
     assert created["widget_title"] == "Help Center"  # falls back to the name
     assert (created["widget_color"], created["widget_position"]) == ("#2563eb", "right")
     assert created["allowed_domains"] == []
+    assert (created["widget_texts"], created["widget_theme"]) == ({}, "auto")
+
+
+def test_a_blank_widget_text_gives_the_default_back(alice: Caller) -> None:
+    created = alice.new_assistant(widget_texts={"subtitle": "Ask us", "placeholder": "Type"})
+    changed = alice.client.patch(
+        f"/api/v1/assistants/{created['id']}",
+        json={"widget_texts": {"subtitle": "  ", "placeholder": " Type here "}},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["widget_texts"] == {"placeholder": "Type here"}
 
 
 def test_update_changes_only_the_fields_sent(ctx: Context, alice: Caller) -> None:

@@ -33,6 +33,9 @@ from tests.support.ledger import assert_ledger_settled
 
 pytestmark = pytest.mark.model  # loads the bundled model or trains with the embedder
 
+# What visitors see as each document's source title, and its file.
+FILES = {"Buying tokens": "buying-tokens.txt", "Opening hours": "opening-hours.md"}
+
 
 def test_a_turn_is_answered_with_sources_and_settled_at_llama_cpps_counts(
     ctx: Context, visitor: TestClient, model: Recording
@@ -48,9 +51,12 @@ def test_a_turn_is_answered_with_sources_and_settled_at_llama_cpps_counts(
     assert body["answer"].strip()
     assert body["conversation_id"].startswith("cv_")
     assert body["sources"], "an answer from trained files cites them"
-    assert body["sources"][0]["filename"] == "buying-tokens.txt"
+    # Visitors see the document's title ("Opening hours", its heading) or the file's name
+    # made readable ("Buying tokens"), never the customer's file name.
+    assert body["sources"][0]["title"] == "Buying tokens"
+    assert all("filename" not in source for source in body["sources"])
     for source in body["sources"]:
-        assert normalised(source["passage"]) in normalised(DOCUMENTS[source["filename"]])
+        assert normalised(source["passage"]) in normalised(DOCUMENTS[FILES[source["title"]]])
 
     (request,) = model.requests
     (message,) = answers(ctx)
@@ -108,7 +114,7 @@ def test_a_turn_is_answered_with_sources_and_settled_at_llama_cpps_counts(
         message.completion_tokens,
     )
     # The customer sees every source in full; the visitor what the assistant shows.
-    assert [s["filename"] for s in answered["sources"]] == [s["filename"] for s in body["sources"]]
+    assert [s["title"] for s in answered["sources"]] == [s["title"] for s in body["sources"]]
     for full, shown in zip(answered["sources"], body["sources"], strict=True):
         assert isinstance(full["file_id"], int) and "file_id" not in shown
         assert (full["page"], full["heading"]) == (shown["page"], shown["heading"])
@@ -139,7 +145,7 @@ def test_the_answer_streams_as_events_and_a_conversation_continues(
     assert set(kinds[1:-1]) == {"delta"} and len(kinds) - 2 >= 2
     conversation = events[0][1]["conversation_id"]
     assert events[-1][1]["conversation_id"] == conversation
-    assert events[-1][1]["sources"][0]["filename"] == "buying-tokens.txt"
+    assert events[-1][1]["sources"][0]["title"] == "Buying tokens"
     streamed = "".join(data["text"] for kind, data in events if kind == "delta")
     (stored,) = answers(ctx)
     assert streamed == stored.content and streamed.strip()

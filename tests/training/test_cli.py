@@ -277,3 +277,48 @@ def test_train_refuses_an_unknown_assistant_and_a_missing_file(operator: Operato
     operator.run("assistants", "create", "--account", "1", "--name", "Helper")
     missing = operator.run("train", "1", str(operator.folder / "nope.txt"), code=2)
     assert "nope.txt" in missing
+
+
+def test_the_widgets_texts_and_theme_can_be_set_one_text_at_a_time(operator: Operator) -> None:
+    operator.run("assistants", "create", "--account", "1", "--name", "Helper")
+    update = ("assistants", "update", "--account", "1", "--assistant", "1")
+
+    first = operator.json(*update, "--widget-text", "subtitle=Ask about the shop")
+    second = operator.json(
+        *update, "--widget-text", "placeholder=Your question", "--widget-theme", "dark"
+    )
+    cleared = operator.json(*update, "--widget-text", "subtitle=")
+
+    assert first["widget_texts"] == {"subtitle": "Ask about the shop"}
+    assert second["widget_texts"] == {
+        "subtitle": "Ask about the shop",
+        "placeholder": "Your question",
+    }
+    assert second["widget_theme"] == "dark"
+    assert cleared["widget_texts"] == {"placeholder": "Your question"}
+    for bad, says in (
+        (("--widget-text", "subtitle"), "KEY=TEXT"),
+        (("--widget-text", "greeting=Hi"), "not one of the widget's texts"),
+        (("--widget-theme", "sepia"), "theme"),
+    ):
+        assert says in operator.run(*update, *bad, code=1)
+    assert operator.json("assistants", "list", "--account", "1")[0]["widget_texts"] == {
+        "placeholder": "Your question"
+    }
+
+
+@pytest.mark.model
+def test_a_files_title_for_visitors_is_set_and_given_back(operator: Operator) -> None:
+    operator.run("assistants", "create", "--account", "1", "--name", "Helper")
+    (trained,) = operator.json("train", "1", operator.file("opening-hours.txt", TEXT))
+    name = ("assistants", "file-title", "--account", "1", "--assistant", "1")
+
+    named = operator.json(*name, "--file", str(trained["id"]), "--title", "When we are open")
+    assert (named["title"], named["source_title"]) == ("When we are open", "When we are open")
+    assert "shown to visitors as 'Opening hours'" in operator.run(
+        *name, "--file", str(trained["id"]), "--title", ""
+    )
+    assert "no such file" in operator.run(*name, "--file", "999", "--title", "X", code=1)
+    assert "at most 200" in operator.run(
+        *name, "--file", str(trained["id"]), "--title", "x" * 201, code=1
+    )

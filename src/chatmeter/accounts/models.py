@@ -26,9 +26,7 @@ class Account(Base):
     # account may not invite anyone and gets no free tokens (``accounts.verification``).
     email_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     # When the owner closed the welcome checklist; None while it shows.
-    onboarding_dismissed_at: Mapped[dt.datetime | None] = mapped_column(
-        UTCDateTime(), default=None
-    )
+    onboarding_dismissed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Scope(StrEnum):

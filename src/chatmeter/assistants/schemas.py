@@ -28,6 +28,7 @@ _HOST = re.compile(
 
 Name = Annotated[StrictStr, Field(min_length=1, max_length=100)]
 TEXT_LENGTH = 200  # characters in one of the widget's texts
+WidgetTexts = Annotated[dict[StrictStr, StrictStr], Field(max_length=len(texts.KEYS))]
 
 
 class AssistantFields(BaseModel):
@@ -53,13 +54,13 @@ class AssistantFields(BaseModel):
     widget_title: Annotated[StrictStr, Field(max_length=60)] | None = None
     widget_color: Annotated[StrictStr, Field(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
     widget_position: Literal["left", "right"] | None = None
-    widget_texts: Annotated[dict[StrictStr, StrictStr], Field(max_length=len(texts.KEYS))] | None = (
-        Field(
-            None,
-            description="Your own wording of the widget's texts, by key (subtitle, "
-            "placeholder, ...), shown in every language; a key left out or blank shows the "
-            "visitor's language's default.",
-        )
+    widget_texts: (
+        Annotated[dict[StrictStr, StrictStr], Field(max_length=len(texts.KEYS))] | None
+    ) = Field(
+        None,
+        description="Your own wording of the widget's texts, by key (subtitle, "
+        "placeholder, ...), shown in every language; a key left out or blank shows the "
+        "visitor's language's default.",
     )
     widget_theme: Literal["auto", "light", "dark"] | None = Field(
         None,
@@ -111,7 +112,9 @@ class AssistantFields(BaseModel):
             return None
         for key, text in value.items():
             if key not in texts.KEYS:
-                raise ValueError(f"{key!r} is not one of the widget's texts: {', '.join(texts.KEYS)}")
+                raise ValueError(
+                    f"{key!r} is not one of the widget's texts: {', '.join(texts.KEYS)}"
+                )
             if len(text) > TEXT_LENGTH:
                 raise ValueError(f"the text {key!r} is longer than {TEXT_LENGTH} characters")
         return {key: text.strip() for key, text in value.items() if text.strip()}

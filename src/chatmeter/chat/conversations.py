@@ -67,6 +67,7 @@ def message_dicts(session: Session, *, conversation_id: int) -> list[dict[str, A
             # How the answer was made ("abstained": it said it did not know; "corrected":
             # the customer's own answer) and the visitor's vote on it, if any.
             "answer_kind": m.answer_kind,
+            "cut_off": m.cut_off,
             "rating": {1: "up", -1: "down"}.get(m.rating) if m.rating is not None else None,
             "created_at": m.created_at,
         }

@@ -73,6 +73,18 @@ TurnsOpt = Annotated[int | None, typer.Option(help="Questions per conversation; 
 SourcesOpt = Annotated[
     str | None, typer.Option(help="What visitors see of sources: none, names or passages.")
 ]
+ThemeOpt = Annotated[
+    str | None,
+    typer.Option(help="auto (the visitor's light or dark preference), light or dark."),
+]
+WidgetTextOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--widget-text",
+        help="KEY=TEXT: your own wording of one of the widget's texts (repeat); "
+        "KEY= puts the visitor's language's default back.",
+    ),
+]
 
 
 @assistants_app.command("create")
@@ -164,12 +176,21 @@ def assistants_update(
     daily_token_cap: DailyCapOpt = None,
     turns_per_conversation: TurnsOpt = None,
     show_sources: SourcesOpt = None,
+    widget_theme: ThemeOpt = None,
+    widget_text: WidgetTextOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change an assistant's settings (only the options given)."""
     from chatmeter.assistants import service as assistants
 
     with context() as ctx:
+        texts = None
+        if widget_text:
+            with ctx.db.read() as session:
+                texts = assistants.get_assistant(
+                    session, account_id=account, assistant_id=assistant
+                ).texts
+            texts |= _widget_texts(widget_text)
         fields = _assistant_fields(
             name=name,
             instructions=instructions,
@@ -187,6 +208,8 @@ def assistants_update(
             daily_token_cap=daily_token_cap,
             turns_per_conversation=turns_per_conversation,
             show_sources=show_sources,
+            widget_theme=widget_theme,
+            widget_texts=texts,
         )
         with ctx.db.uow() as uow:
             changed = assistants.update_assistant(
@@ -200,6 +223,42 @@ def assistants_update(
             uow.commit()
             data = assistants.assistant_dict(changed)
     emit(data, as_json, _assistant_text)
+
+
+def _widget_texts(pairs: list[str]) -> dict[str, str]:
+    from chatmeter.errors import InvalidInput
+
+    texts = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals:
+            raise InvalidInput(f"--widget-text takes KEY=TEXT, not {pair!r}")
+        texts[key.strip()] = text
+    return texts
+
+
+@assistants_app.command("file-title")
+def assistants_file_title(
+    account: AccountOpt,
+    assistant: AssistantOpt,
+    file: Annotated[int, typer.Option(help="The training file's id.", min=1, max=MAX_ID)],
+    title: Annotated[
+        str, typer.Option(help='What visitors see as the source; "": the document\'s own title.')
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Name a training file as visitors see it among an answer's sources."""
+    from chatmeter.assistants import service as assistants
+    from chatmeter.training import service as training
+
+    with context() as ctx, ctx.db.uow() as uow:
+        bot = assistants.get_assistant(uow.session, account_id=account, assistant_id=assistant)
+        changed = training.set_title(
+            uow.session, assistant=bot, file_id=file, title=title, now=ctx.clock.now()
+        )
+        uow.commit()
+        data = training.file_dict(changed)
+    emit(data, as_json, lambda d: f"{d['filename']}: shown to visitors as {d['source_title']!r}")
 
 
 @assistants_app.command("delete")

@@ -24,6 +24,7 @@ from chatmeter.ledger.models import Balance
 from chatmeter.panel.deps import NoSuchPage, Viewer, ViewerDep, ctx_of
 from chatmeter.panel.rendering import render
 from chatmeter.training.models import FileStatus, TrainingFile
+from chatmeter.training.titles import shown_title
 
 # Test chats are real conversations; this ``visitor`` marks the ones held in the panel.
 TEST_VISITOR = "panel:test"
@@ -205,6 +206,8 @@ def file_row(file: TrainingFile) -> dict[str, Any]:
     return {
         "id": file.id,
         "filename": file.filename,
+        # What visitors see among an answer's sources (``training.titles``).
+        "source_title": shown_title(file.title, file.detected_title, file.filename),
         "kind": kind_label(file),
         "status": status,
         "status_text": label,

@@ -33,10 +33,10 @@ from chatmeter.db import rowcount
 from chatmeter.knowledge.errors import ExtractionError, QuotaReached
 from chatmeter.services import Basics
 from chatmeter.training.child import Job, Processed
-from chatmeter.training.titles import detected_title
 from chatmeter.training.models import Chunk, FileStatus, TrainingFile
 from chatmeter.training.parts import drop_parts, read_parts
 from chatmeter.training.quotas import Quota, lock, passages_room
+from chatmeter.training.titles import detected_title
 
 
 class TrainingServices(Basics, Protocol):

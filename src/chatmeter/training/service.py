@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from chatmeter.assistants.models import Assistant
 from chatmeter.db import queue_work
 from chatmeter.errors import InvalidInput, NotFound, PayloadTooLarge
+from chatmeter.storable import NUL_MESSAGE, has_nul
 from chatmeter.training.content import Content
 from chatmeter.training.job import (
     MAX_ATTEMPTS,
@@ -30,6 +31,7 @@ from chatmeter.training.models import Chunk, FilePart, FileStatus, TrainingFile
 from chatmeter.training.parts import drop_parts, read_parts, store_parts
 from chatmeter.training.quotas import DEFAULT as DEFAULT_QUOTA
 from chatmeter.training.quotas import Quota, QuotaExceeded, check_upload, lock
+from chatmeter.training.titles import MAX_TITLE, shown_title
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -47,6 +49,7 @@ __all__ = [
     "process_queue",
     "processing_lease",
     "read_parts",
+    "set_title",
     "upload",
 ]
 
@@ -156,6 +159,22 @@ def get_file(session: Session, *, assistant: Assistant, file_id: int) -> Trainin
     return file
 
 
+def set_title(
+    session: Session, *, assistant: Assistant, file_id: int, title: str, now: dt.datetime
+) -> TrainingFile:
+    """Name the file as visitors see it among an answer's sources; "" gives back the
+    document's own title. Answers use it from their next turn."""
+    file = get_file(session, assistant=assistant, file_id=file_id)
+    cleaned = " ".join(title.split())
+    if len(cleaned) > MAX_TITLE:
+        raise InvalidInput(f"the title must be at most {MAX_TITLE} characters", field="title")
+    if has_nul(cleaned):
+        raise InvalidInput(f"the title {NUL_MESSAGE}", field="title")
+    file.title = cleaned
+    file.updated_at = now
+    return file
+
+
 def list_files(session: Session, *, assistant: Assistant) -> list[TrainingFile]:
     return list(
         session.scalars(
@@ -188,6 +207,10 @@ def file_dict(file: TrainingFile) -> dict[str, Any]:
         "id": file.id,
         "assistant_id": file.assistant_id,
         "filename": file.filename,
+        # Visitors see ``source_title``: ``title`` (yours; "" when unset), else the
+        # document's own title, else the file's name made readable.
+        "title": file.title,
+        "source_title": shown_title(file.title, file.detected_title, file.filename),
         "size": file.size,
         "sha256": file.sha256,
         "format": file.format,

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
-from chatmeter.errors import NotFound, Unauthorized
+from chatmeter.errors import InvalidInput, NotFound, Unauthorized
 from chatmeter.http.uploads import receive_upload
 from chatmeter.knowledge.errors import SUPPORTED_FORMATS
 from chatmeter.panel import auth
@@ -52,8 +52,10 @@ from chatmeter.panel.deps import (
     refused_as_json,
     refused_by,
 )
+from chatmeter.panel.rendering import form_text
 from chatmeter.training import service as training
 from chatmeter.training.content import Content
+from chatmeter.training.titles import shown_title
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
@@ -62,6 +64,7 @@ DONE = {
     "created": "Your assistant is created. Now upload the files it should answer from.",
     "uploaded": "Your files are uploaded. They are trained in the background.",
     "removed": "The file is removed. Answers no longer use it.",
+    "titled": "The title is saved. Visitors see it among the sources of the next answers.",
 }
 
 
@@ -224,3 +227,72 @@ def remove(
         )
         uow.commit()
     return RedirectResponse(f"/panel/assistants/{bot['id']}/training?done=removed", 303)
+
+
+# --- the title visitors see -------------------------------------------------------------
+
+
+def _title_page(
+    request: Request,
+    viewer: Viewer,
+    bot: dict[str, Any],
+    file_id: str,
+    *,
+    status: int = 200,
+    title: str | None = None,
+    error: str | None = None,
+) -> Response:
+    with ctx_of(request).db.read() as session:
+        assistant = assistants.get_assistant(
+            session, account_id=viewer.account_id, assistant_id=bot["id"]
+        )
+        file = training.get_file(session, assistant=assistant, file_id=parse_id(file_id) or 0)
+        shown = training.file_dict(file)
+    return assistant_page(
+        request,
+        viewer,
+        "assistant_file_title.html",
+        bot=bot,
+        tab="training",
+        file=shown,
+        default_title=shown_title("", file.detected_title, file.filename),
+        title=shown["title"] if title is None else title,
+        error=error,
+        status=status,
+    )
+
+
+@router.get("/assistants/{assistant_id}/files/{file_id}/title")
+def title_page(request: Request, file_id: str, viewer: ViewerDep, bot: BotDep) -> Response:
+    """The title visitors see for this file among an answer's sources."""
+    return _title_page(request, viewer, bot, file_id)
+
+
+@router.post(
+    "/assistants/{assistant_id}/files/{file_id}/title",
+    dependencies=[refused_by(_training_refused)],
+)
+def set_title(
+    request: Request, file_id: str, viewer: ViewerDep, bot: BotDep, form: CheckedFormDep
+) -> Response:
+    ctx = ctx_of(request)
+    title = ""
+    try:
+        title = form_text(form, "title")
+        with ctx.db.uow() as uow:
+            assistant = assistants.get_assistant(
+                uow.session, account_id=viewer.account_id, assistant_id=bot["id"]
+            )
+            training.set_title(
+                uow.session,
+                assistant=assistant,
+                file_id=parse_id(file_id) or 0,
+                title=title,
+                now=ctx.clock.now(),
+            )
+            uow.commit()
+    except InvalidInput as refused:
+        return _title_page(
+            request, viewer, bot, file_id, status=422, title=title, error=refused.message
+        )
+    return RedirectResponse(f"/panel/assistants/{bot['id']}/training?done=titled", 303)

@@ -20,6 +20,21 @@
     document.querySelectorAll("[data-meter]").forEach((bar) => { bar.style.width = `${figures.percent}%`; });
   }
 
+  // An answer as the widget shows it: its Markdown made into safe elements
+  // (chatmeter/widget/markdown.js, never parsed as HTML), or plain text if that script
+  // did not load.
+  function showMarkdown(bubble, text) {
+    const markdown = window.ChatmeterMarkdown;
+    if (markdown) {
+      bubble.classList.add("rich");
+      bubble.replaceChildren(markdown.render(text, document));
+    } else {
+      bubble.textContent = text;
+    }
+  }
+  // Stored answers (a conversation's page), rendered once.
+  document.querySelectorAll("[data-markdown]").forEach((bubble) => showMarkdown(bubble, bubble.textContent));
+
   // --- settings: the colour picker and the colour code stay in step ---------------------
 
   document.querySelectorAll("[data-colour-for]").forEach((picker) => {
@@ -127,6 +142,14 @@
       name.textContent = view.filename;
       name.title = view.filename;
       part(row, "meta").textContent = view.meta;
+      const titled = part(row, "source-title");
+      titled.hidden = !view.source_title;
+      if (view.source_title) {
+        part(row, "source-title-text").textContent = view.source_title;
+        const link = part(row, "title-link");
+        link.href = `${uploadUrl}/${view.id}/title`;
+        link.querySelector(".visually-hidden").textContent = ` ${view.filename}`;
+      }
       const pill = part(row, "status");
       pill.textContent = view.status_text;
       pill.className = `pill ${view.pill}`;
@@ -312,6 +335,30 @@
       return node;
     }
 
+    // Three dots while the answer is on its way; the first words replace them.
+    function typing(bubble) {
+      bubble.classList.add("typing");
+      bubble.setAttribute("aria-label", "The assistant is typing");
+      for (let i = 0; i < 3; i += 1) {
+        const dot = document.createElement("span");
+        dot.className = "dot";
+        bubble.append(dot);
+      }
+    }
+
+    function showAnswer(bubble, text) {
+      bubble.classList.remove("typing");
+      bubble.removeAttribute("aria-label");
+      showMarkdown(bubble, text);
+    }
+
+    function cutOff() {
+      const note = document.createElement("p");
+      note.className = "cut-off";
+      note.textContent = "This answer reached the longest answer allowed and was cut short.";
+      return note;
+    }
+
     async function ask(question) {
       if (busy) return;
       if (!question) { showError("Type a question first."); input.focus(); return; }
@@ -322,6 +369,7 @@
       const asked = message("user", question);
       const answer = message("bot", "");
       answer.classList.add("is-streaming");
+      typing(answer.querySelector(".bubble"));
       input.value = "";
       let refused = true;
       try {
@@ -370,10 +418,11 @@
           conversationId = data.conversation_id;
         } else if (event === "delta") {
           text += data.text;
-          bubble.textContent = text;
+          showAnswer(bubble, text);
           log.scrollTop = log.scrollHeight;
         } else if (event === "done") {
           if (!text) bubble.textContent = "(The model gave no answer.)";
+          if (data.cut_off) answer.append(cutOff());
           answer.append(meta(data));
           showFigures(data.figures);
           log.scrollTop = log.scrollHeight;
@@ -416,7 +465,9 @@
           num.textContent = String(index + 1);
           const name = document.createElement("span");
           name.className = "source-name";
-          name.textContent = source.filename;
+          // As visitors see it: the document's title; the file's name on hover.
+          name.textContent = source.title || source.filename;
+          if (source.filename) name.title = source.filename;
           item.append(num, name);
           const where = [source.page ? `page ${source.page}` : "", source.heading || ""].filter(Boolean);
           if (where.length) {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from chatmeter.assistants import service as assistants
@@ -14,7 +15,9 @@ from chatmeter.context import Context
 from chatmeter.http.uploads import receive_upload
 from chatmeter.training import service as training
 from chatmeter.training.content import Content
+from chatmeter.training.titles import MAX_TITLE
 from chatmeter.web.deps import AccountDep, ContextDep, IdPath
+from chatmeter.web.schemas import Strict
 
 router = APIRouter(tags=["assistants"])
 # The body is read by the route itself, after the API key is checked, so FastAPI
@@ -188,6 +191,35 @@ def get_file(
             session, account_id=account_id, assistant_id=assistant_id
         )
         return training.file_dict(training.get_file(session, assistant=assistant, file_id=file_id))
+
+
+class FileTitleIn(Strict):
+    title: Annotated[StrictStr, Field(max_length=MAX_TITLE)]
+
+
+@router.patch("/assistants/{assistant_id}/files/{file_id}")
+def rename_file(
+    assistant_id: IdPath,
+    file_id: IdPath,
+    body: FileTitleIn,
+    ctx: ContextDep,
+    account_id: AccountDep,
+) -> dict[str, Any]:
+    """Set the title visitors see for this file among an answer's sources (``source_title``);
+    "" gives back the document's own title."""
+    with ctx.db.uow() as uow:
+        assistant = assistants.get_assistant(
+            uow.session, account_id=account_id, assistant_id=assistant_id
+        )
+        file = training.set_title(
+            uow.session,
+            assistant=assistant,
+            file_id=file_id,
+            title=body.title,
+            now=ctx.clock.now(),
+        )
+        uow.commit()
+        return training.file_dict(file)
 
 
 @router.delete("/assistants/{assistant_id}/files/{file_id}", status_code=204)
