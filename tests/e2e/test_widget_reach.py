@@ -209,7 +209,8 @@ def page_state(page: Page) -> dict[str, Any]:
             """() => ({
               html: document.documentElement.style.cssText,
               body: document.body.style.cssText,
-              inert: [...document.body.children].filter((e) => e.inert).map((e) => e.id || e.tagName),
+              inert: [...document.body.children]
+                .filter((e) => e.inert).map((e) => e.id || e.tagName),
             })"""
         )
     )
