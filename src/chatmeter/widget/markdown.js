@@ -24,8 +24,10 @@ const ChatmeterMarkdown = (() => {
   const BLANK = /^[ \t]*$/;
   const INDENTED = /^[ \t]+\S/;
   const ESCAPABLE = /[!-/:-@[-`{-~]/;
-  const LINK = /^\[([^[\]\n]*)\]\(\s*<?([^\s()<>]+)>?\s*\)/;
-  const BARE_URL = /^(?:https?:\/\/|mailto:)[^\s<>"'`]+/i;
+  // Sticky (y): matched at one position of the text, which is never copied.
+  const LINK = /\[([^[\]\n]*)\]\(\s*<?([^\s()<>]+)>?\s*\)/y;
+  const BARE_URL = /(?:https?:\/\/|mailto:)[^\s<>"'`]+/iy;
+  const TICKS = /`+/y;
   const WORD = /[\p{L}\p{N}]/u;
   const SPACE = /\s/;
 
@@ -40,12 +42,17 @@ const ChatmeterMarkdown = (() => {
     }
   };
 
+  const matchAt = (pattern, src, at) => {
+    pattern.lastIndex = at;
+    return pattern.exec(src);
+  };
+
   // Where the emphasis opened at `from` with `marker` ("*", "_", "**", "__") closes, or -1.
   const closing = (src, from, marker) => {
     const c = marker[0];
     for (let j = from + 1; j <= src.length - marker.length; j += 1) {
       if (src[j] === "`") {
-        const run = /^`+/.exec(src.slice(j))[0];
+        const run = matchAt(TICKS, src, j)[0];
         const end = src.indexOf(run, j + run.length);
         if (end > 0) j = end + run.length - 1; // emphasis does not close inside code
         continue;
@@ -92,6 +99,9 @@ const ChatmeterMarkdown = (() => {
     const inline = (src, depth, links) => {
       const nodes = [];
       let pending = "";
+      // Where a marker was last found never to close: it closes after no later position
+      // either, so a text full of lone "*" or "`" is read once, not once per marker.
+      const unclosed = {};
       const emit = (node) => {
         nodes.push(...textNodes(pending), node);
         pending = "";
@@ -99,15 +109,15 @@ const ChatmeterMarkdown = (() => {
       let i = 0;
       while (i < src.length) {
         const c = src[i];
-        const rest = src.slice(i);
         if (c === "\\" && ESCAPABLE.test(src[i + 1] || "")) {
           pending += src[i + 1];
           i += 2;
           continue;
         }
         if (c === "`") {
-          const run = /^`+/.exec(rest)[0];
-          const end = src.indexOf(run, i + run.length);
+          const run = matchAt(TICKS, src, i)[0];
+          const end = i >= unclosed[run] ? -1 : src.indexOf(run, i + run.length);
+          if (end < 0) unclosed[run] = i;
           if (end > 0) {
             const code = element("code");
             code.textContent = src.slice(i + run.length, end).replace(/\n/g, " ");
@@ -120,7 +130,7 @@ const ChatmeterMarkdown = (() => {
           continue;
         }
         if (links && c === "[") {
-          const found = LINK.exec(rest);
+          const found = matchAt(LINK, src, i);
           const href = found && safeHref(found[2]);
           if (href) {
             emit(link(inline(found[1], depth + 1, false), href));
@@ -129,7 +139,7 @@ const ChatmeterMarkdown = (() => {
           }
         }
         if (links && (c === "h" || c === "H" || c === "m" || c === "M") && !WORD.test(src[i - 1] || "")) {
-          const found = BARE_URL.exec(rest);
+          const found = matchAt(BARE_URL, src, i);
           // Sentence punctuation after a URL is the sentence's, not the URL's.
           const url = found && found[0].replace(/[.,;:!?)\]]+$/, "");
           const href = url && safeHref(url);
@@ -144,7 +154,11 @@ const ChatmeterMarkdown = (() => {
           const after = src[i + marker.length] || "";
           const before = src[i - 1] || "";
           const opens = after && !SPACE.test(after) && !(c === "_" && WORD.test(before));
-          const end = opens && depth < MAX_NESTING ? closing(src, i + marker.length - 1, marker) : -1;
+          let end = -1;
+          if (opens && depth < MAX_NESTING && !(i >= unclosed[marker])) {
+            end = closing(src, i + marker.length - 1, marker);
+            if (end < 0) unclosed[marker] = i;
+          }
           if (end > i + marker.length) {
             const inner = inline(src.slice(i + marker.length, end), depth + 1, links);
             emit(element(marker.length === 2 ? "strong" : "em", inner));
