@@ -1,6 +1,6 @@
 """The answers' Markdown renderer (``widget/markdown.js``) in the real browser: what it
 allows becomes the right elements, and nothing else ever becomes an element, an
-attribute or a link.
+attribute or a link; in the widget, an answer is drawn with it.
 
 It is loaded the way Chatmeter's own pages load it, from ``/widget/markdown.js``, as
 ``window.ChatmeterMarkdown``; the widget runs the same code inside its one script.
@@ -12,8 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
+from chatmeter.answers import corrections
+from chatmeter.context import Context
+from tests.chat.shop import open_shop
+from tests.e2e.driver import ANSWER_TIMEOUT, HOST, Widget, load, page_with_widget, train
+from tests.e2e.pages import SHOP
+from tests.e2e.test_widget_chat import DOCUMENTS
+from tests.support.browser import Visit
 from tests.support.live import LiveServer
 from tests.support.website import Website
 
@@ -186,3 +193,48 @@ def test_only_http_https_and_mailto_links_are_links(renderer: Page) -> None:
         assert links.nth(i).get_attribute("target") == "_blank"
     shown = renderer.locator("#links").text_content() or ""
     assert "[d](javascript:alert(1))" in shown and "[g](/x)" in shown
+
+
+CORRECTION_QUESTION = "Do you sell gift cards?"
+CORRECTION = (
+    "**Yes.** Gift cards come in:\n\n- 20 pounds\n- 50 pounds\n\n"
+    "Buy one at [our shop](https://shop.example.com/gifts). <img src=x onerror=window.__pwned=1>"
+)
+
+
+def test_the_widget_shows_an_answer_in_markdown_and_keeps_it(
+    ctx: Context, live: LiveServer, website: Website, visit: Visit
+) -> None:
+    """The customer's own answer (a correction, sent as written) in Markdown: drawn as
+    the allowed elements as it streams in, and again from the kept conversation."""
+    shop = open_shop(ctx, train=False, allowed_domains=[website.domain])
+    train(ctx, shop, DOCUMENTS)
+    corrections.save(
+        ctx,
+        account_id=shop.account_id,
+        assistant_id=shop.assistant_id,
+        question=CORRECTION_QUESTION,
+        answer=CORRECTION,
+    )
+    url = website.publish("/gifts.html", page_with_widget(SHOP, api=live.url, shop=shop))
+    page = visit.page
+    widget = Widget(page)
+    load(page, url)
+    widget.open()
+    widget.ask(CORRECTION_QUESTION)
+
+    answer = page.locator(f"{HOST} .bubble.md")
+    for _ in range(2):
+        expect(answer.locator("li")).to_have_text(
+            ["20 pounds", "50 pounds"], timeout=ANSWER_TIMEOUT
+        )
+        expect(answer.locator("strong")).to_have_text("Yes.")
+        link = answer.get_by_role("link", name="our shop")
+        expect(link).to_have_attribute("href", "https://shop.example.com/gifts")
+        expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
+        expect(link).to_have_attribute("target", "_blank")
+        expect(answer).to_contain_text("<img src=x onerror=window.__pwned=1>")
+        assert widget.count("img, script") == 0
+        assert page.evaluate("() => window.__pwned") is None
+        page.reload()  # the same answer, drawn from the kept conversation
+        widget.open()
