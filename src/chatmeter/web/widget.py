@@ -40,6 +40,10 @@ PREFLIGHT_HEADERS = {
 FORBIDDEN = {"error": {"code": "forbidden", "message": "This website may not use this assistant."}}
 
 
+# After markdown.js: the stylesheet (styles.js), then the widget itself.
+WIDGET_PARTS = ("styles.js", "widget.js")
+
+
 @functools.cache
 def _script(name: str) -> tuple[bytes, str]:
     """A script as served (``widget.js`` or ``markdown.js``), and its ETag over the whole."""
@@ -49,7 +53,7 @@ def _script(name: str) -> tuple[bytes, str]:
     # page, and the renderer on its own is ``window.ChatmeterMarkdown`` for our pages.
     parts = [folder.joinpath("markdown.js").read_text(encoding="utf-8")]
     if name == "widget.js":
-        parts.append(folder.joinpath("widget.js").read_text(encoding="utf-8"))
+        parts += [folder.joinpath(f).read_text(encoding="utf-8") for f in WIDGET_PARTS]
     else:
         parts.append("window.ChatmeterMarkdown = ChatmeterMarkdown;\n")
     body = ('(() => {\n"use strict";\n' + "\n".join(parts) + "})();\n").encode()
