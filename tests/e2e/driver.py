@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Locator, Page, Request, Response, expect
 
@@ -29,12 +30,15 @@ def load(page: Page, url: str) -> int | str:
     chance to draw."""
     outcomes: list[int | str] = []
 
+    def is_settings(url: str) -> bool:
+        return urlsplit(url).path.endswith("/widget")  # asked with ?lang=
+
     def answered(response: Response) -> None:
-        if response.url.endswith("/widget"):
+        if is_settings(response.url):
             outcomes.append(response.status)
 
     def failed(request: Request) -> None:
-        if request.url.endswith("/widget"):
+        if is_settings(request.url):
             outcomes.append(request.failure or "failed")
 
     page.on("response", answered)
@@ -77,6 +81,7 @@ class Widget:
         self.answers = page.locator(f"{HOST} .msg.bot:not(.notice) .bubble")
         self.notices = page.locator(f"{HOST} .msg.notice .bubble")
         self.sources = page.locator(f"{HOST} .source .name")
+        self.cut_off = page.locator(f"{HOST} .msg .cut")  # "This answer was cut short."
         self.cited_answers = page.locator(f"{HOST} .msg.bot:has(.sources)")
 
     def open(self) -> None:
@@ -109,6 +114,13 @@ class Widget:
 
     def answer_updates(self) -> list[str]:
         return list(self.page.evaluate("() => window.__answerTexts"))
+
+    def history(self, public_key: str) -> list[dict[str, Any]]:
+        """The conversation as the widget keeps it between page loads (texts as they came)."""
+        stored = self.page.evaluate(
+            "(key) => JSON.parse(localStorage.getItem(key) || '{}')", f"chatmeter:{public_key}"
+        )
+        return list(stored.get("messages", []))
 
     def shadow_text(self) -> str:
         return str(

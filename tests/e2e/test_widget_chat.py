@@ -4,6 +4,8 @@ still there after the page reloads; on a phone the panel fills the screen."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from playwright.sync_api import expect
@@ -32,6 +34,13 @@ DOCUMENTS = {
 QUESTION = "When is the café open on Saturdays?"
 FOLLOW_UP = "How long does delivery take?"
 MARKUP_FILE = "<img src=x onerror=window.__pwned=1>hours.txt"
+
+
+def unmarked(text: str) -> str:
+    """Text without Markdown's emphasis and code marks."""
+    return re.sub(r"[*_`]", "", text)
+
+
 MARKUP_TEXT = (
     "Opening hours <script>window.__pwned=2</script> The café is open Monday to Friday "
     "from 8:00 to 18:00 <img src=x onerror=window.__pwned=3> and on Saturdays from 9:00 "
@@ -72,9 +81,15 @@ def test_a_visitor_chats_and_the_customer_sees_the_conversation(
     assert answer.strip()
     updates = [text for text in dict.fromkeys(widget.answer_updates()) if text]
     assert len(updates) >= 3, f"the answer arrived in one piece: {updates}"
-    assert all(answer.startswith(text) for text in updates), "each update extends the answer"
-    expect(widget.sources.first).to_contain_text("cafe-hours.md")
-    expect(page.locator("chatmeter-widget .sr-only")).to_have_text(f"Northwind Help: {answer}")
+    # Drawn as Markdown: a "**" shows as typed until its end arrives.
+    assert all(unmarked(answer).startswith(unmarked(text)) for text in updates), updates
+    # Sources show the document's title (its Markdown heading), not the file's name.
+    expect(widget.sources.first).to_contain_text("Café opening hours")
+    assert ".md" not in (widget.sources.first.text_content() or "")
+    cut = widget.cut_off.count() == 1
+    said = f"Northwind Help: {answer}" + (" This answer was cut short." if cut else "")
+    expect(page.locator("chatmeter-widget .sr-only")).to_have_text(said)
+    *_, stored = widget.history(shop.public_key)
 
     # The customer's view: the conversation and its token figures.
     owner = httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {shop.api_key}"})
@@ -83,7 +98,7 @@ def test_a_visitor_chats_and_the_customer_sees_the_conversation(
     detail = owner.get(f"/api/v1/conversations/{conversation['id']}").json()
     question, reply = detail["messages"]
     assert (question["role"], question["content"]) == ("user", QUESTION)
-    assert (reply["role"], reply["content"]) == ("assistant", answer)
+    assert (reply["role"], reply["content"]) == ("assistant", stored["text"])
     assert reply["context_tokens"] > 0 and reply["generation_tokens"] > 0
     assert conversation["message_count"] == 2
     assert conversation["tokens"] == reply["tokens"] > 0
@@ -97,7 +112,7 @@ def test_a_visitor_chats_and_the_customer_sees_the_conversation(
     expect(widget.messages).to_have_count(3)
     expect(widget.messages.nth(1)).to_have_text(QUESTION)
     expect(widget.last_answer()).to_have_text(answer)
-    expect(widget.sources.first).to_contain_text("cafe-hours.md")
+    expect(widget.sources.first).to_contain_text("Café opening hours")
 
     # ... and the server continues it rather than starting another.
     widget.ask(FOLLOW_UP)
@@ -122,7 +137,7 @@ def test_a_visitor_chats_and_the_customer_sees_the_conversation(
 def test_markup_in_a_training_file_reaches_the_page_as_text(
     ctx: Context, live: LiveServer, website: Website, visit: Visit
 ) -> None:
-    """A file name and passage full of HTML: the citation shows the characters, and
+    """A file name (so a title) and passage full of HTML: the citation shows the characters, and
     nothing in them runs or becomes an element."""
     # The customer shows excerpts: the passage's markup reaches the page too.
     shop = open_shop(
@@ -142,7 +157,8 @@ def test_markup_in_a_training_file_reaches_the_page_as_text(
     widget.ask("When is the café open?")
     expect(widget.sources.first).to_be_visible(timeout=ANSWER_TIMEOUT)
 
-    expect(widget.sources.first).to_have_text(MARKUP_FILE)
+    # The title made from the file's name (a plain-text file states none) keeps its markup.
+    expect(widget.sources.first).to_contain_text("<img src=x onerror=window")
     assert page.evaluate("() => window.__pwned") is None
     assert widget.count("img, script, iframe, object") == 0
     assert page.locator("img").count() == 0

@@ -130,7 +130,7 @@ def test_an_answer_full_of_markup_is_shown_as_text(
 ) -> None:
     """The chat answer comes from the network here (intercepted, not a model): every
     character of HTML in it and in its sources appears as typed, and nothing runs."""
-    source = {"filename": f"{MARKUP}.txt", "heading": "<i>h</i>", "page": 1, "passage": MARKUP}
+    source = {"title": f"{MARKUP}.txt", "heading": "<i>h</i>", "page": None, "passage": MARKUP}
 
     def answer(route: Route) -> None:
         route.fulfill(

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatmeter.context import Context
+from chatmeter.widget import texts
 from tests.chat.shop import UNAVAILABLE, assert_says_nothing_about_money, holds, open_shop
 from tests.support.accounts import add_tokens
 
@@ -49,6 +50,9 @@ def test_the_widget_gets_its_settings_on_an_allowed_site(ctx: Context, visitor: 
         "position": "left",
         "welcome_message": "Hello there!",
         "max_message_chars": ctx.settings.chat_max_message_chars,
+        "theme": "auto",
+        "lang": "en",
+        "texts": texts.ENGLISH,
     }
     assert reply.headers["access-control-allow-origin"] == SITE
     assert reply.headers["vary"] == "Origin"
@@ -167,8 +171,28 @@ def test_the_script_is_served_as_cacheable_javascript(visitor: TestClient) -> No
     assert reply.headers["cache-control"].startswith("public, max-age=")
     assert reply.headers["x-content-type-options"] == "nosniff"
     assert "data-assistant" in reply.text
+    assert "ChatmeterMarkdown.render(" in reply.text  # the renderer travels in the same script
+    assert "window.ChatmeterMarkdown =" not in reply.text  # ... and adds no global to the page
     # Text from the server becomes text: nothing in the script parses markup or code.
     assert not re.search(r"innerHTML|outerHTML|insertAdjacent|document\.write|eval\(", reply.text)
 
     again = visitor.get("/widget.js", headers={"If-None-Match": reply.headers["etag"]})
+    assert (again.status_code, again.content) == (304, b"")
+
+
+def test_the_markdown_renderer_is_served_alone_for_chatmeters_own_pages(
+    visitor: TestClient,
+) -> None:
+    reply = visitor.get("/widget/markdown.js")
+
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/javascript; charset=utf-8"
+    assert reply.headers["cache-control"] == visitor.get("/widget.js").headers["cache-control"]
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert "window.ChatmeterMarkdown = ChatmeterMarkdown" in reply.text
+    assert "data-assistant" not in reply.text  # the renderer, not the widget
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacent|document\.write|eval\(", reply.text)
+    assert reply.headers["etag"] != visitor.get("/widget.js").headers["etag"]
+
+    again = visitor.get("/widget/markdown.js", headers={"If-None-Match": reply.headers["etag"]})
     assert (again.status_code, again.content) == (304, b"")

@@ -40,16 +40,28 @@ PREFLIGHT_HEADERS = {
 FORBIDDEN = {"error": {"code": "forbidden", "message": "This website may not use this assistant."}}
 
 
+# After markdown.js: the stylesheet (styles.js), then the widget itself.
+WIDGET_PARTS = ("styles.js", "widget.js")
+
+
 @functools.cache
-def _script() -> tuple[bytes, str]:
-    body = resources.files("chatmeter.widget").joinpath("widget.js").read_bytes()
+def _script(name: str) -> tuple[bytes, str]:
+    """A script as served (``widget.js`` or ``markdown.js``), and its ETag over the whole."""
+    folder = resources.files("chatmeter.widget")
+    # The Markdown renderer (``markdown.js`` defines ``ChatmeterMarkdown``) comes first
+    # in both, inside one function scope: the widget adds no global to a customer's
+    # page, and the renderer on its own is ``window.ChatmeterMarkdown`` for our pages.
+    parts = [folder.joinpath("markdown.js").read_text(encoding="utf-8")]
+    if name == "widget.js":
+        parts += [folder.joinpath(f).read_text(encoding="utf-8") for f in WIDGET_PARTS]
+    else:
+        parts.append("window.ChatmeterMarkdown = ChatmeterMarkdown;\n")
+    body = ('(() => {\n"use strict";\n' + "\n".join(parts) + "})();\n").encode()
     return body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
 
 
-@router.get("/widget.js")
-def widget_script(request: Request) -> Response:
-    """The embeddable script: ``<script src=".../widget.js" data-assistant="pk_..." async>``."""
-    body, etag = _script()
+def _serve(name: str, request: Request) -> Response:
+    body, etag = _script(name)
     headers = {
         "Cache-Control": SCRIPT_CACHE,
         "ETag": etag,
@@ -59,6 +71,19 @@ def widget_script(request: Request) -> Response:
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/javascript; charset=utf-8", headers=headers)
+
+
+@router.get("/widget.js")
+def widget_script(request: Request) -> Response:
+    """The embeddable script: ``<script src=".../widget.js" data-assistant="pk_..." async>``."""
+    return _serve("widget.js", request)
+
+
+@router.get("/widget/markdown.js")
+def markdown_script(request: Request) -> Response:
+    """The widget's Markdown renderer alone, as ``window.ChatmeterMarkdown.render(text,
+    document)``, for Chatmeter's own pages to show answers as the widget does."""
+    return _serve("markdown.js", request)
 
 
 class PublicOrigins:

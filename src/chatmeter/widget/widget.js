@@ -6,11 +6,16 @@
  * Plain JavaScript, no dependencies, no build step. Everything it draws lives
  * in a shadow root, so the page's styles and the widget's never meet. Text from
  * the server (answers, sources, settings) is only ever set as text, never
- * parsed as HTML. When the assistant cannot be shown here (unknown, inactive,
- * another website) the widget adds nothing to the page and logs nothing.
+ * parsed as HTML; answers are drawn by ChatmeterMarkdown (markdown.js) from a
+ * small allow-list of elements. Every word the visitor reads comes from the
+ * server, in the visitor's language or the customer's own wording. When the
+ * assistant cannot be shown here (unknown, inactive, another website) the widget
+ * adds nothing to the page and logs nothing.
+ *
+ * The server sends markdown.js, styles.js (NARROW, STYLES) and this file as one
+ * script, in one strict-mode function scope (chatmeter.web.widget).
  */
 (() => {
-  "use strict";
 
   const script =
     document.currentScript || document.querySelector('script[data-assistant][src*="widget.js"]');
@@ -26,12 +31,8 @@
     new URL(`api/v1/public/${encodeURIComponent(key)}/${name}`, base).href;
   const STORAGE_KEY = `chatmeter:${key}`;
   const KEPT_MESSAGES = 60;
-  const UNAVAILABLE = "This assistant is not available right now.";
-  const TOO_FAST = "You are sending messages a little fast. Please wait a moment and try again.";
-  const BUSY = "Many people are asking right now. Please try again in a moment.";
-  const FULL = "This conversation has reached its length limit. Your next message starts a new one.";
-  const NO_ANSWER = "Sorry, I have no answer to that.";
-  const NARROW = "(max-width: 480px)";
+  const THEMES = ["auto", "light", "dark"];
+  const MAX_LANGUAGES = 200; // characters of navigator.languages sent: the server's bound
 
   // --- what survives page loads ------------------------------------------------------
 
@@ -58,6 +59,7 @@
           messageId: Number.isInteger(m.messageId) ? m.messageId : null,
           conversation: typeof m.conversation === "string" ? m.conversation : null,
           rating: m.rating === "up" || m.rating === "down" ? m.rating : null,
+          cutOff: m.cutOff === true,
         }));
     }
     state.open = saved.open === true;
@@ -122,13 +124,17 @@
   // The colour comes from the server, which already checks it; check again anyway,
   // it ends up in a style.
   const accentOf = (value) => (/^#[0-9a-f]{6}$/i.test(value) ? value : "#2563eb");
+  // White or black, whichever contrasts more with the brand colour: one of the two is
+  // always at least 4.58:1 (at worst, on a mid grey), so small text on the accent
+  // passes WCAG AA whatever the customer picked. A softer black would not: #111827
+  // on #777777 is 3.98:1.
   const textOn = (hex) => {
     const channel = (i) => {
       const c = parseInt(hex.slice(i, i + 2), 16) / 255;
       return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
     };
     const luminance = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
-    return 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.05 ? "#ffffff" : "#111827";
+    return 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.05 ? "#ffffff" : "#000000";
   };
 
   // --- the conversation over Server-Sent Events ---------------------------------------
@@ -177,17 +183,18 @@
     }
   };
 
+  // A source as the visitor reads it: the document's title, the section's heading and,
+  // in a PDF, the page (the server sends no page for other files, nor any file name).
   const citations = (sources) => {
     if (!Array.isArray(sources)) return [];
     const seen = new Set();
     const kept = [];
     for (const source of sources) {
-      if (!source || typeof source.filename !== "string") continue;
+      const title = source && typeof source.title === "string" ? source.title.trim() : "";
+      if (!title) continue;
       const heading = typeof source.heading === "string" ? source.heading.trim() : "";
-      // Pages mean something in a PDF; every other file is "page 1".
-      const paged = /\.pdf$/i.test(source.filename) && Number.isInteger(source.page);
-      const name = [source.filename, heading && heading !== source.filename ? heading : "",
-        paged ? `p. ${source.page}` : ""].filter(Boolean).join(" · ");
+      const page = Number.isInteger(source.page) ? `p. ${source.page}` : "";
+      const name = [title, heading !== title ? heading : "", page].filter(Boolean).join(" · ");
       if (seen.has(name)) continue;
       seen.add(name);
       const passage = typeof source.passage === "string" ? source.passage.slice(0, 280) : "";
@@ -198,139 +205,21 @@
 
   // --- the widget ---------------------------------------------------------------------
 
-  const STYLES = `
-:host { all: initial !important; }
-.cm, .cm * { box-sizing: border-box; }
-.cm {
-  --accent: #2563eb; --on-accent: #ffffff;
-  font-family: -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-  font-size: 15px; line-height: 1.45; font-weight: 400; font-style: normal;
-  color: #111827; text-align: left; letter-spacing: normal; text-transform: none;
-  -webkit-font-smoothing: antialiased;
-}
-button { font: inherit; margin: 0; }
-.launcher {
-  position: fixed; bottom: 20px; right: 20px; z-index: 2147483000;
-  width: 58px; height: 58px; border-radius: 50%; border: 0; padding: 0;
-  display: grid; place-items: center; cursor: pointer;
-  background: var(--accent); color: var(--on-accent);
-  box-shadow: 0 10px 28px rgba(15, 23, 42, .28), 0 2px 6px rgba(15, 23, 42, .16);
-  transition: transform .16s ease, box-shadow .16s ease;
-}
-.launcher:hover { transform: translateY(-2px) scale(1.03); }
-.launcher:focus-visible { outline: 3px solid var(--accent); outline-offset: 4px; }
-.left .launcher { right: auto; left: 20px; }
-.panel {
-  position: fixed; bottom: 92px; right: 20px; z-index: 2147483000;
-  width: 380px; max-width: calc(100vw - 40px);
-  height: 620px; max-height: calc(100vh - 116px);
-  display: flex; flex-direction: column; overflow: hidden;
-  background: #ffffff; border-radius: 18px;
-  box-shadow: 0 24px 60px rgba(15, 23, 42, .22), 0 4px 14px rgba(15, 23, 42, .10);
-  animation: cm-in .18s ease-out;
-}
-.left .panel { right: auto; left: 20px; }
-.panel[hidden] { display: none; }
-@keyframes cm-in { from { opacity: 0; transform: translateY(10px) scale(.98); } }
-.head {
-  display: flex; align-items: center; gap: 12px; padding: 16px 12px 16px 18px;
-  background: var(--accent); color: var(--on-accent);
-}
-.avatar {
-  flex: none; width: 38px; height: 38px; border-radius: 50%; display: grid; place-items: center;
-  background: color-mix(in srgb, var(--on-accent) 18%, transparent);
-}
-.who { flex: 1; min-width: 0; }
-.title {
-  margin: 0; font-size: 16px; font-weight: 650; line-height: 1.25;
-  white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
-}
-.subtitle { margin: 2px 0 0; font-size: 12.5px; opacity: .85; }
-.tool {
-  flex: none; width: 34px; height: 34px; border-radius: 10px; border: 0; padding: 0;
-  display: grid; place-items: center; cursor: pointer;
-  background: transparent; color: inherit; opacity: .9;
-}
-.tool:hover { background: color-mix(in srgb, var(--on-accent) 16%, transparent); opacity: 1; }
-.tool:focus-visible { outline: 2px solid currentColor; outline-offset: 1px; }
-.log {
-  flex: 1; overflow-y: auto; overscroll-behavior: contain; padding: 18px 16px;
-  display: flex; flex-direction: column; gap: 12px; background: #f8fafc;
-}
-.msg { display: flex; flex-direction: column; max-width: 86%; }
-.msg.user { align-self: flex-end; align-items: flex-end; }
-.msg.bot { align-self: flex-start; align-items: flex-start; }
-.bubble {
-  padding: 10px 14px; border-radius: 18px; white-space: pre-wrap; overflow-wrap: anywhere;
-}
-.user .bubble { background: var(--accent); color: var(--on-accent); border-bottom-right-radius: 6px; }
-.bot .bubble {
-  background: #ffffff; color: #111827; border: 1px solid #e5e7eb; border-bottom-left-radius: 6px;
-  box-shadow: 0 1px 2px rgba(15, 23, 42, .05);
-}
-.notice .bubble { background: #f1f5f9; color: #475569; border-color: #e2e8f0; box-shadow: none; }
-.typing { display: inline-flex; gap: 5px; padding: 15px 16px; }
-.dot { width: 7px; height: 7px; border-radius: 50%; background: #94a3b8; animation: cm-dot 1.2s infinite ease-in-out; }
-.dot:nth-child(2) { animation-delay: .15s; }
-.dot:nth-child(3) { animation-delay: .3s; }
-@keyframes cm-dot { 0%, 80%, 100% { opacity: .35; transform: none; } 40% { opacity: 1; transform: translateY(-3px); } }
-.sources { list-style: none; margin: 8px 0 0; padding: 0; display: flex; flex-wrap: wrap; gap: 6px; max-width: 100%; }
-.source {
-  display: inline-flex; align-items: center; gap: 6px; max-width: 100%;
-  padding: 3px 10px 3px 4px; border-radius: 999px; border: 1px solid #e2e8f0; background: #ffffff;
-  font-size: 12px; line-height: 1.35; color: #475569;
-}
-.num {
-  flex: none; min-width: 18px; height: 18px; padding: 0 5px; border-radius: 999px;
-  display: grid; place-items: center; background: #e2e8f0; color: #334155; font-size: 11px; font-weight: 600;
-}
-.name { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.votes { display: flex; gap: 6px; margin-top: 6px; }
-.vote {
-  width: 32px; height: 32px; border-radius: 10px; border: 1px solid #e2e8f0; padding: 0;
-  display: grid; place-items: center; cursor: pointer; background: #ffffff; color: #64748b;
-}
-.vote:hover { color: #111827; border-color: #cbd5e1; }
-.vote[aria-pressed="true"] { background: var(--accent); border-color: var(--accent); color: var(--on-accent); }
-.vote:disabled { cursor: default; opacity: .6; }
-.vote:focus-visible { outline: 3px solid color-mix(in srgb, var(--accent) 45%, transparent); outline-offset: 2px; }
-.composer {
-  display: flex; align-items: flex-end; gap: 8px; padding: 12px 12px 8px;
-  border-top: 1px solid #e5e7eb; background: #ffffff;
-}
-.input {
-  flex: 1; min-width: 0; min-height: 44px; max-height: 128px; margin: 0; resize: none;
-  padding: 11px 14px; border: 1px solid #d1d5db; border-radius: 14px; outline: none;
-  font: inherit; line-height: 1.4; color: #111827; background: #ffffff;
-}
-.input::placeholder { color: #9ca3af; }
-.input:focus { border-color: var(--accent); box-shadow: 0 0 0 3px color-mix(in srgb, var(--accent) 22%, transparent); }
-.send {
-  flex: none; width: 44px; height: 44px; border-radius: 50%; border: 0; padding: 0;
-  display: grid; place-items: center; cursor: pointer; background: var(--accent); color: var(--on-accent);
-}
-.send:disabled { opacity: .4; cursor: default; }
-.send:focus-visible { outline: 3px solid color-mix(in srgb, var(--accent) 45%, transparent); outline-offset: 2px; }
-.foot { margin: 0; padding: 0 12px 10px; background: #ffffff; font-size: 11px; color: #94a3b8; text-align: center; }
-.sr-only {
-  position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; border: 0;
-  overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap;
-}
-@media ${NARROW} {
-  .panel, .left .panel {
-    inset: 0; width: auto; max-width: none; height: auto; max-height: none; border-radius: 0;
-  }
-  .panel:not([hidden]) ~ .launcher { display: none; }
-  .input { font-size: 16px; }
-}
-@media (prefers-reduced-motion: reduce) {
-  .panel, .dot, .launcher { animation: none; transition: none; }
-}
-`;
+  // The words of the visitor's language (or the customer's), as the server sent them.
+  const wordsOf = (texts) => {
+    const words = {};
+    if (texts && typeof texts === "object") {
+      for (const [key, text] of Object.entries(texts)) if (typeof text === "string") words[key] = text;
+    }
+    return (key) => words[key] || "";
+  };
 
   function mount(settings) {
-    const title = typeof settings.title === "string" && settings.title.trim() ? settings.title : "Chat";
+    const say = wordsOf(settings.texts);
+    const title = typeof settings.title === "string" && settings.title.trim() ? settings.title : say("conversation");
     const accent = accentOf(settings.color);
+    const theme = THEMES.includes(settings.theme) ? settings.theme : "auto";
+    const lang = typeof settings.lang === "string" && /^[a-z]{2,3}$/.test(settings.lang) ? settings.lang : "en";
     const welcome = typeof settings.welcome_message === "string" ? settings.welcome_message.trim() : "";
     const maxChars = Number.isInteger(settings.max_message_chars) ? settings.max_message_chars : 2000;
     const state = loadState();
@@ -345,16 +234,19 @@ button { font: inherit; margin: 0; }
       root.append(h("style", { text: STYLES }));
     }
 
-    const log = h("div", { class: "log", role: "log", "aria-live": "off", "aria-label": "Conversation" });
+    // Focusable with a name, so that a keyboard can scroll back through the conversation.
+    const log = h("div", {
+      class: "log", role: "log", "aria-live": "off", "aria-label": say("conversation"), tabindex: 0,
+    });
     const live = h("div", { class: "sr-only", "aria-live": "polite", "aria-atomic": "true" });
     const input = h("textarea", {
-      class: "input", rows: 1, maxlength: maxChars, placeholder: "Write a message…",
-      "aria-label": `Message ${title}`, enterkeyhint: "send",
+      class: "input", rows: 1, maxlength: maxChars, placeholder: say("placeholder"),
+      "aria-label": say("placeholder"), enterkeyhint: "send",
     });
-    const send = h("button", { class: "send", type: "submit", "aria-label": "Send message", disabled: true }, icon("send"));
+    const send = h("button", { class: "send", type: "submit", "aria-label": say("send"), disabled: true }, icon("send"));
     const form = h("form", { class: "composer" }, input, send);
-    const restart = h("button", { class: "tool", type: "button", "aria-label": "Start a new conversation", title: "New conversation" }, icon("restart", 18));
-    const close = h("button", { class: "tool", type: "button", "aria-label": "Close chat" }, icon("close"));
+    const restart = h("button", { class: "tool", type: "button", "aria-label": say("restart"), title: say("restart") }, icon("restart", 18));
+    const close = h("button", { class: "tool", type: "button", "aria-label": say("close") }, icon("close"));
     const panel = h(
       "section",
       { class: "panel", id: "cm-panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "cm-title", hidden: true },
@@ -362,17 +254,17 @@ button { font: inherit; margin: 0; }
         h("div", { class: "avatar", "aria-hidden": "true" }, icon("chat", 20)),
         h("div", { class: "who" },
           h("h2", { class: "title", id: "cm-title", text: title }),
-          h("p", { class: "subtitle", text: "Ask us anything" })),
+          h("p", { class: "subtitle", text: say("subtitle") })),
         restart, close),
       log, form,
-      h("p", { class: "foot", text: "Powered by Chatmeter" }),
+      h("p", { class: "foot", text: say("powered_by") }),
       live,
     );
     const launcher = h("button", {
       class: "launcher", type: "button", "aria-controls": "cm-panel", "aria-expanded": "false",
-      "aria-label": `Open chat: ${title}`,
+      "aria-label": `${say("open")}: ${title}`,
     }, icon("chat", 26));
-    const frame = h("div", { class: `cm ${settings.position === "left" ? "left" : "right"}` }, panel, launcher);
+    const frame = h("div", { class: `cm ${theme} ${settings.position === "left" ? "left" : "right"}`, lang }, panel, launcher);
     frame.style.setProperty("--accent", accent);
     frame.style.setProperty("--on-accent", textOn(accent));
     root.append(frame);
@@ -383,7 +275,7 @@ button { font: inherit; margin: 0; }
     const toBottom = () => { log.scrollTop = log.scrollHeight; };
 
     const sourceList = (sources) => {
-      const list = h("ul", { class: "sources", "aria-label": "Sources" });
+      const list = h("ul", { class: "sources", "aria-label": say("sources") });
       sources.forEach((source, i) => {
         list.append(h("li", { class: "source", title: source.passage || null },
           h("span", { class: "num", text: String(i + 1) }),
@@ -394,9 +286,9 @@ button { font: inherit; margin: 0; }
 
     // "Helpful" / "Not helpful" under an answer: one vote, which a second click on the
     // other button changes; the pressed button shows the vote given.
-    const VOTES = [["up", "up", "Helpful"], ["down", "downvote", "Not helpful"]];
+    const VOTES = [["up", "up", say("helpful")], ["down", "downvote", say("not_helpful")]];
     const votes = (m) => {
-      const group = h("div", { class: "votes", role: "group", "aria-label": "Was this answer helpful?" });
+      const group = h("div", { class: "votes", role: "group", "aria-label": say("rate_question") });
       const buttons = VOTES.map(([rating, shape, label]) =>
         h("button", { class: "vote", type: "button", "aria-label": label, title: label,
           "aria-pressed": String(m.rating === rating), "data-rating": rating }, icon(shape, 16)));
@@ -418,9 +310,9 @@ button { font: inherit; margin: 0; }
             if (!response.ok) throw new Error(String(response.status));
             m.rating = rating;
             saveState(state);
-            live.textContent = "Thank you for your feedback.";
+            live.textContent = say("thanks");
           } catch {
-            live.textContent = "Your rating could not be sent. Please try again later.";
+            live.textContent = say("rating_failed");
           }
           sending = false;
           buttons.forEach((b) => { b.disabled = false; });
@@ -432,10 +324,17 @@ button { font: inherit; margin: 0; }
       return group;
     };
 
-    const bubble = (role, text, { sources = [], notice = false } = {}) => {
+    // An answer's text as Markdown (see markdown.js); everything else stays plain text.
+    const answerBubble = (text) => {
+      const node = h("div", { class: "bubble md" });
+      node.append(ChatmeterMarkdown.render(text, document));
+      return node;
+    };
+    const cutOffMarker = () => h("p", { class: "cut", text: say("cut_off") });
+
+    const bubble = (role, text, { notice = false } = {}) => {
       const message = h("div", { class: `msg ${role === "user" ? "user" : "bot"}${notice ? " notice" : ""}` },
         h("div", { class: "bubble", text }));
-      if (sources.length) message.append(sourceList(sources));
       log.append(message);
       return message;
     };
@@ -444,27 +343,84 @@ button { font: inherit; margin: 0; }
       log.replaceChildren();
       if (welcome) bubble("assistant", welcome);
       for (const m of state.messages) {
-        const shown = bubble(m.role, m.text, { sources: Array.isArray(m.sources) ? m.sources : [] });
-        if (m.role === "assistant" && m.messageId && m.conversation) shown.append(votes(m));
+        if (m.role === "user") {
+          bubble("user", m.text);
+          continue;
+        }
+        const shown = h("div", { class: "msg bot" }, answerBubble(m.text));
+        if (m.cutOff) shown.append(cutOffMarker());
+        if (m.sources.length) shown.append(sourceList(m.sources));
+        if (m.messageId && m.conversation) shown.append(votes(m));
+        log.append(shown);
       }
       toBottom();
     };
 
-    // --- opening and closing
+    // --- opening and closing; on a phone the open panel is modal
 
-    const narrow = window.matchMedia ? window.matchMedia(NARROW) : { matches: false };
+    const narrow = window.matchMedia ? window.matchMedia(NARROW) : null;
+    // While modal: the page's elements this made inert, and the scrolling it stopped,
+    // so that closing gives back exactly what was there.
+    let modal = null;
+    const OVERFLOW = ["overflow-x", "overflow-y"]; // longhands: "overflow" may not read back
+    const enterModal = () => {
+      if (modal) return;
+      const made = [...document.body.children].filter((node) => node !== host && !node.inert);
+      made.forEach((node) => { node.inert = true; });
+      const styles = [document.documentElement.style, document.body.style];
+      const overflow = styles.map((style) =>
+        OVERFLOW.map((name) => [name, style.getPropertyValue(name), style.getPropertyPriority(name)]));
+      styles.forEach((style) => OVERFLOW.forEach((name) => style.setProperty(name, "hidden", "important")));
+      modal = { made, styles, overflow };
+      panel.setAttribute("aria-modal", "true");
+    };
+    const leaveModal = () => {
+      if (!modal) return;
+      modal.made.forEach((node) => { node.inert = false; });
+      modal.styles.forEach((style, i) => {
+        for (const [name, value, priority] of modal.overflow[i]) {
+          if (value) style.setProperty(name, value, priority);
+          else style.removeProperty(name);
+        }
+      });
+      modal = null;
+      panel.setAttribute("aria-modal", "false");
+    };
+    const fitModality = () => (!panel.hidden && narrow && narrow.matches ? enterModal() : leaveModal());
+    if (narrow) narrow.addEventListener("change", fitModality);
+
     const setOpen = (open, { focus = true } = {}) => {
       panel.hidden = !open;
       launcher.setAttribute("aria-expanded", String(open));
-      launcher.setAttribute("aria-label", open ? "Close chat" : `Open chat: ${title}`);
+      launcher.setAttribute("aria-label", open ? say("close") : `${say("open")}: ${title}`);
       launcher.replaceChildren(icon(open ? "down" : "chat", open ? 24 : 26));
       state.open = open;
       saveState(state);
+      fitModality();
       if (open) {
         toBottom();
         if (focus) input.focus();
       } else if (focus) {
         launcher.focus();
+      }
+    };
+
+    // Tab and Shift+Tab go round the panel's own controls while it is modal.
+    const focusables = () =>
+      [...panel.querySelectorAll('a[href], button:not(:disabled), textarea:not(:disabled), [tabindex="0"]')]
+        .filter((node) => node.getClientRects().length);
+    const trapFocus = (event) => {
+      const all = focusables();
+      if (!all.length) return;
+      const first = all[0];
+      const last = all[all.length - 1];
+      const current = root.activeElement;
+      if (event.shiftKey && (current === first || !all.includes(current))) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && (current === last || !all.includes(current))) {
+        event.preventDefault();
+        first.focus();
       }
     };
 
@@ -474,6 +430,8 @@ button { font: inherit; margin: 0; }
       if (event.key === "Escape") {
         event.stopPropagation();
         setOpen(false);
+      } else if (event.key === "Tab" && modal) {
+        trapFocus(event);
       }
     });
     restart.addEventListener("click", () => {
@@ -513,16 +471,17 @@ button { font: inherit; margin: 0; }
       refresh();
       bubble("user", question);
       const reply = h("div", { class: "msg bot" },
-        h("div", { class: "bubble typing", "aria-label": "Typing" },
+        h("div", { class: "bubble typing", role: "img", "aria-label": say("typing") },
           h("span", { class: "dot" }), h("span", { class: "dot" }), h("span", { class: "dot" })));
       log.append(reply);
       log.setAttribute("aria-busy", "true");
       toBottom();
 
-      const answer = document.createTextNode("");
+      const answer = h("div", { class: "bubble md" });
       let text = "";
       let sources = [];
       let messageId = null;
+      let cutOff = false;
       let failure = null;
       try {
         const response = await fetch(endpoint("chat"), {
@@ -533,10 +492,10 @@ button { font: inherit; margin: 0; }
         });
         if (!response.ok || !response.body) {
           const code = await errorCode(response);
-          failure = response.status === 429 ? TOO_FAST
-            : code === "busy" ? BUSY
-            : code === "conversation_full" ? FULL
-            : UNAVAILABLE;
+          failure = response.status === 429 ? say("too_fast")
+            : code === "busy" ? say("busy")
+            : code === "conversation_full" ? say("full")
+            : say("unavailable");
           if (code === "conversation_full") {
             state.conversationId = null;
             saveState(state);
@@ -548,34 +507,40 @@ button { font: inherit; margin: 0; }
             }
             if (event === "delta" && typeof data.text === "string" && data.text) {
               const follow = nearBottom();
-              if (!text) reply.replaceChildren(h("div", { class: "bubble" }, answer));
+              if (!text) reply.replaceChildren(answer);
               text += data.text;
-              answer.data = text;
+              // Drawn again from the whole text: a "**" or a list only means something
+              // once its end has arrived.
+              answer.replaceChildren(ChatmeterMarkdown.render(text, document));
               if (follow) toBottom();
             } else if (event === "done") {
               sources = citations(data.sources);
               if (Number.isInteger(data.message_id)) messageId = data.message_id;
+              cutOff = data.cut_off === true;
             } else if (event === "error") {
-              failure = UNAVAILABLE;
+              failure = say("unavailable");
             }
           }
         }
       } catch {
-        failure = UNAVAILABLE;
+        failure = say("unavailable");
       }
 
       const shown = text.trim();
       if (!shown) {
         reply.remove();
-        bubble("assistant", failure || NO_ANSWER, { notice: true });
-        live.textContent = failure || NO_ANSWER;
+        bubble("assistant", failure || say("no_answer"), { notice: true });
+        live.textContent = failure || say("no_answer");
       } else {
+        if (cutOff) reply.append(cutOffMarker());
         if (sources.length) reply.append(sourceList(sources));
-        const said = { role: "assistant", text, sources, messageId, conversation: state.conversationId, rating: null };
+        const said = {
+          role: "assistant", text, sources, messageId, conversation: state.conversationId, rating: null, cutOff,
+        };
         if (messageId && said.conversation) reply.append(votes(said));
         state.messages.push({ role: "user", text: question }, said);
         saveState(state);
-        live.textContent = `${title}: ${text}`;
+        live.textContent = `${title}: ${answer.textContent}${cutOff ? ` ${say("cut_off")}` : ""}`;
       }
       log.removeAttribute("aria-busy");
       toBottom();
@@ -586,13 +551,22 @@ button { font: inherit; margin: 0; }
     render();
     document.body.append(host);
     // Reopen where the visitor left off, except full-screen on a phone; never steal focus.
-    if (state.open && !narrow.matches) setOpen(true, { focus: false });
+    if (state.open && !(narrow && narrow.matches)) setOpen(true, { focus: false });
   }
+
+  // The browser's languages, most wanted first, for the server to pick the widget's words.
+  const visitorLanguages = () => {
+    const languages = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+    return languages.filter((tag) => typeof tag === "string" && tag).join(",").slice(0, MAX_LANGUAGES);
+  };
 
   const start = async () => {
     let settings;
     try {
-      const response = await fetch(endpoint("widget"), { credentials: "omit", cache: "no-store" });
+      const url = new URL(endpoint("widget"));
+      const languages = visitorLanguages();
+      if (languages) url.searchParams.set("lang", languages);
+      const response = await fetch(url.href, { credentials: "omit", cache: "no-store" });
       if (!response.ok) return; // nothing to show here: show nothing, say nothing
       settings = await response.json();
     } catch {

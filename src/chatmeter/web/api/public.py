@@ -22,11 +22,15 @@ from chatmeter.http.client import visitor_key
 from chatmeter.http.sse import EventStream
 from chatmeter.web.deps import ContextDep, IdPath
 from chatmeter.web.schemas import Strict
+from chatmeter.widget import texts
 
 router = APIRouter(tags=["public"])
 
 # The widget asks on every page load, so a purchase brings it back on the next one.
 NO_STORE = {"Cache-Control": "no-store"}
+# The browser's languages, as the widget sends them (``navigator.languages``); a
+# longer list is not a browser's and is answered in English.
+MAX_LANG = 200
 
 
 class ChatIn(Strict):
@@ -93,13 +97,24 @@ def rate_answer(
 @router.get(
     "/public/{public_key}/widget",
     responses={
-        200: {"description": "the widget's title, colour, position and welcome message"},
+        200: {
+            "description": "the widget's title, colour, position, welcome message, theme, "
+            "and its texts in the visitor's language"
+        },
         404: {"description": "no widget (unknown or inactive assistant); empty body"},
         403: {"description": "called from a website the assistant is not allowed on"},
     },
 )
-def widget_settings(public_key: str, ctx: ContextDep) -> Response:
-    """What the embedded widget shows; an empty 404 tells it to show nothing at all."""
+def widget_settings(
+    public_key: str, request: Request, ctx: ContextDep, lang: str | None = None
+) -> Response:
+    """What the embedded widget shows; an empty 404 tells it to show nothing at all.
+
+    Its texts are in the first shipped language among ``lang`` (the browser's
+    languages, comma-separated, as the widget sends them) or else the request's
+    ``Accept-Language``, with the customer's own wording over them.
+    """
+    language = visitor_language(lang, request.headers.get("accept-language", ""))
     with ctx.db.read() as session:
         assistant = assistants.visible_by_public_key(
             session, public_key=public_key, now=ctx.clock.now()
@@ -112,5 +127,17 @@ def widget_settings(public_key: str, ctx: ContextDep) -> Response:
             "position": assistant.widget_position,
             "welcome_message": assistant.welcome_message,
             "max_message_chars": ctx.settings.chat_max_message_chars,
+            "theme": assistant.widget_theme,
+            "lang": language,
+            "texts": texts.texts_for(language, assistant.texts),
         }
     return JSONResponse(settings, headers=NO_STORE)
+
+
+def visitor_language(lang: str | None, accept_language: str) -> str:
+    """The shipped language to answer in: a visitor's odd ``lang`` gets English, not an error."""
+    if lang is None:
+        return texts.language_of(texts.accept_language(accept_language[:MAX_LANG]))
+    if len(lang) > MAX_LANG:
+        return texts.DEFAULT_LANGUAGE
+    return texts.language_of(lang.split(","))
