@@ -5,6 +5,7 @@ any brand colour."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -143,6 +144,32 @@ def test_the_customers_own_words_show_instead_of_the_translation(
     assert widget.style(".panel", ["background-color"])["background-color"] == LIGHT_SURFACE
     assert widget.style(".log", ["background-color"])["background-color"] == LIGHT_CANVAS
     assert widget.style(".input", ["color"])["color"] == LIGHT_TEXT
+
+
+def test_auto_follows_the_pages_own_scheme_when_it_declares_one(
+    ctx: Context, live: LiveServer, website: Website, browser: Browser
+) -> None:
+    """A page that declares only dark gets a dark widget for a visitor who prefers light;
+    when the page switches itself to light, the widget follows at once."""
+    shop = shop_for(ctx, website)  # widget_theme "auto"
+    dark_page = SHOP.replace(
+        '<meta charset="utf-8">',
+        '<meta charset="utf-8">\n<meta name="color-scheme" content="dark">',
+    )
+    url = website.publish("/dark-site.html", page_with_widget(dark_page, api=live.url, shop=shop))
+    context = browser.new_context(color_scheme="light", viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    widget = Widget(page)
+    try:
+        load(page, url)
+        widget.open()
+        assert widget.style(".panel", ["background-color"])["background-color"] == DARK_SURFACE
+
+        page.evaluate("document.documentElement.style.colorScheme = 'light'")
+        expect(page.locator(f"{HOST} .cm")).to_have_class(re.compile(r"\blight\b"))
+        assert widget.style(".panel", ["background-color"])["background-color"] == LIGHT_SURFACE
+    finally:
+        context.close()
 
 
 def test_a_keyboard_alone_opens_asks_reads_and_closes(

@@ -34,6 +34,27 @@
   const THEMES = ["auto", "light", "dark"];
   const MAX_LANGUAGES = 200; // characters of navigator.languages sent: the server's bound
 
+  // The one colour scheme the page declares (CSS color-scheme on <html> or <body>, else
+  // <meta name="color-scheme">), or null when it declares none or both.
+  const pageScheme = () => {
+    const single = (value) => {
+      const words = String(value || "").toLowerCase().split(/\s+/);
+      const dark = words.includes("dark");
+      const light = words.includes("light");
+      return dark === light ? null : dark ? "dark" : "light";
+    };
+    try {
+      for (const node of [document.body, document.documentElement]) {
+        const found = node && single(getComputedStyle(node).colorScheme);
+        if (found) return found;
+      }
+    } catch {
+      // no computed style (a detached document): fall through to the meta tag
+    }
+    const meta = document.querySelector('meta[name="color-scheme"]');
+    return meta ? single(meta.getAttribute("content")) : null;
+  };
+
   // --- what survives page loads ------------------------------------------------------
 
   const loadState = () => {
@@ -264,10 +285,26 @@
       class: "launcher", type: "button", "aria-controls": "cm-panel", "aria-expanded": "false",
       "aria-label": `${say("open")}: ${title}`,
     }, icon("chat", 26));
-    const frame = h("div", { class: `cm ${theme} ${settings.position === "left" ? "left" : "right"}`, lang }, panel, launcher);
+    const frame = h("div", { class: `cm ${settings.position === "left" ? "left" : "right"}`, lang }, panel, launcher);
     frame.style.setProperty("--accent", accent);
     frame.style.setProperty("--on-accent", textOn(accent));
     root.append(frame);
+    // "auto": the page's own scheme when it declares only one, else the visitor's
+    // preference (the stylesheet's prefers-color-scheme). A page that switches its
+    // scheme (a class or style on <html> or <body>) switches the widget with it.
+    const showTheme = () => {
+      const shown = theme === "auto" ? pageScheme() || "auto" : theme;
+      frame.classList.remove(...THEMES);
+      frame.classList.add(shown);
+    };
+    showTheme();
+    if (theme === "auto" && window.MutationObserver) {
+      const watch = new MutationObserver(showTheme);
+      const what = { attributes: true, attributeFilter: ["class", "style", "data-theme", "content"] };
+      watch.observe(document.documentElement, what);
+      if (document.body) watch.observe(document.body, what);
+      if (document.head) watch.observe(document.head, { ...what, childList: true, subtree: true });
+    }
 
     // --- messages
 
