@@ -221,6 +221,7 @@ def test_the_settings_preview_follows_the_title_colour_and_theme(
     page.emulate_media(color_scheme="light")
 
     # Saved through the ordinary form, and drawn so on the next visit.
+    colour.fill("#1e3a8a")
     page.get_by_text("Dark", exact=True).click()
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_role("status")).to_have_text("Your changes are saved.")
