@@ -15,6 +15,7 @@ from chatmeter.training import service as training
 from chatmeter.web.app import create_app
 from tests.e2e.driver import ANSWER_TIMEOUT, Widget, load
 from tests.e2e.pages import SHOP
+from tests.support.axe import serious
 from tests.support.browser import Screenshots, Visit
 from tests.support.live import LiveServer
 from tests.support.website import Website
@@ -80,6 +81,9 @@ def test_a_new_customer_follows_the_checklist_to_a_live_widget(
     expect(page.get_by_text("You are out of tokens")).to_have_count(0)
     expect(page.get_by_text("You have not bought any tokens yet.")).to_be_visible()
     expect(page.get_by_test_id("renews")).to_be_hidden()
+    # What this page adds reads for everyone (the panel's own colours are checked elsewhere).
+    for part in ('[data-testid="onboarding"]', '[data-testid="no-tokens"]'):
+        assert serious(page, context=part) == [], part
 
     # 1. Create an assistant, from the checklist.
     step(page, "assistant").get_by_role("link", name="New assistant").click()
@@ -122,10 +126,12 @@ def test_a_new_customer_follows_the_checklist_to_a_live_widget(
     expect_ticked(page, "assistant", "files", "test", "tokens")
     expect(page.get_by_test_id("balance")).to_be_visible()
     screenshots.take(page, f"onboarding-{size}.png")
+    assert serious(page, context='[data-testid="onboarding"]') == []
 
     # 4. Allow the website, then copy the snippet from the Embed tab.
     step(page, "website").get_by_role("link", name="Embed").click()
     expect(page.get_by_test_id("host-warning")).to_have_count(0)  # the snippet is this host's
+    assert serious(page, context=".embed-preview") == []
     page.get_by_role("link", name="Change the allowed websites").click()
     page.get_by_label("Domains").fill(website.domain)
     page.get_by_role("button", name="Save changes").click()
@@ -143,6 +149,7 @@ def test_a_new_customer_follows_the_checklist_to_a_live_widget(
 
     page.goto(f"{served.url}/panel/dashboard")
     expect(page.get_by_role("heading", name="You're live")).to_be_visible()
+    assert serious(page, context='[data-testid="onboarding"]') == []
     for key in STEPS:
         expect(step(page, key)).to_have_attribute("data-done", "yes")
 
@@ -168,7 +175,7 @@ def test_a_new_customer_follows_the_checklist_to_a_live_widget(
 
 
 def test_the_settings_preview_follows_the_title_colour_and_theme(
-    ctx: Context, served: LiveServer, visit: Visit
+    ctx: Context, served: LiveServer, visit: Visit, screenshots: Screenshots
 ) -> None:
     page = visit.page
     page.goto(f"{served.url}/panel/sign-up")
@@ -202,6 +209,7 @@ def test_the_settings_preview_follows_the_title_colour_and_theme(
     colour.fill("#facc15")  # yellow: dark text
     expect(head).to_have_css("background-color", "rgb(250, 204, 21)")
     expect(head).to_have_css("color", "rgb(17, 24, 39)")
+    assert serious(page, context='[data-testid="preview"]') == []
     colour.fill("#1e3a8a")  # navy: white text
     expect(head).to_have_css("background-color", "rgb(30, 58, 138)")
     expect(head).to_have_css("color", "rgb(255, 255, 255)")
@@ -212,6 +220,7 @@ def test_the_settings_preview_follows_the_title_colour_and_theme(
     page.get_by_text("Dark", exact=True).click()
     expect(drawing).to_have_attribute("data-theme", "dark")
     expect(window).to_have_css("background-color", "rgb(17, 24, 39)")
+    assert serious(page, context='[data-testid="preview"]') == []
     page.get_by_text("Light", exact=True).click()
     expect(window).to_have_css("background-color", "rgb(255, 255, 255)")
     page.get_by_text("Automatic", exact=True).click()
@@ -228,4 +237,5 @@ def test_the_settings_preview_follows_the_title_colour_and_theme(
     expect(drawing).to_have_attribute("data-theme", "dark")
     expect(preview.locator("[data-preview-title]")).to_have_text("<b>Ask Northwind</b>")
     expect(head).to_have_css("color", "rgb(255, 255, 255)")
+    screenshots.take(page, "settings-preview.png")
     assert [m for m in visit.console if m.startswith(("error", "pageerror"))] == []
