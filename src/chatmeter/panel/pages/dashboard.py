@@ -40,11 +40,13 @@ def account_progress(session: Session, *, account_id: int) -> AccountProgress:
     ids = [bot.id for bot in bots]
     trained = set(
         session.scalars(
-            select(TrainingFile.assistant_id).where(
+            select(TrainingFile.assistant_id)
+            .where(
                 TrainingFile.account_id == account_id,
                 TrainingFile.assistant_id.in_(ids),
                 TrainingFile.status == FileStatus.READY,
             )
+            .distinct()
         )
     )
     tested = session.scalar(
