@@ -130,10 +130,10 @@ def test_journey_1_train_on_a_pdf_and_a_docx_and_ask_the_test_chat(
     page.get_by_role("button", name="Create assistant").click()
     expect(page).to_have_url(re.compile(r"/panel/assistants/\d+/training\?done=created$"))
 
-    # Short, steady answers: the settings form saves the response cap and temperature.
+    # Short, steady answers: the settings form saves the longest answer and creativity.
     page.locator(".tabs").get_by_role("link", name="Settings").click()
-    page.get_by_label("Response cap").fill("24")
-    page.get_by_label("Temperature").fill("0")
+    page.get_by_label("Longest answer").fill("24")
+    page.get_by_label("Creativity").fill("0")
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_role("status")).to_have_text("Your changes are saved.")
 

@@ -20,6 +20,7 @@ from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.training import service as training
+from tests.support.accounts import add_tokens, spend
 from tests.support.browser import Screenshots, Visit
 from tests.support.live import LiveServer
 
@@ -131,14 +132,18 @@ def test_the_out_of_tokens_banner_leads_to_more_tokens(
 ) -> None:
     page = visit.page
     sign_up(page, live, "empty@northwind.example")
+    account_id = account_of(ctx, "empty@northwind.example")
     with ctx.db.uow() as uow:
         assistants.create_assistant(
             uow.session,
-            account_id=account_of(ctx, "empty@northwind.example"),
+            account_id=account_id,
             fields=AssistantFields(name="Front desk"),
             now=ctx.clock.now(),
         )
         uow.commit()
+    # Out of tokens, not merely without any yet (a new account sees no alarm).
+    add_tokens(ctx, account_id, 1_000)
+    spend(ctx, account_id, 1_000, key="turn:all-of-it")
     page.reload()
     status = page.locator("[data-assistant-status]")
     expect(status).to_have_text("Hidden: out of tokens")

@@ -65,16 +65,17 @@ BAD_SETTINGS = [
     ("daily_token_cap", "lots", f"The daily token cap {WHOLE} 0 to 1,000,000,000."),
     ("turns_per_conversation", "10001", f"The questions per conversation {WHOLE} 0 to 10,000."),
     ("show_sources", "everything", "The sources shown must be 'none', 'names' or 'passages'."),
-    ("max_tokens", "", f"The response cap {WHOLE} 16 to 2,048."),
-    ("max_tokens", "ten", f"The response cap {WHOLE} 16 to 2,048."),
-    ("max_tokens", "-5", f"The response cap {WHOLE} 16 to 2,048."),
-    ("max_tokens", "99999999999999", f"The response cap {WHOLE} 16 to 2,048."),
-    ("max_tokens", "1.5", f"The response cap {WHOLE} 16 to 2,048."),
-    ("passages", "0", f"The number of passages {WHOLE} 1 to 10."),
-    ("context_budget", "8001", f"The context budget {WHOLE} 50 to 8,000."),
-    ("temperature", "-1", "The temperature must be a number from 0 to 2."),
-    ("temperature", "hot", "The temperature must be a number from 0 to 2."),
-    ("temperature", "nan", "The temperature must be a number from 0 to 2."),
+    # The settings page's own words for these fields (its labels): not the API's.
+    ("max_tokens", "", f"The longest answer {WHOLE} 16 to 2,048."),
+    ("max_tokens", "ten", f"The longest answer {WHOLE} 16 to 2,048."),
+    ("max_tokens", "-5", f"The longest answer {WHOLE} 16 to 2,048."),
+    ("max_tokens", "99999999999999", f"The longest answer {WHOLE} 16 to 2,048."),
+    ("max_tokens", "1.5", f"The longest answer {WHOLE} 16 to 2,048."),
+    ("passages", "0", f"The sources read per answer {WHOLE} 1 to 10."),
+    ("context_budget", "8001", f"The reading per answer {WHOLE} 50 to 8,000."),
+    ("temperature", "-1", "The creativity must be a number from 0 to 2."),
+    ("temperature", "hot", "The creativity must be a number from 0 to 2."),
+    ("temperature", "nan", "The creativity must be a number from 0 to 2."),
     ("widget_color", "red", "The colour must be a colour code such as #0f766e."),
     ("widget_color", "#12345", "The colour must be a colour code such as #0f766e."),
     ("widget_position", "top", "The position must be 'left' or 'right'."),
@@ -258,7 +259,7 @@ def test_a_new_assistant_is_created_from_the_form(ctx: Context, panel: Panel) ->
     assert "Your assistant is created" in page.text
     listing = panel.client.get("/panel/assistants").text
     assert "Help Center" in listing and f'/panel/assistants/{assistant_id}"' in listing
-    assert re.search(rf'data-testid="status-{assistant_id}">Hidden: out of tokens<', listing)
+    assert re.search(rf'data-testid="status-{assistant_id}">Hidden: no tokens yet<', listing)
 
 
 @pytest.mark.parametrize(

@@ -122,8 +122,9 @@ def test_the_dashboard_shows_exactly_the_ledgers_figures(ctx: Context, panel: Pa
     panel.sign_up()
     account = account_id(ctx)
     page = panel.client.get("/panel/dashboard").text
-    assert "Your assistants are hidden from your visitors until you get more tokens" in page
-    assert figure(page, "balance") == "0"
+    # Nothing bought yet: no gauge at 0%, no alarm, a plain sentence (tests/panel/test_first_run).
+    assert "You have not bought any tokens yet." in page
+    assert '<div class="grid" data-token-figures hidden>' in page
 
     panel.buy(3, key="window-three-abc")
     now = ctx.clock.now()
@@ -165,7 +166,7 @@ def test_the_dashboard_links_each_assistant_with_its_status(ctx: Context, panel:
     pill = re.compile(r'<span class="pill ([\w-]+)" data-assistant-status[^>]*>([^<]+)</span>')
 
     assert pill.findall(panel.client.get("/panel/dashboard").text) == [
-        ("pill-off", "Hidden: out of tokens")
+        ("pill-wait", "Hidden: no tokens yet")
     ]
     panel.buy(1, key="window-status-abc")
     page = panel.client.get("/panel/dashboard").text
@@ -197,6 +198,7 @@ def test_below_20_percent_the_dashboard_says_so(ctx: Context, panel: Panel) -> N
 def test_the_renewal_date_is_in_the_accounts_time_zone(ctx: Context) -> None:
     panel = new_panel(ctx)
     panel.sign_up(timezone="Pacific/Auckland")
+    add_tokens(ctx, account_id(ctx), 1_000)
     page = panel.client.get("/panel/dashboard").text
     # 15 November 12:00 UTC is already 16 November in Auckland; the month renews on its 1st.
     assert figure(page, "renews") == "1 December 2026"

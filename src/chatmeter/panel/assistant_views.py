@@ -7,6 +7,7 @@ existed, so the 404 page is all anyone learns about assistants not theirs.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -22,6 +23,7 @@ from chatmeter.errors import NotFound
 from chatmeter.formatting import plural
 from chatmeter.ledger.models import Balance
 from chatmeter.panel.deps import NoSuchPage, Viewer, ViewerDep, ctx_of
+from chatmeter.panel.figures import had_tokens
 from chatmeter.panel.rendering import render
 from chatmeter.training.models import FileStatus, TrainingFile
 from chatmeter.training.titles import shown_title
@@ -41,6 +43,7 @@ TABS = [
 PILLS: dict[str, str] = {FileStatus.READY: "pill-ok", FileStatus.FAILED: "pill-off"}
 STATUS = {
     "hidden": ("Hidden: out of tokens", "pill-off"),
+    "no-tokens": ("Hidden: no tokens yet", "pill-wait"),
     "training": ("Training", "pill-wait"),
     "ready": ("Ready", "pill-ok"),
     "no-files": ("No files", "pill-wait"),
@@ -77,7 +80,9 @@ def viewers_assistant(request: Request, assistant_id: str, viewer: ViewerDep) ->
         counts = file_counts(session, account_id=viewer.account_id, assistant_id=assistant.id).get(
             assistant.id, {}
         )
-        bot = bot_dict(assistant) | {"status": status_of(active=active, counts=counts)}
+        tokens_before = had_tokens(session, account_id=viewer.account_id)
+        status = status_of(active=active, counts=counts, had_tokens=tokens_before)
+        bot = bot_dict(assistant) | {"status": status}
         bot["files"] = counts
     request.state.bot = bot
     return bot
@@ -156,10 +161,11 @@ def conversation_figures(session: Session, *, account_id: int) -> dict[int, tupl
     return {assistant_id: (int(count), int(tokens)) for assistant_id, count, tokens in rows}
 
 
-def status_of(*, active: bool, counts: dict[str, int]) -> dict[str, str]:
-    """Whether visitors can use the assistant and, if so, what it knows."""
+def status_of(*, active: bool, counts: dict[str, int], had_tokens: bool = True) -> dict[str, str]:
+    """Whether visitors can use the assistant and, if so, what it knows. An account that
+    never had tokens has not run out of them: its assistants wait, without alarm."""
     if not active:
-        key = "hidden"
+        key = "hidden" if had_tokens else "no-tokens"
     elif counts.get(FileStatus.QUEUED, 0) + counts.get(FileStatus.PROCESSING, 0):
         key = "training"
     elif counts.get(FileStatus.READY, 0):
@@ -240,4 +246,50 @@ def training_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "passages": sum(r["chunks"] for r in ready),
         "tokens": sum(r["tokens"] for r in ready),
         "text": " · ".join(parts),
+    }
+
+
+# --- the settings page's live preview -----------------------------------------------
+
+DARK_INK = "#111827"
+COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb``."""
+
+    def channel(hex_pair: str) -> float:
+        value = int(hex_pair, 16) / 255
+        return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (channel(colour[i : i + 2]) for i in (1, 3, 5))
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def contrast(first: str, second: str) -> float:
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def text_on(colour: str) -> str:
+    """White or near-black, whichever reads better on ``colour`` (static/settings-preview.js
+    chooses the same way as the customer types)."""
+    return "#ffffff" if contrast(colour, "#ffffff") >= contrast(colour, DARK_INK) else DARK_INK
+
+
+def preview_of(form: dict[str, str], default_texts: dict[str, str]) -> dict[str, str]:
+    """What the preview beside the settings form first draws, from the form's values."""
+    colour = form.get("widget_color", "")
+    colour = colour if COLOUR.fullmatch(colour) else "#2563eb"
+    theme = form.get("widget_theme", "auto")
+    return {
+        "title": form.get("widget_title") or form.get("name") or "",
+        "subtitle": form.get("text_subtitle") or default_texts["subtitle"],
+        "placeholder": form.get("text_placeholder") or default_texts["placeholder"],
+        "welcome": form.get("welcome_message", ""),
+        "footer": form.get("text_powered_by") or default_texts["powered_by"],
+        "colour": colour,
+        "ink": text_on(colour),
+        "theme": theme if theme in ("light", "dark") else "auto",
+        "position": "left" if form.get("widget_position") == "left" else "right",
     }

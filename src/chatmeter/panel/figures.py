@@ -6,12 +6,14 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatmeter.billing import summary
 from chatmeter.billing.invoices import price_cents
 from chatmeter.config import Settings
 from chatmeter.formatting import local_date
+from chatmeter.ledger.models import Grant
 
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
@@ -33,6 +35,13 @@ def gauge_percent(balance: int, limit: int) -> int:
     return max(0, min(100, round(balance * 100 / limit)))
 
 
+def had_tokens(session: Session, *, account_id: int) -> bool:
+    """Whether the ledger holds a grant for the account (a purchase, a renewal, a gift):
+    until then there is nothing to run out of, so no page sounds an alarm."""
+    first = session.scalar(select(Grant.id).where(Grant.account_id == account_id).limit(1))
+    return first is not None
+
+
 def dashboard_figures(
     session: Session, *, settings: Settings, account_id: int, timezone: str, now: dt.datetime
 ) -> dict[str, Any]:
@@ -49,6 +58,7 @@ def dashboard_figures(
         "low": figures.low and figures.active,
         "renews_on": local_date(figures.renews_at, timezone),
         "period": figures.period,
+        "had_tokens": had_tokens(session, account_id=account_id),
     }
 
 
@@ -64,6 +74,8 @@ def billing_figures(
         row["date"] = local_date(row["created_at"], timezone)
         invoices.append(row)
     return plan | {
+        # A subscription to manage: packages now or from the next renewal.
+        "subscribed": plan["packages"] > 0 or plan["next_packages"] > 0,
         "monthly_price_text": money(plan["monthly_price"], currency),
         "renews_on": local_date(plan["renews_at"], timezone),
         "unit_price_cents": price_cents(settings.package_price),

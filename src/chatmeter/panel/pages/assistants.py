@@ -8,6 +8,7 @@ unless every value is valid.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -20,6 +21,8 @@ from chatmeter.assistants.schemas import limits
 from chatmeter.panel.assistant_forms import (
     CREATE_FIELDS,
     SETTINGS_FIELDS,
+    TEXT_FIELDS,
+    TEXT_LABELS,
     field_errors,
     form_of,
     parse_form,
@@ -31,11 +34,14 @@ from chatmeter.panel.assistant_views import (
     bot_of,
     conversation_figures,
     file_counts,
+    preview_of,
     status_of,
 )
 from chatmeter.panel.deps import CheckedFormDep, Refusal, Viewer, ViewerDep, ctx_of, refused_by
 from chatmeter.panel.figures import dashboard_figures
-from chatmeter.panel.rendering import render
+from chatmeter.panel.rendering import CONTENT_SECURITY_POLICY, render, templates
+from chatmeter.widget import texts as widget_texts
+from chatmeter.widget.origins import DEFAULT_PORTS
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
@@ -67,7 +73,7 @@ def assistant_list(request: Request, viewer: ViewerDep) -> Response:
         files = file_counts(session, account_id=viewer.account_id)
         talks = conversation_figures(session, account_id=viewer.account_id)
         rows = [
-            _list_row(a, files.get(a.id, {}), talks.get(a.id, (0, 0)), figures["active"])
+            _list_row(a, files.get(a.id, {}), talks.get(a.id, (0, 0)), figures)
             for a in assistants.list_assistants(session, account_id=viewer.account_id)
         ]
     return render(
@@ -82,14 +88,16 @@ def assistant_list(request: Request, viewer: ViewerDep) -> Response:
 
 
 def _list_row(
-    assistant: Assistant, counts: dict[str, int], talks: tuple[int, int], active: bool
+    assistant: Assistant, counts: dict[str, int], talks: tuple[int, int], figures: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "id": assistant.id,
         "name": assistant.name,
         "title": assistant.widget_title or assistant.name,
         "color": assistant.widget_color,
-        "status": status_of(active=active, counts=counts),
+        "status": status_of(
+            active=figures["active"], counts=counts, had_tokens=figures["had_tokens"]
+        ),
         "ready": counts.get("ready", 0),
         "files": sum(counts.values()),
         "conversations": talks[0],
@@ -185,6 +193,9 @@ def _settings_page(
         models=ctx_of(request).models.choices,
         answer_modes=[(str(mode), label) for mode, label in modes.MODE_LABELS.items()],
         default_fallback=modes.fallback_text("", contact_email),
+        text_labels=TEXT_LABELS,
+        default_texts=widget_texts.ENGLISH,
+        preview=preview_of(form, widget_texts.ENGLISH),
         status=status,
         **context,
     )
@@ -196,7 +207,7 @@ def _settings_refused(request: Request, refused: Refusal) -> Response:
         request,
         refused.viewer,
         bot_of(request),
-        sent=sent_text(refused.form, SETTINGS_FIELDS),
+        sent=sent_text(refused.form, SETTINGS_FIELDS + TEXT_FIELDS),
         status=refused.status,
         error=refused.message,
         errors=field_errors(refused.error),
@@ -271,6 +282,32 @@ def snippet(base_url: str, public_key: str) -> str:
     return f'<script src="{src}" data-assistant="{public_key}" async></script>'
 
 
+def host_of(url: str) -> str:
+    """The host and port a browser goes to for ``url``, as people write it: ``example.com``,
+    ``127.0.0.1:8000`` (the scheme's default port left out)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None or DEFAULT_PORTS.get(parts.scheme.lower()) == port:
+        return host
+    return f"{host}:{port}"
+
+
+def snippet_elsewhere(request: Request) -> str | None:
+    """The snippet's host when it is not the one this page is served from, else None.
+
+    The snippet names ``CHATMETER_BASE_URL``; the page's own address is the one the
+    app answers on (``request.base_url``, as the widget's origin check reads it). Only
+    hosts are compared: behind a proxy that ends TLS the scheme differs harmlessly.
+    """
+    wanted = host_of(ctx_of(request).settings.base_url)
+    return wanted if wanted != host_of(str(request.base_url)) else None
+
+
 @router.get("/assistants/{assistant_id}/embed")
 def embed_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
     code = snippet(ctx_of(request).settings.base_url, bot["public_key"])
@@ -281,8 +318,42 @@ def embed_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
         bot=bot,
         tab="embed",
         snippet=code,
+        snippet_host=snippet_elsewhere(request),
+        panel_host=host_of(str(request.base_url)),
         notice=_notice(request),
     )
+
+
+@router.get("/assistants/{assistant_id}/embed/preview")
+def embed_preview(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
+    """A blank page with nothing but the snippet: the widget as a visitor gets it.
+
+    It is served from Chatmeter's own address, which the public endpoints accept as
+    the page's origin whatever the allowed websites (``web.widget.PublicOrigins``).
+    """
+    base_url = ctx_of(request).settings.base_url
+    response = templates.TemplateResponse(
+        request,
+        "embed_preview.html",
+        {"bot": bot, "script_src": f"{base_url.rstrip('/')}/widget.js"},
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = preview_policy(_origin(base_url))
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def preview_policy(snippet_origin: str) -> str:
+    """The panel's policy, with the snippet's host allowed to serve the script and answer
+    it, so that the preview loads the widget exactly as a customer's page would."""
+    return CONTENT_SECURITY_POLICY.replace(
+        "script-src 'self'", f"script-src 'self' {snippet_origin}"
+    ).replace("connect-src 'self'", f"connect-src 'self' {snippet_origin}")
 
 
 @router.get("/assistants/{assistant_id}/rotate-key")

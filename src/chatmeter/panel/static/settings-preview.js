@@ -1,0 +1,64 @@
+// The assistant settings page: redraws the chat window's preview as the form changes.
+// Every text goes in with textContent, never as HTML. The text colour on the brand colour
+// is white or near-black, whichever contrasts more (WCAG relative luminance), as
+// assistant_views.text_on chooses it for the page's first drawing.
+(() => {
+  const preview = document.querySelector("[data-preview]");
+  const form = document.querySelector(".settings-form");
+  if (!preview || !form) return;
+  const DARK_INK = "#111827";
+  const COLOUR = /^#[0-9a-fA-F]{6}$/;
+
+  function luminance(hex) {
+    const channel = (i) => {
+      const value = parseInt(hex.slice(i, i + 2), 16) / 255;
+      return value <= 0.04045 ? value / 12.92 : ((value + 0.055) / 1.055) ** 2.4;
+    };
+    return 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
+  }
+  function contrast(a, b) {
+    const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (light + 0.05) / (dark + 0.05);
+  }
+  function textOn(colour) {
+    return contrast(colour, "#ffffff") >= contrast(colour, DARK_INK) ? "#ffffff" : DARK_INK;
+  }
+
+  const field = (name) => form.elements.namedItem(name);
+  const value = (name) => {
+    const found = field(name);
+    return found && typeof found.value === "string" ? found.value.trim() : "";
+  };
+  // A text the customer left empty shows the widget's own words (the placeholder).
+  const text = (key) => {
+    const input = field(`text_${key}`);
+    return (input && (input.value.trim() || input.placeholder)) || "";
+  };
+  const show = (selector, words) => {
+    const node = preview.querySelector(selector);
+    if (node) node.textContent = words;
+    return node;
+  };
+
+  function draw() {
+    show("[data-preview-title]", value("widget_title") || value("name"));
+    show("[data-preview-subtitle]", text("subtitle"));
+    show("[data-preview-placeholder]", text("placeholder"));
+    show("[data-preview-footer]", text("powered_by"));
+    const welcome = show("[data-preview-welcome]", value("welcome_message"));
+    if (welcome) welcome.hidden = !value("welcome_message");
+    const colour = value("widget_color");
+    if (COLOUR.test(colour)) {
+      preview.style.setProperty("--wp-brand", colour);
+      preview.style.setProperty("--wp-on-brand", textOn(colour));
+    }
+    const theme = value("widget_theme") || "auto";
+    preview.dataset.theme = theme;
+    preview.dataset.position = value("widget_position") === "left" ? "left" : "right";
+    const note = document.querySelector("[data-preview-theme-note]");
+    if (note) note.hidden = theme !== "auto";
+  }
+
+  form.addEventListener("input", draw);
+  form.addEventListener("change", draw);
+})();
