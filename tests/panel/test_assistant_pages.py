@@ -506,6 +506,7 @@ def test_the_test_chat_streams_and_is_paid_like_any_conversation(
     assert tokens["total"] == tokens["context"] + tokens["response"]
     assert {s["filename"] for s in done["sources"]} <= set(DOCUMENTS)
     assert done["sources"][0]["filename"] == "buying-tokens.txt"
+    assert done["sources"][0]["title"] == "Buying tokens"  # what visitors see
     assert available(ctx, account_id) == 5_000 - tokens["total"] == done["figures"]["balance"]
     assert_ledger_settled(ctx)
     with ctx.db.read() as session:
@@ -536,7 +537,9 @@ def test_the_test_chat_streams_and_is_paid_like_any_conversation(
         f"{tokens['total']:,}",
         "tokens",
     ]
-    assert 'class="source-name">buying-tokens.txt<' in page
+    # As visitors see it, and which of the customer's files it is.
+    assert '<span class="source-name">Buying tokens</span>' in page
+    assert '<span class="muted source-file"> (buying-tokens.txt)</span>' in page
     other = create(panel, name="Other")
     assert (
         panel.client.get(f"/panel/assistants/{other}/conversations/{conversation.id}").status_code

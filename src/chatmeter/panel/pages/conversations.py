@@ -153,6 +153,11 @@ async def _with_figures(
         async for event in events:
             if event["type"] == "done":
                 event = event | await run_in_threadpool(_settled, ctx, viewer, turn.hold_id)
+                # The customer also sees which of their files each source is.
+                event["sources"] = [
+                    shown | {"filename": passage.filename}
+                    for shown, passage in zip(event["sources"], turn.passages, strict=False)
+                ]
             yield event
 
 
