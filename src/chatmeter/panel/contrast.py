@@ -26,4 +26,6 @@ def contrast_ratio(first: str, second: str) -> float:
 
 def text_on(background: str) -> str:
     """Black or white, whichever contrasts more with ``background`` (always at least 4.58:1)."""
-    return BLACK if contrast_ratio(BLACK, background) >= contrast_ratio(WHITE, background) else WHITE
+    return (
+        BLACK if contrast_ratio(BLACK, background) >= contrast_ratio(WHITE, background) else WHITE
+    )
