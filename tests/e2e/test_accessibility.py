@@ -121,6 +121,8 @@ def signed_in_pages(account: Furnished) -> dict[str, str]:
         "cancel": "/panel/billing/cancel",
         "settings and team": "/panel/settings",
         "api keys": "/panel/settings/api-keys",
+        "contact email, bad link": "/panel/settings/contact-email/confirm?token=not-a-token",
+        "page not found": "/panel/assistants/999999",
     }
 
 
@@ -129,6 +131,8 @@ SIGNED_OUT_PAGES = {
     "sign-up": "/panel/sign-up",
     "forgotten password": "/panel/password/forgot",
     "password reset, bad link": "/panel/password/reset?token=not-a-token",
+    "invitation, bad link": "/panel/invite/accept?token=not-a-token",
+    "email confirmation, bad link": "/panel/verify-email?token=not-a-token",
 }
 
 
