@@ -353,6 +353,10 @@ def test_bad_settings_are_explained_and_change_nothing(
     page = text_of(response)
     assert message in page
     assert f'id="e-{field}"' in page or field in ("widget_position", "show_sources")
+    # The error summary links to the field, and the message is not said twice.
+    link = rf'<a href="#f-{field}" data-field="{field}">[^<]*{re.escape(message)}'
+    assert re.search(link, page), link
+    assert 'class="alert alert-error"' not in page
     assert stored(ctx, assistant_id) == before
     if field == "max_tokens" and value:
         assert f'value="{value}"' in page  # the form keeps what was typed
@@ -638,3 +642,18 @@ def test_deleting_an_assistant_asks_first(ctx: Context, panel: Panel) -> None:
     listing = panel.client.get(done.headers["location"]).text
     assert "Short-lived" not in listing and "The assistant is deleted." in listing
     assert panel.client.get(f"/panel/assistants/{assistant_id}").status_code == 404
+
+
+@pytest.mark.model
+def test_one_passage_is_counted_in_the_singular(ctx: Context, panel: Panel) -> None:
+    panel.sign_up()
+    assistant_id = create(panel)
+    note = ("note.md", b"# Hours\n\nOpen every day from nine to five.\n")
+    assert upload(panel, assistant_id, note).status_code == 201
+    assert training.process_queue(ctx) == {"ready": 1, "failed": 0}
+    assert files_json(panel, assistant_id)["summary"]["passages"] == 1
+    page = text_of(panel.client.get(f"/panel/assistants/{assistant_id}/training"))
+    sentence = re.search(r"Answers draw on.*?of text\.", page)
+    assert sentence is not None
+    figures = re.sub(r"<[^>]+>", "", sentence[0])
+    assert re.fullmatch(r"Answers draw on 1 passage with \d+ tokens of text\.", figures)

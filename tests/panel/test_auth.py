@@ -147,6 +147,24 @@ def test_sign_in_is_rate_limited(ctx: Context, panel: Panel) -> None:
     assert new_panel(ctx).sign_in(email="other@example.com").status_code == 401
 
 
+def test_successful_sign_ins_do_not_count_towards_the_limit(ctx: Context, panel: Panel) -> None:
+    panel.sign_up()
+    for _ in range(8):
+        assert panel.sign_in().status_code == 303
+    # Four slips, then the right password: the slips before it are forgiven, so four
+    # more slips (eight in the minute) still get the form back rather than a refusal.
+    for _ in range(4):
+        assert panel.sign_in(password="wrong password!").status_code == 401
+    assert panel.sign_in().status_code == 303
+    for _ in range(4):
+        assert panel.sign_in(password="wrong password!").status_code == 401
+    assert panel.sign_in().status_code == 303
+    # A fifth failure in a row is the limit again.
+    for _ in range(5):
+        assert panel.sign_in(password="wrong password!").status_code == 401
+    assert panel.sign_in().status_code == 429
+
+
 @pytest.mark.parametrize("token", [None, "", "0" * 64])
 def test_every_form_refuses_a_missing_or_wrong_csrf_token(
     ctx: Context, panel: Panel, token: str | None

@@ -179,7 +179,7 @@ def test_the_page_shows_the_figures_of_every_assistant(
 
     # Split by assistant, and the newest conversations with their own totals.
     assert "By assistant" in page
-    started = re.findall(r'data-conversation="\d+">\s*<td>([^<]+)</td>', page)
+    started = re.findall(r'data-conversation="\d+">\s*<td[^>]*>([^<]+)</td>', page)
     assert started == [  # newest first
         "15 Nov 2026, 08:00",
         "12 Nov 2026, 16:00",

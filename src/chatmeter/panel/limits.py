@@ -3,8 +3,10 @@
 - Sign-in counts *failures* only, per email and client address, per address and
   per email: a successful sign-in never counts, and a stranger typing wrong
   passwords from one address uses up that address's allowance, not the user's.
-  Once a limit is reached, further attempts are refused before the password is
-  checked, so the allowance also bounds guessing.
+  A successful sign-in also forgives that email's slips from that address (the
+  per-address and per-email counts stay, so guessing stays bounded). Once a limit
+  is reached, further attempts are refused before the password is checked, so the
+  allowance also bounds guessing.
 - Sign-up counts every attempt (each costs an argon2 hash), per client address
   and across all addresses (``CHATMETER_SIGN_UP_RATE_PER_ADDRESS`` and
   ``CHATMETER_SIGN_UP_RATE``).
@@ -88,6 +90,13 @@ class SignInLimiter:
         """Count one failed sign-in (a wrong email or password)."""
         for item, keys in self._sign_in_checks(email, address):
             self._limiter.hit(item, "panel-sign-in", *keys)
+
+    def sign_in_succeeded(self, *, email: str, address: str) -> None:
+        """Forget this email's failures from this address: whoever typed the right
+        password is not guessing, and earlier slips should not lock them out later."""
+        pair = ("pair", email.strip().lower(), address)
+        for item in self._rates["sign-in-pair"]:
+            self._limiter.clear(item, "panel-sign-in", *pair)
 
     # --- sign-up and password reset: every attempt -----------------------------------
 

@@ -15,6 +15,7 @@ from chatmeter.billing import invoices, subscriptions
 from chatmeter.errors import Forbidden, InvalidInput
 from chatmeter.formatting import month_name
 from chatmeter.panel import auth
+from chatmeter.panel.contrast import text_on
 from chatmeter.panel.deps import Refusal, Viewer, ctx_of
 from chatmeter.panel.figures import dashboard_figures, money_prefix
 from chatmeter.storable import NUL_MESSAGE, has_nul
@@ -23,6 +24,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["num"] = lambda value: f"{int(value):,}"
 templates.env.filters["month"] = month_name
+templates.env.filters["text_on"] = text_on
 
 NAV = [
     ("dashboard", "Dashboard"),

@@ -203,14 +203,16 @@ def _settings_page(
 
 def _settings_refused(request: Request, refused: Refusal) -> Response:
     assert refused.viewer is not None
+    errors = field_errors(refused.error)
     return _settings_page(
         request,
         refused.viewer,
         bot_of(request),
         sent=sent_text(refused.form, SETTINGS_FIELDS + TEXT_FIELDS),
         status=refused.status,
-        error=refused.message,
-        errors=field_errors(refused.error),
+        # Bad fields are listed in the page's error summary; other refusals in the alert.
+        error=None if errors else refused.message,
+        errors=errors,
     )
 
 

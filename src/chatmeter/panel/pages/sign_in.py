@@ -1,7 +1,8 @@
 """Signing up, in and out.
 
 Sign-in is limited by failures (``panel.limits``): once an email or an address
-failed too often, attempts are refused before the password is checked. Sign-up
+failed too often, attempts are refused before the password is checked; a success
+forgives that email's earlier slips from that address. Sign-up
 counts every attempt. Sign-out ends *every* session of the user, not only this
 browser's: the cookies are stateless, so the user's row records when their
 sessions ended (``auth``) and a stolen cookie stops working too.
@@ -112,6 +113,7 @@ def sign_in(request: Request, form: CheckedFormDep) -> Response:
     except Unauthorized:
         limiter.sign_in_failed(email=email, address=address)
         raise
+    limiter.sign_in_succeeded(email=email, address=address)
     response = _to_dashboard()
     auth.start_session(response, ctx.settings, user)
     return response

@@ -269,7 +269,9 @@
       const figures = document.querySelector("[data-training-figures]");
       figures.hidden = !summary.ready;
       part(figures, "passages").textContent = number.format(summary.passages);
+      part(figures, "passages-noun").textContent = summary.passages === 1 ? "passage" : "passages";
       part(figures, "tokens").textContent = number.format(summary.tokens);
+      part(figures, "tokens-noun").textContent = summary.tokens === 1 ? "token" : "tokens";
       empty.hidden = list.children.length > 0;
     }
 

@@ -12,13 +12,48 @@
     } catch (_) { /* keep UTC */ }
   });
 
+  // The phone's menu: the button opens and closes it, Escape closes it and gives the
+  // focus back to the button.
   const toggle = document.querySelector("[data-menu-toggle]");
   if (toggle) {
-    toggle.addEventListener("click", () => {
-      const sidebar = toggle.closest(".sidebar");
-      const open = sidebar.classList.toggle("is-open");
+    const sidebar = toggle.closest(".sidebar");
+    const showMenu = (open) => {
+      sidebar.classList.toggle("is-open", open);
       toggle.setAttribute("aria-expanded", String(open));
+    };
+    toggle.addEventListener("click", () => showMenu(!sidebar.classList.contains("is-open")));
+    document.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || !sidebar.classList.contains("is-open")) return;
+      if (document.querySelector("dialog[open]")) return; // Escape closes the dialog first
+      showMenu(false);
+      toggle.focus();
     });
+  }
+
+  // Tables that become cards on a phone keep their roles: some browsers and screen
+  // readers drop a table's semantics once CSS changes how its parts display.
+  document.querySelectorAll("table.table-stack").forEach((table) => {
+    table.setAttribute("role", "table");
+    table.querySelectorAll("thead, tbody, tfoot").forEach((group) => group.setAttribute("role", "rowgroup"));
+    table.querySelectorAll("tr").forEach((row) => row.setAttribute("role", "row"));
+    table.querySelectorAll("thead th").forEach((cell) => cell.setAttribute("role", "columnheader"));
+    table.querySelectorAll("tbody th, tfoot th").forEach((cell) => cell.setAttribute("role", "rowheader"));
+    table.querySelectorAll("td").forEach((cell) => cell.setAttribute("role", "cell"));
+  });
+
+  // A form's error summary takes the focus, so that it is read first; each of its links
+  // focuses its field (a group of choices: the first of them).
+  const summary = document.querySelector("[data-error-summary]");
+  if (summary) {
+    summary.focus();
+    summary.querySelectorAll("a[data-field]").forEach((link) => link.addEventListener("click", (event) => {
+      const name = link.dataset.field;
+      const field = document.getElementById(`f-${name}`) || document.querySelector(`[name="${CSS.escape(name)}"]`);
+      if (!field) return;
+      event.preventDefault();
+      field.focus();
+      field.scrollIntoView({ block: "center" });
+    }));
   }
 
   // Every figure on the page that shows the balance, updated in place.
@@ -59,6 +94,7 @@
   const message = `Enter a whole number of packages from 1 to ${number.format(maxPackages)}.`;
   let key = "";
   let busy = false;
+  let opener = null; // the button that opened the window gets the focus back
 
   const money = (cents) => prefix + (cents / 100).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
@@ -93,6 +129,7 @@
   }
 
   function open() {
+    opener = document.activeElement;
     key = newKey(); // one purchase per opening: a double click or a retry never buys twice
     busy = false;
     chooseStep.hidden = false;
@@ -109,6 +146,20 @@
   if (new URLSearchParams(window.location.search).get("buy") === "1") open();
   modal.querySelectorAll("[data-close-modal]").forEach((button) => button.addEventListener("click", () => modal.close()));
   modal.addEventListener("click", (event) => { if (event.target === modal) modal.close(); });
+  modal.addEventListener("close", () => {
+    if (opener && opener.isConnected) opener.focus();
+    opener = null;
+  });
+  // Tab and Shift+Tab go round the window's own controls, never out to the browser.
+  modal.addEventListener("keydown", (event) => {
+    if (event.key !== "Tab") return;
+    const controls = [...modal.querySelectorAll("button, input")].filter((node) => !node.disabled && node.offsetParent !== null);
+    if (!controls.length) return;
+    const first = controls[0];
+    const last = controls[controls.length - 1];
+    if (event.shiftKey && document.activeElement === first) { event.preventDefault(); last.focus(); }
+    else if (!event.shiftKey && document.activeElement === last) { event.preventDefault(); first.focus(); }
+  });
   input.addEventListener("input", quote);
   modal.querySelectorAll("[data-step-by]").forEach((button) => button.addEventListener("click", () => {
     const current = packages() ?? 0;
@@ -145,6 +196,7 @@
         `${number.format(body.invoice.tokens)} tokens added. Invoice ${body.invoice.number}, ${body.invoice.amount}.`;
       chooseStep.hidden = true;
       doneStep.hidden = false;
+      doneStep.querySelector("[data-close-modal]").focus(); // the button that was pressed is gone
     } catch (_) {
       showError("We could not reach Chatmeter. Check your connection and try again.");
     } finally {
