@@ -111,7 +111,7 @@ def test_a_new_customer_follows_the_checklist_to_a_live_widget(
     chat = page.get_by_label("Your question")
     chat.fill(QUESTION)
     chat.press("Enter")
-    out = page.get_by_role("alert").filter(has_text="You are out of tokens")
+    out = page.get_by_role("alert").filter(has_text="Your account has no tokens yet")
     out.get_by_role("button", name="Get more tokens").click()
     window = page.get_by_role("dialog", name="Get more tokens")
     window.get_by_role("button", name=re.compile("Confirm and pay")).click()

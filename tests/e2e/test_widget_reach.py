@@ -18,6 +18,7 @@ from tests.chat.shop import Shop, open_shop
 from tests.e2e.driver import ANSWER_TIMEOUT, HOST, Widget, load, page_with_widget, train
 from tests.e2e.pages import SHOP
 from tests.support.axe import serious
+from tests.support.browser import Screenshots
 from tests.support.live import LiveServer
 from tests.support.website import Website, embed
 
@@ -92,7 +93,7 @@ def french_dark(browser: Browser) -> Iterator[Page]:
 
 
 def test_a_french_visitor_in_dark_mode_gets_a_french_dark_widget(
-    ctx: Context, live: LiveServer, website: Website, french_dark: Page
+    ctx: Context, live: LiveServer, website: Website, french_dark: Page, screenshots: Screenshots
 ) -> None:
     shop = shop_for(ctx, website, widget_title="Northwind", welcome_message="Bonjour !")
     remember(french_dark.context, shop, EARLIER)
@@ -121,6 +122,7 @@ def test_a_french_visitor_in_dark_mode_gets_a_french_dark_widget(
     assert widget.style(".log", ["background-color"])["background-color"] == DARK_CANVAS
     assert widget.style(".bot .bubble", ["color"])["color"] == DARK_TEXT
     assert widget.style(".input", ["color"])["color"] == DARK_TEXT
+    screenshots.take(french_dark, "widget-french-dark.png")
 
 
 def test_the_customers_own_words_show_instead_of_the_translation(

@@ -26,7 +26,7 @@ from chatmeter.training.models import TrainingFile
 from chatmeter.web.app import create_app
 from tests.chat.shop import DOCUMENTS, available, entries, sse
 from tests.knowledge import files
-from tests.support.accounts import add_tokens
+from tests.support.accounts import add_tokens, spend
 from tests.support.context import derived
 from tests.support.ledger import assert_ledger_settled
 from tests.support.panel import Panel, new_panel
@@ -557,6 +557,19 @@ def test_out_of_tokens_the_test_chat_says_so_and_spends_nothing(ctx: Context, pa
     assistant_id = trained(ctx, panel)
     account_id = _account(ctx, assistant_id)
 
+    # Before any tokens: nothing ran out, the chat says what an answer needs.
+    first = ask(panel, assistant_id, "How many tokens are in one package?")
+    assert first.status_code == 402
+    assert first.json()["error"] == {
+        "code": "out_of_tokens",
+        "message": "Your account has no tokens yet: an answer uses tokens, as on your website.",
+    }
+    assert entries(ctx, account_id) == []
+    # Once they are spent, it is out of tokens.
+    add_tokens(ctx, account_id, 1_000)
+    spend(ctx, account_id, 1_000, key="all-of-it")
+    spent = [entry.id for entry in entries(ctx, account_id)]
+
     response = ask(panel, assistant_id, "How many tokens are in one package?")
 
     assert response.status_code == 402
@@ -564,7 +577,7 @@ def test_out_of_tokens_the_test_chat_says_so_and_spends_nothing(ctx: Context, pa
         "code": "out_of_tokens",
         "message": "You are out of tokens: your assistants cannot answer anyone.",
     }
-    assert entries(ctx, account_id) == []
+    assert [entry.id for entry in entries(ctx, account_id)] == spent
     assert count(ctx, Conversation) == 0
 
 

@@ -95,6 +95,10 @@ def test_a_new_account_is_welcomed_without_alarms(ctx: Context, panel: Panel) ->
     assert OUT_OF_TOKENS not in page
     assert re.search(r'<div class="grid" data-token-figures hidden>', page)  # no 0% of 0
     assert NO_TOKENS in page and ">Get tokens</button>" in page
+    # Nor does the sidebar say "0 tokens of 0 this month", on any page.
+    for shown in (page, panel.client.get("/panel/assistants").text):
+        assert '<div data-show-when="had-tokens" hidden>' in shown
+        assert '<p class="tokens-box-sub" data-show-when="no-tokens-yet">No tokens yet' in shown
     # The empty assistants card offers the way out of it.
     empty = page.split("No assistants yet.")[1].split("</section>")[0]
     assert 'href="/panel/assistants/new"' in empty and "New assistant" in empty
@@ -241,6 +245,8 @@ def test_once_the_tokens_are_spent_the_alarms_sound(ctx: Context, panel: Panel) 
     assert OUT_OF_TOKENS in page
     assert 'data-show-when="inactive" role="alert" hidden' not in page
     assert '<div class="grid" data-token-figures>' in page and NO_TOKENS not in page
+    assert '<div data-show-when="had-tokens">' in page
+    assert '<p class="tokens-box-sub" data-show-when="no-tokens-yet" hidden>' in page
     listing = panel.client.get("/panel/assistants").text
     assert OUT_OF_TOKENS in listing and "No tokens bought yet." not in listing
     assert f'data-testid="status-{bot}">Hidden: out of tokens<' in listing

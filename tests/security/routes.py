@@ -132,6 +132,7 @@ COVERAGE: dict[str, Rule] = {
     "GET /api/v1/assistants/{assistant_id}/files": api(),
     "GET /api/v1/assistants/{assistant_id}/files/{file_id}": api(),
     "DELETE /api/v1/assistants/{assistant_id}/files/{file_id}": api(),
+    "PATCH /api/v1/assistants/{assistant_id}/files/{file_id}": api(json={"title": "Taken over"}),
     "GET /api/v1/assistants/{assistant_id}/questions": api(),
     "GET /api/v1/assistants/{assistant_id}/corrections": api(),
     "POST /api/v1/assistants/{assistant_id}/corrections": api(json=CORRECTION),
@@ -199,6 +200,10 @@ COVERAGE: dict[str, Rule] = {
     "GET /panel/assistants/{assistant_id}/files.json": panel(),
     "POST /panel/assistants/{assistant_id}/files": panel(files=UPLOAD, scripted=True),
     "POST /panel/assistants/{assistant_id}/files/{file_id}/delete": panel(form={}),
+    "GET /panel/assistants/{assistant_id}/files/{file_id}/title": panel(),
+    "POST /panel/assistants/{assistant_id}/files/{file_id}/title": panel(form={"title": "Taken"}),
+    "GET /panel/assistants/{assistant_id}/embed/preview": panel(),
+    "POST /panel/onboarding/dismiss": panel(form={}),
     "GET /panel/assistants/{assistant_id}/test": panel(),
     "POST /panel/assistants/{assistant_id}/test-chat": panel(
         json={"message": "What are the opening hours?"}, scripted=True

@@ -136,8 +136,8 @@ def test_a_conversation_takes_no_more_questions_than_its_cap(ctx: Context) -> No
     ("show", "keys"),
     [
         ("none", None),
-        ("names", {"filename", "page", "heading", "label"}),
-        ("passages", {"filename", "page", "heading", "passage", "label"}),
+        ("names", {"title", "page", "heading", "label"}),
+        ("passages", {"title", "page", "heading", "passage", "label"}),
     ],
 )
 def test_visitors_see_only_the_sources_the_customer_chose(

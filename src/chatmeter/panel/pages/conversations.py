@@ -51,12 +51,13 @@ from chatmeter.panel.deps import (
     refused_by,
     sentence,
 )
-from chatmeter.panel.figures import dashboard_figures
+from chatmeter.panel.figures import dashboard_figures, had_tokens
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
 PAGE_SIZE = 25
 OUT_OF_TOKENS = "you are out of tokens: your assistants cannot answer anyone"
+NO_TOKENS_YET = "your account has no tokens yet: an answer uses tokens, as on your website"
 NOT_ENOUGH = "there are not enough tokens left for an answer"
 MODEL_DOWN = "the model is not available right now; try again in a moment"
 MODEL_BUSY = "the model is busy answering others; try again in a moment"
@@ -109,8 +110,9 @@ def test_chat(
             raise NotFound("there is no such assistant")
         public_key = assistant.public_key
         balance = session.get(Balance, viewer.account_id)
+        first_time = not had_tokens(session, account_id=viewer.account_id)
     if balance is None or not is_active(balance):
-        return _out_of_tokens(OUT_OF_TOKENS)
+        return _out_of_tokens(NO_TOKENS_YET if first_time else OUT_OF_TOKENS)
     turn = admission.start_turn(
         ctx,
         public_key=public_key,

@@ -71,6 +71,9 @@
     });
     document.querySelectorAll('[data-show-when="inactive"]').forEach((node) => { node.hidden = figures.active; });
     document.querySelectorAll('[data-show-when="low"]').forEach((node) => { node.hidden = !figures.low; });
+    // Before its first tokens an account has nothing to measure: "no tokens yet" instead.
+    document.querySelectorAll('[data-show-when="had-tokens"]').forEach((node) => { node.hidden = !figures.had_tokens; });
+    document.querySelectorAll('[data-show-when="no-tokens-yet"]').forEach((node) => { node.hidden = figures.had_tokens; });
     document.querySelectorAll("[data-assistant-status]").forEach((pill) => {
       const state = figures.active ? "on" : "off";
       pill.classList.remove(pill.dataset.onPill, pill.dataset.offPill);
