@@ -72,3 +72,62 @@ def test_an_assistant_sees_only_its_own_matches(ctx: Context) -> None:
     with ctx.db.read() as session:
         found = keyword.search(session, assistant_id=mine, question="tokens renew", limit=3)
     assert found == my_ids
+
+
+RARE = "Use nonlocal: it rebinds names."
+COMMON = "variable function enclosing statement variable function statement"
+
+
+def test_a_rare_word_counts_for_more_than_common_ones_on_both_databases(ctx: Context) -> None:
+    """bm25 on SQLite, inverse document frequencies on PostgreSQL: the one passage with the
+    question's rare word comes first, ahead of thirty that repeat its common words."""
+    account = new_account(ctx)
+    assistant, ids = make_assistant(ctx, account=account, texts=[RARE] + [COMMON] * 30)
+    question = "What rebinds a variable of an enclosing function, which statement?"
+
+    with ctx.db.read() as session:
+        found = keyword.search(session, assistant_id=assistant, question=question, limit=5)
+
+    assert found[0] == ids[0]
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_word_counts_are_counted_again_for_a_new_index_version(ctx: Context) -> None:
+    from chatmeter.training.job import bump_index
+    from chatmeter.training.models import Chunk
+
+    account = new_account(ctx)
+    assistant, ids = make_assistant(ctx, account=account, texts=[RARE] + [COMMON] * 3)
+    with ctx.db.read() as session:
+        keyword.search(session, assistant_id=assistant, question="rebinds", limit=5)
+        before = keyword._frequencies(session, assistant, version(session, assistant), ["rebinds"])
+    with ctx.db.uow() as uow:
+        first = uow.session.get(Chunk, ids[0])
+        assert first is not None
+        for i in range(5):
+            uow.session.add(
+                Chunk(
+                    assistant_id=assistant,
+                    file_id=first.file_id,
+                    ordinal=100 + i,
+                    page=1,
+                    heading="",
+                    text="It rebinds again.",
+                    tokens=3,
+                    embedding=first.embedding,
+                )
+            )
+        bump_index(uow.session, assistant, ctx.clock.now())
+        uow.commit()
+    with ctx.db.read() as session:
+        after = keyword._frequencies(session, assistant, version(session, assistant), ["rebinds"])
+
+    assert before == ({"rebinds": 1}, 4)
+    assert after == ({"rebinds": 6}, 9)
+
+
+def version(session: object, assistant_id: int) -> int:
+    from chatmeter.assistants.models import Assistant
+
+    found = session.get(Assistant, assistant_id)  # type: ignore[attr-defined]
+    return int(found.index_version)
