@@ -208,7 +208,7 @@ def test_the_settings_preview_follows_the_title_colour_and_theme(
     colour = page.locator("#f-widget_color")
     colour.fill("#facc15")  # yellow: dark text
     expect(head).to_have_css("background-color", "rgb(250, 204, 21)")
-    expect(head).to_have_css("color", "rgb(17, 24, 39)")
+    expect(head).to_have_css("color", "rgb(0, 0, 0)")
     assert serious(page, context='[data-testid="preview"]') == []
     colour.fill("#1e3a8a")  # navy: white text
     expect(head).to_have_css("background-color", "rgb(30, 58, 138)")

@@ -22,6 +22,7 @@ from chatmeter.chat.models import Conversation
 from chatmeter.errors import NotFound
 from chatmeter.formatting import plural
 from chatmeter.ledger.models import Balance
+from chatmeter.panel.contrast import text_on
 from chatmeter.panel.deps import NoSuchPage, Viewer, ViewerDep, ctx_of
 from chatmeter.panel.figures import had_tokens
 from chatmeter.panel.rendering import render
@@ -251,30 +252,7 @@ def training_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- the settings page's live preview -----------------------------------------------
 
-DARK_INK = "#111827"
 COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
-
-
-def luminance(colour: str) -> float:
-    """WCAG 2 relative luminance of ``#rrggbb``."""
-
-    def channel(hex_pair: str) -> float:
-        value = int(hex_pair, 16) / 255
-        return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
-
-    red, green, blue = (channel(colour[i : i + 2]) for i in (1, 3, 5))
-    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
-
-
-def contrast(first: str, second: str) -> float:
-    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
-
-
-def text_on(colour: str) -> str:
-    """White or near-black, whichever reads better on ``colour`` (static/settings-preview.js
-    chooses the same way as the customer types)."""
-    return "#ffffff" if contrast(colour, "#ffffff") >= contrast(colour, DARK_INK) else DARK_INK
 
 
 def preview_of(form: dict[str, str], default_texts: dict[str, str]) -> dict[str, str]:

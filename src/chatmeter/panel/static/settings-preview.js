@@ -1,12 +1,11 @@
 // The assistant settings page: redraws the chat window's preview as the form changes.
 // Every text goes in with textContent, never as HTML. The text colour on the brand colour
-// is white or near-black, whichever contrasts more (WCAG relative luminance), as
-// assistant_views.text_on chooses it for the page's first drawing.
+// is white or black, whichever contrasts more (WCAG relative luminance), as the widget
+// (widget.js) and panel/contrast.py choose it for the page's first drawing.
 (() => {
   const preview = document.querySelector("[data-preview]");
   const form = document.querySelector(".settings-form");
   if (!preview || !form) return;
-  const DARK_INK = "#111827";
   const COLOUR = /^#[0-9a-fA-F]{6}$/;
 
   function luminance(hex) {
@@ -16,12 +15,10 @@
     };
     return 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
   }
-  function contrast(a, b) {
-    const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x);
-    return (light + 0.05) / (dark + 0.05);
-  }
+  // Black or white, as the widget itself chooses (at least 4.58:1 on any colour).
   function textOn(colour) {
-    return contrast(colour, "#ffffff") >= contrast(colour, DARK_INK) ? "#ffffff" : DARK_INK;
+    const light = luminance(colour);
+    return 1.05 / (light + 0.05) >= (light + 0.05) / 0.05 ? "#ffffff" : "#000000";
   }
 
   const field = (name) => form.elements.namedItem(name);
