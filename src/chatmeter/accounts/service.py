@@ -89,6 +89,13 @@ def get_account(session: Session, *, account_id: int) -> Account:
     return account
 
 
+def dismiss_onboarding(session: Session, *, account_id: int, now: dt.datetime) -> None:
+    """Hide the welcome checklist for the account; once is enough, the first time stays."""
+    account = get_account(session, account_id=account_id)
+    if account.onboarding_dismissed_at is None:
+        account.onboarding_dismissed_at = now
+
+
 def update_account(
     session: Session,
     *,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts import service as accounts
 from chatmeter.assistants import service as assistants
+from chatmeter.assistants.models import Assistant
 from chatmeter.chat.models import Conversation
 from chatmeter.panel.assistant_views import TEST_VISITOR, file_counts, status_of
 from chatmeter.panel.deps import (
@@ -34,9 +35,11 @@ from chatmeter.training.models import FileStatus, TrainingFile
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
 
-def account_progress(session: Session, *, account_id: int) -> AccountProgress:
-    """What the welcome checklist ticks, read from the account's assistants and ledger."""
-    bots = assistants.list_assistants(session, account_id=account_id)
+def account_progress(
+    session: Session, *, account_id: int, bots: list[Assistant]
+) -> AccountProgress:
+    """What the welcome checklist ticks, read from the account's assistants (``bots``,
+    its own) and ledger."""
     ids = [bot.id for bot in bots]
     trained = set(
         session.scalars(
@@ -78,7 +81,7 @@ def _dashboard_page(
     with ctx.db.read() as session:
         bots = assistants.list_assistants(session, account_id=viewer.account_id)
         files = file_counts(session, account_id=viewer.account_id)
-        progress = account_progress(session, account_id=viewer.account_id)
+        progress = account_progress(session, account_id=viewer.account_id, bots=bots)
     # Each row carries its status both ways, so that buying tokens on this page (or
     # running out) switches it without a reload.
     rows = [
@@ -121,9 +124,7 @@ def dismiss_onboarding(request: Request, viewer: ViewerDep, form: CheckedFormDep
     not a setting, and whoever knows the way around has no more use for it."""
     ctx = ctx_of(request)
     with ctx.db.uow() as uow:
-        account = accounts.get_account(uow.session, account_id=viewer.account_id)
-        if account.onboarding_dismissed_at is None:
-            account.onboarding_dismissed_at = ctx.clock.now()
+        accounts.dismiss_onboarding(uow.session, account_id=viewer.account_id, now=ctx.clock.now())
         uow.commit()
     return RedirectResponse("/panel/dashboard", status_code=303)
 
