@@ -124,7 +124,7 @@ def test_the_dashboard_shows_exactly_the_ledgers_figures(ctx: Context, panel: Pa
     page = panel.client.get("/panel/dashboard").text
     # Nothing bought yet: no gauge at 0%, no alarm, a plain sentence (tests/panel/test_first_run).
     assert "You have not bought any tokens yet." in page
-    assert '<div class="grid" data-token-figures hidden>' in page
+    assert '<div class="grid" data-show-when="had-tokens" hidden>' in page
 
     panel.buy(3, key="window-three-abc")
     now = ctx.clock.now()

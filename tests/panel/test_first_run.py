@@ -93,7 +93,7 @@ def test_a_new_account_is_welcomed_without_alarms(ctx: Context, panel: Panel) ->
     assert "Welcome to Chatmeter" in page
     assert ticks(page) == dict.fromkeys(["assistant", "files", "test", "website", "tokens"], "no")
     assert OUT_OF_TOKENS not in page
-    assert re.search(r'<div class="grid" data-token-figures hidden>', page)  # no 0% of 0
+    assert re.search(r'<div class="grid" data-show-when="had-tokens" hidden>', page)  # no 0% of 0
     assert NO_TOKENS in page and ">Get tokens</button>" in page
     # Nor does the sidebar say "0 tokens of 0 this month", on any page.
     for shown in (page, panel.client.get("/panel/assistants").text):
@@ -244,7 +244,7 @@ def test_once_the_tokens_are_spent_the_alarms_sound(ctx: Context, panel: Panel) 
     page = dashboard(panel)
     assert OUT_OF_TOKENS in page
     assert 'data-show-when="inactive" role="alert" hidden' not in page
-    assert '<div class="grid" data-token-figures>' in page and NO_TOKENS not in page
+    assert '<div class="grid" data-show-when="had-tokens">' in page and NO_TOKENS not in page
     assert '<div data-show-when="had-tokens">' in page
     assert '<p class="tokens-box-sub" data-show-when="no-tokens-yet" hidden>' in page
     listing = panel.client.get("/panel/assistants").text

@@ -1,6 +1,6 @@
 // The dashboard after tokens are bought in the "Get more tokens" window (panel.js shows
-// the new figures): the balance's cards appear in place of "no tokens yet", and the
-// welcome checklist ticks "Get tokens", as the server would draw them now. When that was
+// the new figures, the balance's cards in place of "no tokens yet"): the welcome
+// checklist ticks "Get tokens", as the server would draw it now. When that was
 // the last step, closing the window reloads the page for the server's "You're live".
 (() => {
   const modal = document.getElementById("tokens-modal");
@@ -9,7 +9,6 @@
   let finished = false;
 
   function bought() {
-    document.querySelectorAll("[data-token-figures]").forEach((node) => { node.hidden = false; });
     const step = document.querySelector('[data-step-key="tokens"]');
     if (!step || step.dataset.done === "yes") return;
     step.dataset.done = "yes";
