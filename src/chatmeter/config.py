@@ -57,7 +57,21 @@ class Settings(BaseSettings):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
     free_tokens: Annotated[int, Field(ge=0, le=100_000_000)] = 0
 
+    payment_gateway: Literal["manual", "stripe"] = "manual"
     payment_auto_approve: bool | None = None
+    stripe_secret_key: str | None = None
+    stripe_publishable_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    # Where the stripe library sends its requests: Stripe itself, or a Stripe-compatible
+    # server (a test double on this machine).
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_tolerance_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
+    # What every invoice PDF says about the operator who sells the tokens.
+    business_name: str = "Chatmeter"
+    business_address: str = ""
+    business_tax_id: str = ""
+    # Percent added to the package price as tax on every invoice (0: no tax line amount).
+    tax_rate: Annotated[Decimal, Field(ge=0, le=100, decimal_places=2)] = Decimal("0")
     renewal_retry_hours: Annotated[int, Field(ge=1, le=24 * 7)] = 24
     renewal_max_attempts: Annotated[int, Field(ge=1, le=30)] = 4
 
@@ -169,6 +183,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:
+        if self.payment_gateway == "stripe":
+            missing = [
+                name
+                for name, value in (
+                    ("CHATMETER_STRIPE_SECRET_KEY", self.stripe_secret_key),
+                    ("CHATMETER_STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret),
+                    ("CHATMETER_STRIPE_PUBLISHABLE_KEY", self.stripe_publishable_key),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "CHATMETER_PAYMENT_GATEWAY=stripe needs " + ", ".join(missing)
+                    + " (from the Stripe dashboard: Developers → API keys and → Webhooks)"
+                )
         if self.env is not Env.PRODUCTION:
             return self
         refused = {

@@ -3,7 +3,13 @@
 from chatmeter.accounts.models import Account, ApiKey, EmailLink, User
 from chatmeter.answers.models import Correction
 from chatmeter.assistants.models import Assistant
-from chatmeter.billing.models import Invoice, Subscription
+from chatmeter.billing.models import (
+    AutoTopUp,
+    BillingProfile,
+    GatewayEvent,
+    Invoice,
+    Subscription,
+)
 from chatmeter.chat.models import Conversation, Message
 from chatmeter.db import Base
 from chatmeter.idempotency import IdempotencyRecord
@@ -16,13 +22,16 @@ __all__ = [
     "Account",
     "ApiKey",
     "Assistant",
+    "AutoTopUp",
     "Balance",
     "Base",
+    "BillingProfile",
     "Chunk",
     "Conversation",
     "Correction",
     "EmailLink",
     "FilePart",
+    "GatewayEvent",
     "Grant",
     "Hold",
     "HoldAllocation",

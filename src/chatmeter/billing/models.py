@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatmeter.db import Base, BigIntPK, UTCDateTime
@@ -17,8 +26,9 @@ class SubscriptionStatus(StrEnum):
 
 
 class InvoiceKind(StrEnum):
-    PURCHASE = "purchase"
+    PURCHASE = "purchase"  # packages bought now; they also join the monthly subscription
     RENEWAL = "renewal"
+    TOPUP = "top-up"  # packages bought by auto top-up: this month only, never renewed
 
 
 class InvoiceStatus(StrEnum):
@@ -75,12 +85,20 @@ class Invoice(Base):
     package_tokens: Mapped[int] = mapped_column(BigInteger)
     free_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+    # What is charged: packages × unit price, plus ``tax_cents`` (``tax_rate`` percent of it,
+    # as a decimal string, fixed on the invoice when it is made).
     amount_cents: Mapped[int] = mapped_column(BigInteger)
+    tax_rate: Mapped[str] = mapped_column(String(8), default="0")
+    tax_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default=InvoiceStatus.OPEN)
     gateway: Mapped[str] = mapped_column(String(32))
     gateway_reference: Mapped[str | None] = mapped_column(String(200), default=None)
     failure_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The gateway's hosted payment page for this invoice (a Stripe Checkout session), if any.
+    checkout_reference: Mapped[str | None] = mapped_column(String(200), default=None)
+    refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -93,3 +111,66 @@ class Invoice(Base):
     @property
     def number(self) -> str:
         return f"CM-{self.created_at:%Y}-{self.id:06d}"
+
+
+class BillingProfile(Base):
+    """Who the account is on its invoices, and the card its gateway keeps for it.
+
+    One row per account, made when first needed. The card is a reference into the
+    gateway (a Stripe PaymentMethod) and what the billing page shows of it: never the
+    number.
+    """
+
+    __tablename__ = "billing_profiles"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    billing_name: Mapped[str] = mapped_column(String(200), default="")
+    billing_address: Mapped[str] = mapped_column(Text, default="")
+    tax_id: Mapped[str] = mapped_column(String(64), default="")
+    # The gateway that knows this customer, and its reference for it (a Stripe Customer).
+    gateway: Mapped[str] = mapped_column(String(32), default="")
+    customer_reference: Mapped[str | None] = mapped_column(String(200), default=None)
+    card_reference: Mapped[str | None] = mapped_column(String(200), default=None)
+    card_brand: Mapped[str] = mapped_column(String(32), default="")
+    card_last4: Mapped[str] = mapped_column(String(4), default="")
+    card_exp_month: Mapped[int | None] = mapped_column(default=None)
+    card_exp_year: Mapped[int | None] = mapped_column(default=None)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class AutoTopUp(Base):
+    """Buy ``packages`` when available tokens fall below ``threshold``, at most
+    ``monthly_cap`` times per calendar month of the account.
+
+    ``armed`` is cleared by the crossing that starts a top-up (under the balance's
+    lock, so concurrent turns start exactly one) and set again once the balance is
+    back at or above the threshold.
+    """
+
+    __tablename__ = "auto_topups"
+    __table_args__ = (
+        CheckConstraint("threshold >= 0", name="topup_threshold_not_negative"),
+        CheckConstraint("packages >= 1", name="topup_packages_positive"),
+        CheckConstraint("monthly_cap >= 1", name="topup_cap_positive"),
+    )
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    threshold: Mapped[int] = mapped_column(BigInteger, default=1000)
+    packages: Mapped[int] = mapped_column(default=1)
+    monthly_cap: Mapped[int] = mapped_column(default=3)
+    armed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Why it turned itself off (a declined charge); None while on or turned off by hand.
+    disabled_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class GatewayEvent(Base):
+    """A gateway's webhook event, recorded in the transaction that applies it: at most once."""
+
+    __tablename__ = "gateway_events"
+
+    gateway: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
