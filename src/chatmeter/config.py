@@ -195,7 +195,8 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(
-                    "CHATMETER_PAYMENT_GATEWAY=stripe needs " + ", ".join(missing)
+                    "CHATMETER_PAYMENT_GATEWAY=stripe needs "
+                    + ", ".join(missing)
                     + " (from the Stripe dashboard: Developers → API keys and → Webhooks)"
                 )
         if self.env is not Env.PRODUCTION:

@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 
 
+def payment_gateway(settings: Settings) -> PaymentGateway:
+    """The gateway ``CHATMETER_PAYMENT_GATEWAY`` names."""
+    if settings.payment_gateway == "stripe":
+        from chatmeter.billing.stripe_gateway import StripeGateway
+
+        return StripeGateway(settings)
+    return ManualGateway(auto_approve=settings.auto_approve_payments)
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -51,7 +60,7 @@ class Context:
         if clock is None:
             clock = FixedClock(settings.now) if settings.now else SystemClock()
         if gateway is None:
-            gateway = ManualGateway(auto_approve=settings.auto_approve_payments)
+            gateway = payment_gateway(settings)
         return cls(
             settings=settings, db=Database(settings.database_url), clock=clock, gateway=gateway
         )

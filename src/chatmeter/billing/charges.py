@@ -15,7 +15,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
-from chatmeter.billing import periods, receipts, subscriptions
+from chatmeter.billing import cards, periods, receipts, subscriptions
 from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus, PaymentGateway
 from chatmeter.billing.invoices import account as get_account
 from chatmeter.billing.invoices import locked_invoice
@@ -60,9 +60,15 @@ def _claim_attempt(
     due = invoice.next_attempt_at is None or invoice.next_attempt_at <= now
     if invoice.status != InvoiceStatus.OPEN or not due:
         return invoice, None
-    invoice.attempts += 1
+    # An attempt that never got its answer (the process died, the network dropped) is
+    # repeated under the same idempotency key, so the gateway answers it without
+    # charging again; only an attempt the gateway answered counts toward the retries.
+    if invoice.attempts == 0 or invoice.failure_reason is not None:
+        invoice.attempts += 1
+    invoice.failure_reason = None
     invoice.gateway = ctx.gateway.name
     invoice.next_attempt_at = now + CHARGE_LEASE
+    card = cards.saved_card(session, account_id=invoice.account_id, gateway=ctx.gateway.name)
     request = ChargeRequest(
         invoice_id=invoice.id,
         account_id=invoice.account_id,
@@ -70,6 +76,8 @@ def _claim_attempt(
         currency=invoice.currency,
         description=f"Chatmeter {invoice.kind} {invoice.period}: {invoice.packages} packages",
         idempotency_key=f"invoice:{invoice.id}:attempt:{invoice.attempts}",
+        customer=card.customer_reference if card else None,
+        card=card.card_reference if card else None,
     )
     return invoice, request
 
@@ -87,10 +95,20 @@ def _apply(
         return invoice
     if result.status == ChargeStatus.SUCCEEDED:
         fulfil(session, invoice, reference=result.reference, now=now)
-    elif result.status == ChargeStatus.PENDING:
+    elif result.status in (ChargeStatus.PENDING, ChargeStatus.ACTION_REQUIRED):
         invoice.status = InvoiceStatus.PENDING
         invoice.gateway_reference = result.reference
         invoice.next_attempt_at = None
+        if result.status == ChargeStatus.ACTION_REQUIRED:
+            # The bank asks the cardholder (3-D Secure): a link to pay on the gateway's page.
+            invoice.failure_reason = (result.reason or "your bank asks you to confirm")[:500]
+            receipts.payment_action_required(
+                session,
+                settings,
+                account=get_account(session, invoice.account_id),
+                invoice=invoice,
+                now=now,
+            )
     else:
         _decline(session, settings, invoice, reason=result.reason or "declined", now=now)
     return invoice

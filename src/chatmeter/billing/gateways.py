@@ -101,8 +101,9 @@ class PaymentGateway(Protocol):
 
     def charge(self, request: ChargeRequest) -> ChargeResult: ...
 
-    def refund(self, *, reference: str | None, amount_cents: int, idempotency_key: str) -> RefundResult:
-        ...
+    def refund(
+        self, *, reference: str | None, amount_cents: int, idempotency_key: str
+    ) -> RefundResult: ...
 
 
 class ManualGateway:

@@ -14,6 +14,7 @@ from chatmeter.accounts.models import Account
 from chatmeter.billing import periods
 from chatmeter.billing.invoices import format_cents, local_date
 from chatmeter.billing.models import Invoice, Subscription
+from chatmeter.config import Settings
 from chatmeter.ledger.models import Balance
 from chatmeter.notifications.balance_notices import account_figures
 from chatmeter.notifications.outbox import enqueue
@@ -132,6 +133,58 @@ def renewal_failed(
             "next_attempt_on": None
             if final
             else local_date(invoice.next_attempt_at, account.timezone),
+            "balance": balance.balance,
+        },
+    )
+
+
+def payment_action_required(
+    session: Session, settings: Settings, *, account: Account, invoice: Invoice, now: dt.datetime
+) -> None:
+    """The bank asks the cardholder to confirm a charge (3-D Secure): a link to do it."""
+    enqueue(
+        session,
+        kind="payment_action_required",
+        now=now,
+        account_id=account.id,
+        dedupe_key=f"payment_action_required:{invoice.id}:{invoice.attempts}",
+        to=account.contact_email,
+        context={
+            "account_name": account.name,
+            "invoice_number": invoice.number,
+            "kind": invoice.kind,
+            "period": invoice.period,
+            "packages": invoice.packages,
+            "tokens": invoice.tokens,
+            "amount": format_cents(invoice.amount_cents),
+            "currency": invoice.currency,
+            "pay_url": f"{settings.base_url.rstrip('/')}/panel/billing/invoices/{invoice.id}/pay",
+        },
+    )
+
+
+def refund_issued(
+    session: Session,
+    *,
+    account: Account,
+    invoice: Invoice,
+    tokens_removed: int,
+    balance: Balance,
+    now: dt.datetime,
+) -> None:
+    enqueue(
+        session,
+        kind="refund_issued",
+        now=now,
+        account_id=account.id,
+        dedupe_key=f"refund_issued:{invoice.id}",
+        to=account.contact_email,
+        context={
+            "account_name": account.name,
+            "invoice_number": invoice.number,
+            "amount": format_cents(invoice.refunded_cents),
+            "currency": invoice.currency,
+            "tokens_removed": tokens_removed,
             "balance": balance.balance,
         },
     )

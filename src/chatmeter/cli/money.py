@@ -308,6 +308,35 @@ def invoices_mark_paid(
     emit(data, as_json, lambda d: f"invoice {d['number']} is {d['status']}")
 
 
+@invoices_app.command("refund")
+def invoices_refund(
+    account: AccountOpt,
+    invoice: Annotated[int, typer.Option("--invoice", min=1, max=MAX_ID, help="The invoice's id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Refund a paid invoice in full through its gateway; its unspent tokens are removed."""
+    from chatmeter.billing import refunds
+    from chatmeter.billing.invoices import format_cents
+
+    with context() as ctx:
+        done = refunds.refund(ctx, invoice_id=invoice, account_id=account)
+        data = {
+            "invoice_id": done.invoice.id,
+            "number": done.invoice.number,
+            "refunded": format_cents(done.amount_cents),
+            "currency": done.invoice.currency,
+            "tokens_removed": done.tokens_removed,
+        }
+    emit(
+        data,
+        as_json,
+        lambda d: (
+            f"invoice {d['number']} refunded: {d['refunded']} {d['currency']}, "
+            f"{d['tokens_removed']:,} unspent tokens removed"
+        ),
+    )
+
+
 # --- ledger ----------------------------------------------------------------------------------
 
 

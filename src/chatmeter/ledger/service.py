@@ -154,6 +154,36 @@ def debit(
     return entry
 
 
+def revoke(
+    session: Session, *, account_id: int, grant_id: int, now: dt.datetime, memo: str = ""
+) -> int:
+    """Remove what is left of one grant (the unspent tokens of a refunded invoice).
+
+    Only the grant's own remaining tokens go, so the balance never falls below zero,
+    and a second call finds nothing left and removes nothing. Returns the tokens removed.
+    """
+    balance = lock_balance(session, account_id=account_id)
+    grant = session.get(Grant, grant_id, populate_existing=True)
+    if grant is None or grant.account_id != account_id:
+        raise NotFound("no such grant", grant_id=grant_id)
+    amount = grant.remaining if grant.expired_at is None else 0
+    if amount == 0:
+        return 0
+    grant.remaining = 0
+    balance.period_granted = max(0, balance.period_granted - amount)
+    _record(
+        session,
+        balance,
+        EntryKind.DEBIT,
+        now,
+        available_delta=-amount,
+        grant_id=grant.id,
+        memo=memo,
+    )
+    _after_change(session, balance)
+    return amount
+
+
 def reserve(
     session: Session,
     *,

@@ -28,6 +28,9 @@ KINDS = frozenset(
         "renewal_receipt",
         "renewal_failed",
         "subscription_cancelled",
+        # Payments that wait for the customer, and refunds (chatmeter.billing).
+        "payment_action_required",
+        "refund_issued",
         "contact_email_changed",
         # The control panel's single-use links (chatmeter.accounts.links).
         "password_reset",

@@ -13,7 +13,7 @@ from chatmeter.context import Context
 from chatmeter.http.limits import MULTIPART_OVERHEAD, BodySizeLimit
 from chatmeter.panel.app import install as install_panel
 from chatmeter.training.service import MAX_FILES_PER_UPLOAD
-from chatmeter.web import errors, widget
+from chatmeter.web import errors, payments, widget
 from chatmeter.web.api import (
     account,
     answers,
@@ -62,6 +62,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(widget.router)
+    app.include_router(payments.router)
     install_panel(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -103,6 +103,15 @@ class InvoiceOut(BaseModel):
     created_at: dt.datetime
     paid_at: dt.datetime | None
     failure_reason: str | None
+    # Only on a purchase waiting for the owner on the gateway's page (Stripe Checkout).
+    pay_url: str | None = None
+
+
+class CardOut(BaseModel):
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
 
 
 class SubscriptionOut(BaseModel):

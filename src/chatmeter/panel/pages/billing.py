@@ -12,8 +12,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from chatmeter.billing import purchases, subscriptions
+from chatmeter.billing import cards, checkout, purchases, subscriptions
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
 from chatmeter.errors import InvalidInput
@@ -38,6 +39,8 @@ router = APIRouter(prefix="/panel", include_in_schema=False)
 DONE = {
     "packages": "Your number of packages is changed. It takes effect at your next renewal.",
     "cancelled": "Your subscription is cancelled. Your remaining tokens stay usable until the 1st.",
+    "abandoned": "You left the payment page without paying: nothing was charged.",
+    "nothing-to-pay": "That invoice has nothing left to pay.",
 }
 WINDOW_EXPIRED = "this window has expired; close it and try again"
 
@@ -46,6 +49,7 @@ def billing_page(
     request: Request, viewer: Viewer, *, status: int = 200, **context: Any
 ) -> HTMLResponse:
     ctx = ctx_of(request)
+    gateway = checkout.hosted(ctx)
     with ctx.db.read() as session:
         plan = billing_figures(
             session,
@@ -54,6 +58,17 @@ def billing_page(
             timezone=viewer.timezone,
             now=ctx.clock.now(),
         )
+        card = (
+            cards.saved_card(session, account_id=viewer.account_id, gateway=gateway.name)
+            if gateway is not None
+            else None
+        )
+        customer = (
+            cards.customer_reference(session, account_id=viewer.account_id, gateway=gateway.name)
+            if gateway is not None
+            else None
+        )
+        paying = _own_invoice(session, viewer, request.query_params.get("paying", ""))
     return render(
         request,
         "billing.html",
@@ -62,7 +77,23 @@ def billing_page(
         plan=plan,
         status=status,
         notice=DONE.get(request.query_params.get("done", "")),
+        hosted_payments=gateway is not None,
+        card=card,
+        has_customer=customer is not None,
+        card_saving=request.query_params.get("card") == "saving",
+        paying=invoice_dict(paying) if paying is not None else None,
         **context,
+    )
+
+
+def _own_invoice(session: Session, viewer: Viewer, invoice_id: str) -> Invoice | None:
+    """The viewer's account's invoice of that id, or None (another account's is None too)."""
+    if not invoice_id.isdigit() or len(invoice_id) >= 19:
+        return None
+    return session.scalar(
+        select(Invoice).where(
+            Invoice.id == int(invoice_id), Invoice.account_id == viewer.account_id
+        )
     )
 
 
@@ -170,9 +201,10 @@ def buy_tokens(
     key = body.get("key")
     if not isinstance(key, str) or not 8 <= len(key) <= 100 or not key.isprintable():
         raise InvalidInput(WINDOW_EXPIRED)
-    invoice = purchases.purchase(
+    bought = purchases.start_purchase(
         ctx, account_id=viewer.account_id, packages=packages, key=f"panel:{key}"
     )
+    invoice = bought.invoice
     with ctx.db.read() as session:
         figures = dashboard_figures(
             session,
@@ -185,11 +217,94 @@ def buy_tokens(
     return JSONResponse(
         {
             "invoice": {
+                "id": row["id"],
                 "number": row["number"],
+                "status": row["status"],
                 "packages": row["packages"],
                 "tokens": row["tokens"],
                 "amount": money(row["amount"], row["currency"]),
             },
+            # The gateway's page where the first card payment is made (Stripe Checkout).
+            "pay_url": bought.pay_url,
             "figures": figures,
         }
     )
+
+
+# --- paying on the gateway's pages ----------------------------------------------------
+
+
+@router.get("/billing/invoices/{invoice_id}/pay")
+def pay_invoice(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
+    """The link in "your bank asks you to confirm": the gateway's page for this invoice."""
+    ctx = ctx_of(request)
+    owner_only(viewer, "pay invoices")
+    with ctx.db.read() as session:
+        invoice = _own_invoice(session, viewer, invoice_id)
+    if invoice is None:
+        return render(request, "not_found.html", viewer=viewer, status=404)
+    started = checkout.pay_on_page(ctx, account_id=viewer.account_id, invoice_id=invoice.id)
+    if started.url is None:
+        return RedirectResponse("/panel/billing?done=nothing-to-pay", status_code=303)
+    return RedirectResponse(started.url, status_code=303)
+
+
+@router.get("/billing/invoices/{invoice_id}/cancelled")
+def payment_abandoned(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
+    """Back from the gateway's page without paying."""
+    ctx = ctx_of(request)
+    with ctx.db.read() as session:
+        invoice = _own_invoice(session, viewer, invoice_id)
+    if invoice is None:
+        return render(request, "not_found.html", viewer=viewer, status=404)
+    if viewer.is_owner:
+        checkout.abandon(ctx, account_id=viewer.account_id, invoice_id=invoice.id)
+    return RedirectResponse("/panel/billing?done=abandoned", status_code=303)
+
+
+@router.get("/billing/invoices/{invoice_id}/state")
+def invoice_state(request: Request, invoice_id: str, viewer: ScriptViewerDep) -> Response:
+    """What the billing page asks while a payment is being confirmed; the figures with it."""
+    ctx = ctx_of(request)
+    with ctx.db.read() as session:
+        invoice = _own_invoice(session, viewer, invoice_id)
+        if invoice is None:
+            return JSONResponse(
+                {"error": {"code": "not_found", "message": "no such invoice"}}, status_code=404
+            )
+        figures = dashboard_figures(
+            session,
+            settings=ctx.settings,
+            account_id=viewer.account_id,
+            timezone=viewer.timezone,
+            now=ctx.clock.now(),
+        )
+        row = invoice_dict(invoice)
+    return JSONResponse(
+        {
+            "status": row["status"],
+            "number": row["number"],
+            "tokens": row["tokens"],
+            "failure_reason": row["failure_reason"],
+            "figures": figures,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/billing/card")
+def replace_card(request: Request, viewer: ViewerDep, _form: CheckedFormDep) -> Response:
+    """Save a new card on the gateway's page; later charges use it."""
+    ctx = ctx_of(request)
+    owner_only(viewer, "change the card")
+    return RedirectResponse(
+        checkout.replace_card(ctx, account_id=viewer.account_id), status_code=303
+    )
+
+
+@router.post("/billing/portal")
+def payment_portal(request: Request, viewer: ViewerDep, _form: CheckedFormDep) -> Response:
+    """The gateway's customer portal: payment history and cards."""
+    ctx = ctx_of(request)
+    owner_only(viewer, "manage payments")
+    return RedirectResponse(checkout.portal(ctx, account_id=viewer.account_id), status_code=303)

@@ -82,6 +82,33 @@
     });
   }
 
+  // Back from the payment page: ask until the gateway has confirmed, then show the tokens.
+  const pending = document.querySelector("[data-pending-invoice]");
+  if (pending) {
+    const text = pending.querySelector("[data-pending-message]");
+    const started = Date.now();
+    const ask = async () => {
+      let state = null;
+      try {
+        const response = await fetch(`/panel/billing/invoices/${pending.dataset.pendingInvoice}/state`, { credentials: "same-origin" });
+        if (response.ok) state = await response.json();
+      } catch (_) { /* asked again below */ }
+      if (state && state.status === "paid") {
+        showFigures(state.figures);
+        pending.classList.replace("alert-warn", "alert-ok");
+        text.textContent = `Payment received: ${number.format(state.tokens)} tokens added (invoice ${state.number}).`;
+        return;
+      }
+      if (state && !["pending", "open"].includes(state.status)) {
+        text.textContent = `Invoice ${state.number} was not paid${state.failure_reason ? `: ${state.failure_reason}` : ""}.`;
+        return;
+      }
+      // Stripe usually confirms within seconds; after ten minutes, stop asking.
+      if (Date.now() - started < 600000) setTimeout(ask, Date.now() - started < 30000 ? 1000 : 5000);
+    };
+    if (pending.classList.contains("alert-warn")) ask();
+  }
+
   const modal = document.getElementById("tokens-modal");
   if (!modal) return;
   const form = modal.querySelector("[data-tokens-form]");
@@ -194,9 +221,15 @@
         showError(body?.error?.message || "Something went wrong. Please try again.");
         return;
       }
+      if (body.pay_url) {
+        // The first card payment is made on the gateway's secure page; it brings the customer back.
+        window.location.assign(body.pay_url);
+        return;
+      }
       showFigures(body.figures);
-      modal.querySelector("[data-done-message]").textContent =
-        `${number.format(body.invoice.tokens)} tokens added. Invoice ${body.invoice.number}, ${body.invoice.amount}.`;
+      modal.querySelector("[data-done-message]").textContent = body.invoice.status === "paid"
+        ? `${number.format(body.invoice.tokens)} tokens added. Invoice ${body.invoice.number}, ${body.invoice.amount}.`
+        : `Invoice ${body.invoice.number} (${body.invoice.amount}) is waiting for payment. Its ${number.format(body.invoice.tokens)} tokens are added as soon as it is paid.`;
       chooseStep.hidden = true;
       doneStep.hidden = false;
       doneStep.querySelector("[data-close-modal]").focus(); // the button that was pressed is gone

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
-from chatmeter.billing import purchases, subscriptions
+from chatmeter.billing import cards, purchases, subscriptions
 from chatmeter.billing.models import InvoiceStatus
 from chatmeter.billing.summary import invoice_dict, list_invoices, subscription_summary
 from chatmeter.web.deps import AccountDep, ContextDep
-from chatmeter.web.schemas import InvoiceOut, PurchaseIn, SubscriptionIn, SubscriptionOut
+from chatmeter.web.schemas import CardOut, InvoiceOut, PurchaseIn, SubscriptionIn, SubscriptionOut
 
 router = APIRouter(tags=["billing"])
 
@@ -32,15 +32,33 @@ def create_purchase(
     account_id: AccountDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
-    """Buy packages: on payment the tokens are added at once and the subscription grows."""
-    invoice = purchases.purchase(
+    """Buy packages: on payment the tokens are added at once and the subscription grows.
+
+    With Stripe, an account's first purchase answers 202 with ``pay_url``, Stripe's
+    page where the owner pays and saves the card; the tokens come when Stripe confirms.
+    """
+    bought = purchases.start_purchase(
         ctx, account_id=account_id, packages=body.packages, key=idempotency_key
     )
-    if invoice.status != InvoiceStatus.PAID:
-        return JSONResponse(
-            InvoiceOut(**invoice_dict(invoice)).model_dump(mode="json"), status_code=202
-        )
-    return invoice_dict(invoice)
+    row = invoice_dict(bought.invoice) | {"pay_url": bought.pay_url}
+    if bought.invoice.status != InvoiceStatus.PAID:
+        return JSONResponse(InvoiceOut(**row).model_dump(mode="json"), status_code=202)
+    return row
+
+
+@router.get("/billing/card", response_model=CardOut | None)
+def get_card(ctx: ContextDep, account_id: AccountDep) -> dict[str, Any] | None:
+    """The card the payment gateway keeps for renewals and purchases (null: none saved)."""
+    with ctx.db.read() as session:
+        card = cards.saved_card(session, account_id=account_id, gateway=ctx.gateway.name)
+        if card is None:
+            return None
+        return {
+            "brand": card.card_brand,
+            "last4": card.card_last4,
+            "exp_month": card.card_exp_month,
+            "exp_year": card.card_exp_year,
+        }
 
 
 @router.get("/subscription", response_model=SubscriptionOut)

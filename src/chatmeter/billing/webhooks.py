@@ -1,0 +1,234 @@
+"""Stripe's webhooks: each event applied at most once, in any order, on Stripe's own word.
+
+``receive`` checks the signature (refused: nothing changes), ignores the events
+Chatmeter does not act on, then asks Stripe again for the object the event names:
+the payload's amounts and statuses are never believed as such, and an event arriving
+late or out of order is read against the object as it is now. The event's id is
+written in the same transaction that applies it, so five deliveries of one event at
+once apply it once: the others find it taken and are acknowledged.
+
+What an event may do is narrow: confirm an open or pending invoice whose amount and
+currency Stripe says it received, decline an off-session charge Stripe says failed,
+and keep the card a customer saved. Anything that does not match is logged and
+acknowledged (Stripe would otherwise redeliver it for days).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from chatmeter.billing import cards, charges
+from chatmeter.billing.invoices import locked_invoice
+from chatmeter.billing.models import GatewayEvent, Invoice, InvoiceStatus
+from chatmeter.billing.stripe_gateway import (
+    HANDLED_EVENTS,
+    CardSetup,
+    Event,
+    InvalidEvent,
+    Payment,
+    StripeGateway,
+)
+from chatmeter.config import Settings
+from chatmeter.errors import NotFound
+from chatmeter.ledger import service as ledger
+from chatmeter.notifications import balance_notices
+
+log = logging.getLogger("chatmeter.billing.webhooks")
+
+__all__ = ["InvalidEvent", "Outcome", "receive"]
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+
+
+def receive(ctx: charges.Payments, payload: bytes, signature: str | None) -> Outcome:
+    """Apply one delivery; ``InvalidEvent`` when its signature is missing, stale or wrong."""
+    gateway = ctx.gateway
+    if not isinstance(gateway, StripeGateway):
+        raise NotFound("this installation takes no Stripe payments")
+    event = gateway.read_event(payload, signature)
+    if event.type not in HANDLED_EVENTS or not event.object_id:
+        return Outcome.IGNORED
+    with ctx.db.read() as session:
+        if _seen(session, gateway.name, event.id):
+            return Outcome.DUPLICATE
+    facts = _ask_stripe(gateway, event)  # outside any transaction: no lock waits on Stripe
+    try:
+        with ctx.db.uow() as uow:
+            session = uow.session
+            session.add(
+                GatewayEvent(
+                    gateway=gateway.name,
+                    event_id=event.id,
+                    type=event.type,
+                    received_at=ctx.clock.now(),
+                )
+            )
+            session.flush()  # a concurrent delivery of this event waits here, then fails
+            _apply(session, ctx.settings, gateway.name, event, facts, ctx.clock.now())
+            balance_notices.send_raised(session, now=ctx.clock.now())
+            uow.commit()
+    except IntegrityError:
+        return Outcome.DUPLICATE
+    return Outcome.APPLIED
+
+
+def _seen(session: Session, gateway: str, event_id: str) -> bool:
+    found = session.scalar(
+        select(GatewayEvent.event_id).where(
+            GatewayEvent.gateway == gateway, GatewayEvent.event_id == event_id
+        )
+    )
+    return found is not None
+
+
+def _ask_stripe(gateway: StripeGateway, event: Event) -> Payment | CardSetup | None:
+    if event.type == "checkout.session.completed":
+        return gateway.checkout_payment(event.object_id)
+    if event.type == "setup_intent.succeeded":
+        return gateway.setup(event.object_id)
+    return gateway.payment(event.object_id)
+
+
+def _apply(
+    session: Session,
+    settings: Settings,
+    gateway: str,
+    event: Event,
+    facts: Payment | CardSetup | None,
+    now: dt.datetime,
+) -> None:
+    if isinstance(facts, CardSetup):
+        _keep_card(session, gateway, facts, now)
+    elif isinstance(facts, Payment):
+        _payment(session, settings, gateway, event, facts, now)
+
+
+def _keep_card(session: Session, gateway: str, setup: CardSetup, now: dt.datetime) -> None:
+    if setup.account_id is None or setup.card is None or setup.customer is None:
+        return
+    ledger.lock_balance(session, account_id=setup.account_id)
+    known = cards.customer_reference(session, account_id=setup.account_id, gateway=gateway)
+    if known != setup.customer:
+        log.warning(
+            "a saved card for account %s names customer %s, not the account's %s: ignored",
+            setup.account_id,
+            setup.customer,
+            known,
+        )
+        return
+    cards.save_card(
+        session,
+        account_id=setup.account_id,
+        gateway=gateway,
+        customer=setup.customer,
+        card=setup.card,
+        now=now,
+    )
+
+
+def _payment(
+    session: Session,
+    settings: Settings,
+    gateway: str,
+    event: Event,
+    payment: Payment,
+    now: dt.datetime,
+) -> None:
+    if payment.invoice_id is None:
+        return  # not one of Chatmeter's payments
+    found = session.get(Invoice, payment.invoice_id)
+    if found is None:
+        log.warning("event %s: payment %s names no invoice here", event.id, payment.reference)
+        return
+    invoice = locked_invoice(session, found.id)
+    if payment.account_id is not None and payment.account_id != invoice.account_id:
+        log.warning("event %s: payment %s names another account", event.id, payment.reference)
+        return
+    known = cards.customer_reference(session, account_id=invoice.account_id, gateway=gateway)
+    if payment.customer is not None and known is not None and payment.customer != known:
+        log.warning("event %s: payment %s names another customer", event.id, payment.reference)
+        return
+    if payment.status == "succeeded":
+        _paid(session, gateway, event, invoice, payment, now)
+    elif payment.status in ("requires_payment_method", "canceled"):
+        _failed(session, settings, invoice, payment, now)
+
+
+def _paid(
+    session: Session,
+    gateway: str,
+    event: Event,
+    invoice: Invoice,
+    payment: Payment,
+    now: dt.datetime,
+) -> None:
+    if payment.card is not None and payment.customer is not None:
+        cards.save_card(
+            session,
+            account_id=invoice.account_id,
+            gateway=gateway,
+            customer=payment.customer,
+            card=payment.card,
+            now=now,
+        )
+    if invoice.status == InvoiceStatus.PAID:
+        return
+    if (payment.amount_received, payment.currency) != (invoice.amount_cents, invoice.currency):
+        log.error(
+            "event %s: Stripe received %s %s for invoice %s of %s %s: not granted; "
+            "an operator must look at it",
+            event.id,
+            payment.amount_received,
+            payment.currency,
+            invoice.number,
+            invoice.amount_cents,
+            invoice.currency,
+        )
+        return
+    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.PENDING):
+        log.error(
+            "event %s: invoice %s is %s but Stripe was paid for it (%s): refund it",
+            event.id,
+            invoice.number,
+            invoice.status,
+            payment.reference,
+        )
+        return
+    charges.confirm_payment(
+        session,
+        account_id=invoice.account_id,
+        invoice_id=invoice.id,
+        now=now,
+        reference=payment.reference,
+    )
+
+
+def _failed(
+    session: Session, settings: Settings, invoice: Invoice, payment: Payment, now: dt.datetime
+) -> None:
+    """Stripe says an off-session charge failed after all: today's decline path."""
+    waiting_for_it = (
+        invoice.status == InvoiceStatus.PENDING
+        and invoice.gateway_reference == payment.reference
+        and invoice.checkout_reference is None
+    )
+    if not waiting_for_it or payment.via_checkout:
+        return  # a failed try on the hosted page: the customer may try another card there
+    charges.reject_payment(
+        session,
+        settings=settings,
+        account_id=invoice.account_id,
+        invoice_id=invoice.id,
+        reason="the card was declined",
+        now=now,
+    )
