@@ -64,10 +64,9 @@ class Decline:
 GENERIC = Decline("card_declined", "generic_decline", "Your card was declined.")
 NO_FUNDS = Decline("card_declined", "insufficient_funds", "Your card has insufficient funds.")
 AUTHENTICATE = Decline(
-    "authentication_required",
-    "authentication_required",
-    "Your card was declined. This transaction requires authentication.",
-)
+    "authentication_required", "authentication_required", "Your card was declined. This "
+    "transaction requires authentication."
+)  # fmt: skip
 EXPIRED = Decline("expired_card", None, "Your card has expired.")
 BAD_CVC = Decline("incorrect_cvc", None, "Your card's security code is incorrect.")
 SCRIPTED = {"card_declined": GENERIC, "authentication_required": AUTHENTICATE}
@@ -82,6 +81,7 @@ class CardBehaviour:
     country: str = "US"
     decline: Decline | None = None
     needs_authentication: bool = False  # 3D Secure: off-session charges fail, on-session pass
+    sets_up: bool = False  # a declining card that can still be saved (setup succeeds)
 
 
 TEST_CARDS = {
@@ -91,7 +91,7 @@ TEST_CARDS = {
     "378282246310005": CardBehaviour("amex"),
     "4000000000000002": CardBehaviour("visa", decline=GENERIC),
     "4000000000009995": CardBehaviour("visa", decline=NO_FUNDS),
-    "4000000000000341": CardBehaviour("visa", decline=GENERIC),
+    "4000000000000341": CardBehaviour("visa", decline=GENERIC, sets_up=True),
     "4000000000000069": CardBehaviour("visa", decline=EXPIRED),
     "4000000000000127": CardBehaviour("visa", decline=BAD_CVC),
     "4000002500003155": CardBehaviour("visa", needs_authentication=True),
@@ -171,15 +171,13 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return StripeError(400, "invalid_request_error", message, param=param, code=code)
 
 
+def card_error(message: str, code: str, param: str | None = None, **more: Any) -> StripeError:
+    return StripeError(402, "card_error", message, code=code, param=param, **more)
+
+
 def missing(kind: str, id_: str, param: str | None = None) -> StripeError:
-    return StripeError(
-        404,
-        "invalid_request_error",
-        f"No such {kind}: '{id_}'",
-        code="resource_missing",
-        param=param,
-        doc_url="https://stripe.com/docs/error-codes/resource-missing",
-    )
+    message = f"No such {kind}: '{id_}'"
+    return StripeError(404, "invalid_request_error", message, code="resource_missing", param=param)
 
 
 def required(params: Obj, name: str) -> Any:
@@ -197,6 +195,11 @@ def integer(params: Obj, name: str, default: int | None = None) -> int:
     if not re.fullmatch(r"-?\d+", str(value)):
         raise invalid(f"Invalid integer: {value}", param=name, code="parameter_invalid_integer")
     return int(value)
+
+
+def pick(params: Obj, *names: str) -> Obj:
+    """The named parameters as an object's fields; unset ones are null, as in Stripe's JSON."""
+    return {name: params.get(name) or None for name in names}
 
 
 def boolean(params: Obj, name: str) -> bool:
@@ -237,38 +240,32 @@ CHECKOUT_PARAMS = EXPAND | {
 # (method, path pattern, handler name, accepted top-level parameters)
 ROUTES: list[tuple[str, str, str, set[str]]] = [
     ("POST", r"/v1/customers", "create_customer", CUSTOMER_PARAMS),
-    ("GET", r"/v1/customers/(cus_\w+)", "get_customer", EXPAND),
+    ("GET", r"/v1/customers/(cus_\w+)", "get", EXPAND),
     ("POST", r"/v1/customers/(cus_\w+)", "update_customer", CUSTOMER_PARAMS),
     ("POST", r"/v1/payment_methods", "create_payment_method", EXPAND | {
         "type", "card", "billing_details", "metadata"}),
     ("POST", r"/v1/payment_methods/(pm_\w+)/attach", "attach_payment_method", EXPAND | {
         "customer"}),
-    ("GET", r"/v1/payment_methods/(pm_\w+)", "get_payment_method", EXPAND),
+    ("GET", r"/v1/payment_methods/(pm_\w+)", "get", EXPAND),
     ("POST", r"/v1/payment_intents", "create_payment_intent", PAYMENT_INTENT_PARAMS),
-    ("GET", r"/v1/payment_intents/(pi_\w+)", "get_payment_intent", EXPAND | {"client_secret"}),
+    ("GET", r"/v1/payment_intents/(pi_\w+)", "get", EXPAND | {"client_secret"}),
     ("POST", r"/v1/checkout/sessions", "create_checkout_session", CHECKOUT_PARAMS),
-    ("GET", r"/v1/checkout/sessions/(cs_\w+)", "get_checkout_session", EXPAND),
+    ("GET", r"/v1/checkout/sessions/(cs_\w+)", "get", EXPAND),
     ("POST", r"/v1/checkout/sessions/(cs_\w+)/expire", "expire_checkout_session", EXPAND),
-    ("GET", r"/v1/setup_intents/(seti_\w+)", "get_setup_intent", EXPAND),
+    ("GET", r"/v1/setup_intents/(seti_\w+)", "get", EXPAND),
     ("POST", r"/v1/refunds", "create_refund", EXPAND | {
         "payment_intent", "charge", "amount", "metadata", "reason"}),
-    ("GET", r"/v1/refunds/(re_\w+)", "get_refund", EXPAND),
+    ("GET", r"/v1/refunds/(re_\w+)", "get", EXPAND),
     ("POST", r"/v1/billing_portal/sessions", "create_portal_session", EXPAND | {
         "customer", "return_url", "locale", "configuration"}),
-    ("GET", r"/v1/events/(evt_\w+)", "get_event", EXPAND),
+    ("GET", r"/v1/events/(evt_\w+)", "get", EXPAND),
 ]  # fmt: skip
 
 KINDS = {
-    "cus": "customer",
-    "pm": "payment_method",
-    "pi": "payment_intent",
-    "ch": "charge",
-    "re": "refund",
-    "cs": "checkout.session",
-    "seti": "setup_intent",
-    "bps": "billing_portal.session",
-    "evt": "event",
-}
+    "cus": "customer", "pm": "payment_method", "pi": "payment_intent", "ch": "charge",
+    "re": "refund", "cs": "checkout.session", "seti": "setup_intent",
+    "bps": "billing_portal.session", "evt": "event",
+}  # fmt: skip
 
 
 @dataclass
@@ -427,7 +424,7 @@ class FakeStripe:
 
     def handle_api(
         self, method: str, path: str, params: Obj, headers: dict[str, str]
-    ) -> tuple[int, Obj | bytes, dict[str, str]]:
+    ) -> tuple[int, bytes, dict[str, str]]:
         """One /v1 request: authentication, idempotency, then the endpoint."""
         key = headers.get("idempotency-key")
         with self._lock:
@@ -441,14 +438,7 @@ class FakeStripe:
             if method == "POST" and key and key in self._idempotent:
                 first, status, body = self._idempotent[key]
                 if first != fingerprint:
-                    error = StripeError(
-                        400,
-                        "idempotency_error",
-                        "Keys for idempotent requests can only be used with the same "
-                        "parameters they were first used with. Try using a key other than "
-                        f"'{key}' if you meant to execute a different request.",
-                    )
-                    return 400, {"error": error.error}, extra
+                    return 400, _idempotency_error(key), extra
                 return status, body, extra | {"Idempotent-Replayed": "true"}
             status, answer = self._route(Call(method, path, params, key, request_id))
             body = json.dumps(answer, indent=2).encode()
@@ -464,22 +454,18 @@ class FakeStripe:
             match = re.fullmatch(pattern, call.path)
             if method == call.method and match:
                 try:
-                    for param in call.params:
-                        if param not in accepted:
-                            raise invalid(
-                                f"Received unknown parameter: {param}", param, "parameter_unknown"
-                            )
+                    for unknown in set(call.params) - accepted:
+                        message = f"Received unknown parameter: {unknown}"
+                        raise invalid(message, unknown, "parameter_unknown")
                     answer = getattr(self, "_" + name)(call, *match.groups())
                     return 200, self._expanded(answer, call.params.get("expand") or [])
                 except StripeError as error:
                     return error.status, {"error": error.error}
-        error = StripeError(
-            404,
-            "invalid_request_error",
-            f"Unrecognized request URL ({call.method}: {call.path}). Please see "
-            "https://stripe.com/docs or we can help at https://support.stripe.com/.",
-        )
-        return 404, {"error": error.error}
+        message = f"Unrecognized request URL ({call.method}: {call.path})."
+        return 404, {"error": {"type": "invalid_request_error", "message": message}}
+
+    def _get(self, call: Call, id_: str) -> Obj:
+        return self._find(id_)
 
     def _expanded(self, obj: Obj, paths: list[str]) -> Obj:
         """The object with the ids named by ``expand[]`` replaced by their objects."""
@@ -515,16 +501,12 @@ class FakeStripe:
     def _event(self, type_: str, obj: Obj, call: Call | None) -> Obj:
         """An Event with the object as it is now, queued for the webhook if one is set."""
         url = self.webhook_url
+        request = {"id": call and call.request_id, "idempotency_key": call and call.idempotency_key}
         event = self._new(
             "evt",
-            type=type_,
-            api_version=API_VERSION,
+            **{"type": type_, "api_version": API_VERSION, "pending_webhooks": int(bool(url))},
             data={"object": copy.deepcopy(obj)},
-            pending_webhooks=1 if url else 0,
-            request={
-                "id": call.request_id if call else None,
-                "idempotency_key": call.idempotency_key if call else None,
-            },
+            request=request,
         )
         if url:
             with self._deliveries:
@@ -541,20 +523,13 @@ class FakeStripe:
     def _new_customer(self, email: str | None = None) -> Obj:
         return self._new(
             "cus",
+            **dict.fromkeys(("name", "description", "phone", "address", "currency")),
             email=email,
-            name=None,
-            description=None,
-            phone=None,
-            address=None,
             balance=0,
-            currency=None,
             delinquent=False,
             invoice_settings={"default_payment_method": None, "footer": None},
             metadata={},
         )
-
-    def _get_customer(self, call: Call, id_: str) -> Obj:
-        return self._find(id_, "customer")
 
     def _update_customer(self, call: Call, id_: str) -> Obj:
         customer = self._find(id_, "customer")
@@ -567,13 +542,7 @@ class FakeStripe:
         if "default_payment_method" in settings:
             pm_id = settings["default_payment_method"] or None
             if pm_id and self._find(pm_id, "payment_method")["customer"] != id_:
-                raise invalid(
-                    f"No such PaymentMethod: '{pm_id}'; It's possible this PaymentMethod "
-                    "exists on one of your connected accounts, in which case you should "
-                    "retry this request on that connected account.",
-                    "invoice_settings[default_payment_method]",
-                    "resource_missing",
-                )
+                raise missing("PaymentMethod", pm_id, "invoice_settings[default_payment_method]")
             customer["invoice_settings"]["default_payment_method"] = pm_id
         return customer
 
@@ -584,30 +553,17 @@ class FakeStripe:
             raise invalid("This fake Stripe only knows card payment methods.", "type")
         card = call.params.get("card") or {}
         number = str(required(card, "number")).replace(" ", "")
-        pm = self._new_payment_method(
-            number, integer(card, "exp_month"), integer(card, "exp_year"), call.params
-        )
-        return pm
+        month, year = integer(card, "exp_month"), integer(card, "exp_year")
+        return self._new_payment_method(number, month, year, call.params)
 
     def _new_payment_method(
         self, number: str, exp_month: int, exp_year: int, params: Obj | None = None
     ) -> Obj:
         if not luhn_valid(number):
-            raise StripeError(
-                402,
-                "card_error",
-                "Your card number is incorrect.",
-                code="incorrect_number",
-                param="number",
-            )
+            raise card_error("Your card number is incorrect.", "incorrect_number", "number")
         if not 1 <= exp_month <= 12:
-            raise StripeError(
-                402,
-                "card_error",
-                "Your card's expiration month is invalid.",
-                code="invalid_expiry_month",
-                param="exp_month",
-            )
+            message = "Your card's expiration month is invalid."
+            raise card_error(message, "invalid_expiry_month", "exp_month")
         exp_year = exp_year + 2000 if exp_year < 100 else exp_year
         card = card_behaviour(number)
         pm = self._new(
@@ -615,7 +571,7 @@ class FakeStripe:
             type="card",
             customer=None,
             billing_details=(params or {}).get("billing_details")
-            or {"address": None, "email": None, "name": None, "phone": None},
+            or dict.fromkeys(("address", "email", "name", "phone")),
             card={
                 "brand": card.brand,
                 "last4": number[-4:],
@@ -649,9 +605,6 @@ class FakeStripe:
         pm = self._find(id_, "payment_method")
         return self._attach(pm, required(call.params, "customer"), call)
 
-    def _get_payment_method(self, call: Call, id_: str) -> Obj:
-        return self._find(id_, "payment_method")
-
     # payment intents
 
     def _create_payment_intent(self, call: Call) -> Obj:
@@ -670,25 +623,15 @@ class FakeStripe:
         if off_session and not confirm:
             raise invalid("off_session can only be used with confirm=true.", "off_session")
         if pm and pm["customer"] and pm["customer"] != customer:
-            raise invalid(
-                f"The provided PaymentMethod {pm_id} was previously attached to a different "
-                "Customer.",
-                "payment_method",
-            )
+            message = f"The provided PaymentMethod {pm_id} is attached to another Customer."
+            raise invalid(message, "payment_method")
         if confirm and pm is None:
-            raise invalid(
-                "You cannot confirm this PaymentIntent because it's missing a payment method.",
-                "payment_method",
-                "payment_intent_unexpected_state",
-            )
+            message = "You cannot confirm this PaymentIntent because it's missing a payment method."
+            raise invalid(message, "payment_method", "payment_intent_unexpected_state")
         intent = self._new_intent(
-            amount=amount,
-            currency=currency,
-            customer=customer,
-            payment_method=pm_id,
-            description=params.get("description") or None,
+            **pick(params, "customer", "payment_method", "description", "setup_future_usage"),
+            **{"amount": amount, "currency": currency},
             metadata=metadata(params),
-            setup_future_usage=params.get("setup_future_usage") or None,
         )
         if confirm and pm is not None:
             decline = self._confirm(intent, pm, off_session, call)
@@ -699,20 +642,14 @@ class FakeStripe:
     def _new_intent(self, **fields: Any) -> Obj:
         intent = self._new(
             "pi",
+            **dict.fromkeys(("canceled_at", "cancellation_reason", "last_payment_error")),
+            **dict.fromkeys(("latest_charge", "next_action", "receipt_email")),
             amount_capturable=0,
             amount_received=0,
-            canceled_at=None,
-            cancellation_reason=None,
             capture_method="automatic",
             confirmation_method="automatic",
-            last_payment_error=None,
-            latest_charge=None,
-            next_action=None,
             payment_method_types=["card"],
-            receipt_email=None,
-            status="requires_confirmation"
-            if fields["payment_method"]
-            else "requires_payment_method",
+            status="requires_" + ("confirmation" if fields["payment_method"] else "payment_method"),
             **fields,
         )
         intent["client_secret"] = f"{intent['id']}_secret_{_random(25)}"
@@ -757,33 +694,26 @@ class FakeStripe:
         return None
 
     def _new_charge(self, intent: Obj, pm: Obj, decline: Decline | None) -> Obj:
+        paid = decline is None
         return self._new(
             "ch",
-            amount=intent["amount"],
-            amount_captured=0 if decline else intent["amount"],
-            amount_refunded=0,
-            captured=decline is None,
-            currency=intent["currency"],
-            customer=intent["customer"],
-            description=intent["description"],
-            failure_code=decline.code if decline else None,
-            failure_message=decline.message if decline else None,
+            **pick(intent, "amount", "currency", "customer", "description"),
             metadata=dict(intent["metadata"]),
-            outcome={"type": "issuer_declined" if decline else "authorized"},
-            paid=decline is None,
+            **{"amount_captured": intent["amount"] if paid else 0, "amount_refunded": 0},
+            **{"paid": paid, "captured": paid, "refunded": False},
+            failure_code=decline and decline.code,
+            failure_message=decline and decline.message,
+            outcome={"type": "authorized" if paid else "issuer_declined"},
             payment_intent=intent["id"],
             payment_method=pm["id"],
             payment_method_details={"type": "card", "card": dict(pm["card"])},
-            refunded=False,
-            status="failed" if decline else "succeeded",
+            status="succeeded" if paid else "failed",
         )
 
     def _card_error(self, intent: Obj, pm: Obj, decline: Decline) -> StripeError:
-        return StripeError(
-            402,
-            "card_error",
+        return card_error(
             decline.message,
-            code=decline.code,
+            decline.code,
             decline_code=decline.decline_code,
             charge=intent["latest_charge"] if decline is not AUTHENTICATE else None,
             doc_url=intent["last_payment_error"]["doc_url"],
@@ -792,9 +722,6 @@ class FakeStripe:
             request_log_url=f"https://dashboard.stripe.com/test/logs/req_{_random(14)}",
         )
 
-    def _get_payment_intent(self, call: Call, id_: str) -> Obj:
-        return self._find(id_, "payment_intent")
-
     # checkout
 
     def _create_checkout_session(self, call: Call) -> Obj:
@@ -802,10 +729,9 @@ class FakeStripe:
         mode = required(params, "mode")
         if mode not in ("payment", "setup"):
             raise invalid(f"Invalid mode: {mode}; must be one of payment or setup", "mode")
-        success_url = required(params, "success_url")
-        customer = params.get("customer") or None
-        if customer:
-            self._find(customer, "customer", param="customer")
+        required(params, "success_url")
+        if params.get("customer"):
+            self._find(params["customer"], "customer", param="customer")
         currency = (params.get("currency") or "").lower() or None
         amount = None
         if mode == "payment":
@@ -813,60 +739,36 @@ class FakeStripe:
         created = int(self.clock())
         session = self._new(
             "cs",
-            mode=mode,
-            status="open",
-            payment_status="unpaid",
-            customer=customer,
-            customer_email=params.get("customer_email") or None,
-            customer_details=None,
-            payment_intent=None,
-            setup_intent=None,
-            amount_subtotal=amount,
-            amount_total=amount,
-            currency=currency,
-            metadata=metadata(params),
-            client_reference_id=params.get("client_reference_id") or None,
-            success_url=success_url,
-            cancel_url=params.get("cancel_url") or None,
+            **pick(params, "mode", "customer", "success_url", "cancel_url", "client_reference_id"),
+            **pick(params, "customer_email", "locale"),
+            **dict.fromkeys(("customer_details", "payment_intent", "setup_intent", "url")),
+            **{"status": "open", "payment_status": "unpaid", "ui_mode": "hosted"},
+            **{"amount_subtotal": amount, "amount_total": amount, "currency": currency},
             expires_at=integer(params, "expires_at", created + CHECKOUT_LIFETIME),
-            locale=params.get("locale") or None,
+            metadata=metadata(params),
             payment_method_types=["card"],
-            ui_mode="hosted",
         )
         session["url"] = f"{self.url}/pay/{session['id']}"
-        self._private[session["id"]] = {
-            "payment_intent_data": params.get("payment_intent_data") or {},
-            "setup_intent_data": params.get("setup_intent_data") or {},
-        }
+        data = {"payment": "payment_intent_data", "setup": "setup_intent_data"}[mode]
+        self._private[session["id"]] = {"intent_data": params.get(data) or {}}
         return session
 
     def _line_items_total(self, params: Obj) -> tuple[int, str]:
         items = params.get("line_items")
         if not isinstance(items, list) or not items:
-            raise invalid(
-                "You must specify `line_items` in `payment` mode.",
-                "line_items",
-                "parameter_missing",
-            )
+            message = "You must specify `line_items` in `payment` mode."
+            raise invalid(message, "line_items", "parameter_missing")
         total, currencies = 0, set()
         for i, item in enumerate(items):
             price = item.get("price_data")
             if not isinstance(price, dict):
                 raise invalid("This fake Stripe only knows price_data.", f"line_items[{i}]")
             currencies.add(str(required(price, "currency")).lower())
-            if not (price.get("product_data") or {}).get("name"):
-                raise invalid(
-                    "Missing required param: line_items[0][price_data][product_data][name].",
-                    f"line_items[{i}][price_data][product_data][name]",
-                    "parameter_missing",
-                )
+            required(price.get("product_data") or {}, "name")
             total += integer(price, "unit_amount") * integer(item, "quantity")
         if len(currencies) != 1:
             raise invalid("All line items must have the same currency.", "line_items")
         return total, currencies.pop()
-
-    def _get_checkout_session(self, call: Call, id_: str) -> Obj:
-        return self._find(id_, "checkout.session")
 
     def _expire_checkout_session(self, call: Call, id_: str) -> Obj:
         session = self._find(id_, "checkout.session")
@@ -888,20 +790,17 @@ class FakeStripe:
                 return str(error)
             if session["customer"] is None:
                 session["customer"] = self._new_customer(session["customer_email"])["id"]
-            extra = self._private[session_id]
+            data = self._private[session_id]["intent_data"]
             if session["mode"] == "payment":
-                decline = self._pay_on_session(session, pm, extra["payment_intent_data"])
+                decline = self._pay_on_session(session, pm, data)
             else:
-                decline = self._set_up(session, pm, extra["setup_intent_data"])
+                decline = self._set_up(session, pm, data)
             if decline:
                 return decline.message
-            email = self._objects[session["customer"]].get("email")
-            session.update(
-                status="complete",
-                url=None,
-                payment_status="paid" if session["mode"] == "payment" else "no_payment_required",
-                customer_details={"email": email or session["customer_email"], "name": None},
-            )
+            email = self._objects[session["customer"]]["email"] or session["customer_email"]
+            paid = "paid" if session["mode"] == "payment" else "no_payment_required"
+            session.update(status="complete", url=None, payment_status=paid)
+            session["customer_details"] = {"email": email, "name": None}
             self._event("checkout.session.completed", session, call=None)
             return None
 
@@ -909,39 +808,31 @@ class FakeStripe:
         intent = self._objects.get(session["payment_intent"] or "")
         if intent is None:
             intent = self._new_intent(
-                amount=session["amount_total"],
-                currency=session["currency"],
-                customer=session["customer"],
+                **pick(data, "description", "setup_future_usage"),
                 payment_method=None,
-                description=data.get("description") or None,
+                **{"amount": session["amount_total"], "currency": session["currency"]},
+                customer=session["customer"],
                 metadata=metadata(data),
-                setup_future_usage=data.get("setup_future_usage") or None,
             )
             session["payment_intent"] = intent["id"]
         # On the page the customer passes 3D Secure, so only the card's own declines remain.
         return self._confirm(intent, pm, off_session=False, call=None)
 
     def _set_up(self, session: Obj, pm: Obj, data: Obj) -> Decline | None:
-        decline = self._card_of(pm).decline
-        if decline and self._card_of(pm) is not TEST_CARDS["4000000000000341"]:
-            return decline  # the bank refuses to set the card up
+        card = self._card_of(pm)
+        if card.decline and not card.sets_up:
+            return card.decline  # the bank refuses to set the card up
         self._attach(pm, session["customer"], call=None)
         intent = self._new(
             "seti",
-            status="succeeded",
-            customer=session["customer"],
-            payment_method=pm["id"],
-            usage="off_session",
+            **{"status": "succeeded", "usage": "off_session", "last_setup_error": None},
+            **{"customer": session["customer"], "payment_method": pm["id"]},
             payment_method_types=["card"],
-            last_setup_error=None,
             metadata=metadata(data),
         )
         session["setup_intent"] = intent["id"]
         self._event("setup_intent.succeeded", intent, call=None)
         return None
-
-    def _get_setup_intent(self, call: Call, id_: str) -> Obj:
-        return self._find(id_, "setup_intent")
 
     # refunds
 
@@ -951,44 +842,32 @@ class FakeStripe:
             intent = self._find(params["payment_intent"], "payment_intent", "payment_intent")
             charge = self._objects.get(intent["latest_charge"] or "")
             if intent["status"] != "succeeded" or charge is None:
-                raise invalid(
-                    f"This PaymentIntent ({intent['id']}) does not have a successful charge "
-                    "to refund.",
-                    "payment_intent",
-                )
+                message = f"This PaymentIntent ({intent['id']}) has no successful charge to refund."
+                raise invalid(message, "payment_intent")
         else:
             charge = self._find(required(params, "charge"), "charge", "charge")
         left = charge["amount_captured"] - charge["amount_refunded"]
         if left <= 0:
-            raise invalid(
-                f"Charge {charge['id']} has already been refunded.",
-                code="charge_already_refunded",
-            )
+            message = f"Charge {charge['id']} has already been refunded."
+            raise invalid(message, code="charge_already_refunded")
         amount = integer(params, "amount", left)
         if amount < 1 or amount > left:
-            raise invalid(
+            message = (
                 f"Refund amount ({money(amount, charge['currency'])}) is greater than "
-                f"unrefunded amount on charge ({money(left, charge['currency'])})",
-                "amount",
-                "amount_too_large",
+                f"unrefunded amount on charge ({money(left, charge['currency'])})"
             )
+            raise invalid(message, "amount", "amount_too_large")
         refund = self._new(
             "re",
-            amount=amount,
-            charge=charge["id"],
-            currency=charge["currency"],
-            metadata=metadata(params),
-            payment_intent=charge["payment_intent"],
+            **{"amount": amount, "charge": charge["id"], "currency": charge["currency"]},
+            **{"payment_intent": charge["payment_intent"], "status": "succeeded"},
             reason=params.get("reason") or None,
-            status="succeeded",
+            metadata=metadata(params),
         )
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]
         self._event("charge.refunded", charge, call)
         return refund
-
-    def _get_refund(self, call: Call, id_: str) -> Obj:
-        return self._find(id_, "refund")
 
     # billing portal and events
 
@@ -996,16 +875,12 @@ class FakeStripe:
         customer = self._find(required(call.params, "customer"), "customer", "customer")
         session = self._new(
             "bps",
+            **pick(call.params, "return_url", "locale"),
             customer=customer["id"],
-            return_url=call.params.get("return_url") or None,
             configuration=f"bpc_{_random(24)}",
-            locale=None,
         )
         session["url"] = f"{self.url}/portal/{session['id']}"
         return session
-
-    def _get_event(self, call: Call, id_: str) -> Obj:
-        return self._find(id_, "event")
 
     # --- webhook delivery ----------------------------------------------------------------
 
@@ -1069,7 +944,16 @@ def _expiry(text: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
-def _unauthorized(auth: str) -> Obj:
+def _idempotency_error(key: str) -> bytes:
+    message = (
+        "Keys for idempotent requests can only be used with the same parameters they were "
+        f"first used with. Try using a key other than '{key}' if you meant to execute a "
+        "different request."
+    )
+    return json.dumps({"error": {"type": "idempotency_error", "message": message}}).encode()
+
+
+def _unauthorized(auth: str) -> bytes:
     if not auth:
         message = (
             "You did not provide an API key. You need to provide your API key in the "
@@ -1081,7 +965,7 @@ def _unauthorized(auth: str) -> Obj:
         if len(shown) > 12:
             shown = shown[:8] + "*" * (len(shown) - 12) + shown[-4:]
         message = f"Invalid API Key provided: {shown}"
-    return {"error": {"type": "invalid_request_error", "message": message}}
+    return json.dumps({"error": {"type": "invalid_request_error", "message": message}}).encode()
 
 
 # --- the hosted pages --------------------------------------------------------------------
@@ -1147,9 +1031,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
     def _dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -1162,8 +1043,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, body, extra = self.fake.handle_api(method, parts.path, params, headers)
-        if isinstance(body, dict):
-            body = json.dumps(body, indent=2).encode()
         self._send(status, body, "application/json", extra)
 
     def _page(self, method: str, path: str, params: Obj) -> None:
