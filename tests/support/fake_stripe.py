@@ -240,31 +240,38 @@ CHECKOUT_PARAMS = EXPAND | {
 # (method, path pattern, handler name, accepted top-level parameters)
 ROUTES: list[tuple[str, str, str, set[str]]] = [
     ("POST", r"/v1/customers", "create_customer", CUSTOMER_PARAMS),
-    ("GET", r"/v1/customers/(cus_\w+)", "get", EXPAND),
-    ("POST", r"/v1/customers/(cus_\w+)", "update_customer", CUSTOMER_PARAMS),
+    ("GET", r"/v1/customers/([^/]+)", "get", EXPAND),
+    ("POST", r"/v1/customers/([^/]+)", "update_customer", CUSTOMER_PARAMS),
     ("POST", r"/v1/payment_methods", "create_payment_method", EXPAND | {
         "type", "card", "billing_details", "metadata"}),
-    ("POST", r"/v1/payment_methods/(pm_\w+)/attach", "attach_payment_method", EXPAND | {
+    ("POST", r"/v1/payment_methods/([^/]+)/attach", "attach_payment_method", EXPAND | {
         "customer"}),
-    ("GET", r"/v1/payment_methods/(pm_\w+)", "get", EXPAND),
+    ("GET", r"/v1/payment_methods/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/payment_intents", "create_payment_intent", PAYMENT_INTENT_PARAMS),
-    ("GET", r"/v1/payment_intents/(pi_\w+)", "get", EXPAND | {"client_secret"}),
+    ("GET", r"/v1/payment_intents/([^/]+)", "get", EXPAND | {"client_secret"}),
     ("POST", r"/v1/checkout/sessions", "create_checkout_session", CHECKOUT_PARAMS),
-    ("GET", r"/v1/checkout/sessions/(cs_\w+)", "get", EXPAND),
-    ("POST", r"/v1/checkout/sessions/(cs_\w+)/expire", "expire_checkout_session", EXPAND),
-    ("GET", r"/v1/setup_intents/(seti_\w+)", "get", EXPAND),
+    ("GET", r"/v1/checkout/sessions/([^/]+)", "get", EXPAND),
+    ("POST", r"/v1/checkout/sessions/([^/]+)/expire", "expire_checkout_session", EXPAND),
+    ("GET", r"/v1/setup_intents/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/refunds", "create_refund", EXPAND | {
         "payment_intent", "charge", "amount", "metadata", "reason"}),
-    ("GET", r"/v1/refunds/(re_\w+)", "get", EXPAND),
+    ("GET", r"/v1/refunds/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/billing_portal/sessions", "create_portal_session", EXPAND | {
         "customer", "return_url", "locale", "configuration"}),
-    ("GET", r"/v1/events/(evt_\w+)", "get", EXPAND),
+    ("GET", r"/v1/events/([^/]+)", "get", EXPAND),
 ]  # fmt: skip
 
 KINDS = {
     "cus": "customer", "pm": "payment_method", "pi": "payment_intent", "ch": "charge",
     "re": "refund", "cs": "checkout.session", "seti": "setup_intent",
     "bps": "billing_portal.session", "evt": "event",
+}  # fmt: skip
+
+
+RESOURCES = {  # what each GET route reads, for its "No such ..." answer
+    "/v1/customers": "customer", "/v1/payment_methods": "payment_method",
+    "/v1/payment_intents": "payment_intent", "/v1/checkout/sessions": "checkout.session",
+    "/v1/setup_intents": "setup_intent", "/v1/refunds": "refund", "/v1/events": "event",
 }  # fmt: skip
 
 
@@ -465,7 +472,7 @@ class FakeStripe:
         return 404, {"error": {"type": "invalid_request_error", "message": message}}
 
     def _get(self, call: Call, id_: str) -> Obj:
-        return self._find(id_)
+        return self._find(id_, RESOURCES[call.path.rsplit("/", 1)[0]])
 
     def _expanded(self, obj: Obj, paths: list[str]) -> Obj:
         """The object with the ids named by ``expand[]`` replaced by their objects."""

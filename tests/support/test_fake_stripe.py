@@ -166,6 +166,8 @@ def test_unknown_urls_and_parameters_are_invalid_requests(client: stripe.StripeC
     with pytest.raises(stripe.InvalidRequestError) as caught:
         client.v1.customers.retrieve("cus_missing")
     assert (caught.value.code, caught.value.http_status) == ("resource_missing", 404)
+    with pytest.raises(stripe.InvalidRequestError, match="No such payment_intent: 'x'"):
+        client.v1.payment_intents.retrieve("x")
 
 
 # --- customers and cards ------------------------------------------------------------------
