@@ -503,6 +503,8 @@ class FakeStripe:
         expected = kind or KINDS.get(str(id_).split("_", 1)[0], "object")
         if obj is None or obj["object"] != expected:
             raise missing(expected, str(id_), param)
+        if obj.get("status") == "open" and self.clock() >= obj.get("expires_at", 1e12):
+            obj.update(status="expired", url=None)  # a checkout session past its time
         return obj
 
     def _event(self, type_: str, obj: Obj, call: Call | None) -> Obj:

@@ -407,6 +407,15 @@ def test_an_open_session_expires_once(client: stripe.StripeClient) -> None:
     assert pay(session.url, VISA).status_code == 402
 
 
+def test_a_session_expires_on_its_own_at_expires_at(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    session = checkout(client, None)
+    fake.clock = lambda: session.expires_at
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "expired"
+    assert httpx.get(session.url).status_code == 410
+
+
 def test_a_failing_webhook_is_retried_then_given_up(
     client: stripe.StripeClient, fake: FakeStripe, receiver: Receiver
 ) -> None:
