@@ -10,6 +10,14 @@ Outcomes follow Stripe's test card numbers (``TEST_CARDS``); ``FakeStripe.script
 the next off-session outcomes whatever the card. Everything else a test needs to look at
 (requests received, PaymentIntents created, webhook deliveries) is a Python attribute.
 
+Use: ``with FakeStripe() as fake:``, then ``stripe.StripeClient(fake.secret_key,
+base_addresses={"api": fake.url})``; set ``fake.webhook_url`` to receive events, and
+``fake.wait_for_deliveries()`` before asserting on what they did. A parameter Stripe has but
+this fake does not list in ``ROUTES`` is refused as unknown (as Stripe refuses typos): add it
+there when the product starts sending it. The hosted page saves the card to the customer
+only when the session asked for it (``payment_intent_data[setup_future_usage]``, or setup
+mode); a declined card re-shows the page (HTTP 402) with the session still open.
+
 Where this differs from Stripe on purpose:
 - attaching a card always succeeds (Stripe refuses to attach 4000000000000002 and
   4000000000009995; here they attach and decline their charges, so tests can save them);
