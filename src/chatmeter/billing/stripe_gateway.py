@@ -72,6 +72,8 @@ class Payment:
     customer: str | None
     card: SavedCard | None  # the card, when the customer agreed to keep it for later
     via_checkout: bool
+    # The bank asked for the cardholder (3-D Secure): the invoice waits for them, not declined.
+    needs_customer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ class StripeGateway:
         self.client = stripe.StripeClient(
             settings.stripe_secret_key,
             base_addresses={"api": settings.stripe_api_base.rstrip("/")},
-            http_client=stripe.HTTPXClient(timeout=30),
+            http_client=stripe.RequestsClient(timeout=30),
             max_network_retries=2,
         )
 
@@ -279,7 +281,7 @@ class StripeGateway:
         intent = session.payment_intent
         if intent is None or isinstance(intent, str):
             return None
-        metadata: Any = session.metadata or {}
+        metadata = _metadata_of(session)
         found = _payment(intent, via_checkout=True)
         if found.invoice_id is None:
             found = dataclasses.replace(found, invoice_id=_int(metadata.get("invoice_id")))
@@ -343,8 +345,13 @@ def _customer_id(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value.id)
 
 
+def _metadata_of(obj: Any) -> dict[str, Any]:
+    metadata = getattr(obj, "metadata", None)
+    return dict(metadata.to_dict()) if metadata is not None else {}
+
+
 def _payment(intent: Any, *, via_checkout: bool) -> Payment:
-    metadata = intent.metadata or {}
+    metadata = _metadata_of(intent)
     keeps_card = getattr(intent, "setup_future_usage", None) == "off_session"
     return Payment(
         reference=intent.id,
@@ -356,11 +363,14 @@ def _payment(intent: Any, *, via_checkout: bool) -> Payment:
         customer=_customer_id(intent.customer),
         card=_card(intent.payment_method) if keeps_card else None,
         via_checkout=via_checkout,
+        needs_customer=intent.status == "requires_action"
+        or getattr(getattr(intent, "last_payment_error", None), "code", None)
+        == "authentication_required",
     )
 
 
 def _card_setup(setup: Any) -> CardSetup:
-    metadata = setup.metadata or {}
+    metadata = _metadata_of(setup)
     succeeded = setup.status == "succeeded"
     return CardSetup(
         account_id=_int(metadata.get("account_id")),

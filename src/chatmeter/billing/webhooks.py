@@ -222,8 +222,10 @@ def _failed(
         and invoice.gateway_reference == payment.reference
         and invoice.checkout_reference is None
     )
-    if not waiting_for_it or payment.via_checkout:
-        return  # a failed try on the hosted page: the customer may try another card there
+    if not waiting_for_it or payment.via_checkout or payment.needs_customer:
+        # A failed try on the hosted page (the customer may try another card there), or a
+        # charge waiting for 3-D Secure, which the emailed link completes.
+        return
     charges.reject_payment(
         session,
         settings=settings,
