@@ -488,7 +488,9 @@ class FakeStripe:
         for path in sorted(paths, key=len):
             node: Any = shown
             *parents, leaf = path.split(".")
-            for part in parents:
+            for part in parents:  # expanding a.b expands a too, as Stripe does
+                if isinstance(node, dict) and isinstance(node.get(part), str):
+                    node[part] = copy.deepcopy(self._find(node[part], param="expand"))
                 node = node.get(part) if isinstance(node, dict) else None
             if isinstance(node, dict) and isinstance(node.get(leaf), str):
                 node[leaf] = copy.deepcopy(self._find(node[leaf], param="expand"))
