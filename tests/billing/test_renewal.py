@@ -1,4 +1,5 @@
-"""The monthly renewal (``renewals.run_renewals``), on SQLite and PostgreSQL.
+"""The monthly renewal (``renewals.run_renewals``), on SQLite and PostgreSQL, each scenario
+with a scripted gateway and with the Stripe gateway charging saved cards on the fake Stripe API.
 
 Promises guarded here:
 
@@ -21,51 +22,111 @@ import datetime as dt
 import json
 import threading
 import traceback
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import pytest
 from sqlalchemy import select
 
 from chatmeter.accounts import service as accounts
 from chatmeter.billing import periods, purchases, renewals, subscriptions
-from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus
+from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus, Customer
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
+from chatmeter.billing.stripe_gateway import StripeGateway
+from chatmeter.config import Env, Settings
 from chatmeter.context import Context
 from chatmeter.errors import InsufficientTokens
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import EntryKind, Grant, GrantSource, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
 from tests.support.accounts import balance_of, new_account, spend, subscription_of
+from tests.support.fake_stripe import FakeStripe
 from tests.support.ledger import assert_ledger_clean
 
 PACKAGE = 5000
 SUCCEEDED, FAILED = ChargeStatus.SUCCEEDED, ChargeStatus.FAILED
 
 
+# Every scenario runs twice: with a gateway that answers from its script, and with the
+# Stripe gateway charging saved cards on the fake Stripe API, told the same script.
+PROCESSORS = ["scripted", "stripe"]
+_stripe: ContextVar[FakeStripe | None] = ContextVar("stripe", default=None)
+
+
+@pytest.fixture(autouse=True, params=PROCESSORS)
+def processor(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "scripted":
+        yield request.param
+        return
+    with FakeStripe() as fake:
+        token = _stripe.set(fake)
+        try:
+            yield request.param
+        finally:
+            _stripe.reset(token)
+
+
 class ScriptedGateway:
     """A PaymentGateway whose answers come from a script, then ``then`` for ever.
 
     It records every request, so a test can tell how often the card was charged.
-    Thread-safe: the concurrent test shares one between threads.
+    Thread-safe: the concurrent test shares one between threads. With the Stripe
+    processor, each answer is Stripe's: the fake is told the scripted outcome and the
+    real Stripe gateway charges the account's saved card off-session.
     """
 
     name = "scripted"
+    hosted_checkout = False  # every account here has a card saved already
 
     def __init__(self, *script: ChargeStatus, then: ChargeStatus = SUCCEEDED) -> None:
         self.script = list(script)
         self.then = then
         self.requests: list[ChargeRequest] = []
         self._lock = threading.Lock()
+        self._fake = _stripe.get()
+        self._stripe = (
+            StripeGateway(stripe_settings(self._fake)) if self._fake is not None else None
+        )
+        self._cards: dict[int, tuple[str, str]] = {}
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         with self._lock:
             self.requests.append(request)
             status = self.script.pop(0) if self.script else self.then
-        if status == FAILED:
-            return ChargeResult(FAILED, reason="card declined")
-        return ChargeResult(status, reference=f"ref:{request.idempotency_key}")
+            if self._stripe is None:
+                if status == FAILED:
+                    return ChargeResult(FAILED, reason="card declined")
+                return ChargeResult(status, reference=f"ref:{request.idempotency_key}")
+            assert self._fake is not None
+            customer, card = self._card_of(request.account_id)
+            self._fake.script("card_declined" if status == FAILED else "succeeded")
+            result = self._stripe.charge(dataclasses.replace(request, customer=customer, card=card))
+        assert result.status == status, (result, status)
+        return result
+
+    def _card_of(self, account_id: int) -> tuple[str, str]:
+        assert self._stripe is not None and self._fake is not None
+        if account_id not in self._cards:
+            customer = self._stripe.customer(
+                Customer(account_id=account_id, email="owner@example.com", name="Shop")
+            )
+            self._cards[account_id] = (customer, self._fake.save_card(customer))
+        return self._cards[account_id]
 
     def charged_invoices(self) -> list[int]:
         return [r.invoice_id for r in self.requests]
+
+
+def stripe_settings(fake: FakeStripe) -> Settings:
+    return Settings(
+        _env_file=None,
+        env=Env.TEST,
+        payment_gateway="stripe",
+        stripe_secret_key=fake.secret_key,
+        stripe_publishable_key="pk_test_fake",
+        stripe_webhook_secret=fake.webhook_secret,
+        stripe_api_base=fake.url,
+    )
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -471,7 +532,9 @@ def test_a_declined_renewal_grants_nothing_and_is_retried(ctx: Context) -> None:
     renewals.run_renewals(ctx)
     (invoice,) = renewal_invoices(ctx, account)
     assert (invoice.status, invoice.attempts) == (InvoiceStatus.OPEN, 1)
-    assert invoice.failure_reason == "card declined"
+    # The processor's own words: the script's, or Stripe's decline message and code.
+    assert invoice.failure_reason in ("card declined", "Your card was declined. (generic_decline)")
+    assert json.loads(outbox(ctx, "renewal_failed")[0].context)["reason"] == invoice.failure_reason
     assert invoice.next_attempt_at == utc(2026, 12, 2, 0, 0, 30)
     assert grants(ctx, account, GrantSource.RENEWAL) == []
     (failed,) = outbox(ctx, "renewal_failed")
