@@ -992,6 +992,7 @@ def _unauthorized(auth: str) -> bytes:
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>body{{font-family:sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}
 label,input,button{{display:block;margin:.4rem 0}}input{{padding:.4rem;width:100%}}
 .error{{color:#b00020}}</style></head>

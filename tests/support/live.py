@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -15,12 +16,16 @@ from chatmeter.web.app import SERVER_OPTIONS
 class LiveServer:
     """``with LiveServer(app) as server:`` — requests go to ``server.url``."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, app: Any = None, *, factory: Callable[[str], Any] | None = None) -> None:
+        """``app``, or the app ``factory`` makes knowing the server's own URL (its base URL)."""
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if factory is not None:
+            app = factory(self.url)
+        assert app is not None, "give the app, or a factory that makes it"
+        self.app = app
         config = uvicorn.Config(
             app,
             log_level="warning",
