@@ -401,3 +401,36 @@ def _invoices(ctx: Context, account_id: int) -> list[Invoice]:
                 select(Invoice).where(Invoice.account_id == account_id).order_by(Invoice.id)
             )
         )
+
+
+def test_a_renewal_asking_for_3d_secure_waits_for_the_cardholder_and_renews_once(
+    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+) -> None:
+    import datetime as dt
+
+    from chatmeter.billing import renewals
+
+    account = new_account(stripe_ctx)
+    give_card(stripe_ctx, fake, account)
+    purchases.purchase(stripe_ctx, account_id=account, packages=1)
+    stripe_ctx.clock.set(dt.datetime(2026, 12, 1, 0, 0, 5, tzinfo=dt.UTC))
+    fake.script("authentication_required")
+
+    for _ in range(2):  # the job runs again and again: the pending renewal is not recharged
+        renewals.run_renewals(stripe_ctx)
+
+    (renewal,) = [i for i in _invoices(stripe_ctx, account) if i.kind == "renewal"]
+    assert renewal.status == InvoiceStatus.PENDING
+    assert len(emails(stripe_ctx, "payment_action_required")) == 1
+    assert len(fake.payment_intents_created()) == 2  # the purchase, one renewal attempt
+    started = checkout.pay_on_page(stripe_ctx, account_id=account, invoice_id=renewal.id)
+    assert started.url is not None
+    assert fake.complete_checkout(session_id(started.url), "4242424242424242") is None
+    post_events(app, fake)
+    renewals.run_renewals(stripe_ctx)
+
+    assert invoice_of(stripe_ctx, renewal.id).status == InvoiceStatus.PAID
+    assert balance_of(stripe_ctx, account).available == PACKAGE  # December's, once
+    assert subscription_of(stripe_ctx, account).renewed_period == "2026-12"
+    assert len(fake.payment_intents_created()) == 3
+    assert_ledger_clean(stripe_ctx)
