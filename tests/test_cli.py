@@ -183,3 +183,32 @@ def test_outbox_shows_and_requeues_emails(operator: Operator) -> None:
     )
     assert operator.json("outbox", "requeue-dead") == {"requeued": 0}
     assert "choose pending, sent or dead" in operator.run("outbox", "list", "--status", "x", code=2)
+
+
+def test_refunding_an_invoice_removes_its_unspent_tokens_once(operator: Operator) -> None:
+    account = str(operator.json("accounts", "create", "--email", "a@example.com")["account_id"])
+    other = str(operator.json("accounts", "create", "--email", "b@example.com")["account_id"])
+    invoice = operator.json("tokens", "buy", "--account", account, "--packages", "2")
+    operator.run("tokens", "adjust", "--account", account, "--tokens", "-3000")
+
+    refunded = operator.json(
+        "invoices", "refund", "--account", account, "--invoice", str(invoice["id"])
+    )
+
+    assert refunded == {
+        "invoice_id": invoice["id"],
+        "number": invoice["number"],
+        "refunded": "18.00",
+        "currency": "EUR",
+        "tokens_removed": 7_000,
+    }
+    assert operator.json("tokens", "balance", "--account", account)["balance"] == 0
+    again = operator.run(
+        "invoices", "refund", "--account", account, "--invoice", str(invoice["id"]), code=1
+    )
+    assert "already refunded" in again
+    stranger = operator.run(
+        "invoices", "refund", "--account", other, "--invoice", str(invoice["id"]), code=1
+    )
+    assert "no such invoice" in stranger
+    assert operator.json("ledger", "verify")[0]["ok"] is True

@@ -142,14 +142,15 @@ def tokens_buy(
     from chatmeter.billing.summary import invoice_dict
 
     with context() as ctx:
-        invoice = purchases.purchase(ctx, account_id=account, packages=packages, key=key)
-        data = invoice_dict(invoice)
+        bought = purchases.start_purchase(ctx, account_id=account, packages=packages, key=key)
+        data = invoice_dict(bought.invoice) | {"pay_url": bought.pay_url}
     emit(
         data,
         as_json,
         lambda d: (
             f"invoice {d['number']}: {d['packages']} packages = {d['tokens']:,} tokens, "
             f"{d['amount']} {d['currency']} - {d['status']}"
+            + (f"\nthe owner pays it (and saves a card) at {d['pay_url']}" if d["pay_url"] else "")
         ),
     )
 
