@@ -8,6 +8,7 @@ gateway's webhook (``billing.webhooks``) confirms it.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,7 +17,7 @@ from chatmeter.billing import cards
 from chatmeter.billing.gateways import CheckoutRequest, Customer, HostedPage
 from chatmeter.billing.invoices import account as get_account
 from chatmeter.billing.invoices import locked_invoice
-from chatmeter.billing.models import Invoice, InvoiceStatus
+from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
 from chatmeter.errors import Conflict, NotFound
 from chatmeter.ledger import service as ledger
 from chatmeter.services import Basics
@@ -158,12 +159,17 @@ def abandon(ctx: Hosted, *, account_id: int, invoice_id: int) -> Invoice:
     with ctx.db.uow() as uow:
         invoice = locked_invoice(uow.session, invoice_id)
         if invoice.status == InvoiceStatus.PENDING and invoice.checkout_reference == reference:
-            if invoice.kind == "renewal" or invoice.gateway_reference is not None:
-                # A renewal or a charge waiting for 3-D Secure stays payable from the email.
-                invoice.checkout_reference = None
-            else:
+            invoice.checkout_reference = None
+            if invoice.gateway_reference is not None:
+                pass  # a charge waiting for 3-D Secure stays payable from the emailed link
+            elif invoice.kind == InvoiceKind.PURCHASE:
                 invoice.status = InvoiceStatus.VOID
                 invoice.failure_reason = "the payment page was left without paying"
+            else:  # a renewal or top-up goes back to being charged on the saved card
+                invoice.status = InvoiceStatus.OPEN
+                invoice.next_attempt_at = ctx.clock.now() + dt.timedelta(
+                    hours=ctx.settings.renewal_retry_hours
+                )
         uow.commit()
     return invoice
 
