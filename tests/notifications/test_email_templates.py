@@ -120,6 +120,36 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
             BUY_URL,
         ],
     ),
+    "payment_action_required": (
+        {
+            "account_name": "Acme Bakery",
+            "invoice_number": "CM-2026-000051",
+            "packages": 3,
+            "tokens": 15000,
+            "amount": "27.00",
+            "currency": "EUR",
+            "pay_url": "https://chat.example.com/panel/billing/invoices/51/pay",
+        },
+        [
+            "CM-2026-000051",
+            "27.00 EUR",
+            "3 packages",
+            "15,000 tokens",
+            "https://chat.example.com/panel/billing/invoices/51/pay",
+            "nothing is charged twice",
+        ],
+    ),
+    "refund_issued": (
+        {
+            "account_name": "Acme Bakery",
+            "invoice_number": "CM-2026-000052",
+            "amount": "18.00",
+            "currency": "EUR",
+            "tokens_removed": 7000,
+            "balance": 1250,
+        },
+        ["CM-2026-000052", "18.00 EUR", "7,000 tokens", "1,250 tokens"],
+    ),
     "subscription_cancelled": (
         {
             "account_name": "Acme Bakery",

@@ -152,8 +152,6 @@ def payment_action_required(
         context={
             "account_name": account.name,
             "invoice_number": invoice.number,
-            "kind": invoice.kind,
-            "period": invoice.period,
             "packages": invoice.packages,
             "tokens": invoice.tokens,
             "amount": format_cents(invoice.amount_cents),
