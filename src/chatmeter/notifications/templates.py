@@ -28,6 +28,8 @@ KINDS = frozenset(
         "renewal_receipt",
         "renewal_failed",
         "subscription_cancelled",
+        "topup_receipt",
+        "topup_disabled",
         "contact_email_changed",
         # The control panel's single-use links (chatmeter.accounts.links).
         "password_reset",

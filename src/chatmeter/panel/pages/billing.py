@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from chatmeter.billing import purchases, subscriptions
+from chatmeter.billing import purchases, subscriptions, topups
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
 from chatmeter.errors import InvalidInput
@@ -38,6 +38,7 @@ router = APIRouter(prefix="/panel", include_in_schema=False)
 DONE = {
     "packages": "Your number of packages is changed. It takes effect at your next renewal.",
     "cancelled": "Your subscription is cancelled. Your remaining tokens stay usable until the 1st.",
+    "auto-top-up": "Auto top-up is saved.",
 }
 WINDOW_EXPIRED = "this window has expired; close it and try again"
 
@@ -54,9 +55,13 @@ def billing_page(
             timezone=viewer.timezone,
             now=ctx.clock.now(),
         )
+        auto_topup = topups.overview(  # _auto_topup.html
+            session, settings=ctx.settings, account_id=viewer.account_id, now=ctx.clock.now()
+        )
     return render(
         request,
         "billing.html",
+        auto_topup=auto_topup,
         viewer=viewer,
         active_nav="billing",
         plan=plan,
