@@ -28,6 +28,7 @@ from chatmeter.billing.gateways import ChargeStatus, ManualGateway
 from chatmeter.billing.models import AutoTopUp, Invoice, InvoiceKind, InvoiceStatus
 from chatmeter.context import Context
 from chatmeter.jobs.registry import JOBS
+from chatmeter.jobs.worker import JobEvent, Worker
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Grant, GrantSource
 from chatmeter.notifications import balance_notices
@@ -35,6 +36,7 @@ from chatmeter.notifications.models import OutboxMessage
 from chatmeter.notifications.templates import render
 from tests.billing.test_renewal import ScriptedGateway, utc
 from tests.support.accounts import add_tokens, balance_of, new_account, spend, subscription_of
+from tests.support.context import derived
 from tests.support.ledger import assert_ledger_clean
 
 PACKAGE = 5000
@@ -419,3 +421,33 @@ def test_other_accounts_are_untouched(ctx: Context) -> None:
     assert balance_of(ctx, other).balance == 100
     assert emails(ctx, "topup_receipt", other) == []
     assert_ledger_clean(ctx)
+
+
+def test_the_turns_commit_wakes_the_worker_which_tops_up(ctx: Context) -> None:
+    """The worker's interval is an hour: only the wake of the crossing turn's commit can
+    start the top-up, and it does."""
+    ctx = derived(ctx, worker_interval_seconds=3600)
+    account = shop(ctx)
+    first, fired = threading.Event(), threading.Event()
+
+    def watch(event: JobEvent) -> None:
+        if event.phase != "finished":
+            return
+        first.set()
+        if event.result and event.result.get("started"):
+            fired.set()
+
+    worker = Worker(ctx, names=["auto-top-up"], on_job=watch)
+    ctx.db.wake_worker = worker.wake
+    threads = worker.start()
+    try:
+        assert first.wait(timeout=30)  # its first tick, before the crossing: nothing due
+        assert not fired.is_set()
+        spend_to(ctx, account, 900, "crossing")
+        assert fired.wait(timeout=30), "the crossing did not wake the worker"
+    finally:
+        worker.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert len(top_ups(ctx, account)) == 1
+    assert balance_of(ctx, account).balance == 900 + PACKAGE
