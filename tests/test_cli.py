@@ -167,6 +167,7 @@ def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
     assert {job["name"] for job in json.loads(done.stdout)} == {
         "renewal",
         "hold-expiry",
+        "auto-top-up",
         "outbox",
         "training",
     }

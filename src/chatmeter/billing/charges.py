@@ -15,7 +15,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
-from chatmeter.billing import cards, periods, receipts, subscriptions
+from chatmeter.billing import cards, periods, receipts, subscriptions, topups
 from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus, PaymentGateway
 from chatmeter.billing.invoices import account as get_account
 from chatmeter.billing.invoices import locked_invoice
@@ -164,6 +164,8 @@ def fulfil(session: Session, invoice: Invoice, *, reference: str | None, now: dt
     invoice.failure_reason = None
     if invoice.kind == InvoiceKind.PURCHASE:
         _fulfil_purchase(session, account, invoice, now)
+    elif invoice.kind == InvoiceKind.TOPUP:  # auto top-up's hook: billing/topups.py
+        topups.fulfil_topup(session, account=account, invoice=invoice, now=now)
     else:
         _fulfil_renewal(session, account, invoice, now)
 
@@ -238,9 +240,11 @@ def _decline(
 ) -> None:
     account = get_account(session, invoice.account_id)
     invoice.failure_reason = reason[:500]
-    if invoice.kind == InvoiceKind.PURCHASE:
+    if invoice.kind in (InvoiceKind.PURCHASE, InvoiceKind.TOPUP):
         invoice.status = InvoiceStatus.FAILED
         invoice.next_attempt_at = None
+        if invoice.kind == InvoiceKind.TOPUP:  # auto top-up's hook: billing/topups.py
+            topups.on_declined(session, account=account, invoice=invoice, now=now)
         return
     final = invoice.attempts >= settings.renewal_max_attempts
     if final:

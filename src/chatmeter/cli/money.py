@@ -260,6 +260,60 @@ def billing_cancel(account: AccountOpt, as_json: JsonOpt = False) -> None:
     )
 
 
+@billing_app.command("auto-top-up")
+def billing_auto_top_up(
+    account: AccountOpt,
+    on: Annotated[
+        bool | None, typer.Option("--on/--off", help="Turn auto top-up on or off.")
+    ] = None,
+    below: Annotated[
+        int | None, typer.Option("--below", help="Top up when the balance falls below N tokens.")
+    ] = None,
+    packages: Annotated[
+        int | None, typer.Option("--packages", help="Packages each top-up buys (1-1000).")
+    ] = None,
+    cap: Annotated[
+        int | None, typer.Option("--cap", help="At most N top-ups per calendar month (1-31).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show auto top-up, or change the options given (the others keep their values)."""
+    from chatmeter.billing import topups
+
+    with context() as ctx:
+        if (on, below, packages, cap) != (None, None, None, None):
+            with ctx.db.uow() as uow:
+                topups.configure(
+                    uow.session,
+                    account_id=account,
+                    now=ctx.clock.now(),
+                    enabled=on,
+                    threshold=below,
+                    packages=packages,
+                    monthly_cap=cap,
+                )
+                uow.commit()
+        with ctx.db.read() as session:
+            data = topups.overview(
+                session, settings=ctx.settings, account_id=account, now=ctx.clock.now()
+            )
+    emit(data, as_json, _auto_top_up_text)
+
+
+def _auto_top_up_text(d: dict[str, Any]) -> str:
+    if d["disabled_reason"]:
+        state = f"off: turned off after a declined charge ({d['disabled_reason']})"
+    else:
+        state = "on" if d["enabled"] else "off"
+    return (
+        f"auto top-up {state}\n"
+        f"buys      {d['packages']} packages ({d['tokens_per_top_up']:,} tokens)\n"
+        f"below     {d['threshold']:,} tokens\n"
+        f"this month {d['used_this_month']} of {d['monthly_cap']}"
+        + (" (one waits for its payment)" if d["waiting"] else "")
+    )
+
+
 # --- invoices ------------------------------------------------------------------------------
 
 

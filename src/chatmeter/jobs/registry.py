@@ -12,14 +12,17 @@ has its own, so that nothing the customer pays for or is told waits behind it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chatmeter.billing import renewals
+from chatmeter.billing import charges, renewals, topups
 from chatmeter.context import Context
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications import balance_notices
+
+log = logging.getLogger("chatmeter.worker")
 
 MAIN_LANE = "main"
 TRAINING_LANE = "training"
@@ -51,6 +54,31 @@ def expire_holds(ctx: Context) -> dict[str, Any]:
 
 def renew(ctx: Context) -> dict[str, Any]:
     return renewals.run_renewals(ctx)
+
+
+def auto_top_up(ctx: Context) -> dict[str, Any]:
+    """Open a top-up for each account armed and below its threshold, then charge every
+    due top-up invoice, each outside the account's lock (``billing.topups``)."""
+    now = ctx.clock.now()
+    with ctx.db.read() as session:
+        due = topups.due_accounts(session)
+    started = errors = 0
+    for account_id in due:
+        with ctx.db.uow() as uow:
+            started += (
+                topups.start(uow.session, settings=ctx.settings, account_id=account_id, now=now)
+                is not None
+            )
+            uow.commit()
+    with ctx.db.read() as session:
+        invoices = topups.due_invoices(session, now=now)
+    for invoice_id in invoices:
+        try:
+            charges.charge(ctx, invoice_id)
+        except Exception:  # one gateway error must not stop the others; retried next run
+            log.exception("charging top-up invoice %s failed; it is retried later", invoice_id)
+            errors += 1
+    return {"started": started, "charged": len(invoices) - errors, "errors": errors}
 
 
 def deliver_outbox(ctx: Context) -> dict[str, Any]:
@@ -86,6 +114,14 @@ JOBS: dict[str, Job] = {
             dt.timedelta(seconds=15),
             expire_holds,
             "Release token holds that were neither settled nor released in time.",
+        ),
+        Job(
+            "auto-top-up",
+            dt.timedelta(seconds=5),
+            auto_top_up,
+            "Buy the packages of each account whose balance fell below its auto top-up "
+            "threshold; charge due top-ups.",
+            leased=False,
         ),
         Job(
             "outbox",

@@ -47,11 +47,14 @@ from chatmeter.ledger.models import (
     HoldStatus,
     LedgerEntry,
 )
-from chatmeter.ledger.thresholds import BalanceNotice
+from chatmeter.ledger.thresholds import BalanceNotice, Level
 
 MAX_HOLD_TTL_SECONDS = 86_400
 # Where the notices raised in a transaction wait for the caller (``Session.info``).
 _NOTICES = "chatmeter.ledger.notices"
+# Each changed account's balance after the transaction's last change, for auto top-up
+# (``take_levels``; ``billing.topups``).
+_LEVELS = "chatmeter.ledger.levels"
 
 
 def open_balance(session: Session, *, account_id: int) -> Balance:
@@ -491,6 +494,13 @@ def take_notices(session: Session) -> list[BalanceNotice]:
     return taken
 
 
+def take_levels(session: Session) -> dict[int, Level]:
+    """Each account this transaction's changes moved, with its balance after the last one;
+    handed over once (auto top-up compares it with the account's threshold)."""
+    taken: dict[int, Level] = session.info.pop(_LEVELS, {})
+    return taken
+
+
 # --- internals -------------------------------------------------------------
 
 
@@ -586,6 +596,8 @@ def _moved(balance: Balance, entry: Mapping[str, Any]) -> None:
 
 
 def _after_change(session: Session, balance: Balance) -> None:
+    levels: dict[int, Level] = session.info.setdefault(_LEVELS, {})
+    levels[balance.account_id] = Level(balance.balance, balance.period)
     notices, alarms = thresholds.evaluate(
         balance=balance.balance,
         limit=balance.period_granted,

@@ -36,6 +36,14 @@ class BalanceNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class Level:
+    """An account's balance after a transaction's changes, and the month it is in."""
+
+    balance: int
+    period: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Alarms:
     low_armed: bool
     depleted_armed: bool

@@ -40,10 +40,15 @@ def account_figures(
 def send_raised(session: Session, *, now: dt.datetime) -> None:
     """Queue the emails of the notices the ledger raised in this transaction so far.
 
-    Whoever moves tokens calls this before committing: the ledger only raises them.
+    Whoever moves tokens calls this before committing: the ledger only raises them. The
+    same call lets auto top-up see where each balance ended (``billing.topups``).
     """
+    # Imported here: topups queues its own emails through this module.
+    from chatmeter.billing import topups
+
     for notice in ledger.take_notices(session):
         queue(session, notice=notice, now=now)
+    topups.note_levels(session, now=now)
 
 
 def queue(session: Session, *, notice: BalanceNotice, now: dt.datetime) -> None:

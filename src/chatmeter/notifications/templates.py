@@ -31,6 +31,8 @@ KINDS = frozenset(
         # Payments that wait for the customer, and refunds (chatmeter.billing).
         "payment_action_required",
         "refund_issued",
+        "topup_receipt",
+        "topup_disabled",
         "contact_email_changed",
         # The control panel's single-use links (chatmeter.accounts.links).
         "password_reset",

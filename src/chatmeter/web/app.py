@@ -18,6 +18,7 @@ from chatmeter.web.api import (
     account,
     answers,
     assistants,
+    auto_topup,
     billing,
     conversations,
     keys,
@@ -58,7 +59,17 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (tokens, billing, account, keys, assistants, answers, conversations, public):
+    for module in (
+        tokens,
+        billing,
+        auto_topup,
+        account,
+        keys,
+        assistants,
+        answers,
+        conversations,
+        public,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(widget.router)

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chatmeter.billing import cards, checkout, purchases, subscriptions
+from chatmeter.billing import cards, checkout, purchases, subscriptions, topups
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
 from chatmeter.errors import InvalidInput
@@ -41,6 +41,7 @@ DONE = {
     "cancelled": "Your subscription is cancelled. Your remaining tokens stay usable until the 1st.",
     "abandoned": "You left the payment page without paying: nothing was charged.",
     "nothing-to-pay": "That invoice has nothing left to pay.",
+    "auto-top-up": "Auto top-up is saved.",
 }
 WINDOW_EXPIRED = "this window has expired; close it and try again"
 
@@ -69,9 +70,13 @@ def billing_page(
             else None
         )
         paying = _own_invoice(session, viewer, request.query_params.get("paying", ""))
+        auto_topup = topups.overview(  # _auto_topup.html
+            session, settings=ctx.settings, account_id=viewer.account_id, now=ctx.clock.now()
+        )
     return render(
         request,
         "billing.html",
+        auto_topup=auto_topup,
         viewer=viewer,
         active_nav="billing",
         plan=plan,

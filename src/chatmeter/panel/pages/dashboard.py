@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from chatmeter.accounts import service as accounts
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
+from chatmeter.billing import topups
 from chatmeter.chat.models import Conversation
 from chatmeter.panel.assistant_views import TEST_VISITOR, file_counts, status_of
 from chatmeter.panel.deps import (
@@ -82,6 +83,9 @@ def _dashboard_page(
         bots = assistants.list_assistants(session, account_id=viewer.account_id)
         files = file_counts(session, account_id=viewer.account_id)
         progress = account_progress(session, account_id=viewer.account_id, bots=bots)
+        auto_topup = topups.overview(  # _auto_topup_line.html
+            session, settings=ctx.settings, account_id=viewer.account_id, now=ctx.clock.now()
+        )
     # Each row carries its status both ways, so that buying tokens on this page (or
     # running out) switches it without a reload.
     rows = [
@@ -103,6 +107,7 @@ def _dashboard_page(
         active_nav="dashboard",
         bots=rows,
         checklist=checklist(progress),
+        auto_topup=auto_topup,
         status=status,
         **context,
     )
