@@ -17,6 +17,7 @@ from chatmeter.panel.pages import (
     billing,
     conversations,
     dashboard,
+    invoicing,
     password,
     settings,
     sign_in,
@@ -32,6 +33,7 @@ AREAS = [
     password,
     verification,
     dashboard,
+    invoicing,  # before billing: /billing/invoices/{id}.pdf is not an invoice page
     billing,
     usage,
     assistants,

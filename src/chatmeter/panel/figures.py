@@ -71,6 +71,8 @@ def billing_figures(
     for invoice in summary.list_invoices(session, account_id=account_id):
         row = summary.invoice_dict(invoice)
         row["amount_text"] = money(row["amount"], row["currency"])
+        row["net_text"] = money(row["net"], row["currency"])
+        row["tax_text"] = money(row["tax"], row["currency"])
         row["date"] = local_date(row["created_at"], timezone)
         invoices.append(row)
     return plan | {

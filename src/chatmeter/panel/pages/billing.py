@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 
+from chatmeter.billing import details as billing_details
 from chatmeter.billing import purchases, subscriptions
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
@@ -38,6 +39,7 @@ router = APIRouter(prefix="/panel", include_in_schema=False)
 DONE = {
     "packages": "Your number of packages is changed. It takes effect at your next renewal.",
     "cancelled": "Your subscription is cancelled. Your remaining tokens stay usable until the 1st.",
+    "details": "Your billing details are saved. Every invoice and receipt shows them.",
 }
 WINDOW_EXPIRED = "this window has expired; close it and try again"
 
@@ -54,6 +56,7 @@ def billing_page(
             timezone=viewer.timezone,
             now=ctx.clock.now(),
         )
+        customer = billing_details.read(session, account_id=viewer.account_id)
     return render(
         request,
         "billing.html",
@@ -62,6 +65,7 @@ def billing_page(
         plan=plan,
         status=status,
         notice=DONE.get(request.query_params.get("done", "")),
+        billing_details=customer.as_dict(),
         **context,
     )
 
@@ -145,6 +149,8 @@ def receipt(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
     if row is None:
         return render(request, "not_found.html", viewer=viewer, status=404)
     row["amount_text"] = money(row["amount"], row["currency"])
+    row["net_text"] = money(row["net"], row["currency"])
+    row["tax_text"] = money(row["tax"], row["currency"])
     row["date"] = local_date(row["created_at"], viewer.timezone)
     row["paid_on"] = local_date(row["paid_at"], viewer.timezone) if row["paid_at"] else None
     return render(request, "receipt.html", viewer=viewer, active_nav="billing", invoice=row)
