@@ -34,8 +34,8 @@ from chatmeter.billing.models import BillingProfile, Invoice
 from chatmeter.context import Context
 from chatmeter.web.app import create_app
 from tests.support.accounts import new_account
-from tests.support.panel import Panel, new_panel
 from tests.support.cli import Operator
+from tests.support.panel import new_panel
 
 GOOD = {
     "name": "Łódź Trading Sp. z o.o.",
@@ -115,7 +115,11 @@ def test_the_api_reads_and_replaces_the_details(ctx: Context) -> None:
     }
     saved = client.put(
         "/api/v1/billing/details",
-        json={"name": "  Acme GmbH ", "address": "Hauptstr. 1\r\n10115 Berlin  \n", "tax_id": "DE123"},
+        json={
+            "name": "  Acme GmbH ",
+            "address": "Hauptstr. 1\r\n10115 Berlin  \n",
+            "tax_id": "DE123",
+        },
     )
     assert saved.status_code == 200, saved.text
     body = saved.json()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import MethodReturnValue, XPos, YPos
 
 from chatmeter.errors import ChatmeterError
 
@@ -189,10 +189,7 @@ def _row(pdf: FPDF, texts: Sequence[str]) -> None:
     """A row whose cells may wrap: all as tall as the tallest, with a rule under it."""
     _font(pdf, 9)
     cells = list(zip(COLUMNS, texts, ("L", "L", "R", "R"), strict=True))
-    lines = max(
-        len(pdf.multi_cell(width, 5, text, dry_run=True, output="LINES"))
-        for width, text, _ in cells
-    )
+    lines = max(_line_count(pdf, width, text) for width, text, _ in cells)
     top = pdf.get_y()
     bottom = top + 4 + 5 * lines
     left = MARGIN
@@ -203,6 +200,13 @@ def _row(pdf: FPDF, texts: Sequence[str]) -> None:
     pdf.set_draw_color(*RULE)
     pdf.line(MARGIN, bottom, MARGIN + CONTENT, bottom)
     pdf.set_xy(MARGIN, bottom)
+
+
+def _line_count(pdf: FPDF, width: float, text: str) -> int:
+    """How many lines ``text`` takes in a cell ``width`` wide, drawing nothing."""
+    lines = pdf.multi_cell(width, 5, text, dry_run=True, output=MethodReturnValue.LINES)
+    assert isinstance(lines, list)
+    return len(lines)
 
 
 def _totals(pdf: FPDF, document: InvoiceDocument) -> None:
@@ -249,8 +253,6 @@ def _footer(pdf: FPDF, document: InvoiceDocument) -> None:
     pdf.cell(CONTENT / 2, 8, f"All amounts in {document.currency}", align="R")
 
 
-def _font(
-    pdf: FPDF, size: float, *, bold: bool = False, color: tuple[int, int, int] = INK
-) -> None:
+def _font(pdf: FPDF, size: float, *, bold: bool = False, color: tuple[int, int, int] = INK) -> None:
     pdf.set_font(FAMILY, "B" if bold else "", size)
     pdf.set_text_color(*color)

@@ -7,7 +7,6 @@ defaults apply.
 
 from __future__ import annotations
 
-from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,12 +22,11 @@ def get_or_create(session: Session, account_id: int) -> BillingProfile:
     profile = session.get(BillingProfile, account_id)
     if profile is not None:
         return profile
-    dialect = session.get_bind().dialect.name
-    make = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if make is None:
-        session.execute(insert(BillingProfile).values(account_id=account_id))
-    else:
-        statement = make(BillingProfile).values(account_id=account_id)
+    if session.get_bind().dialect.name == "postgresql":
+        made_here = postgresql.insert(BillingProfile).values(account_id=account_id)
+        session.execute(made_here.on_conflict_do_nothing(index_elements=["account_id"]))
+    else:  # SQLite: its writers take turns (BEGIN IMMEDIATE), but say so all the same
+        statement = sqlite.insert(BillingProfile).values(account_id=account_id)
         session.execute(statement.on_conflict_do_nothing(index_elements=["account_id"]))
     made = session.get(BillingProfile, account_id)
     assert made is not None

@@ -15,7 +15,7 @@ from chatmeter.db import MAX_ID
 def accounts_billing_details(
     account: AccountOpt,
     name: Annotated[
-        str | None, typer.Option(help="Billing name on invoices (\"\" removes it).")
+        str | None, typer.Option(help='Billing name on invoices ("" removes it).')
     ] = None,
     address: Annotated[
         str | None,
@@ -61,7 +61,9 @@ def invoices_pdf(
     ] = False,
     output: Annotated[
         Path | None,
-        typer.Option("--output", help="Where to write it (default: its name, e.g. CM-2026-000012.pdf)."),
+        typer.Option(
+            "--output", help="Where to write it (default: its name, e.g. CM-2026-000012.pdf)."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

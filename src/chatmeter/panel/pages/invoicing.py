@@ -86,6 +86,8 @@ def save_details(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> R
     owner_only(viewer, CHANGE_DETAILS)
     new = billing_details.parse(**{field: form_text(form, field, limit=2000) for field in FIELDS})
     with ctx.db.uow() as uow:
-        billing_details.change(uow.session, account_id=viewer.account_id, new=new, now=ctx.clock.now())
+        billing_details.change(
+            uow.session, account_id=viewer.account_id, new=new, now=ctx.clock.now()
+        )
         uow.commit()
     return RedirectResponse("/panel/billing?done=details#billing-details", status_code=303)
