@@ -184,7 +184,8 @@ def test_the_api_the_panel_and_the_receipt_email_show_the_same_figures(ctx: Cont
     }
 
     billing = panel.client.get("/panel/billing").text
-    assert "€21.60" in billing and "€18.00 + €3.60 tax (20 %)" in billing
+    assert "€21.60" in billing and "€18.00 + €3.60 tax" in billing
+    assert "from the next renewal, plus 20 % tax." in billing
     assert f'href="/panel/billing/invoices/{invoice.id}.pdf"' in billing
     receipt = panel.client.get(f"/panel/billing/invoices/{invoice.id}").text
     assert "2 × €9.00 = €18.00" in receipt

@@ -46,7 +46,7 @@ MUTED = (107, 114, 128)
 RULE = (209, 213, 219)
 SHADE = (243, 244, 246)
 # Description, quantity, unit price, amount: widths in millimetres (together CONTENT).
-COLUMNS = (62.0, 60.0, 26.0, 26.0)
+COLUMNS = (60.0, 66.0, 24.0, 24.0)
 
 
 @dataclass(frozen=True)
