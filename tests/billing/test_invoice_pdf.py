@@ -407,6 +407,8 @@ def test_the_panel_gives_its_own_invoices_as_pdf_and_hides_others(ctx: Context) 
         f"/panel/billing/invoices/{invoice.id}/receipt.pdf",
         "/panel/billing/invoices/99999.pdf",
         "/panel/billing/invoices/abc.pdf",
+        "/panel/billing/invoices/%C2%B2.pdf",  # a digit, but not one int() reads
+        "/panel/billing/invoices/%C2%B2",
         "/panel/billing/invoices/99999999999999999999.pdf",
     ):
         response = other.client.get(path)

@@ -142,7 +142,7 @@ def receipt(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
                     Invoice.id == int(invoice_id), Invoice.account_id == viewer.account_id
                 )
             )
-            if invoice_id.isdigit() and len(invoice_id) < 19
+            if invoice_id.isascii() and invoice_id.isdigit() and len(invoice_id) < 19
             else None
         )
         row = invoice_dict(invoice) if invoice is not None else None

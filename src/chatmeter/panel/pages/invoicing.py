@@ -16,7 +16,7 @@ from chatmeter.billing import details as billing_details
 from chatmeter.billing.documents import invoice_file
 from chatmeter.db import MAX_ID
 from chatmeter.errors import Conflict, NotFound
-from chatmeter.panel.deps import CheckedFormDep, Refusal, ViewerDep, ctx_of, refused_by
+from chatmeter.panel.deps import CheckedFormDep, Refusal, Viewer, ViewerDep, ctx_of, refused_by
 from chatmeter.panel.pages.billing import billing_page
 from chatmeter.panel.rendering import form_text, owner_only, render, typed_text
 
@@ -31,26 +31,30 @@ FIELDS = ("name", "address", "tax_id")
 
 @router.get("/billing/invoices/{invoice_id}.pdf")
 def invoice_pdf(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
-    return _pdf(request, invoice_id, viewer.account_id, receipt=False)
+    return _pdf(request, invoice_id, viewer, receipt=False)
 
 
 @router.get("/billing/invoices/{invoice_id}/receipt.pdf")
 def receipt_pdf(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
-    return _pdf(request, invoice_id, viewer.account_id, receipt=True)
+    return _pdf(request, invoice_id, viewer, receipt=True)
 
 
-def _pdf(request: Request, invoice_id: str, account_id: int, *, receipt: bool) -> Response:
+def _pdf(request: Request, invoice_id: str, viewer: Viewer, *, receipt: bool) -> Response:
     """The PDF as an attachment; anything that names no invoice of the viewer's account
-    (another account's, a paid invoice's receipt that is not paid yet) is not found."""
+    (another account's, the receipt of an invoice not paid) is the "not found" page."""
     ctx = ctx_of(request)
-    viewer = request.state.viewer
-    number = int(invoice_id) if invoice_id.isdigit() and len(invoice_id) < 19 else 0
+    plain = invoice_id.isascii() and invoice_id.isdigit() and len(invoice_id) < 19
+    number = int(invoice_id) if plain else 0
     if not 1 <= number <= MAX_ID:
         return render(request, "not_found.html", viewer=viewer, status=404)
     try:
         with ctx.db.read() as session:
             found = invoice_file(
-                session, ctx.settings, account_id=account_id, invoice_id=number, receipt=receipt
+                session,
+                ctx.settings,
+                account_id=viewer.account_id,
+                invoice_id=number,
+                receipt=receipt,
             )
     except (NotFound, Conflict):
         return render(request, "not_found.html", viewer=viewer, status=404)
