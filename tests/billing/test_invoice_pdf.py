@@ -33,8 +33,11 @@ from sqlalchemy import select
 from chatmeter.accounts import service as accounts
 from chatmeter.accounts.models import Account, User
 from chatmeter.billing import purchases, renewals
-from chatmeter.billing.documents import invoice_file
+from chatmeter.billing.details import BillingDetails
+from chatmeter.billing.documents import describe, invoice_file
+from chatmeter.billing.invoices import new_invoice
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
+from chatmeter.billing.pdf import invoice_pdf
 from chatmeter.context import Context
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.notifications.templates import render as render_email
@@ -309,6 +312,30 @@ def test_the_status_says_what_became_of_the_invoice(
     text = document(ctx, invoice_of(ctx, invoice.id))
     assert expected in text
     assert "Total (EUR) 10.80" in text
+
+
+def test_a_top_up_says_so(ctx: Context) -> None:
+    """Top-ups are made by auto top-up; their invoice reads like any other, named as such."""
+    when = dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)
+    account = Account(id=7, name="Shop", contact_email="shop@example.com", timezone="UTC")
+    invoice = new_invoice(
+        taxed(ctx, "20").settings,
+        account_id=7,
+        key="topup:1",
+        kind=InvoiceKind.TOPUP,
+        period="2026-11",
+        packages=1,
+        free_tokens=0,
+        now=when,
+    )
+    invoice.id = 42
+    described = describe(
+        invoice, account=account, details=BillingDetails(), settings=ctx.settings, receipt=False
+    )
+    text = pdf_text(invoice_pdf(described))
+    assert "Invoice CM-2026-000042" in text and "Type Top-up" in text
+    assert "Token packages, top-up in November 2026 1 package × 5,000 = 5,000 tokens" in text
+    assert "Subtotal 9.00 Tax 20 % 1.80 Total (EUR) 10.80 STATUS Due" in text
 
 
 def test_names_beyond_latin_1_render_and_the_output_is_the_same_every_time(

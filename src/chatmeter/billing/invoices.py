@@ -53,6 +53,7 @@ def new_invoice(
         amount_cents=net + tax,
         tax_rate=rate_text(settings.tax_rate),
         tax_cents=tax,
+        refunded_cents=0,
         currency=settings.currency,
         status=InvoiceStatus.OPEN,
         gateway="",
