@@ -11,12 +11,12 @@ LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGG
 export HF_HUB_OFFLINE := 1
 export CHATMETER_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test install browser lint bench clean
+.PHONY: run test install browser fonts lint bench clean
 
 # Development on this machine: the demo account, payments approved without money, a
 # secret of this installation's own; it listens on 127.0.0.1 only. The default
 # environment is production, which needs CHATMETER_SECRET_KEY (see README).
-run: install
+run: install fonts
 	CHATMETER_ENV=$${CHATMETER_ENV:-development} $(BIN)/chatmeter serve
 
 # Both cores: xdist workers, each with a PostgreSQL and a Redis database of its own; tests
@@ -24,12 +24,12 @@ run: install
 WORKERS ?= 2
 XDIST   := -n $(WORKERS) --dist loadgroup
 
-test: install browser
+test: install browser fonts
 	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 # Pure and SQLite tests only, in parallel: a couple of minutes.
 .PHONY: test-fast
-test-fast: install
+test-fast: install fonts
 	$(BIN)/pytest $(XDIST) -m "not (postgres or redis or model or browser or slow)" $(PYTEST_ARGS)
 
 # Browser tests drive Debian's Chromium with Playwright (Playwright's own browser
@@ -38,6 +38,13 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# Invoice PDFs are set in DejaVu Sans (billing/pdf.py), from Debian's fonts-dejavu-core
+# (already there wherever fontconfig is; PyPI ships no maintained copy of it).
+fonts:
+	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf || { \
+	  echo "installing Debian's fonts-dejavu-core for invoice PDFs"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core; }
 
 install: $(STAMP)
 

@@ -1,8 +1,8 @@
 """The card a gateway keeps for an account: which customer and card it charges, and what the
 billing page shows of it (brand, last 4 digits, expiry; never the number).
 
-The row is the account's ``BillingProfile``; callers hold the account's balance lock
-when they write it (webhooks and checkouts do), so two writers never race to create it.
+The row is the account's ``BillingProfile`` (``billing.profiles``), shared with the
+billing details on its invoices.
 """
 
 from __future__ import annotations
@@ -11,26 +11,14 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
+from chatmeter.billing import profiles
 from chatmeter.billing.gateways import SavedCard
 from chatmeter.billing.models import BillingProfile
 
 
 def profile(session: Session, *, account_id: int) -> BillingProfile:
     """The account's billing profile, made empty the first time it is needed."""
-    found = session.get(BillingProfile, account_id)
-    if found is None:
-        found = BillingProfile(
-            account_id=account_id,
-            billing_name="",
-            billing_address="",
-            tax_id="",
-            gateway="",
-            card_brand="",
-            card_last4="",
-        )
-        session.add(found)
-        session.flush()
-    return found
+    return profiles.get_or_create(session, account_id)
 
 
 def saved_card(session: Session, *, account_id: int, gateway: str) -> BillingProfile | None:

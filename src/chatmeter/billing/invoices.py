@@ -1,9 +1,18 @@
-"""Invoices: a new one at today's price, one locked for a change, and how money reads."""
+"""Invoices: a new one at today's price and tax, one locked for a change, and how money reads.
+
+An invoice's money is three integers of cents fixed when it is made, so that every
+later reading (the API, the panel, the emails, the PDF) shows the same figures and
+each can be checked by hand:
+
+    net    = packages × unit price
+    tax    = net × tax rate / 100, rounded half up to the cent
+    amount = net + tax  (what is charged)
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy.orm import Session
 
@@ -27,8 +36,10 @@ def new_invoice(
     now: dt.datetime,
     request_hash: str = "",
 ) -> Invoice:
-    """An open invoice for ``packages`` at today's price; the price is fixed on it."""
+    """An open invoice for ``packages`` at today's price and tax rate, both fixed on it."""
     unit = price_cents(settings.package_price)
+    net = unit * packages
+    tax = tax_cents(net, settings.tax_rate)
     return Invoice(
         account_id=account_id,
         key=key,
@@ -39,7 +50,10 @@ def new_invoice(
         package_tokens=settings.package_tokens,
         free_tokens=free_tokens,
         unit_price_cents=unit,
-        amount_cents=unit * packages,
+        amount_cents=net + tax,
+        tax_rate=rate_text(settings.tax_rate),
+        tax_cents=tax,
+        refunded_cents=0,
         currency=settings.currency,
         status=InvoiceStatus.OPEN,
         gateway="",
@@ -67,6 +81,22 @@ def account(session: Session, account_id: int) -> Account:
 
 def price_cents(price: Decimal) -> int:
     return int((price * 100).to_integral_exact())
+
+
+def tax_cents(net_cents: int, rate: Decimal) -> int:
+    """Tax at ``rate`` percent of ``net_cents``, rounded half up to the cent (as by hand)."""
+    return int((Decimal(net_cents) * rate / 100).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def rate_text(rate: Decimal) -> str:
+    """A percent as people write it and the invoice keeps it: ``20``, ``7.5``, ``0``."""
+    text = f"{rate:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def net_cents(invoice: Invoice) -> int:
+    """What the packages cost before tax: the charged amount less its tax."""
+    return invoice.amount_cents - invoice.tax_cents
 
 
 def format_cents(cents: int) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
 from chatmeter.billing import periods
-from chatmeter.billing.invoices import format_cents, local_date
+from chatmeter.billing.invoices import format_cents, local_date, net_cents
 from chatmeter.billing.models import Invoice, Subscription
 from chatmeter.config import Settings
 from chatmeter.ledger.models import Balance
@@ -69,6 +69,7 @@ def purchase_receipt(
             "tokens": invoice.tokens,
             "amount": format_cents(invoice.amount_cents),
             "currency": invoice.currency,
+            **tax_figures(invoice),
             "monthly_packages": subscription.renewing_quantity,
             "monthly_amount": format_cents(
                 subscription.renewing_quantity * invoice.unit_price_cents
@@ -100,11 +101,24 @@ def renewal_receipt(
             "free_tokens": invoice.free_tokens,
             "amount": format_cents(invoice.amount_cents),
             "currency": invoice.currency,
+            **tax_figures(invoice),
             "balance": balance.balance,
             "limit": balance.period_granted,
             "renews_on": local_date(expires_at, account.timezone),
         },
     )
+
+
+def tax_figures(invoice: Invoice) -> dict[str, str | None]:
+    """The receipt's tax line: price before tax, the rate and the tax; ``tax_rate`` is None
+    for an invoice without tax, whose receipt shows no tax line."""
+    if invoice.tax_cents == 0 and invoice.tax_rate in ("", "0"):
+        return {"net": None, "tax_rate": None, "tax": None}
+    return {
+        "net": format_cents(net_cents(invoice)),
+        "tax_rate": invoice.tax_rate,
+        "tax": format_cents(invoice.tax_cents),
+    }
 
 
 def renewal_failed(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
 from chatmeter.billing import periods
-from chatmeter.billing.invoices import format_cents, price_cents
+from chatmeter.billing.invoices import format_cents, net_cents, price_cents
 from chatmeter.billing.models import Invoice, Subscription, SubscriptionStatus
 from chatmeter.billing.subscriptions import free_allowance
 from chatmeter.config import Settings
@@ -92,6 +92,8 @@ def subscription_summary(
 
 
 def invoice_dict(invoice: Invoice) -> dict[str, Any]:
+    """An invoice's figures: ``net`` (packages × ``unit_price``) + ``tax`` (``tax_rate``
+    percent of it, rounded half up) = ``amount``, what is charged."""
     return {
         "id": invoice.id,
         "number": invoice.number,
@@ -100,6 +102,10 @@ def invoice_dict(invoice: Invoice) -> dict[str, Any]:
         "period": invoice.period,
         "packages": invoice.packages,
         "tokens": invoice.tokens,
+        "unit_price": format_cents(invoice.unit_price_cents),
+        "net": format_cents(net_cents(invoice)),
+        "tax_rate": invoice.tax_rate,
+        "tax": format_cents(invoice.tax_cents),
         "amount": format_cents(invoice.amount_cents),
         "currency": invoice.currency,
         "created_at": invoice.created_at,

@@ -18,6 +18,7 @@ from chatmeter.panel.pages import (
     billing,
     conversations,
     dashboard,
+    invoicing,
     password,
     settings,
     sign_in,
@@ -33,6 +34,7 @@ AREAS = [
     password,
     verification,
     dashboard,
+    invoicing,  # before billing: /billing/invoices/{id}.pdf is not an invoice page
     billing,
     auto_topup,
     usage,

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatmeter.billing import summary
-from chatmeter.billing.invoices import price_cents
+from chatmeter.billing.invoices import price_cents, rate_text
 from chatmeter.config import Settings
 from chatmeter.formatting import local_date
 from chatmeter.ledger.models import Grant
@@ -71,6 +71,8 @@ def billing_figures(
     for invoice in summary.list_invoices(session, account_id=account_id):
         row = summary.invoice_dict(invoice)
         row["amount_text"] = money(row["amount"], row["currency"])
+        row["net_text"] = money(row["net"], row["currency"])
+        row["tax_text"] = money(row["tax"], row["currency"])
         row["date"] = local_date(row["created_at"], timezone)
         invoices.append(row)
     return plan | {
@@ -79,5 +81,6 @@ def billing_figures(
         "monthly_price_text": money(plan["monthly_price"], currency),
         "renews_on": local_date(plan["renews_at"], timezone),
         "unit_price_cents": price_cents(settings.package_price),
+        "tax_rate": rate_text(settings.tax_rate),  # added to the monthly price when charged
         "invoices": invoices,
     }

@@ -21,6 +21,7 @@ from chatmeter.web.api import (
     auto_topup,
     billing,
     conversations,
+    invoicing,
     keys,
     public,
     tokens,
@@ -71,6 +72,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         public,
     ):
         api.include_router(module.router)
+    api.include_router(invoicing.router)  # invoice PDFs and billing details
     app.include_router(api)
     app.include_router(widget.router)
     app.include_router(payments.router)

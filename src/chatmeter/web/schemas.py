@@ -98,7 +98,11 @@ class InvoiceOut(BaseModel):
     period: str
     packages: int
     tokens: int
-    amount: str
+    unit_price: str = Field(description="Price of one package, before tax.")
+    net: str = Field(description="packages × unit_price: the price before tax.")
+    tax_rate: str = Field(description='Percent of tax on the net price, e.g. "20" or "7.5".')
+    tax: str = Field(description="net × tax_rate / 100, rounded half up to the cent.")
+    amount: str = Field(description="net + tax: what is charged.")
     currency: str
     created_at: dt.datetime
     paid_at: dt.datetime | None

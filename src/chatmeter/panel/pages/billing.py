@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatmeter.billing import cards, checkout, purchases, subscriptions, topups
+from chatmeter.billing import details as billing_details
 from chatmeter.billing.models import Invoice
 from chatmeter.billing.summary import invoice_dict
 from chatmeter.errors import InvalidInput
@@ -42,6 +43,7 @@ DONE = {
     "abandoned": "You left the payment page without paying: nothing was charged.",
     "nothing-to-pay": "That invoice has nothing left to pay.",
     "auto-top-up": "Auto top-up is saved.",
+    "details": "Your billing details are saved. Every invoice and receipt shows them.",
 }
 WINDOW_EXPIRED = "this window has expired; close it and try again"
 
@@ -73,6 +75,7 @@ def billing_page(
         auto_topup = topups.overview(  # _auto_topup.html
             session, settings=ctx.settings, account_id=viewer.account_id, now=ctx.clock.now()
         )
+        details = billing_details.read(session, account_id=viewer.account_id)
     return render(
         request,
         "billing.html",
@@ -87,6 +90,7 @@ def billing_page(
         has_customer=customer is not None,
         card_saving=request.query_params.get("card") == "saving",
         paying=invoice_dict(paying) if paying is not None else None,
+        billing_details=details.as_dict(),
         **context,
     )
 
@@ -174,13 +178,15 @@ def receipt(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
                     Invoice.id == int(invoice_id), Invoice.account_id == viewer.account_id
                 )
             )
-            if invoice_id.isdigit() and len(invoice_id) < 19
+            if invoice_id.isascii() and invoice_id.isdigit() and len(invoice_id) < 19
             else None
         )
         row = invoice_dict(invoice) if invoice is not None else None
     if row is None:
         return render(request, "not_found.html", viewer=viewer, status=404)
     row["amount_text"] = money(row["amount"], row["currency"])
+    row["net_text"] = money(row["net"], row["currency"])
+    row["tax_text"] = money(row["tax"], row["currency"])
     row["date"] = local_date(row["created_at"], viewer.timezone)
     row["paid_on"] = local_date(row["paid_at"], viewer.timezone) if row["paid_at"] else None
     return render(request, "receipt.html", viewer=viewer, active_nav="billing", invoice=row)
