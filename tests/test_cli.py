@@ -204,6 +204,8 @@ def test_refunding_an_invoice_removes_its_unspent_tokens_once(operator: Operator
         "tokens_removed": 7_000,
     }
     assert operator.json("tokens", "balance", "--account", account)["balance"] == 0
+    (listed,) = operator.json("invoices", "list", "--account", account)
+    assert (listed["status"], listed["refunded"], listed["amount"]) == ("paid", "18.00", "18.00")
     again = operator.run(
         "invoices", "refund", "--account", account, "--invoice", str(invoice["id"]), code=1
     )

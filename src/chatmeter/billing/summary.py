@@ -111,6 +111,8 @@ def invoice_dict(invoice: Invoice) -> dict[str, Any]:
         "created_at": invoice.created_at,
         "paid_at": invoice.paid_at,
         "failure_reason": invoice.failure_reason,
+        "refunded": format_cents(invoice.refunded_cents),
+        "refunded_at": invoice.refunded_at,
     }
 
 

@@ -64,6 +64,11 @@ def render(
         "csrf_token": auth.csrf_token(request, settings),
         "package_tokens": settings.package_tokens,
         "unit_price_cents": invoices.price_cents(settings.package_price),
+        # The tax every new invoice adds, in hundredths of a percent (20 % → 2000).
+        "tax_hundredths": int(settings.tax_rate * 100),
+        "tax_rate_text": invoices.rate_text(settings.tax_rate),
+        "unit_total_cents": invoices.price_cents(settings.package_price)
+        + invoices.tax_cents(invoices.price_cents(settings.package_price), settings.tax_rate),
         "currency": settings.currency,
         "money_prefix": money_prefix(settings.currency),
         "max_packages": subscriptions.MAX_PACKAGES,

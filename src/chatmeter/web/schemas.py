@@ -107,6 +107,8 @@ class InvoiceOut(BaseModel):
     created_at: dt.datetime
     paid_at: dt.datetime | None
     failure_reason: str | None
+    refunded: str = Field(default="0.00", description="Refunded so far (0.00: none).")
+    refunded_at: dt.datetime | None = None
     # Only on a purchase waiting for the owner on the gateway's page (Stripe Checkout).
     pay_url: str | None = None
 

@@ -119,6 +119,9 @@
   const doneStep = modal.querySelector('[data-step="done"]');
   const perPackage = Number(modal.dataset.packageTokens);
   const unitCents = Number(modal.dataset.unitCents);
+  const taxHundredths = Number(modal.dataset.taxHundredths || 0);
+  // What is charged: net + tax, the tax rounded half up to the cent as the invoice does.
+  const withTax = (net) => net + Math.floor((net * taxHundredths + 5000) / 10000);
   const prefix = modal.dataset.moneyPrefix;
   const maxPackages = Number(modal.dataset.maxPackages);
   const message = `Enter a whole number of packages from 1 to ${number.format(maxPackages)}.`;
@@ -144,7 +147,7 @@
   function quote() {
     const count = packages();
     const tokens = count === null ? "—" : number.format(count * perPackage);
-    const price = count === null ? "—" : money(count * unitCents);
+    const price = count === null ? "—" : money(withTax(count * unitCents));
     modal.querySelector('[data-quote="tokens"]').textContent = tokens;
     modal.querySelectorAll('[data-quote^="price"]').forEach((node) => { node.textContent = price; });
     showError(count === null ? message : "");
