@@ -434,3 +434,40 @@ def test_a_renewal_asking_for_3d_secure_waits_for_the_cardholder_and_renews_once
     assert subscription_of(stripe_ctx, account).renewed_period == "2026-12"
     assert len(fake.payment_intents_created()) == 3
     assert_ledger_clean(stripe_ctx)
+
+
+# --- auto top-up on the saved card ------------------------------------------------------
+
+
+def test_auto_top_up_charges_the_saved_card_once_and_a_decline_turns_it_off(
+    stripe_ctx: Context, fake: FakeStripe
+) -> None:
+    from tests.billing.test_auto_topup import run_job, setting, spend_to, top_ups, turn_on
+
+    account = new_account(stripe_ctx)
+    give_card(stripe_ctx, fake, account)
+    purchases.purchase(stripe_ctx, account_id=account, packages=2)
+    turn_on(stripe_ctx, account, threshold=1000, packages=1, cap=3)
+
+    spend_to(stripe_ctx, account, 900, "crossing")
+    for _ in range(2):
+        run_job(stripe_ctx)
+    (paid,) = top_ups(stripe_ctx, account)
+    assert paid.status == InvoiceStatus.PAID
+    intents = fake.payment_intents_created()
+    assert [i["amount"] for i in intents] == [2 * PRICE, PRICE]
+    assert intents[-1]["metadata"]["invoice_id"] == str(paid.id)
+    assert balance_of(stripe_ctx, account).balance == 900 + PACKAGE
+    assert subscription_of(stripe_ctx, account).quantity == 2  # a top-up never renews
+
+    fake.script("card_declined")
+    spend_to(stripe_ctx, account, 500, "crossing again")
+    run_job(stripe_ctx)
+
+    declined = top_ups(stripe_ctx, account)[-1]
+    assert declined.status == InvoiceStatus.FAILED
+    assert "declined" in (declined.failure_reason or "")
+    assert setting(stripe_ctx, account).enabled is False
+    assert len(emails(stripe_ctx, "topup_disabled")) == 1
+    assert balance_of(stripe_ctx, account).balance == 500
+    assert_ledger_clean(stripe_ctx)
