@@ -20,6 +20,7 @@ from chatmeter.web.api import (
     assistants,
     billing,
     conversations,
+    forecast,
     keys,
     public,
     tokens,
@@ -60,6 +61,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     api = APIRouter(prefix="/api/v1")
     for module in (tokens, billing, account, keys, assistants, answers, conversations, public):
         api.include_router(module.router)
+    api.include_router(forecast.router)
     app.include_router(api)
     app.include_router(widget.router)
     app.include_router(payments.router)
