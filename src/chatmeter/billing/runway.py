@@ -127,7 +127,9 @@ def summary(result: Forecast) -> str:
 
 def advice(result: Forecast) -> str:
     """What to buy so that the tokens last (only when they would not)."""
-    return f"{plural(result.packages_to_last, 'more package')} last until the {ordinal(result.renews_on.day)}."
+    packages = plural(result.packages_to_last, "more package")
+    verb = "lasts" if result.packages_to_last == 1 else "last"
+    return f"{packages} {verb} until the {ordinal(result.renews_on.day)}."
 
 
 def email_sentence(result: Forecast) -> str | None:
