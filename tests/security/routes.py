@@ -141,6 +141,8 @@ COVERAGE: dict[str, Rule] = {
     "DELETE /api/v1/assistants/{assistant_id}/files/{file_id}": api(),
     "PATCH /api/v1/assistants/{assistant_id}/files/{file_id}": api(json={"title": "Taken over"}),
     "GET /api/v1/assistants/{assistant_id}/questions": api(),
+    "GET /api/v1/forecast": api(),
+    "GET /api/v1/assistants/{assistant_id}/estimate": api(query={"conversations_per_day": "5"}),
     "GET /api/v1/assistants/{assistant_id}/corrections": api(),
     "POST /api/v1/assistants/{assistant_id}/corrections": api(json=CORRECTION),
     "PUT /api/v1/assistants/{assistant_id}/corrections/{correction_id}": api(json=CORRECTION),

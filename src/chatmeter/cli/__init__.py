@@ -12,7 +12,16 @@ from importlib import import_module
 from chatmeter.cli.base import app
 
 # Imported in the order ``chatmeter --help`` lists their commands.
-for _area in ("running", "assistants", "answers", "money", "invoicing", "keys", "operations"):
+for _area in (
+    "running",
+    "assistants",
+    "answers",
+    "money",
+    "invoicing",
+    "forecast",
+    "keys",
+    "operations",
+):
     import_module(f"chatmeter.cli.{_area}")
 
 

@@ -10,9 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatmeter.billing import summary
+from chatmeter.billing.forecast import Forecast
 from chatmeter.billing.invoices import price_cents, rate_text
+from chatmeter.billing.runway import account_runway
+from chatmeter.billing.runway import summary as forecast_summary
 from chatmeter.config import Settings
-from chatmeter.formatting import local_date
+from chatmeter.formatting import local_date, long_date, short_date
 from chatmeter.ledger.models import Grant
 
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
@@ -59,6 +62,30 @@ def dashboard_figures(
         "renews_on": local_date(figures.renews_at, timezone),
         "period": figures.period,
         "had_tokens": had_tokens(session, account_id=account_id),
+        "forecast": forecast_figures(
+            account_runway(session, settings=settings, account_id=account_id, now=now)
+        ),
+    }
+
+
+def forecast_figures(result: Forecast) -> dict[str, Any]:
+    """The runway as the dashboard and the "Get more tokens" window show it: the
+    "Get more tokens" window starts at the packages that make the tokens last (else 1)."""
+    return {
+        "ready": result.ready,
+        "summary": forecast_summary(result),
+        "pace": result.pace,
+        "runs_out_on": long_date(result.runs_out_on) if result.runs_out_on else None,
+        "renews_on": long_date(result.renews_on),
+        "lasts": result.lasts_until_renewal,
+        "packages_to_last": result.packages_to_last,
+        "recommended": max(1, result.packages_to_last),
+        "month_tokens": result.month_tokens,
+        "month_packages": result.month_packages,
+        "daily": [
+            {"day": short_date(d.day, weekday=True), "tokens": d.tokens} for d in result.history
+        ],
+        "spent_today": result.spent_today,
     }
 
 

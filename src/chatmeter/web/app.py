@@ -21,6 +21,7 @@ from chatmeter.web.api import (
     auto_topup,
     billing,
     conversations,
+    forecast,
     invoicing,
     keys,
     public,
@@ -73,6 +74,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     ):
         api.include_router(module.router)
     api.include_router(invoicing.router)  # invoice PDFs and billing details
+    api.include_router(forecast.router)
     app.include_router(api)
     app.include_router(widget.router)
     app.include_router(payments.router)

@@ -56,6 +56,14 @@
     }));
   }
 
+  // The runway forecast's sentence and the packages it recommends, updated in place.
+  function showForecast(forecast) {
+    document.querySelectorAll('[data-forecast="summary"]').forEach((node) => { node.textContent = forecast.summary; });
+    document.querySelectorAll("[data-forecast-note]").forEach((node) => { node.hidden = !forecast.packages_to_last; });
+    const dialog = document.getElementById("tokens-modal");
+    if (dialog) dialog.dataset.recommendedPackages = String(forecast.recommended);
+  }
+
   // Every figure on the page that shows the balance, updated in place.
   function showFigures(figures) {
     document.querySelectorAll("[data-figure]").forEach((node) => {
@@ -69,6 +77,7 @@
       ring.classList.toggle("is-empty", !figures.active);
       ring.classList.toggle("is-low", figures.active && figures.low);
     });
+    if (figures.forecast) showForecast(figures.forecast);
     document.querySelectorAll('[data-show-when="inactive"]').forEach((node) => { node.hidden = figures.active; });
     document.querySelectorAll('[data-show-when="low"]').forEach((node) => { node.hidden = !figures.low; });
     // Before its first tokens an account has nothing to measure: "no tokens yet" instead.
@@ -167,7 +176,8 @@
     busy = false;
     chooseStep.hidden = false;
     doneStep.hidden = true;
-    input.value = "1";
+    // The forecast's recommendation, only ever pre-filled: buying takes the confirm button.
+    input.value = modal.dataset.recommendedPackages || "1";
     quote();
     modal.showModal();
     input.focus();
