@@ -12,7 +12,7 @@ from importlib import import_module
 from chatmeter.cli.base import app
 
 # Imported in the order ``chatmeter --help`` lists their commands.
-for _area in ("running", "assistants", "answers", "money", "keys", "operations"):
+for _area in ("running", "doctor", "assistants", "answers", "money", "keys", "operations"):
     import_module(f"chatmeter.cli.{_area}")
 
 
