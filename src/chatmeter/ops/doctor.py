@@ -35,14 +35,14 @@ def probe_engine(url: str, timeout: float) -> Engine:
 
 
 def database(engine: Engine) -> Finding:
-    url = engine.url
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        if not Path(url.database).exists():  # connecting would create an empty one
-            return fail(
-                "database",
-                f"no SQLite database at {url.database}",
-                "check CHATMETER_DATABASE_URL, then run `chatmeter migrate`",
-            )
+    path = engine.url.database or ""
+    sqlite_file = engine.url.get_backend_name() == "sqlite" and path not in ("", ":memory:")
+    if sqlite_file and not Path(path).exists():  # connecting would create an empty one
+        return fail(
+            "database",
+            f"no SQLite database at {path}",
+            "check CHATMETER_DATABASE_URL, then run `chatmeter migrate`",
+        )
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
