@@ -36,6 +36,7 @@ class Env(StrEnum):
 # Secrets that anyone can read in this repository or its history: never accepted.
 KNOWN_SECRETS = frozenset({"", "change-me"})
 MIN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 24
 SECRET_FILE = "secret_key"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -134,6 +135,14 @@ class Settings(BaseSettings):
     openai_context_window: Annotated[int, Field(ge=512, le=10_000_000)] = 8192
     rate_card: dict[str, tuple[Decimal, Decimal]] = {}
 
+    # What the operator sees (chatmeter.telemetry, chatmeter.web.observability).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # /metrics answers these networks (judged as chatmeter.web.observability says), or
+    # a request bearing this token; nobody else.
+    metrics_networks: str = "127.0.0.1/8, ::1"
+    metrics_token: str | None = None
+
     @field_validator(
         "chat_visitor_rate", "chat_assistant_rate", "sign_up_rate_per_address", "sign_up_rate"
     )
@@ -158,10 +167,20 @@ class Settings(BaseSettings):
             parse_entry(entry)
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_networks")
     @classmethod
     def _proxies(cls, value: str) -> str:
         parse_networks(value)
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_METRICS_TOKEN_LENGTH:
+            raise ValueError(
+                f"a metrics token needs {MIN_METRICS_TOKEN_LENGTH}+ random characters "
+                "(or leave it unset: /metrics then answers CHATMETER_METRICS_NETWORKS only)"
+            )
         return value
 
     @field_validator("rate_card")
@@ -258,6 +277,11 @@ class Settings(BaseSettings):
     def trusted_networks(self) -> list[IPNetwork]:
         """The reverse proxies whose ``X-Forwarded-For`` is believed (``chatmeter.http.client``)."""
         return parse_networks(self.trusted_proxies)
+
+    @property
+    def metrics_allowed_networks(self) -> list[IPNetwork]:
+        """Where Prometheus may scrape ``/metrics`` from without the token."""
+        return parse_networks(self.metrics_networks)
 
     @property
     def queue_places_per_account(self) -> int:

@@ -132,6 +132,17 @@ class Context:
                     )
         return self._keeper
 
+    def models_to_load(self) -> list[str]:
+        """What a chat turn would still load in this process (``/readyz``); [] once warm.
+
+        Looks without loading: ``chat.admission.warm_up`` loads them before serving.
+        """
+        missing = [] if self._embedder is not None else ["embedding model"]
+        wants_local = any(choice.provider == "local" for choice in self.models.choices)
+        if wants_local and not any(key.startswith("local:") for key in self._providers):
+            missing.append("local model")
+        return missing
+
     def _provider_options(self, name: str, model: str) -> dict[str, Any]:
         settings = self.settings
         if name == "local":

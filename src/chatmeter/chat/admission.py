@@ -213,9 +213,14 @@ def _prepare(
             )
             caps.take(uow.session, assistant=assistant, day=day, tokens=reserve)
             conversation = _conversation(uow.session, assistant, conversation_id, visitor, now)
+            entries = ledger.entries_written(uow.session)  # telemetry (issue #13)
             uow.commit()
     except InsufficientTokens as exc:  # the visitor hears only "unavailable"
         raise Unavailable() from exc
+    log.info(  # telemetry (issue #13): the hold and its entry, under the request's id
+        "chat turn reserved",
+        extra={"hold_id": hold.id, "entry_ids": entries, "tokens": reserve},
+    )
     turn = Turn(
         ctx=ctx,
         assistant_id=assistant.id,

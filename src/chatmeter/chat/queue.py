@@ -33,6 +33,7 @@ from enum import Enum
 from typing import Any
 
 from chatmeter.errors import Busy
+from chatmeter.telemetry.metrics import QUEUE_RUNNING, QUEUE_WAITING
 
 FIRST_GUESS_SECONDS = 5.0  # how long a generation takes, until one has been measured
 SMOOTHING = 0.2  # weight of the newest generation in the running average
@@ -122,6 +123,7 @@ class GenerationQueue:
         self._admitted = self._refused = 0
         self._seconds = FIRST_GUESS_SECONDS
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix=f"gen-{name}")
+        self._gauges = (QUEUE_WAITING.labels(name), QUEUE_RUNNING.labels(name))
 
     def admit(self, *, account_id: int) -> Ticket:
         """A place in the queue (or a slot at once), or ``Busy`` with a time to come back."""
@@ -138,6 +140,7 @@ class GenerationQueue:
                 self._waiting.setdefault(account_id, deque()).append(ticket)
                 self._waiting_count += 1
             self._admitted += 1
+            self._report()
         return ticket
 
     def run(self, ticket: Ticket, job: Callable[[], Any]) -> Future[Any]:
@@ -184,6 +187,7 @@ class GenerationQueue:
                 self._running -= 1
                 self._hand_on()
             ticket._state = _State.LEFT
+            self._report()
 
     def _hand_on(self) -> None:
         """Give free slots to waiting turns, one account after another."""
@@ -196,6 +200,12 @@ class GenerationQueue:
                 self._waiting[account_id] = mine
             self._running += 1
             ticket._start()
+
+    def _report(self) -> None:
+        """The queue's depth for ``/metrics``: two gauge writes, no I/O."""
+        waiting, running = self._gauges
+        waiting.set(self._waiting_count)
+        running.set(self._running)
 
     def _measured(self, seconds: float) -> None:
         with self._lock:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -57,7 +59,8 @@ async def events(turn: Turn) -> AsyncGenerator[dict[str, Any], None]:
             finally:
                 hand_over(_END)
 
-        ticket.queue.run(ticket, generate)
+        # The queue's thread runs it in this request's context: its logs carry the request id.
+        ticket.queue.run(ticket, functools.partial(contextvars.copy_context().run, generate))
         generating = True
         while (item := await arrived.get()) is not _END:
             yield item

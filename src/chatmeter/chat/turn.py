@@ -45,6 +45,7 @@ from chatmeter.llm.rates import Rate, charge
 from chatmeter.notifications import balance_notices
 from chatmeter.retrieval.search import CORRECTED_ANSWER, Passage
 from chatmeter.services import Basics
+from chatmeter.telemetry import metrics  # issue #13: counters only, no I/O
 
 if TYPE_CHECKING:
     from chatmeter.answers.modes import SentenceVectors
@@ -256,6 +257,9 @@ class Turn:
             self._finished = True
         try:
             self._settle_and_store()
+        except Exception:
+            metrics.ledger_error("settle_failed")  # telemetry (issue #13)
+            raise
         finally:
             self.ctx.hold_keeper.forget(self.hold_id)
 
@@ -279,11 +283,14 @@ class Turn:
                 conversation = uow.session.get(Conversation, self.conversation_id)
                 if conversation is not None and conversation.messages == 0:
                     uow.session.delete(conversation)  # nothing was said: nothing to show
+                entries = ledger.entries_written(uow.session)  # telemetry (issue #13)
                 uow.commit()
+            _reported(self, entries, 0, 0)  # telemetry (issue #13)
             return
         context, generation = charge(usage, self.rate)
         if context + generation > self.held:  # a provider overran its cap: never charge more
             log.error("usage %s exceeds the hold of %s tokens", usage, self.held)
+            metrics.ledger_error("overrun")  # telemetry (issue #13)
             generation = max(0, self.held - context)
             context = min(context, self.held)
         now = self.ctx.clock.now()
@@ -331,7 +338,9 @@ class Turn:
             conversation.context_tokens += context
             conversation.generation_tokens += generation
             conversation.updated_at = max(conversation.updated_at, now)  # its last message
+            entries = ledger.entries_written(session)  # telemetry (issue #13)
             uow.commit()
+        _reported(self, entries, context, generation)  # telemetry (issue #13)
 
 
 def composed_usage(
@@ -387,6 +396,7 @@ def _settle(
         return context, generation
     except Conflict:
         log.error("the hold %s ended before its turn settled; charging it directly", turn.hold_id)
+        metrics.ledger_error("lost_hold")  # telemetry (issue #13)
     entry = ledger.charge_lost_hold(
         session,
         account_id=turn.account_id,
@@ -396,3 +406,24 @@ def _settle(
         now=now,
     )
     return entry.context_tokens, entry.generation_tokens
+
+
+# --- telemetry (issue #13) ----------------------------------------------------------------
+
+
+def _reported(turn: Turn, entries: list[int], context: int, generation: int) -> None:
+    """After the commit: count the turn, and log its hold and entries under the request id."""
+    metrics.turn_settled(outcome=turn.status, context=context, generation=generation)
+    log.info(
+        "chat turn settled",
+        extra={
+            "hold_id": turn.hold_id,
+            "entry_ids": entries,
+            "outcome": turn.status,
+            "context_tokens": context,
+            "generation_tokens": generation,
+            "assistant_id": turn.assistant_id,
+            "account_id": turn.account_id,
+            "message_id": turn.message_id,
+        },
+    )

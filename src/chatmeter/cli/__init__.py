@@ -14,6 +14,7 @@ from chatmeter.cli.base import app
 # Imported in the order ``chatmeter --help`` lists their commands.
 for _area in (
     "running",
+    "doctor",
     "assistants",
     "answers",
     "money",

@@ -11,6 +11,7 @@ from chatmeter.cli.base import (
     app,
     context,
 )
+from chatmeter.telemetry.logs import configure as configure_logs
 
 # --- running -------------------------------------------------------------------
 
@@ -47,7 +48,17 @@ def serve(
 
         warm_up(ctx)  # before the port opens: no visitor waits for a model to load
         application = create_app(ctx, run_worker=ctx.settings.worker == "inprocess")
-        uvicorn.run(application, host=host, port=port, log_level="info", **SERVER_OPTIONS)
+        # One log format for Chatmeter and uvicorn; the app logs each request itself,
+        # with its request id (chatmeter.web.observability).
+        configure_logs(ctx.settings.log_format, ctx.settings.log_level)
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            **SERVER_OPTIONS,
+        )
 
 
 @app.command()
@@ -58,6 +69,7 @@ def worker(
     from chatmeter.jobs.worker import Worker
 
     with context() as ctx:
+        configure_logs(ctx.settings.log_format, ctx.settings.log_level)
         runner = Worker(ctx)
         if once:
             typer.echo(json.dumps(runner.tick(), default=str))

@@ -61,6 +61,11 @@ def visitor_key(request: Request, settings: Settings) -> str:
     return rate_key(client_address(request, settings))
 
 
+def in_networks(address: str, networks: Sequence[Network]) -> bool:
+    """Whether an address (IPv4-mapped IPv6 included) lies in one of the networks."""
+    return _within(address, networks)
+
+
 def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))

@@ -488,6 +488,11 @@ def start_period(session: Session, *, account_id: int, period: str) -> Balance:
     return balance
 
 
+def entries_written(session: Session) -> list[int]:
+    """The ids of the ledger entries this session wrote so far (logged with the request)."""
+    return list(session.info.get(statements.WRITTEN, ()))
+
+
 def take_notices(session: Session) -> list[BalanceNotice]:
     """The notices this transaction's changes raised so far, handed over once."""
     taken: list[BalanceNotice] = session.info.pop(_NOTICES, [])
@@ -561,6 +566,7 @@ def _record(
     entry = LedgerEntry(**values)
     session.add(entry)
     session.flush()  # the entry's id; the balance row is written once, at commit
+    session.info.setdefault(statements.WRITTEN, []).append(entry.id)
     _moved(balance, values)
     balance.last_entry_id = entry.id
     return entry

@@ -104,9 +104,13 @@ _NEW_ENTRY = (
     .returning(_ENTRIES.c.id)
     .cte("new_entry")
 )
-_INSERT_ENTRY_AND_SAVE = _SAVE_BALANCE.values(
-    last_entry_id=select(_NEW_ENTRY.c.id).scalar_subquery()
-).add_cte(_NEW_ENTRY)
+_INSERT_ENTRY_AND_SAVE = (
+    _SAVE_BALANCE.values(last_entry_id=select(_NEW_ENTRY.c.id).scalar_subquery())
+    .add_cte(_NEW_ENTRY)
+    .returning(_BALANCES.c.last_entry_id)
+)
+# The ids of the entries a session wrote, for the logs (``service.entries_written``).
+WRITTEN = "chatmeter.ledger.written"
 
 
 @functools.cache
@@ -160,10 +164,13 @@ def save(session: Session, sql: Connection, balance: Balance, entry: Mapping[str
     }
     entry = {**_ENTRY_DEFAULTS, **entry}
     if sql.dialect.name == "postgresql":
-        sql.execute(_INSERT_ENTRY_AND_SAVE, saved | {f"entry_{k}": v for k, v in entry.items()})
+        entry_id = sql.execute(
+            _INSERT_ENTRY_AND_SAVE, saved | {f"entry_{k}": v for k, v in entry.items()}
+        ).scalar_one()
     else:
-        saved["last_entry_id"] = sql.execute(_INSERT_ENTRY, entry).scalar_one()
+        entry_id = saved["last_entry_id"] = sql.execute(_INSERT_ENTRY, entry).scalar_one()
         sql.execute(_SAVE_BALANCE, saved)
+    session.info.setdefault(WRITTEN, []).append(entry_id)
     forget(session, Balance, [balance.account_id])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,9 +12,11 @@ from fastapi import APIRouter, FastAPI
 from chatmeter import __version__
 from chatmeter.context import Context
 from chatmeter.http.limits import MULTIPART_OVERHEAD, BodySizeLimit
+from chatmeter.ops import exposition
+from chatmeter.ops.health import Readiness
 from chatmeter.panel.app import install as install_panel
 from chatmeter.training.service import MAX_FILES_PER_UPLOAD
-from chatmeter.web import errors, payments, widget
+from chatmeter.web import errors, observability, payments, widget
 from chatmeter.web.api import (
     account,
     answers,
@@ -49,6 +52,8 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         yield
         if worker is not None:
             worker.stop()
+        app.state.readiness.close()
+        exposition.process_exited(os.getpid())  # its queue gauges leave the sums
 
     app = FastAPI(
         title="Chatmeter API",
@@ -59,6 +64,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.readiness = Readiness(ctx)
     errors.install(app)
     api = APIRouter(prefix="/api/v1")
     for module in (
@@ -78,10 +84,12 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.include_router(api)
     app.include_router(widget.router)
     app.include_router(payments.router)
+    app.include_router(observability.router)
     install_panel(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
+        """Alive: the process answers. Whether it may take traffic is ``/readyz``."""
         return {"status": "ok"}
 
     app.add_middleware(
@@ -91,5 +99,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     )
     app.add_middleware(widget.PublicOrigins)  # other sites are refused first
     if ctx.settings.base_url.startswith("https://"):
-        app.add_middleware(StrictTransportSecurity)  # outermost: on every response
+        app.add_middleware(StrictTransportSecurity)  # on every response
+    # Outermost: every response carries its request id, and every log line of it too.
+    app.add_middleware(observability.RequestContext, settings=ctx.settings)
     return app

@@ -8,6 +8,8 @@ a browser is decided before they run, by ``chatmeter.web.widget.PublicOrigins``.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -18,8 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from chatmeter.answers import feedback
 from chatmeter.assistants import service as assistants
 from chatmeter.chat import admission, streaming
+from chatmeter.errors import ChatmeterError
 from chatmeter.http.client import visitor_key
 from chatmeter.http.sse import EventStream
+from chatmeter.web import observability
 from chatmeter.web.deps import ContextDep, IdPath
 from chatmeter.web.schemas import Strict
 from chatmeter.widget import texts
@@ -54,18 +58,25 @@ async def public_chat(public_key: str, body: ChatIn, request: Request, ctx: Cont
     answer is a quick 503 ``busy`` with ``Retry-After``, and nothing is reserved.
     """
     visitor = visitor_key(request, ctx.settings)
-    turn = await run_in_threadpool(
-        admission.start_turn,
-        ctx,
-        public_key=public_key,
-        message=body.message,
-        conversation_id=body.conversation_id,
-        visitor=visitor,
-        queue=True,
-    )
+    started = time.perf_counter()
+    try:
+        turn = await run_in_threadpool(
+            admission.start_turn,
+            ctx,
+            public_key=public_key,
+            message=body.message,
+            conversation_id=body.conversation_id,
+            visitor=visitor,
+            queue=True,
+        )
+    except ChatmeterError as refused:
+        observability.count_refusal(refused)
+        raise
+    events = observability.timed(streaming.events(turn), started)
     if "text/event-stream" in request.headers.get("accept", ""):
-        return EventStream(streaming.events(turn))  # a visitor who leaves: it settles itself
-    return await streaming.answer(turn)
+        return EventStream(events)  # a visitor who leaves: it settles itself
+    async with contextlib.aclosing(events):
+        return turn.result([event async for event in events])
 
 
 class RatingIn(Strict):
