@@ -138,3 +138,46 @@ def test_the_api_forecast_of_a_new_account(alice: Caller) -> None:
     body = alice.client.get("/api/v1/forecast").json()
     assert body["status"] == "not_enough_history"
     assert body["runs_out_on"] is None and body["daily"] == []
+
+
+# --- the below-20% email -------------------------------------------------------------
+
+
+def test_the_low_balance_email_says_when_the_tokens_run_out_and_what_lasts(
+    ctx: Context, clock: FixedClock, app_client: TestClient
+) -> None:
+    """A turn settled through the API takes the balance below 20%: its email carries the
+    forecast as it stands at that moment, the same sentence the forecast gives."""
+    import json
+
+    from sqlalchemy import select
+
+    from chatmeter.notifications.models import OutboxMessage
+    from chatmeter.notifications.templates import render
+
+    now = clock.now()
+    clock.set(now - dt.timedelta(days=12))  # the 3rd: this month's tokens
+    owner = caller(ctx, app_client, "low@example.com")
+    add_tokens(ctx, owner.account_id, 15_000)
+    clock.set(now)
+    with_history(ctx, clock, owner.account_id, [1000] * 10)  # 5,000 left: 33%, not low yet
+    hold = owner.client.post("/api/v1/holds", json={"tokens": 2500}).json()
+    settled = owner.client.post(
+        f"/api/v1/holds/{hold['id']}/settle", json={"context": 2000, "generation": 500}
+    )
+    assert settled.status_code == 200, settled.text
+
+    with ctx.db.read() as session:
+        (message,) = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.kind == "low_balance")
+        ).all()
+        expected = email_sentence(
+            account_runway(session, settings=ctx.settings, account_id=owner.account_id, now=now)
+        )
+    context = json.loads(message.context)
+    assert expected is not None and context["forecast"] == expected
+    # Today (the 15th) already spent 2,500, more than its 1,000: 2,500 left at 1,000 a day
+    # last the 16th and 17th, and run out on the 18th; the 1st is 13 days away.
+    assert "you will run out on 18 November; 3 more packages last until the 1st." in expected
+    email = render("low_balance", context, base_url="https://x.example")
+    assert expected in email.text and expected in email.html

@@ -33,8 +33,19 @@ BALANCE = {
 # Every kind with the figures its callers pass, and the text both parts must show.
 CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "low_balance": (
-        BALANCE,
-        ["below 20%", "812 of 5,000 tokens", "2026-12-01", "Europe/Berlin", BUY_URL],
+        {
+            **BALANCE,
+            "forecast": "At your pace (about 400 tokens a day) you will run out on 18 "
+            "November; 1 more package lasts until the 1st.",
+        },
+        [
+            "below 20%",
+            "812 of 5,000 tokens",
+            "2026-12-01",
+            "Europe/Berlin",
+            BUY_URL,
+            "you will run out on 18 November; 1 more package lasts until the 1st.",
+        ],
     ),
     "depleted": (
         {**BALANCE, "balance": 0, "available": 0, "percent_left": 0},
@@ -295,7 +306,7 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
 # shown: the emails speak of the balance and the renewal date, not of holds,
 # instants or, once the tokens are gone, percentages.
 NOT_SHOWN = {
-    "low_balance": {"available", "renews_at"},
+    "low_balance": {"available", "renews_at", "forecast"},
     "depleted": {"available", "renews_at", "percent_left", "threshold_percent"},
 }
 

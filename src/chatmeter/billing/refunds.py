@@ -65,7 +65,7 @@ def refund(ctx: charges.Payments, *, invoice_id: int, account_id: int | None = N
             balance=ledger.lock_balance(uow.session, account_id=invoice.account_id),
             now=now,
         )
-        balance_notices.send_raised(uow.session, now=now)
+        balance_notices.send_raised(uow.session, now=now, settings=ctx.settings)
         uow.commit()
     return Refunded(invoice, amount, removed)
 

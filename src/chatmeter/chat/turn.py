@@ -297,7 +297,7 @@ class Turn:
         with self.ctx.db.uow() as uow:
             session = uow.session
             context, generation = _settle(self, session, context, generation, now)
-            balance_notices.send_raised(session, now=now)
+            balance_notices.send_raised(session, now=now, settings=self.ctx.settings)
             caps.give_back(
                 session,
                 assistant_id=self.assistant_id,

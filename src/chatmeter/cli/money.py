@@ -207,7 +207,7 @@ def tokens_adjust(
                     now=now,
                     memo=reason,
                 )
-            balance_notices.send_raised(uow.session, now=now)
+            balance_notices.send_raised(uow.session, now=now, settings=ctx.settings)
             uow.commit()
         with ctx.db.read() as session:
             data = balance_summary(session, account_id=account, now=ctx.clock.now()).as_dict()

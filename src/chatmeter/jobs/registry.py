@@ -45,7 +45,7 @@ def expire_holds(ctx: Context) -> dict[str, Any]:
     while True:  # in batches, one transaction each
         with ctx.db.uow() as uow:
             batch = ledger.expire_holds(uow.session, now=ctx.clock.now(), limit=200)
-            balance_notices.send_raised(uow.session, now=ctx.clock.now())
+            balance_notices.send_raised(uow.session, now=ctx.clock.now(), settings=ctx.settings)
             uow.commit()
         released += batch
         if batch < 200:

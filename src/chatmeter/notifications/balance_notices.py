@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
 from chatmeter.billing import periods
+from chatmeter.config import Settings
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Balance
-from chatmeter.ledger.thresholds import LOW_BALANCE_PERCENT, BalanceNotice
+from chatmeter.ledger.thresholds import LOW_BALANCE_PERCENT, BalanceNotice, Notice
 from chatmeter.notifications.outbox import enqueue
 
 
@@ -37,30 +38,49 @@ def account_figures(
     }
 
 
-def send_raised(session: Session, *, now: dt.datetime) -> None:
+def send_raised(session: Session, *, now: dt.datetime, settings: Settings | None = None) -> None:
     """Queue the emails of the notices the ledger raised in this transaction so far.
 
     Whoever moves tokens calls this before committing: the ledger only raises them. The
-    same call lets auto top-up see where each balance ended (``billing.topups``).
+    same call lets auto top-up see where each balance ended (``billing.topups``). With
+    ``settings`` (whoever spends tokens has them), the below-20% email says when the
+    tokens run out at the account's pace and what would make them last.
     """
     # Imported here: topups queues its own emails through this module.
     from chatmeter.billing import topups
 
     for notice in ledger.take_notices(session):
-        queue(session, notice=notice, now=now)
+        queue(session, notice=notice, now=now, settings=settings)
     topups.note_levels(session, now=now)
 
 
-def queue(session: Session, *, notice: BalanceNotice, now: dt.datetime) -> None:
+def queue(
+    session: Session, *, notice: BalanceNotice, now: dt.datetime, settings: Settings | None = None
+) -> None:
     account = session.get(Account, notice.account_id)
     assert account is not None
     period = notice.period or periods.period_of(now, account.timezone)
+    context = account_figures(account, notice, now)
+    if notice.notice == Notice.LOW_BALANCE and settings is not None:
+        context["forecast"] = _forecast(session, settings, account.id, now)
     enqueue(
         session,
         kind=notice.notice.value,
         dedupe_key=f"{notice.notice.value}:{account.id}:{period}:{notice.seq}",
         to=account.contact_email,
-        context=account_figures(account, notice, now),
+        context=context,
         now=now,
         account_id=account.id,
+    )
+
+
+def _forecast(
+    session: Session, settings: Settings, account_id: int, now: dt.datetime
+) -> str | None:
+    """ "At your pace you will run out on 18 December; 2 more packages last until the 1st",
+    or None with too little history to say."""
+    from chatmeter.billing import runway
+
+    return runway.email_sentence(
+        runway.account_runway(session, settings=settings, account_id=account_id, now=now)
     )

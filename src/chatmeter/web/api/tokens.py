@@ -80,7 +80,7 @@ def settle_hold(
             generation=body.generation,
             now=ctx.clock.now(),
         )
-        balance_notices.send_raised(uow.session, now=ctx.clock.now())
+        balance_notices.send_raised(uow.session, now=ctx.clock.now(), settings=ctx.settings)
         uow.commit()
     return hold_dict(hold)
 
@@ -95,7 +95,7 @@ def release_hold(hold_id: IdPath, ctx: ContextDep, account_id: AccountDep) -> di
         hold = ledger.release(
             uow.session, account_id=account_id, hold_id=hold_id, now=ctx.clock.now()
         )
-        balance_notices.send_raised(uow.session, now=ctx.clock.now())
+        balance_notices.send_raised(uow.session, now=ctx.clock.now(), settings=ctx.settings)
         uow.commit()
     return hold_dict(hold)
 
