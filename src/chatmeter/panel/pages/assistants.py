@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from chatmeter.accounts import service as accounts
 from chatmeter.answers import modes
+from chatmeter.assistants import estimate as launch
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
 from chatmeter.assistants.schemas import limits
@@ -313,6 +314,8 @@ def snippet_elsewhere(request: Request) -> str | None:
 @router.get("/assistants/{assistant_id}/embed")
 def embed_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
     code = snippet(ctx_of(request).settings.base_url, bot["public_key"])
+    typed = request.query_params.get("conversations_per_day", "")[:20]
+    estimate, estimate_error = _launch_estimate(request, viewer, bot, typed)
     return assistant_page(
         request,
         viewer,
@@ -323,7 +326,43 @@ def embed_page(request: Request, viewer: ViewerDep, bot: BotDep) -> Response:
         snippet_host=snippet_elsewhere(request),
         panel_host=host_of(str(request.base_url)),
         notice=_notice(request),
+        estimate=estimate,
+        estimate_error=estimate_error,
+        conversations_typed=typed,
+        status=422 if estimate_error else 200,
     )
+
+
+ESTIMATE_MESSAGE = (
+    f"Enter the conversations you expect a day, a whole number from 1 to "
+    f"{launch.MAX_CONVERSATIONS_PER_DAY:,}."
+)
+
+
+def _launch_estimate(
+    request: Request, viewer: Viewer, bot: dict[str, Any], typed: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """What the assistant will cost a month at the conversations a day the customer typed."""
+    if not typed:
+        return None, None
+    text = typed.strip().replace(",", "")
+    if not text.isdigit() or not 1 <= int(text) <= launch.MAX_CONVERSATIONS_PER_DAY:
+        return None, ESTIMATE_MESSAGE
+    ctx = ctx_of(request)
+    with ctx.db.read() as session:
+        assistant = assistants.get_assistant(
+            session, account_id=viewer.account_id, assistant_id=bot["id"]
+        )
+        seen = launch.measured(session, assistant=assistant)
+    result = launch.estimate(
+        assistant=assistant,
+        seen=seen,
+        conversations_per_day=int(text),
+        package_tokens=ctx.settings.package_tokens,
+        history_tokens=ctx.settings.chat_history_tokens,
+        rate=ctx.rate_card.rate_for(assistant.model or assistant.provider),
+    )
+    return result.as_dict(), None
 
 
 @router.get("/assistants/{assistant_id}/embed/preview")
