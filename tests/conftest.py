@@ -42,7 +42,9 @@ from chatmeter.db import Database, normalise_url
 from tests.support import tiers
 from tests.support.api import Caller, caller
 from tests.support.context import START
+from tests.support.fake_stripe import FakeStripe
 from tests.support.llm import llama_cpp_server
+from tests.support.payments import with_stripe
 
 TESTS = Path(__file__).parent
 # fixture → the marker of every test that uses it, directly or through another fixture
@@ -216,6 +218,28 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 def ctx(settings: Settings, db: Database, clock: FixedClock) -> Context:
     """Everything an entry point needs, on the test's database and clock."""
     return Context(settings=settings, db=db, clock=clock, gateway=ManualGateway(auto_approve=True))
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeStripe]:
+    """Stripe's API on loopback (``tests.support.fake_stripe``), for one test."""
+    with FakeStripe() as server:
+        yield server
+
+
+@pytest.fixture
+def stripe_ctx(ctx: Context, fake: FakeStripe) -> Context:
+    """The test's context with ``CHATMETER_PAYMENT_GATEWAY=stripe``, on the fake."""
+    return with_stripe(ctx, fake)
+
+
+@pytest.fixture
+def stripe_app(stripe_ctx: Context) -> Iterator[TestClient]:
+    """The real app on ``stripe_ctx``, in-process."""
+    from chatmeter.web.app import create_app
+
+    with TestClient(create_app(stripe_ctx)) as client:
+        yield client
 
 
 @pytest.fixture

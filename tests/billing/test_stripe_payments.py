@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -40,39 +39,20 @@ from chatmeter.notifications.models import OutboxMessage
 from tests.support.accounts import balance_of, new_account, spend, subscription_of
 from tests.support.fake_stripe import FakeStripe
 from tests.support.ledger import assert_ledger_clean
-from tests.support.payments import give_card, signed, with_stripe
+from tests.support.payments import give_card, signed
 
 PACKAGE = 5000
 PRICE = 900  # cents per package at the default price
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
-def stripe_ctx(ctx: Context, fake: FakeStripe) -> Context:
-    return with_stripe(ctx, fake)
-
-
-@pytest.fixture
-def app(stripe_ctx: Context) -> Iterator[TestClient]:
-    from chatmeter.web.app import create_app
-
-    with TestClient(create_app(stripe_ctx)) as client:
-        yield client
-
-
-def post_events(app: TestClient, fake: FakeStripe, *types: str) -> list[str]:
+def post_events(stripe_app: TestClient, fake: FakeStripe, *types: str) -> list[str]:
     """Post every event the fake made so far (or those of ``types``) as Stripe would."""
     outcomes = []
     for event in fake.events():
         if types and event["type"] not in types:
             continue
         body, headers = signed(fake, event)
-        response = app.post("/webhooks/stripe", content=body, headers=headers)
+        response = stripe_app.post("/webhooks/stripe", content=body, headers=headers)
         assert response.status_code == 200, response.text
         outcomes.append(response.json()["outcome"])
     return outcomes
@@ -99,7 +79,7 @@ def session_id(url: str) -> str:
 
 
 def test_the_first_purchase_is_paid_on_stripes_page_and_granted_by_its_webhook(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     account = new_account(stripe_ctx)
     bought = purchases.start_purchase(stripe_ctx, account_id=account, packages=2, key="first")
@@ -116,7 +96,7 @@ def test_the_first_purchase_is_paid_on_stripes_page_and_granted_by_its_webhook(
     assert (again.invoice.id, again.pay_url) == (bought.invoice.id, bought.pay_url)
 
     assert fake.complete_checkout(session_id(bought.pay_url), "4242424242424242") is None
-    assert "applied" in post_events(app, fake)
+    assert "applied" in post_events(stripe_app, fake)
 
     invoice = invoice_of(stripe_ctx, bought.invoice.id)
     assert invoice.status == InvoiceStatus.PAID
@@ -250,7 +230,7 @@ def test_a_declined_saved_card_grants_nothing(stripe_ctx: Context, fake: FakeStr
 
 
 def test_a_card_asking_for_3d_secure_leaves_the_invoice_pending_and_emails_a_link(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     account = new_account(stripe_ctx)
     give_card(stripe_ctx, fake, account, number="4000002760003184")
@@ -264,14 +244,14 @@ def test_a_card_asking_for_3d_secure_leaves_the_invoice_pending_and_emails_a_lin
         email["pay_url"] == f"http://127.0.0.1:8000/panel/billing/invoices/{bought.invoice.id}/pay"
     )
     # The failed off-session attempt's own events change nothing.
-    post_events(app, fake)
+    post_events(stripe_app, fake)
     assert invoice_of(stripe_ctx, bought.invoice.id).status == InvoiceStatus.PENDING
 
     # The link opens Stripe's page for this invoice; there the cardholder confirms.
     started = checkout.pay_on_page(stripe_ctx, account_id=account, invoice_id=bought.invoice.id)
     assert started.url is not None
     assert fake.complete_checkout(session_id(started.url), "4000002760003184") is None
-    post_events(app, fake)
+    post_events(stripe_app, fake)
 
     assert invoice_of(stripe_ctx, bought.invoice.id).status == InvoiceStatus.PAID
     assert balance_of(stripe_ctx, account).available == PACKAGE
@@ -279,7 +259,7 @@ def test_a_card_asking_for_3d_secure_leaves_the_invoice_pending_and_emails_a_lin
 
 
 def test_a_new_card_replaces_the_saved_one_through_stripes_setup_page(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     account = new_account(stripe_ctx)
     give_card(stripe_ctx, fake, account)
@@ -288,7 +268,7 @@ def test_a_new_card_replaces_the_saved_one_through_stripes_setup_page(
     page = fake.get(session_id(url))
     assert page["mode"] == "setup"
     assert fake.complete_checkout(session_id(url), "5555555555554444") is None
-    post_events(app, fake)
+    post_events(stripe_app, fake)
 
     with stripe_ctx.db.read() as session:
         card = cards.saved_card(session, account_id=account, gateway="stripe")
@@ -404,7 +384,7 @@ def _invoices(ctx: Context, account_id: int) -> list[Invoice]:
 
 
 def test_a_renewal_asking_for_3d_secure_waits_for_the_cardholder_and_renews_once(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     import datetime as dt
 
@@ -426,7 +406,7 @@ def test_a_renewal_asking_for_3d_secure_waits_for_the_cardholder_and_renews_once
     started = checkout.pay_on_page(stripe_ctx, account_id=account, invoice_id=renewal.id)
     assert started.url is not None
     assert fake.complete_checkout(session_id(started.url), "4242424242424242") is None
-    post_events(app, fake)
+    post_events(stripe_app, fake)
     renewals.run_renewals(stripe_ctx)
 
     assert invoice_of(stripe_ctx, renewal.id).status == InvoiceStatus.PAID

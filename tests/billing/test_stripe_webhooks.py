@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -27,28 +26,9 @@ from tests.support.accounts import balance_of, new_account
 from tests.support.fake_stripe import FakeStripe
 from tests.support.ledger import assert_ledger_clean
 from tests.support.live import LiveServer
-from tests.support.payments import signed, with_stripe
+from tests.support.payments import signed
 
 PACKAGE = 5000
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
-def stripe_ctx(ctx: Context, fake: FakeStripe) -> Context:
-    return with_stripe(ctx, fake)
-
-
-@pytest.fixture
-def app(stripe_ctx: Context) -> Iterator[TestClient]:
-    from chatmeter.web.app import create_app
-
-    with TestClient(create_app(stripe_ctx)) as client:
-        yield client
 
 
 def paid_on_page(stripe_ctx: Context, fake: FakeStripe, packages: int = 2) -> tuple[int, int]:
@@ -60,9 +40,11 @@ def paid_on_page(stripe_ctx: Context, fake: FakeStripe, packages: int = 2) -> tu
     return account, bought.invoice.id
 
 
-def post(app: TestClient, fake: FakeStripe, event: dict[str, Any], **sign: Any) -> httpx.Response:
+def post(
+    stripe_app: TestClient, fake: FakeStripe, event: dict[str, Any], **sign: Any
+) -> httpx.Response:
     body, headers = signed(fake, event, **sign)
-    return app.post("/webhooks/stripe", content=body, headers=headers)
+    return stripe_app.post("/webhooks/stripe", content=body, headers=headers)
 
 
 def status_of(ctx: Context, invoice_id: int) -> str:
@@ -90,11 +72,13 @@ def events_recorded(ctx: Context) -> int:
 # --- the signature -------------------------------------------------------------------
 
 
-def test_a_signed_event_is_applied(stripe_ctx: Context, fake: FakeStripe, app: TestClient) -> None:
+def test_a_signed_event_is_applied(
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
+) -> None:
     account, invoice_id = paid_on_page(stripe_ctx, fake)
     (completed,) = fake.events("checkout.session.completed")
 
-    response = post(app, fake, completed)
+    response = post(stripe_app, fake, completed)
 
     assert response.status_code == 200
     assert response.json() == {"received": True, "outcome": "applied"}
@@ -108,7 +92,7 @@ def test_a_signed_event_is_applied(stripe_ctx: Context, fake: FakeStripe, app: T
     ["missing", "stale", "future", "tampered", "other secret", "garbage header", "not json"],
 )
 def test_a_delivery_without_a_valid_fresh_signature_is_refused_and_changes_nothing(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient, forgery: str
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient, forgery: str
 ) -> None:
     account, invoice_id = paid_on_page(stripe_ctx, fake)
     (completed,) = fake.events("checkout.session.completed")
@@ -130,7 +114,7 @@ def test_a_delivery_without_a_valid_fresh_signature_is_refused_and_changes_nothi
     if forgery == "not json":
         body = "{not json"
 
-    response = app.post("/webhooks/stripe", content=body.encode(), headers=headers)
+    response = stripe_app.post("/webhooks/stripe", content=body.encode(), headers=headers)
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_signature"
@@ -145,10 +129,12 @@ def test_the_manual_gateway_has_no_stripe_webhook(ctx: Context, app_client: Test
 
 
 def test_an_oversized_delivery_is_refused_before_it_is_read(
-    stripe_ctx: Context, app: TestClient
+    stripe_ctx: Context, stripe_app: TestClient
 ) -> None:
     body = b"{" + b" " * (stripe_ctx.settings.max_body_bytes + 10) + b"}"
-    response = app.post("/webhooks/stripe", content=body, headers={"Stripe-Signature": "t=1,v1=a"})
+    response = stripe_app.post(
+        "/webhooks/stripe", content=body, headers={"Stripe-Signature": "t=1,v1=a"}
+    )
     assert response.status_code == 413
 
 
@@ -187,14 +173,14 @@ def test_the_same_event_five_times_at_once_is_applied_once(
 
 
 def test_events_in_any_order_grant_the_invoice_once(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     account, invoice_id = paid_on_page(stripe_ctx, fake)
     events = fake.events()
     assert {"checkout.session.completed", "payment_intent.succeeded"} <= {e["type"] for e in events}
 
-    outcomes = [post(app, fake, event).json()["outcome"] for event in reversed(events)]
-    outcomes += [post(app, fake, event).json()["outcome"] for event in events]  # redelivered
+    outcomes = [post(stripe_app, fake, event).json()["outcome"] for event in reversed(events)]
+    outcomes += [post(stripe_app, fake, event).json()["outcome"] for event in events]  # redelivered
 
     handled = [e for e in events if e["type"] in HANDLED_EVENTS]
     assert outcomes.count("applied") == len(handled)  # each once, the first time it came
@@ -206,17 +192,17 @@ def test_events_in_any_order_grant_the_invoice_once(
 
 
 def test_a_late_failure_event_does_not_undo_a_paid_invoice(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     account, invoice_id = paid_on_page(stripe_ctx, fake)
     for event in fake.events():
-        post(app, fake, event)
+        post(stripe_app, fake, event)
     intent = fake.get(fake.events("payment_intent.succeeded")[0]["data"]["object"]["id"])
     late = fake.event(
         "payment_intent.payment_failed", {**intent, "status": "requires_payment_method"}
     )
 
-    assert post(app, fake, late).status_code == 200
+    assert post(stripe_app, fake, late).status_code == 200
 
     assert status_of(stripe_ctx, invoice_id) == InvoiceStatus.PAID
     assert balance_of(stripe_ctx, account).available == 2 * PACKAGE
@@ -224,10 +210,10 @@ def test_a_late_failure_event_does_not_undo_a_paid_invoice(
 
 
 def test_unknown_events_are_acknowledged_and_ignored(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     event = fake.event("customer.updated", {"id": "cus_x", "object": "customer"})
-    response = post(app, fake, event)
+    response = post(stripe_app, fake, event)
     assert response.json() == {"received": True, "outcome": "ignored"}
     assert events_recorded(stripe_ctx) == 0
 
@@ -236,7 +222,7 @@ def test_unknown_events_are_acknowledged_and_ignored(
 
 
 def test_a_payload_claiming_a_payment_stripe_does_not_know_grants_nothing(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     """The event's body says succeeded for the invoice; Stripe's PaymentIntent says not."""
     account = new_account(stripe_ctx)
@@ -247,14 +233,14 @@ def test_a_payload_claiming_a_payment_stripe_does_not_know_grants_nothing(
         {**session, "status": "complete", "payment_status": "paid", "amount_total": 1},
     )
 
-    assert post(app, fake, forged).status_code == 200
+    assert post(stripe_app, fake, forged).status_code == 200
 
     assert status_of(stripe_ctx, bought.invoice.id) == InvoiceStatus.PENDING
     assert balance_of(stripe_ctx, account).available == 0
 
 
 def test_a_payment_of_another_amount_than_the_invoice_grants_nothing(
-    stripe_ctx: Context, fake: FakeStripe, app: TestClient
+    stripe_ctx: Context, fake: FakeStripe, stripe_app: TestClient
 ) -> None:
     """A PaymentIntent that names the pending invoice but received 0.01 (made outside Chatmeter)."""
     import stripe
@@ -280,7 +266,7 @@ def test_a_payment_of_another_amount_than_the_invoice_grants_nothing(
     )
     event = fake.event("payment_intent.succeeded", fake.get(cheap.id))
 
-    assert post(app, fake, event).json()["outcome"] == "applied"
+    assert post(stripe_app, fake, event).json()["outcome"] == "applied"
 
     assert status_of(stripe_ctx, bought.invoice.id) == InvoiceStatus.PENDING
     assert grants_of(stripe_ctx, bought.invoice.id) == 0

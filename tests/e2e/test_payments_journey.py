@@ -33,12 +33,6 @@ EMAIL = "owner@northwind.example"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
 def shop(ctx: Context, fake: FakeStripe) -> Iterator[tuple[Context, LiveServer]]:
     """The app with the Stripe gateway, its base URL its own loopback address."""
     made: list[Context] = []

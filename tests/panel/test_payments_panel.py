@@ -18,18 +18,7 @@ from chatmeter.context import Context
 from chatmeter.web.app import create_app
 from tests.support.fake_stripe import FakeStripe
 from tests.support.panel import Panel
-from tests.support.payments import give_card, signed, with_stripe
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as server:
-        yield server
-
-
-@pytest.fixture
-def stripe_ctx(ctx: Context, fake: FakeStripe) -> Context:
-    return with_stripe(ctx, fake)
+from tests.support.payments import give_card, signed
 
 
 def panel_on(ctx: Context) -> Panel:

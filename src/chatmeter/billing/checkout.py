@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
 from chatmeter.billing import cards
 from chatmeter.billing.gateways import CheckoutRequest, Customer, HostedPage
 from chatmeter.billing.invoices import account as get_account
@@ -92,15 +94,7 @@ def pay_on_page(ctx: Hosted, *, account_id: int, invoice_id: int) -> Started:
             raise NotFound("no such invoice", invoice_id=invoice_id)
         if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.PENDING):
             return Started(invoice, None)
-        account = get_account(session, account_id)
-        who = Customer(
-            account_id=account_id,
-            email=account.contact_email,
-            name=account.name,
-            reference=cards.customer_reference(
-                session, account_id=account_id, gateway=gateway.name
-            ),
-        )
+        who = _customer(session, gateway, account_id)
         previous = invoice.checkout_reference
     if previous is not None:
         page = gateway.open_page(previous)
@@ -180,15 +174,7 @@ def replace_card(ctx: Hosted, *, account_id: int) -> str:
     if gateway is None:
         raise Conflict("cards are not kept here: invoices are paid by hand")
     with ctx.db.read() as session:
-        account = get_account(session, account_id)
-        who = Customer(
-            account_id=account_id,
-            email=account.contact_email,
-            name=account.name,
-            reference=cards.customer_reference(
-                session, account_id=account_id, gateway=gateway.name
-            ),
-        )
+        who = _customer(session, gateway, account_id)
     customer = gateway.customer(who)
     with ctx.db.uow() as uow:
         ledger.lock_balance(uow.session, account_id=account_id)  # the profile's one writer
@@ -210,6 +196,17 @@ def replace_card(ctx: Hosted, *, account_id: int) -> str:
         idempotency_key=f"account:{account_id}:setup:{uuid.uuid4()}",
     )
     return page.url
+
+
+def _customer(session: Session, gateway: HostedGateway, account_id: int) -> Customer:
+    """Who pays, as the gateway is told: the account, and its customer there if it has one."""
+    account = get_account(session, account_id)
+    return Customer(
+        account_id=account_id,
+        email=account.contact_email,
+        name=account.name,
+        reference=cards.customer_reference(session, account_id=account_id, gateway=gateway.name),
+    )
 
 
 def portal(ctx: Hosted, *, account_id: int) -> str:

@@ -95,6 +95,18 @@ def billing_page(
     )
 
 
+def _figures(session: Session, request: Request, viewer: Viewer) -> dict[str, Any]:
+    """The balance figures the page's script shows in place (the sidebar's, the dashboard's)."""
+    ctx = ctx_of(request)
+    return dashboard_figures(
+        session,
+        settings=ctx.settings,
+        account_id=viewer.account_id,
+        timezone=viewer.timezone,
+        now=ctx.clock.now(),
+    )
+
+
 def _own_invoice(session: Session, viewer: Viewer, invoice_id: str) -> Invoice | None:
     """The viewer's account's invoice of that id, or None (another account's is None too)."""
     if not invoice_id.isdigit() or len(invoice_id) >= 19:
@@ -217,13 +229,7 @@ def buy_tokens(
     )
     invoice = bought.invoice
     with ctx.db.read() as session:
-        figures = dashboard_figures(
-            session,
-            settings=ctx.settings,
-            account_id=viewer.account_id,
-            timezone=viewer.timezone,
-            now=ctx.clock.now(),
-        )
+        figures = _figures(session, request, viewer)
     row = invoice_dict(invoice)
     return JSONResponse(
         {
@@ -283,13 +289,7 @@ def invoice_state(request: Request, invoice_id: str, viewer: ScriptViewerDep) ->
             return JSONResponse(
                 {"error": {"code": "not_found", "message": "no such invoice"}}, status_code=404
             )
-        figures = dashboard_figures(
-            session,
-            settings=ctx.settings,
-            account_id=viewer.account_id,
-            timezone=viewer.timezone,
-            now=ctx.clock.now(),
-        )
+        figures = _figures(session, request, viewer)
         row = invoice_dict(invoice)
     return JSONResponse(
         {
