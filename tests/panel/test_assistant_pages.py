@@ -63,6 +63,8 @@ BAD_SETTINGS = [
     ),
     ("daily_token_cap", "-1", f"The daily token cap {WHOLE} 0 to 1,000,000,000."),
     ("daily_token_cap", "lots", f"The daily token cap {WHOLE} 0 to 1,000,000,000."),
+    ("monthly_token_cap", "-5", f"The monthly token cap {WHOLE} 0 to 1,000,000,000."),
+    ("monthly_token_cap", "1e6", f"The monthly token cap {WHOLE} 0 to 1,000,000,000."),
     ("turns_per_conversation", "10001", f"The questions per conversation {WHOLE} 0 to 10,000."),
     ("show_sources", "everything", "The sources shown must be 'none', 'names' or 'passages'."),
     # The settings page's own words for these fields (its labels): not the API's.

@@ -19,8 +19,9 @@ from chatmeter.ledger.verify import verify
 def assert_ledger_clean(where: Context | Database) -> None:
     """``chatmeter ledger verify`` sees at least one account and finds nothing wrong."""
     db = where.db if isinstance(where, Context) else where
+    now = where.clock.now() if isinstance(where, Context) else None  # and the monthly caps
     with db.read() as session:
-        reports = verify(session)
+        reports = verify(session, now=now)
     assert reports, "verify saw no accounts"
     assert all(r.ok for r in reports), [r.problems for r in reports if not r.ok]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chatmeter.db import Base, BigIntPK, UTCDateTime
@@ -37,6 +37,13 @@ class Assistant(Base):
     # Abuse limits: tokens per day of the account's time zone, turns per conversation
     # (0: none), and what visitors see of the sources ("none", "names", "passages").
     daily_token_cap: Mapped[int] = mapped_column(Integer, default=100_000, server_default="100000")
+    # Tokens per calendar month of the account's time zone (0: none), within the shared
+    # balance (``chat.caps``). ``monthly_cap_set_on`` is the local day the cap was last
+    # changed and ``monthly_cap_used_then`` the month's tokens at that moment (read under
+    # the balance lock): ``ledger verify`` allows a month that far above a lowered cap.
+    monthly_token_cap: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    monthly_cap_set_on: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    monthly_cap_used_then: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     turns_per_conversation: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
     show_sources: Mapped[str] = mapped_column(String(8), default="names", server_default="names")
     # Website domains the widget may run on, one per line ("example.com", "*.example.com").

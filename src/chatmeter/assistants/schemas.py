@@ -72,6 +72,12 @@ class AssistantFields(BaseModel):
         description="Tokens this assistant may use per day (the account's time zone); "
         "0: no cap. When reached it goes quietly unavailable until the next day.",
     )
+    monthly_token_cap: Annotated[StrictInt, Field(ge=0, le=1_000_000_000)] | None = Field(
+        None,
+        description="Tokens this assistant may use per calendar month (the account's time "
+        "zone) out of the shared balance; 0: no cap. When reached it goes quietly "
+        "unavailable while the others keep answering, until the 1st or a higher cap.",
+    )
     turns_per_conversation: Annotated[StrictInt, Field(ge=0, le=10_000)] | None = Field(
         None, description="Questions one conversation may ask; 0: no cap."
     )
@@ -155,6 +161,7 @@ LABELS = {
     "widget_theme": "the theme",
     "allowed_domains": "the allowed websites",
     "daily_token_cap": "the daily token cap",
+    "monthly_token_cap": "the monthly token cap",
     "turns_per_conversation": "the questions per conversation",
     "show_sources": "the sources shown",
     "answer_mode": "how answers are made",
@@ -165,6 +172,7 @@ WHOLE_NUMBERS = (
     "passages",
     "context_budget",
     "daily_token_cap",
+    "monthly_token_cap",
     "turns_per_conversation",
 )
 NUMBERS = ("temperature",)

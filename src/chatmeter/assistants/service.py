@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     # About 50 typical conversations a day: a crowd with the public key can drain no
     # more than this from the shared balance in a day, per assistant.
     "daily_token_cap": 100_000,
+    # None: the shared balance is the only limit, unless the owner sets one.
+    "monthly_token_cap": 0,
     "turns_per_conversation": 50,
     # File names, headings and pages; passages are the customer's text, shown only if chosen.
     "show_sources": "names",
@@ -94,9 +96,31 @@ def update_assistant(
     if "provider" in values or "model" in values:
         values = {"provider": assistant.provider, "model": assistant.model} | values
         _check_model(values, catalog)
+    if values.get("monthly_token_cap", assistant.monthly_token_cap) != assistant.monthly_token_cap:
+        _note_month_at_cap_change(session, assistant, now)
     _apply(assistant, values)
     assistant.updated_at = now
     return assistant
+
+
+def _note_month_at_cap_change(session: Session, assistant: Assistant, now: dt.datetime) -> None:
+    """Remember the month's tokens as the monthly cap changes, under the balance lock.
+
+    Reservations are checked against the cap under the same lock, so from here on the
+    month can only grow up to the new cap; what it had already used may be above a
+    lowered one, and ``ledger verify`` allows that much (and no more) this month.
+    """
+    from chatmeter.accounts.models import Account
+    from chatmeter.chat import caps
+    from chatmeter.ledger import service as ledger
+
+    ledger.lock_balance(session, account_id=assistant.account_id)
+    account = session.get(Account, assistant.account_id)
+    day = caps.local_day(now, account.timezone if account else "UTC")
+    assistant.monthly_cap_set_on = day
+    assistant.monthly_cap_used_then = caps.used_in_month(
+        session, assistant_id=assistant.id, day=day
+    )
 
 
 def delete_assistant(
@@ -150,7 +174,7 @@ def visible_by_public_key(
     session: Session, *, public_key: str, now: dt.datetime
 ) -> Assistant | None:
     """The assistant visitors may see and talk to: it exists, its account has tokens, and
-    it has not reached its daily token cap.
+    it has reached neither its daily nor its monthly token cap.
 
     The one place the "inactive at zero" rule meets the public: the widget and the
     chat both ask here, so they can never disagree.
@@ -166,10 +190,13 @@ def visible_by_public_key(
     balance = session.get(Balance, assistant.account_id)
     if balance is None or not is_active(balance):
         return None
-    if assistant.daily_token_cap:
+    if assistant.daily_token_cap or assistant.monthly_token_cap:
         account = session.get(Account, assistant.account_id)
         day = caps.local_day(now, account.timezone if account else "UTC")
-        if not caps.under_daily_cap(session, assistant=assistant, day=day):
+        if not (
+            caps.under_daily_cap(session, assistant=assistant, day=day)
+            and caps.under_monthly_cap(session, assistant=assistant, day=day)
+        ):
             return None
     return assistant
 
@@ -194,6 +221,7 @@ def assistant_dict(assistant: Assistant) -> dict[str, Any]:
         "widget_theme": assistant.widget_theme,
         "allowed_domains": assistant.domains,
         "daily_token_cap": assistant.daily_token_cap,
+        "monthly_token_cap": assistant.monthly_token_cap,
         "turns_per_conversation": assistant.turns_per_conversation,
         "show_sources": assistant.show_sources,
         "answer_mode": assistant.answer_mode,

@@ -6,6 +6,13 @@
   settles, both in the ledger's transaction, after the account's balance lock:
   concurrent turns of one assistant can never pass the cap together. At the cap
   the assistant goes quietly unavailable, as at zero tokens, until the next day.
+- **Monthly tokens**: the same for a calendar month of the account's time zone
+  (``Assistant.monthly_token_cap``, 0 for none), so one assistant cannot starve the
+  others of the shared balance. It counts the month's ``assistant_days`` summed in
+  SQL, only when a cap is set: turns of uncapped assistants pay nothing for it. At
+  the cap the assistant is away until the 1st, or until the owner raises the cap.
+  Both caps are read again under the lock, so a cap changed while a turn was being
+  prepared is the one it meets.
 - **Turns per conversation**: a conversation of ``turns_per_conversation``
   questions takes no more (``ConversationFull``); the visitor starts a new one.
   This bounds what one conversation's history can cost; it is checked when the
@@ -17,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from chatmeter.assistants.models import Assistant
@@ -38,6 +45,32 @@ def used_on(session: Session, *, assistant_id: int, day: dt.date) -> int:
     return used or 0
 
 
+def month_of(day: dt.date) -> tuple[dt.date, dt.date]:
+    """The first day of ``day``'s month and the first day of the next."""
+    first = day.replace(day=1)
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    return first, following
+
+
+def used_in_month(session: Session, *, assistant_id: int, day: dt.date) -> int:
+    """What the assistant reserved and spent in ``day``'s month (its days, summed in SQL)."""
+    first, following = month_of(day)
+    used = session.scalar(
+        select(func.sum(AssistantDay.tokens)).where(
+            AssistantDay.assistant_id == assistant_id,
+            AssistantDay.day >= first,
+            AssistantDay.day < following,
+        )
+    )
+    return int(used or 0)
+
+
+def under_monthly_cap(session: Session, *, assistant: Assistant, day: dt.date) -> bool:
+    """Whether the assistant may still answer this month (it has not reached its cap)."""
+    cap = assistant.monthly_token_cap
+    return not cap or used_in_month(session, assistant_id=assistant.id, day=day) < cap
+
+
 def under_daily_cap(session: Session, *, assistant: Assistant, day: dt.date) -> bool:
     """Whether the assistant may still answer today (it has not reached its cap)."""
     cap = assistant.daily_token_cap
@@ -45,12 +78,23 @@ def under_daily_cap(session: Session, *, assistant: Assistant, day: dt.date) -> 
 
 
 def take(session: Session, *, assistant: Assistant, day: dt.date, tokens: int) -> None:
-    """Count a reservation towards the day, or ``Unavailable`` if it would pass the cap.
+    """Count a reservation towards the day, or ``Unavailable`` if it would pass the
+    assistant's daily or monthly cap.
 
-    The caller holds the account's balance lock (``ledger.reserve`` took it).
+    The caller holds the account's balance lock (``ledger.reserve`` took it), so the
+    caps read here are the ones in force: an owner changing them takes the same lock.
     """
+    daily_cap, monthly_cap = session.execute(
+        select(Assistant.daily_token_cap, Assistant.monthly_token_cap).where(
+            Assistant.id == assistant.id
+        )
+    ).one()
     used = used_on(session, assistant_id=assistant.id, day=day)
-    if assistant.daily_token_cap and used + tokens > assistant.daily_token_cap:
+    if daily_cap and used + tokens > daily_cap:
+        raise Unavailable()
+    if monthly_cap and (
+        used_in_month(session, assistant_id=assistant.id, day=day) + tokens > monthly_cap
+    ):
         raise Unavailable()
     if used or _exists(session, assistant.id, day):
         _add(session, assistant.id, day, tokens)

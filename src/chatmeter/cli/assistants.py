@@ -43,6 +43,7 @@ def _assistant_text(d: dict[str, Any]) -> str:
         f"{d['context_budget']} tokens\n"
         f"  domains: {', '.join(d['allowed_domains']) or '(none yet)'}\n"
         f"  daily cap {d['daily_token_cap'] or 'none'}, "
+        f"monthly cap {d['monthly_token_cap'] or 'none'}, "
         f"{d['turns_per_conversation'] or 'unlimited'} questions per conversation, "
         f"sources shown: {d['show_sources']}"
     )
@@ -68,6 +69,12 @@ WidgetColorOpt = Annotated[str | None, typer.Option(help="Widget colour, #rrggbb
 WidgetPositionOpt = Annotated[str | None, typer.Option(help="left or right.")]
 DailyCapOpt = Annotated[
     int | None, typer.Option(help="Tokens the assistant may use per day; 0: no cap.")
+]
+MonthlyCapOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Tokens the assistant may use per calendar month of the shared balance; 0: no cap."
+    ),
 ]
 TurnsOpt = Annotated[int | None, typer.Option(help="Questions per conversation; 0: no cap.")]
 SourcesOpt = Annotated[
@@ -104,6 +111,7 @@ def assistants_create(
     widget_color: WidgetColorOpt = None,
     widget_position: WidgetPositionOpt = None,
     daily_token_cap: DailyCapOpt = None,
+    monthly_token_cap: MonthlyCapOpt = None,
     turns_per_conversation: TurnsOpt = None,
     show_sources: SourcesOpt = None,
     as_json: JsonOpt = False,
@@ -127,6 +135,7 @@ def assistants_create(
             widget_color=widget_color,
             widget_position=widget_position,
             daily_token_cap=daily_token_cap,
+            monthly_token_cap=monthly_token_cap,
             turns_per_conversation=turns_per_conversation,
             show_sources=show_sources,
         )
@@ -174,6 +183,7 @@ def assistants_update(
     widget_color: WidgetColorOpt = None,
     widget_position: WidgetPositionOpt = None,
     daily_token_cap: DailyCapOpt = None,
+    monthly_token_cap: MonthlyCapOpt = None,
     turns_per_conversation: TurnsOpt = None,
     show_sources: SourcesOpt = None,
     widget_theme: ThemeOpt = None,
@@ -206,6 +216,7 @@ def assistants_update(
             widget_color=widget_color,
             widget_position=widget_position,
             daily_token_cap=daily_token_cap,
+            monthly_token_cap=monthly_token_cap,
             turns_per_conversation=turns_per_conversation,
             show_sources=show_sources,
             widget_theme=widget_theme,

@@ -406,7 +406,7 @@ def ledger_verify(
     from chatmeter.ledger.verify import verify
 
     with context() as ctx, ctx.db.read() as session:
-        reports = verify(session, account_id=account)
+        reports = verify(session, account_id=account, now=ctx.clock.now())
     data = [
         {
             "account_id": r.account_id,
