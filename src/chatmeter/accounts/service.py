@@ -104,11 +104,19 @@ def update_account(
     contact_email: str | None = None,
     timezone: str | None = None,
     name: str | None = None,
+    surge_multiple: object | None = None,
+    surge_min_tokens: int | None = None,
 ) -> Account:
     """Change settings; a new contact email is announced to the old and the new address."""
+    from chatmeter.chat import surges  # it reads accounts: imported when used
+
     # Take the balance lock: a concurrent ledger change reads the contact email.
     ledger.lock_balance(session, account_id=account_id)
     account = get_account(session, account_id=account_id)
+    if surge_multiple is not None:
+        account.surge_multiple_tenths = surges.parse_multiple(surge_multiple)
+    if surge_min_tokens is not None:
+        account.surge_min_tokens = surges.check_min_tokens(surge_min_tokens)
     if timezone is not None:
         account.timezone = normalise_timezone(timezone)
     if name is not None:
