@@ -135,13 +135,14 @@ def find(session: Session, *, account: Account, now: dt.datetime) -> list[Surge]
     edges = usage.day_edges(first, today, account.timezone)
     cells = usage.tokens_by_day_and_assistant(session, account_id=account.id, edges=edges)
     today_index = HISTORY_DAYS
-    live = dict(
-        session.execute(
+    live: dict[int, str] = {
+        id_: name
+        for id_, name in session.execute(
             select(Assistant.id, Assistant.name).where(
                 Assistant.account_id == account.id, Assistant.deleted_at.is_(None)
             )
-        ).tuples()
-    )
+        )
+    }
     found = []
     for (index, assistant_id), tokens in cells.items():
         if index != today_index or assistant_id not in live:
