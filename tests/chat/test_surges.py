@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import itertools
 import json
 import threading
 from decimal import Decimal
@@ -22,9 +21,7 @@ from sqlalchemy import select
 
 from chatmeter.accounts import service as accounts
 from chatmeter.assistants import service as assistants
-from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.chat import surges
-from chatmeter.chat.models import Conversation, Message
 from chatmeter.clock import FixedClock
 from chatmeter.context import Context
 from chatmeter.errors import InvalidInput
@@ -33,72 +30,10 @@ from chatmeter.notifications.models import OutboxMessage
 from chatmeter.notifications.templates import render
 from tests.support.accounts import new_account
 from tests.support.api import Caller
+from tests.support.usage_days import answered, history, new_assistant, today
 from tests.test_cli import Operator
 
-_ids = itertools.count()
-
-
 # --- helpers -------------------------------------------------------------------------
-
-
-def new_assistant(ctx: Context, account_id: int, name: str) -> int:
-    with ctx.db.uow() as uow:
-        bot = assistants.create_assistant(
-            uow.session,
-            account_id=account_id,
-            fields=AssistantFields(name=name),
-            now=ctx.clock.now(),
-        )
-        uow.commit()
-        return bot.id
-
-
-def answered(
-    ctx: Context, account_id: int, assistant_id: int, at: dt.datetime, tokens: int
-) -> None:
-    """One stored turn at ``at``: the question and an answer of ``tokens`` tokens."""
-    with ctx.db.uow() as uow:
-        conversation = Conversation(
-            public_id=f"c-{next(_ids)}",
-            assistant_id=assistant_id,
-            account_id=account_id,
-            messages=2,
-            context_tokens=tokens - tokens // 4,
-            generation_tokens=tokens // 4,
-            created_at=at,
-            updated_at=at,
-        )
-        uow.session.add(conversation)
-        uow.session.flush()
-        for role, context, generation in (
-            ("user", 0, 0),
-            ("assistant", tokens - tokens // 4, tokens // 4),
-        ):
-            uow.session.add(
-                Message(
-                    conversation_id=conversation.id,
-                    role=role,
-                    content="…",
-                    context_tokens=context,
-                    generation_tokens=generation,
-                    created_at=at,
-                )
-            )
-        uow.commit()
-
-
-def history(
-    ctx: Context, clock: FixedClock, account_id: int, assistant_id: int, per_day: list[int]
-) -> None:
-    """``per_day`` tokens on the days before today (oldest first), at 10:00 UTC."""
-    today = clock.now().replace(hour=10, minute=0)
-    for back, tokens in enumerate(reversed(per_day), start=1):
-        if tokens:
-            answered(ctx, account_id, assistant_id, today - dt.timedelta(days=back), tokens)
-
-
-def today(ctx: Context, clock: FixedClock, account_id: int, assistant_id: int, tokens: int) -> None:
-    answered(ctx, account_id, assistant_id, clock.now() - dt.timedelta(minutes=30), tokens)
 
 
 def surge_emails(ctx: Context) -> list[OutboxMessage]:

@@ -11,8 +11,8 @@ from chatmeter.accounts import service as accounts
 from chatmeter.accounts.models import User
 from chatmeter.clock import FixedClock
 from chatmeter.context import Context
-from tests.chat.test_surges import history, new_assistant, today
 from tests.support.panel import Panel
+from tests.support.usage_days import history, new_assistant, today
 
 
 def test_the_dashboard_has_a_line_per_assistant_surging(
