@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from chatmeter.accounts import service as accounts
+from chatmeter.accounts import surge_settings
 from chatmeter.assistants import service as assistants
 from chatmeter.chat import surges
 from chatmeter.clock import FixedClock
@@ -80,14 +81,14 @@ def test_a_surge_is_above_the_multiple_and_at_least_the_minimum() -> None:
     ("value", "tenths"), [(3, 30), ("2.5", 25), (1.5, 15), (100, 1000), (" 4 ", 40)]
 )
 def test_multiples_are_kept_in_tenths(value: object, tenths: int) -> None:
-    assert surges.parse_multiple(value) == tenths
-    assert Decimal(surges.multiple_text(tenths)) == Decimal(str(value).strip())
+    assert surge_settings.parse_multiple(value) == tenths
+    assert Decimal(surge_settings.multiple_text(tenths)) == Decimal(str(value).strip())
 
 
 @pytest.mark.parametrize("value", [1.4, 0, -3, 100.1, "2.55", "three", "nan", "inf", True])
 def test_bad_multiples_are_refused(value: object) -> None:
     with pytest.raises(InvalidInput):
-        surges.parse_multiple(value)
+        surge_settings.parse_multiple(value)
 
 
 def test_the_ratio_reads_as_people_say_it() -> None:

@@ -28,20 +28,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
+from chatmeter.accounts.surge_settings import multiple_text
 from chatmeter.assistants.models import Assistant
 from chatmeter.chat import usage
 from chatmeter.chat.models import Conversation
-from chatmeter.errors import InvalidInput
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.outbox import enqueue
 
 HISTORY_DAYS = 14
 MIN_DAYS_WITH_USE = 3
-DEFAULT_MULTIPLE = Decimal("3")
-MIN_MULTIPLE = Decimal("1.5")
-MAX_MULTIPLE = Decimal("100")
-DEFAULT_MIN_TOKENS = 2000
-MAX_MIN_TOKENS = 1_000_000_000
 EMAIL_KIND = "usage_surge"
 # A local day lasts at most 25 hours and starts at most 14 hours before UTC's: a
 # conversation touched within this long before now may hold today's tokens anywhere.
@@ -85,40 +80,6 @@ def typical_day(daily_tokens: list[int]) -> int | None:
 def is_surge(*, today: int, typical: int, multiple_tenths: int, min_tokens: int) -> bool:
     """More than ``multiple`` times the typical day, and not below the minimum."""
     return today >= min_tokens and today * 10 > typical * multiple_tenths
-
-
-def parse_multiple(value: object) -> int:
-    """A multiple such as 3 or "2.5" → tenths (30, 25); within 1.5–100, one decimal."""
-    try:
-        number = Decimal(str(value).strip())
-    except ArithmeticError:
-        number = Decimal("NaN")
-    if isinstance(value, bool) or not number.is_finite():
-        raise InvalidInput("the surge multiple must be a number such as 3", field="surge_multiple")
-    if not MIN_MULTIPLE <= number <= MAX_MULTIPLE:
-        raise InvalidInput(
-            f"the surge multiple must be between {MIN_MULTIPLE} and {MAX_MULTIPLE}",
-            field="surge_multiple",
-        )
-    tenths = number * 10
-    if tenths != tenths.to_integral_value():
-        raise InvalidInput(
-            "the surge multiple has at most one decimal, such as 2.5", field="surge_multiple"
-        )
-    return int(tenths)
-
-
-def multiple_text(tenths: int) -> str:
-    """30 → "3", 25 → "2.5"."""
-    return str(Decimal(tenths) / 10).removesuffix(".0")
-
-
-def check_min_tokens(value: int) -> int:
-    if isinstance(value, bool) or not 0 <= value <= MAX_MIN_TOKENS:
-        raise InvalidInput(
-            f"the surge minimum must be 0 to {MAX_MIN_TOKENS:,} tokens", field="surge_min_tokens"
-        )
-    return value
 
 
 # --- reading and acting ----------------------------------------------------------

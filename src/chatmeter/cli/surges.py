@@ -23,6 +23,7 @@ def accounts_surge_alerts(
 ) -> None:
     """Show an account's surge alert settings and today's surges, or change the settings."""
     from chatmeter.accounts import service as accounts
+    from chatmeter.accounts.surge_settings import multiple_text
     from chatmeter.chat import surges
 
     with context() as ctx, ctx.db.uow() as uow:
@@ -57,7 +58,7 @@ def accounts_surge_alerts(
         as_json,
         lambda d: "\n".join(
             [
-                f"alert above   {surges.multiple_text(int(d['surge_multiple'] * 10))}× "
+                f"alert above   {multiple_text(round(d['surge_multiple'] * 10))}× "
                 "an assistant's typical day",
                 f"minimum       {d['surge_min_tokens']:,} tokens today",
             ]

@@ -20,7 +20,7 @@ from starlette.datastructures import FormData
 
 from chatmeter.accounts import contact_email, team, users
 from chatmeter.accounts import service as accounts
-from chatmeter.chat.surges import multiple_text as surge_multiple_text
+from chatmeter.accounts.surge_settings import multiple_text as surge_multiple_text
 from chatmeter.errors import InvalidInput
 from chatmeter.formatting import local_date, local_time
 from chatmeter.panel import auth
