@@ -300,6 +300,30 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
             "take the account over",
         ],
     ),
+    "usage_surge": (
+        {
+            "account_name": "Acme Bakery",
+            "assistant_id": 7,
+            "assistant_name": "Front desk",
+            "day": "2026-11-18",
+            "today_tokens": 12400,
+            "typical_tokens": 3100,
+            "days_counted": 9,
+            "history_days": 14,
+            "ratio": "4",
+            "multiple": "2.5",
+            "min_tokens": 2000,
+        },
+        [
+            "Front desk",
+            "12,400 tokens today (2026-11-18)",
+            "about 4× its typical day of 3,100 tokens",
+            "median of the 9 days it was used in the last 14",
+            "above 2.5× that and 2,000 tokens",
+            f"{BASE_URL}/panel/assistants/7/conversations",
+            f"{BASE_URL}/panel/settings",
+        ],
+    ),
 }
 
 # Passed by the callers (all balance emails get the same figures) but not

@@ -27,6 +27,12 @@ class Account(Base):
     email_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     # When the owner closed the welcome checklist; None while it shows.
     onboarding_dismissed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Surge alerts (``chat.surges``): an assistant is surging when its tokens today exceed
+    # this multiple of its typical day, in tenths (30 = 3×) so that 1.5× stays exact, and
+    # are at least ``surge_min_tokens``, so that a quiet account is not alerted over a few
+    # hundred tokens.
+    surge_multiple_tenths: Mapped[int] = mapped_column(default=30, server_default="30")
+    surge_min_tokens: Mapped[int] = mapped_column(default=2000, server_default="2000")
 
 
 class Scope(StrEnum):

@@ -7,7 +7,7 @@ import datetime as dt
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
-from chatmeter.accounts import keys
+from chatmeter.accounts import keys, surge_settings
 from chatmeter.accounts.models import Account, Scope
 from chatmeter.config import check_timezone
 from chatmeter.errors import Forbidden, InvalidInput, NotFound
@@ -104,11 +104,17 @@ def update_account(
     contact_email: str | None = None,
     timezone: str | None = None,
     name: str | None = None,
+    surge_multiple: object | None = None,
+    surge_min_tokens: int | None = None,
 ) -> Account:
     """Change settings; a new contact email is announced to the old and the new address."""
     # Take the balance lock: a concurrent ledger change reads the contact email.
     ledger.lock_balance(session, account_id=account_id)
     account = get_account(session, account_id=account_id)
+    if surge_multiple is not None:
+        account.surge_multiple_tenths = surge_settings.parse_multiple(surge_multiple)
+    if surge_min_tokens is not None:
+        account.surge_min_tokens = surge_settings.check_min_tokens(surge_min_tokens)
     if timezone is not None:
         account.timezone = normalise_timezone(timezone)
     if name is not None:

@@ -242,6 +242,17 @@ def assistant_names(session: Session, *, account_id: int) -> dict[int, tuple[str
     return {id_: (name, deleted_at is not None) for id_, name, deleted_at in rows}
 
 
+def tokens_by_day_and_assistant(
+    session: Session, *, account_id: int, edges: Sequence[dt.datetime]
+) -> dict[tuple[int, int], int]:
+    """Chat tokens by (index of the local day between ``edges``, assistant): the Usage
+    page's per-assistant daily tokens, which surge alerts compare (``chat.surges``)."""
+    return {
+        key: figures.tokens
+        for key, figures in _message_cells(session, account_id, None, edges).items()
+    }
+
+
 # --- the queries -----------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ for _area in (
     "money",
     "invoicing",
     "forecast",
+    "surges",
     "keys",
     "operations",
 ):

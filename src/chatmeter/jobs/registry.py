@@ -93,6 +93,22 @@ def deliver_outbox(ctx: Context) -> dict[str, Any]:
     return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
 
 
+def usage_surge(ctx: Context) -> dict[str, Any]:
+    """Email each account about its assistants using far more than on a typical day
+    (``chat.surges``), once per assistant and local day, one account a transaction."""
+    from chatmeter.chat import surges
+
+    now = ctx.clock.now()
+    with ctx.db.read() as session:
+        accounts = surges.accounts_used_today(session, now=now)
+    queued = 0
+    for account_id in accounts:
+        with ctx.db.uow() as uow:
+            queued += surges.alert(uow.session, account_id=account_id, now=now)
+            uow.commit()
+    return {"accounts": len(accounts), "queued": queued}
+
+
 def train(ctx: Context) -> dict[str, Any]:
     from chatmeter.training import service as training
 
@@ -128,6 +144,13 @@ JOBS: dict[str, Job] = {
             dt.timedelta(seconds=5),
             deliver_outbox,
             "Send queued emails, retrying failures with backoff.",
+        ),
+        Job(
+            "usage-surge",
+            dt.timedelta(minutes=5),
+            usage_surge,
+            "Email about assistants using far more tokens today than on a typical day "
+            "(once per assistant and day).",
         ),
         Job(
             "training",

@@ -34,6 +34,8 @@ KINDS = frozenset(
         "topup_receipt",
         "topup_disabled",
         "contact_email_changed",
+        # An assistant using far more than on its typical day (chatmeter.chat.surges).
+        "usage_surge",
         # The control panel's single-use links (chatmeter.accounts.links).
         "password_reset",
         "contact_email_confirm",

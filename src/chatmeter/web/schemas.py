@@ -10,7 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from chatmeter.billing.subscriptions import MAX_PACKAGES, MIN_PACKAGES
 from chatmeter.ledger.rules import MAX_TOKENS
@@ -54,6 +62,12 @@ class AccountIn(Strict):
     contact_email: Annotated[StrictStr, Field(max_length=320)] | None = None
     timezone: Annotated[StrictStr, Field(max_length=64)] | None = None
     name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+    surge_multiple: StrictInt | StrictFloat | None = Field(
+        None, description="Surge alert above this multiple of an assistant's typical day (1.5–100)."
+    )
+    surge_min_tokens: StrictInt | None = Field(
+        None, description="No surge alert below this many tokens today."
+    )
 
 
 class ApiKeyIn(Strict):
@@ -175,3 +189,5 @@ class AccountOut(BaseModel):
     contact_email: str
     timezone: str
     created_at: dt.datetime
+    surge_multiple: float = Field(description="Surge alerts above this multiple (default 3).")
+    surge_min_tokens: int = Field(description="No surge alert below this many tokens today.")

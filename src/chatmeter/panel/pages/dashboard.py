@@ -15,6 +15,7 @@ from chatmeter.accounts import service as accounts
 from chatmeter.assistants import service as assistants
 from chatmeter.assistants.models import Assistant
 from chatmeter.billing import topups
+from chatmeter.chat import surges
 from chatmeter.chat.models import Conversation
 from chatmeter.panel.assistant_views import TEST_VISITOR, file_counts, status_of
 from chatmeter.panel.deps import (
@@ -86,6 +87,11 @@ def _dashboard_page(
         auto_topup = topups.overview(  # _auto_topup_line.html
             session, settings=ctx.settings, account_id=viewer.account_id, now=ctx.clock.now()
         )
+        surging = surges.find(  # _surges.html: the same surges the emails tell
+            session,
+            account=accounts.get_account(session, account_id=viewer.account_id),
+            now=ctx.clock.now(),
+        )
     # Each row carries its status both ways, so that buying tokens on this page (or
     # running out) switches it without a reload.
     rows = [
@@ -108,6 +114,7 @@ def _dashboard_page(
         bots=rows,
         checklist=checklist(progress),
         auto_topup=auto_topup,
+        surges=surging,
         status=status,
         **context,
     )

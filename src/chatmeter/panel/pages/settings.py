@@ -20,6 +20,8 @@ from starlette.datastructures import FormData
 
 from chatmeter.accounts import contact_email, team, users
 from chatmeter.accounts import service as accounts
+from chatmeter.accounts.surge_settings import multiple_text as surge_multiple_text
+from chatmeter.errors import InvalidInput
 from chatmeter.formatting import local_date, local_time
 from chatmeter.panel import auth
 from chatmeter.panel.deps import (
@@ -51,6 +53,7 @@ REGIONS = (
 )
 DONE = {
     "account": "Your account settings are saved.",
+    "surge": "Your surge alert settings are saved.",
     "email_sent": "We sent a confirmation link to the new address. "
     "Your contact email changes when it is opened.",
     "email_cancelled": "The contact email change is cancelled.",
@@ -114,6 +117,10 @@ def settings_page(
         errors=errors or {},
         values=values or {},
         account={"name": account.name, "contact_email": account.contact_email, "timezone": zone},
+        surge={
+            "multiple": surge_multiple_text(account.surge_multiple_tenths),
+            "min_tokens": account.surge_min_tokens,
+        },
         zones=zone_groups(zone),
         pending=(
             {"email": pending.email, "until": local_time(pending.expires_at, zone)}
@@ -199,6 +206,30 @@ def save_account(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> R
         )
         uow.commit()
     return done("account", "account")
+
+
+# --- surge alerts ------------------------------------------------------------------
+
+
+@router.post("/settings/surge-alerts", dependencies=[refused_in("surge")])
+def save_surge_alerts(request: Request, viewer: ViewerDep, form: CheckedFormDep) -> Response:
+    """The multiple and minimum of surge alerts (``chat.surges``), as in PATCH /account."""
+    ctx = ctx_of(request)
+    owner_only(viewer, "change the account's settings")
+    multiple = form_text(form, "surge_multiple", limit=20)
+    minimum = form_text(form, "surge_min_tokens", limit=20).replace(",", "").strip()
+    if not minimum.isdigit():
+        raise InvalidInput("the minimum must be a whole number of tokens", field="surge_min_tokens")
+    with ctx.db.uow() as uow:
+        accounts.update_account(
+            uow.session,
+            account_id=viewer.account_id,
+            now=ctx.clock.now(),
+            surge_multiple=multiple,
+            surge_min_tokens=int(minimum),
+        )
+        uow.commit()
+    return done("surge", "surge")
 
 
 # --- the contact email -------------------------------------------------------------

@@ -22,7 +22,8 @@ def get_account(ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
 
 @router.patch("/account", response_model=AccountOut)
 def update_account(body: AccountIn, ctx: ContextDep, account_id: AccountDep) -> dict[str, Any]:
-    """Change the contact email (both addresses are told), time zone or name."""
+    """Change the contact email (both addresses are told), time zone, name or surge alert
+    settings."""
     with ctx.db.uow() as uow:
         account = accounts.update_account(
             uow.session,
@@ -31,6 +32,8 @@ def update_account(body: AccountIn, ctx: ContextDep, account_id: AccountDep) -> 
             contact_email=body.contact_email,
             timezone=body.timezone,
             name=body.name,
+            surge_multiple=body.surge_multiple,
+            surge_min_tokens=body.surge_min_tokens,
         )
         uow.commit()
     return account_dict(account)
@@ -43,4 +46,6 @@ def account_dict(account: Account) -> dict[str, Any]:
         "contact_email": account.contact_email,
         "timezone": account.timezone,
         "created_at": account.created_at,
+        "surge_multiple": account.surge_multiple_tenths / 10,
+        "surge_min_tokens": account.surge_min_tokens,
     }
