@@ -4,7 +4,7 @@
   ``surge_min_tokens`` (no alert below this many tokens today).
 
 Revision ID: c8e1f4a7d2b9
-Revises: b3f9a6d2c1e8
+Revises: d8e2f5a1c9b4
 Create Date: 2026-12-07 04:15:00.000000
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c8e1f4a7d2b9"
-down_revision: str | None = "b3f9a6d2c1e8"
+down_revision: str | None = "d8e2f5a1c9b4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
