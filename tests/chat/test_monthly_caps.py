@@ -21,11 +21,11 @@ from chatmeter.assistants.models import Assistant
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.chat import caps
 from chatmeter.chat.admission import start_turn
+from chatmeter.chat.caps import verify
 from chatmeter.chat.models import AssistantDay
 from chatmeter.chat.turn import Turn
 from chatmeter.context import Context
 from chatmeter.errors import Unavailable
-from chatmeter.ledger.verify import verify
 from chatmeter.web.app import create_app
 from tests.chat.shop import QUESTION, UNAVAILABLE, open_shop
 from tests.support.accounts import add_tokens, new_account

@@ -186,7 +186,9 @@ def test_the_settings_preview_follows_the_title_colour_and_theme(
     page.goto(f"{served.url}/panel/assistants/new")
     page.get_by_label("Name", exact=True).fill("Northwind Help")
     page.get_by_role("button", name="Create assistant").click()
-    page.locator(".tabs").get_by_role("link", name="Settings").click()
+    # Typing starts once the Settings page has loaded, its preview script with it.
+    with page.expect_navigation(wait_until="load"):
+        page.locator(".tabs").get_by_role("link", name="Settings").click()
 
     preview = page.get_by_test_id("preview")
     drawing = preview.locator("[data-preview]")

@@ -56,7 +56,7 @@ class World:
     ) -> httpx.Response:
         """``route`` with ``values`` in its path and query, as ``caller`` (None: a stranger)."""
         path = route.path
-        query: dict[str, int] = {}
+        query: dict[str, int | str] = dict(rule.params)
         for name, value in values.items():
             if "{" + name + "}" in path:
                 path = path.replace("{" + name + "}", str(value))

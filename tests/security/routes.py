@@ -13,7 +13,8 @@ can slip past the matrix. The rules:
   B calls it as itself and must see nothing of A's. Either way, a caller without a
   key or session is refused.
   ``json``/``form``/``files``: a valid body, so that the id is what decides.
-  ``query``: query parameters that name another row (``{"assistant_id": "assistant_id"}``:
+  ``params``: fixed query parameters the route needs. ``query``: query parameters that
+  name another row (``{"assistant_id": "assistant_id"}``:
   the parameter ``assistant_id`` takes an id of the kind ``assistant_id``); A's id must
   be answered like a non-existent one. ``cursor``: a paging parameter and the kind of
   id it takes; paging from A's id shows only B's rows. ``lists``: the kind of id the
@@ -82,6 +83,7 @@ class Rule:
     files: Mapping[str, tuple[str, bytes]] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)  # fixed query values
     cursor: Mapping[str, str] = field(default_factory=dict)
     lists: str | None = None
     scripted: bool = False  # a panel endpoint for the page's script: CSRF in a header
@@ -142,7 +144,7 @@ COVERAGE: dict[str, Rule] = {
     "PATCH /api/v1/assistants/{assistant_id}/files/{file_id}": api(json={"title": "Taken over"}),
     "GET /api/v1/assistants/{assistant_id}/questions": api(),
     "GET /api/v1/forecast": api(),
-    "GET /api/v1/assistants/{assistant_id}/estimate": api(query={"conversations_per_day": "5"}),
+    "GET /api/v1/assistants/{assistant_id}/estimate": api(params={"conversations_per_day": "5"}),
     "GET /api/v1/assistants/{assistant_id}/corrections": api(),
     "POST /api/v1/assistants/{assistant_id}/corrections": api(json=CORRECTION),
     "PUT /api/v1/assistants/{assistant_id}/corrections/{correction_id}": api(json=CORRECTION),

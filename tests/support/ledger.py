@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from chatmeter.chat import caps
 from chatmeter.context import Context
 from chatmeter.db import Database
 from chatmeter.ledger.models import Hold, HoldStatus
@@ -19,9 +20,11 @@ from chatmeter.ledger.verify import verify
 def assert_ledger_clean(where: Context | Database) -> None:
     """``chatmeter ledger verify`` sees at least one account and finds nothing wrong."""
     db = where.db if isinstance(where, Context) else where
-    now = where.clock.now() if isinstance(where, Context) else None  # and the monthly caps
     with db.read() as session:
-        reports = verify(session, now=now)
+        if isinstance(where, Context):  # and the assistants' monthly caps, as the CLI does
+            reports = caps.verify(session, now=where.clock.now())
+        else:
+            reports = verify(session)
     assert reports, "verify saw no accounts"
     assert all(r.ok for r in reports), [r.problems for r in reports if not r.ok]
 

@@ -27,9 +27,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from chatmeter.accounts.models import Account
 from chatmeter.assistants.models import Assistant
 from chatmeter.chat.models import AssistantDay, Conversation
 from chatmeter.errors import ConversationFull, Unavailable
+from chatmeter.ledger.verify import AccountReport
+from chatmeter.ledger.verify import verify as ledger_verify
 
 
 def local_day(now: dt.datetime, timezone: str) -> dt.date:
@@ -133,3 +136,58 @@ def _add(session: Session, assistant_id: int, day: dt.date, tokens: int) -> None
         .where(AssistantDay.assistant_id == assistant_id, AssistantDay.day == day)
         .values(tokens=AssistantDay.tokens + tokens)
     )
+
+
+# --- ``chatmeter ledger verify``: the ledger's checks and the monthly caps ------------------
+
+
+def verify(
+    session: Session, *, now: dt.datetime, account_id: int | None = None
+) -> list[AccountReport]:
+    """The ledger's reports, each with its assistants' monthly caps checked too.
+
+    No assistant's current month (of the account's time zone) may hold more reserved
+    and spent tokens than its monthly cap allows: the cap in force, or, if the owner
+    lowered it this month below what the month had already used, that use
+    (``Assistant.monthly_cap_used_then``, read under the balance lock as the cap
+    changed). Turns are checked against the cap under that lock, so a month above it
+    means a reservation passed a cap it should have met. Past months are not checked:
+    their caps are not kept.
+    """
+    reports = ledger_verify(session, account_id=account_id)
+    for report in reports:
+        report.problems += _monthly_caps(session, report.account_id, now)
+    return reports
+
+
+def _monthly_caps(session: Session, account_id: int, now: dt.datetime) -> list[str]:
+    """Each capped assistant whose month holds more than its cap allows."""
+    capped = list(
+        session.scalars(
+            select(Assistant)
+            .where(Assistant.account_id == account_id, Assistant.monthly_token_cap > 0)
+            .order_by(Assistant.id)
+        )
+    )
+    if not capped:
+        return []
+    account = session.get(Account, account_id)
+    today = local_day(now, account.timezone if account else "UTC")
+    problems = []
+    for assistant in capped:
+        used = used_in_month(session, assistant_id=assistant.id, day=today)
+        allowed = _allowed(assistant, today)
+        if used > allowed:
+            problems.append(
+                f"assistant {assistant.id}: {used} tokens reserved and spent in "
+                f"{today:%Y-%m}, above the {allowed} its monthly cap allows"
+            )
+    return problems
+
+
+def _allowed(assistant: Assistant, today: dt.date) -> int:
+    """The cap in force, or the month's use when a cap was set below it this month."""
+    set_on = assistant.monthly_cap_set_on
+    if set_on is not None and month_of(set_on) == month_of(today):
+        return max(assistant.monthly_token_cap, assistant.monthly_cap_used_then)
+    return assistant.monthly_token_cap

@@ -403,7 +403,7 @@ def ledger_verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute balances from the entries; exit 1 if anything differs."""
-    from chatmeter.ledger.verify import verify
+    from chatmeter.chat.caps import verify
 
     with context() as ctx, ctx.db.read() as session:
         reports = verify(session, account_id=account, now=ctx.clock.now())

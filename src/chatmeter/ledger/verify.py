@@ -8,27 +8,19 @@ Checked for each account:
 - reserved tokens equal the pending holds, and each hold's allocations add up;
 - tokens are conserved: everything granted is available, reserved, spent,
   expired or removed by a debit;
-- nothing is negative;
-- given ``now``: no assistant's current month (of the account's time zone) holds
-  more reserved and spent tokens than its monthly cap allows. The cap allowed is
-  the one in force, or, if the owner lowered it this month below what the month had
-  already used, that use (``Assistant.monthly_cap_used_then``, read under the
-  balance lock as the cap changed): turns are checked against the cap under that
-  lock, so a month above it means a reservation passed a cap it should have met.
-  Past months are not checked: their caps are not kept.
+- nothing is negative.
+
+The assistants' monthly caps are checked on top of this by ``chat.caps.verify``
+(what ``chatmeter ledger verify`` runs): the ledger knows accounts, not assistants.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from chatmeter.accounts.models import Account
-from chatmeter.assistants.models import Assistant
-from chatmeter.chat import caps
 from chatmeter.ledger.models import (
     Balance,
     EntryKind,
@@ -52,53 +44,11 @@ class AccountReport:
         return not self.problems
 
 
-def verify(
-    session: Session, *, account_id: int | None = None, now: dt.datetime | None = None
-) -> list[AccountReport]:
-    """Every account's report (or ``account_id``'s); with ``now``, the monthly caps too."""
+def verify(session: Session, *, account_id: int | None = None) -> list[AccountReport]:
     query = select(Balance).order_by(Balance.account_id)
     if account_id is not None:
         query = query.where(Balance.account_id == account_id)
-    reports = []
-    for balance in session.scalars(query):
-        report = _verify_account(session, balance)
-        if now is not None:
-            report.problems += _monthly_caps(session, balance.account_id, now)
-        reports.append(report)
-    return reports
-
-
-def _monthly_caps(session: Session, account_id: int, now: dt.datetime) -> list[str]:
-    """Each capped assistant whose month holds more than its cap allows (see above)."""
-    capped = list(
-        session.scalars(
-            select(Assistant)
-            .where(Assistant.account_id == account_id, Assistant.monthly_token_cap > 0)
-            .order_by(Assistant.id)
-        )
-    )
-    if not capped:
-        return []
-    account = session.get(Account, account_id)
-    today = caps.local_day(now, account.timezone if account else "UTC")
-    problems = []
-    for assistant in capped:
-        used = caps.used_in_month(session, assistant_id=assistant.id, day=today)
-        allowed = _allowed(assistant, today)
-        if used > allowed:
-            problems.append(
-                f"assistant {assistant.id}: {used} tokens reserved and spent in "
-                f"{today:%Y-%m}, above the {allowed} its monthly cap allows"
-            )
-    return problems
-
-
-def _allowed(assistant: Assistant, today: dt.date) -> int:
-    """The cap in force, or the month's use when a cap was set below it this month."""
-    set_on = assistant.monthly_cap_set_on
-    if set_on is not None and caps.month_of(set_on) == caps.month_of(today):
-        return max(assistant.monthly_token_cap, assistant.monthly_cap_used_then)
-    return assistant.monthly_token_cap
+    return [_verify_account(session, balance) for balance in session.scalars(query)]
 
 
 def _verify_account(session: Session, balance: Balance) -> AccountReport:
