@@ -202,6 +202,9 @@ COVERAGE: dict[str, Rule] = {
     "GET /panel/billing/invoices/{invoice_id}/cancelled": panel(),
     "GET /panel/billing/invoices/{invoice_id}/state": panel(scripted=True),
     "POST /panel/billing/card": panel(form={}),
+    "POST /panel/settings/surge-alerts": panel(
+        form={"surge_multiple": "4", "surge_min_tokens": "2000"}
+    ),
     "POST /panel/billing/portal": panel(form={}),
     "POST /panel/billing/auto-top-up": panel(
         form={"enabled": "on", "threshold": "7", "packages": "1", "monthly_cap": "1"}
