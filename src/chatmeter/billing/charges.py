@@ -187,6 +187,29 @@ def _fulfil_purchase(
         subscription.quantity += invoice.packages
         if subscription.next_quantity is not None:
             subscription.next_quantity += invoice.packages
+    grant_packages(session, account, invoice, period, now, memo="purchase")
+    balance_notices.send_raised(session, now=now)
+    receipts.purchase_receipt(
+        session,
+        account=account,
+        invoice=invoice,
+        subscription=subscription,
+        balance=ledger.lock_balance(session, account_id=account.id),
+        now=now,
+    )
+
+
+def grant_packages(
+    session: Session,
+    account: Account,
+    invoice: Invoice,
+    period: str,
+    now: dt.datetime,
+    *,
+    memo: str,
+) -> None:
+    """The packages an invoice bought, granted at once for this month only (a purchase's or
+    an auto top-up's: they expire on the 1st like the month's renewal)."""
     ledger.grant(
         session,
         account_id=account.id,
@@ -197,16 +220,7 @@ def _fulfil_purchase(
         now=now,
         expires_at=periods.ends_at(period, account.timezone),
         invoice_id=invoice.id,
-        memo=f"purchase of {invoice.packages} packages",
-    )
-    balance_notices.send_raised(session, now=now)
-    receipts.purchase_receipt(
-        session,
-        account=account,
-        invoice=invoice,
-        subscription=subscription,
-        balance=ledger.lock_balance(session, account_id=account.id),
-        now=now,
+        memo=f"{memo} of {invoice.packages} packages",
     )
 
 

@@ -40,7 +40,7 @@ from chatmeter.config import Settings
 from chatmeter.db import queue_work
 from chatmeter.errors import InvalidInput
 from chatmeter.ledger import service as ledger
-from chatmeter.ledger.models import Balance, GrantSource
+from chatmeter.ledger.models import Balance
 from chatmeter.notifications import balance_notices
 from chatmeter.notifications.outbox import enqueue
 
@@ -310,18 +310,9 @@ def fulfil_topup(session: Session, *, account: Account, invoice: Invoice, now: d
     """The top-up is paid: its tokens at once, for this month only; the receipt."""
     balance = ledger.lock_balance(session, account_id=account.id)
     period = subscriptions.current_period(balance, account.timezone, now)
-    ledger.grant(
-        session,
-        account_id=account.id,
-        amount=invoice.packages * invoice.package_tokens,
-        source=GrantSource.PURCHASE,
-        key=f"invoice:{invoice.id}",
-        period=period,
-        now=now,
-        expires_at=periods.ends_at(period, account.timezone),
-        invoice_id=invoice.id,
-        memo=f"auto top-up of {invoice.packages} packages",
-    )
+    from chatmeter.billing import charges  # charges calls this module back
+
+    charges.grant_packages(session, account, invoice, period, now, memo="auto top-up")
     balance_notices.send_raised(session, now=now)  # re-arms it if the tokens lift it
     row = session.get(AutoTopUp, account.id)
     balance = ledger.lock_balance(session, account_id=account.id)
