@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_timeout: Annotated[float, Field(gt=0, le=30)] = 10.0
 
+    # Customers' webhooks (chatmeter.webhooks): never to this server's own networks
+    # unless the operator allows it; each attempt gives up after this many seconds.
+    webhook_allow_private_networks: bool = False
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 10.0
+
     worker: Literal["inprocess", "none"] = "inprocess"
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 1_048_576

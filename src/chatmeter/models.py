@@ -17,6 +17,7 @@ from chatmeter.jobs.models import JobLease
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
 from chatmeter.training.models import Chunk, FilePart, TrainingFile
+from chatmeter.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = [
     "Account",
@@ -44,4 +45,7 @@ __all__ = [
     "Subscription",
     "TrainingFile",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

@@ -44,6 +44,7 @@ from chatmeter.billing.models import Invoice
 from chatmeter.chat.models import Conversation
 from chatmeter.ledger.models import Hold, LedgerEntry
 from chatmeter.training.models import TrainingFile
+from chatmeter.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 # The parts of the app the matrix covers: what an account's people and keys reach.
 PREFIXES = ("/api/", "/panel")
@@ -61,6 +62,18 @@ class IdKind:
         return list(session.scalars(query.order_by(self.model.id)))
 
 
+class Deliveries(IdKind):
+    """A webhook delivery is the account's whose endpoint is."""
+
+    def ids(self, session: Session, account_id: int) -> list[int]:
+        query = (
+            select(WebhookDelivery.id)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(WebhookEndpoint.account_id == account_id)
+        )
+        return list(session.scalars(query.order_by(WebhookDelivery.id)))
+
+
 ID_KINDS: dict[str, IdKind] = {
     "assistant_id": IdKind(Assistant, (Assistant.deleted_at.is_(None),)),
     "file_id": IdKind(TrainingFile),
@@ -72,6 +85,8 @@ ID_KINDS: dict[str, IdKind] = {
     "ledger_entry_id": IdKind(LedgerEntry),
     "key_id": IdKind(ApiKey),
     "correction_id": IdKind(Correction),
+    "endpoint_id": IdKind(WebhookEndpoint),
+    "delivery_id": Deliveries(WebhookDelivery),
 }
 
 
@@ -155,6 +170,16 @@ COVERAGE: dict[str, Rule] = {
         lists="conversation_id",
     ),
     "GET /api/v1/conversations/{conversation_id}": api(),
+    "GET /api/v1/webhook-event-types": api(),
+    "GET /api/v1/webhooks": api(lists="endpoint_id"),
+    "POST /api/v1/webhooks": api(json={"url": "https://hooks.example.com/in"}),
+    "GET /api/v1/webhooks/{endpoint_id}": api(),
+    "PATCH /api/v1/webhooks/{endpoint_id}": api(json={"description": "Taken over"}),
+    "DELETE /api/v1/webhooks/{endpoint_id}": api(),
+    "POST /api/v1/webhooks/{endpoint_id}/rotate-secret": api(),
+    "POST /api/v1/webhooks/{endpoint_id}/test": api(),
+    "GET /api/v1/webhooks/{endpoint_id}/deliveries": api(),
+    "POST /api/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend": api(),
     "GET /api/v1/keys": api(lists="key_id"),
     "POST /api/v1/keys": api(json={"name": "reporting", "scope": "read"}),
     "POST /api/v1/keys/{key_id}/revoke": api(),
@@ -256,6 +281,16 @@ COVERAGE: dict[str, Rule] = {
     "POST /panel/settings/team/invitations/{invitation_id}/revoke": panel(form={}),
     "POST /panel/settings/team/{user_id}/role": panel(form={"role": "owner"}),
     "POST /panel/settings/team/{user_id}/remove": panel(form={}),
+    "GET /panel/settings/webhooks": panel(),
+    "POST /panel/settings/webhooks": panel(form={"url": "https://hooks.example.com/in"}),
+    "GET /panel/settings/webhooks/{endpoint_id}": panel(),
+    "POST /panel/settings/webhooks/{endpoint_id}": panel(
+        form={"url": "https://hooks.example.com/taken", "description": "Taken over"}
+    ),
+    "POST /panel/settings/webhooks/{endpoint_id}/test": panel(form={}),
+    "POST /panel/settings/webhooks/{endpoint_id}/rotate": panel(form={}),
+    "POST /panel/settings/webhooks/{endpoint_id}/delete": panel(form={}),
+    "POST /panel/settings/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend": panel(form={}),
     "GET /panel/settings/api-keys": panel(),
     "POST /panel/settings/api-keys": panel(form={"name": "reporting", "scope": "read"}),
     "POST /panel/settings/api-keys/{key_id}/revoke": panel(form={}),

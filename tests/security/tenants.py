@@ -124,6 +124,13 @@ def open_tenant(ctx: Context, app: FastAPI, canary: str) -> Tenant:
             json={"question": f"Who runs {canary}?", "answer": f"{canary} runs {canary}."},
         )
     )
+    hook = _created(
+        api.post(
+            "/api/v1/webhooks",
+            json={"url": f"https://hooks.{slug}.example/in", "description": f"{canary} hooks"},
+        )
+    )
+    assert api.post(f"/api/v1/webhooks/{hook['id']}/test").status_code == 202
     question = f"Does {canary} open on Sundays?"
     chat = TestClient(app).post(
         f"/api/v1/public/{bot['public_key']}/chat", json={"message": question}

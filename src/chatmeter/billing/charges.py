@@ -15,7 +15,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
-from chatmeter.billing import cards, periods, receipts, subscriptions, topups
+from chatmeter.billing import cards, events, periods, receipts, subscriptions, topups
 from chatmeter.billing.gateways import ChargeRequest, ChargeResult, ChargeStatus, PaymentGateway
 from chatmeter.billing.invoices import account as get_account
 from chatmeter.billing.invoices import locked_invoice
@@ -168,6 +168,7 @@ def fulfil(session: Session, invoice: Invoice, *, reference: str | None, now: dt
         topups.fulfil_topup(session, account=account, invoice=invoice, now=now)
     else:
         _fulfil_renewal(session, account, invoice, now)
+    events.purchase_paid(session, invoice=invoice, now=now)
 
 
 def _fulfil_purchase(
@@ -284,3 +285,4 @@ def _decline(
         balance=ledger.lock_balance(session, account_id=account.id),
         now=now,
     )
+    events.renewal_failed(session, invoice=invoice, final=final, now=now)

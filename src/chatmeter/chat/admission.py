@@ -217,6 +217,15 @@ def _prepare(
             uow.commit()
     except InsufficientTokens as exc:  # the visitor hears only "unavailable"
         raise Unavailable() from exc
+    except caps.CapReached as reached:
+        caps.report_refusal(
+            ctx.db,
+            account_id=assistant.account_id,
+            assistant_id=assistant.id,
+            reached=reached,
+            now=now,
+        )
+        raise Unavailable() from reached
     log.info(  # telemetry (issue #13): the hold and its entry, under the request's id
         "chat turn reserved",
         extra={"hold_id": hold.id, "entry_ids": entries, "tokens": reserve},
@@ -238,6 +247,7 @@ def _prepare(
         hold_id=hold.id,
         held=reserve,
         day=day,
+        capped=bool(assistant.daily_token_cap or assistant.monthly_token_cap),
         show_sources=assistant.show_sources,
         ticket=ticket,
         plan=answer,

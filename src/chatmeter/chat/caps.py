@@ -12,7 +12,9 @@
   SQL, only when a cap is set: turns of uncapped assistants pay nothing for it. At
   the cap the assistant is away until the 1st, or until the owner raises the cap.
   Both caps are read again under the lock, so a cap changed while a turn was being
-  prepared is the one it meets.
+  prepared is the one it meets. When a cap stops an assistant (a turn refused by it,
+  or a turn's use reaching it) the customer's webhooks hear ``assistant.cap_reached``
+  once per cap and day or month.
 - **Turns per conversation**: a conversation of ``turns_per_conversation``
   questions takes no more (``ConversationFull``); the visitor starts a new one.
   This bounds what one conversation's history can cost; it is checked when the
@@ -30,9 +32,13 @@ from sqlalchemy.orm import Session
 from chatmeter.accounts.models import Account
 from chatmeter.assistants.models import Assistant
 from chatmeter.chat.models import AssistantDay, Conversation
+from chatmeter.db import Database
 from chatmeter.errors import ConversationFull, Unavailable
+from chatmeter.ledger import service as ledger
 from chatmeter.ledger.verify import AccountReport
 from chatmeter.ledger.verify import verify as ledger_verify
+from chatmeter.webhooks import events as webhook_events
+from chatmeter.webhooks.events import EventType
 
 
 def local_day(now: dt.datetime, timezone: str) -> dt.date:
@@ -80,8 +86,16 @@ def under_daily_cap(session: Session, *, assistant: Assistant, day: dt.date) -> 
     return not cap or used_on(session, assistant_id=assistant.id, day=day) < cap
 
 
+class CapReached(Unavailable):
+    """A turn would pass the assistant's daily or monthly cap (visitors hear "unavailable")."""
+
+    def __init__(self, *, cap: str, limit: int, used: int, period: str) -> None:
+        super().__init__()
+        self.cap, self.limit, self.used, self.period = cap, limit, used, period
+
+
 def take(session: Session, *, assistant: Assistant, day: dt.date, tokens: int) -> None:
-    """Count a reservation towards the day, or ``Unavailable`` if it would pass the
+    """Count a reservation towards the day, or ``CapReached`` if it would pass the
     assistant's daily or monthly cap.
 
     The caller holds the account's balance lock (``ledger.reserve`` took it), so the
@@ -94,11 +108,11 @@ def take(session: Session, *, assistant: Assistant, day: dt.date, tokens: int) -
     ).one()
     used = used_on(session, assistant_id=assistant.id, day=day)
     if daily_cap and used + tokens > daily_cap:
-        raise Unavailable()
-    if monthly_cap and (
-        used_in_month(session, assistant_id=assistant.id, day=day) + tokens > monthly_cap
-    ):
-        raise Unavailable()
+        raise CapReached(cap="daily", limit=daily_cap, used=used, period=day.isoformat())
+    if monthly_cap:
+        month = used_in_month(session, assistant_id=assistant.id, day=day)
+        if month + tokens > monthly_cap:
+            raise CapReached(cap="monthly", limit=monthly_cap, used=month, period=f"{day:%Y-%m}")
     if used or _exists(session, assistant.id, day):
         _add(session, assistant.id, day, tokens)
     else:
@@ -110,6 +124,66 @@ def give_back(session: Session, *, assistant_id: int, day: dt.date, tokens: int)
     """Return what a turn reserved on ``day`` and did not use."""
     if tokens:
         _add(session, assistant_id, day, -tokens)
+
+
+def reached_after_settle(session: Session, *, assistant_id: int, day: dt.date) -> CapReached | None:
+    """The cap a settled turn's use now meets, if any: the assistant is away from now on.
+
+    Called under the balance lock by turns of capped assistants only.
+    """
+    daily_cap, monthly_cap = session.execute(
+        select(Assistant.daily_token_cap, Assistant.monthly_token_cap).where(
+            Assistant.id == assistant_id
+        )
+    ).one()
+    if daily_cap:
+        used = used_on(session, assistant_id=assistant_id, day=day)
+        if used >= daily_cap:
+            return CapReached(cap="daily", limit=daily_cap, used=used, period=day.isoformat())
+    if monthly_cap:
+        month = used_in_month(session, assistant_id=assistant_id, day=day)
+        if month >= monthly_cap:
+            return CapReached(cap="monthly", limit=monthly_cap, used=month, period=f"{day:%Y-%m}")
+    return None
+
+
+def tell_reached(
+    session: Session, *, account_id: int, assistant_id: int, reached: CapReached, now: dt.datetime
+) -> None:
+    """``assistant.cap_reached`` for the customer's webhooks: once per assistant, cap and
+    day (daily) or month (monthly). The caller holds the account's balance lock."""
+    name = session.scalar(select(Assistant.name).where(Assistant.id == assistant_id))
+    webhook_events.emit(
+        session,
+        account_id=account_id,
+        type=EventType.ASSISTANT_CAP_REACHED,
+        key=f"{assistant_id}:{reached.cap}:{reached.period}",
+        data={
+            "assistant": {"id": assistant_id, "name": name},
+            "cap": reached.cap,
+            "cap_tokens": reached.limit,
+            "used_tokens": reached.used,
+            "period": reached.period,
+        },
+        now=now,
+    )
+
+
+def report_refusal(
+    db: Database, *, account_id: int, assistant_id: int, reached: CapReached, now: dt.datetime
+) -> None:
+    """A turn was refused by a cap: tell the webhooks, in a transaction of its own (the
+    turn's rolled back). Cheap once told: one read of the event's key, no lock."""
+    key = f"{EventType.ASSISTANT_CAP_REACHED}:{assistant_id}:{reached.cap}:{reached.period}"
+    with db.read() as session:
+        if webhook_events.recorded(session, key):
+            return
+    with db.uow() as uow:
+        ledger.lock_balance(uow.session, account_id=account_id)
+        tell_reached(
+            uow.session, account_id=account_id, assistant_id=assistant_id, reached=reached, now=now
+        )
+        uow.commit()
 
 
 def check_turns(assistant: Assistant, conversation: Conversation | None) -> None:

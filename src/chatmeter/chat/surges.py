@@ -11,10 +11,11 @@ The figures are the Usage page's, so that a customer can check them by hand:
   so no alert: too little history would make every busy day look like a surge.
 - **Surging**: today > multiple × typical, and today ≥ the account's minimum.
 
-The ``usage-surge`` job (``jobs.registry``) queues one email per assistant and
-local day: the outbox's dedupe key ``usage_surge:<assistant>:<day>`` is checked
-and written under the account's lock, so repeated runs and concurrent workers
-send it once. The dashboard shows the same surges, computed the same way.
+The ``usage-surge`` job (``jobs.registry``) queues one email (and one
+``usage.surge`` webhook event) per assistant and local day: the outbox's dedupe key
+``usage_surge:<assistant>:<day>`` is checked and written under the account's lock,
+so repeated runs and concurrent workers send it once. The dashboard shows the same
+surges, computed the same way.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from chatmeter.chat import usage
 from chatmeter.chat.models import Conversation
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications.outbox import enqueue
+from chatmeter.webhooks import events as webhook_events
+from chatmeter.webhooks.events import EventType
 
 HISTORY_DAYS = 14
 MIN_DAYS_WITH_USE = 3
@@ -162,6 +165,20 @@ def email_context(account: Account, surge: Surge) -> dict[str, object]:
     }
 
 
+def event_data(account: Account, surge: Surge) -> dict[str, object]:
+    """``usage.surge``'s figures: the email's, for a program."""
+    return {
+        "assistant": {"id": surge.assistant_id, "name": surge.assistant_name},
+        "day": surge.day.isoformat(),
+        "today_tokens": surge.today_tokens,
+        "typical_tokens": surge.typical_tokens,
+        "days_counted": surge.days_counted,
+        "ratio": surge.ratio,
+        "multiple": multiple_text(account.surge_multiple_tenths),
+        "min_tokens": account.surge_min_tokens,
+    }
+
+
 def alert(session: Session, *, account_id: int, now: dt.datetime) -> int:
     """Queue the email of each of the account's surges not yet told; returns how many.
 
@@ -173,6 +190,14 @@ def alert(session: Session, *, account_id: int, now: dt.datetime) -> int:
     assert account is not None
     queued = 0
     for surge in find(session, account=account, now=now):
+        webhook_events.emit(
+            session,
+            account_id=account.id,
+            type=EventType.USAGE_SURGE,
+            key=f"{surge.assistant_id}:{surge.day.isoformat()}",
+            data=event_data(account, surge),
+            now=now,
+        )
         queued += (
             enqueue(
                 session,

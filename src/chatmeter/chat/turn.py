@@ -99,6 +99,7 @@ class Turn:
     hold_id: int
     held: int
     day: dt.date  # of the account's time zone, when the turn reserved: its daily cap's day
+    capped: bool  # the assistant had a daily or monthly cap when the turn began
     show_sources: str  # what the visitor sees of the sources (``Assistant.show_sources``)
     # Admission to the model's queue; None when the caller runs the turn directly.
     ticket: Ticket | None = None
@@ -304,6 +305,18 @@ class Turn:
                 day=self.day,
                 tokens=self.held - context - generation,
             )
+            if self.capped:
+                reached = caps.reached_after_settle(
+                    session, assistant_id=self.assistant_id, day=self.day
+                )
+                if reached is not None:
+                    caps.tell_reached(
+                        session,
+                        account_id=self.account_id,
+                        assistant_id=self.assistant_id,
+                        reached=reached,
+                        now=now,
+                    )
             conversation = session.get(Conversation, self.conversation_id)
             assert conversation is not None
             session.add(

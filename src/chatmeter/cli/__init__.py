@@ -21,6 +21,7 @@ for _area in (
     "invoicing",
     "forecast",
     "surges",
+    "webhooks",
     "keys",
     "operations",
 ):

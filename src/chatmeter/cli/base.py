@@ -28,6 +28,7 @@ ledger_app = typer.Typer(help="The token ledger.", no_args_is_help=True)
 jobs_app = typer.Typer(help="The named periodic jobs.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Queued and sent emails.", no_args_is_help=True)
 assistants_app = typer.Typer(help="An account's assistants.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="An account's webhook endpoints.", no_args_is_help=True)
 for sub, name in (
     (accounts_app, "accounts"),
     (keys_app, "keys"),
@@ -38,6 +39,7 @@ for sub, name in (
     (jobs_app, "jobs"),
     (outbox_app, "outbox"),
     (assistants_app, "assistants"),
+    (webhooks_app, "webhooks"),
 ):
     app.add_typer(sub, name=name)
 

@@ -26,6 +26,9 @@ log = logging.getLogger("chatmeter.worker")
 
 MAIN_LANE = "main"
 TRAINING_LANE = "training"
+# Customers' endpoints can be slow (up to the webhook timeout each): their own lane, so
+# that renewals and emails never wait behind them.
+WEBHOOK_LANE = "webhooks"
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,13 @@ def deliver_outbox(ctx: Context) -> dict[str, Any]:
     return {"sent": report.sent, "failed": report.failed, "dead": report.dead}
 
 
+def deliver_webhooks(ctx: Context) -> dict[str, Any]:
+    from chatmeter.webhooks import delivery
+
+    report = delivery.deliver_due(ctx.db, settings=ctx.settings, now=ctx.clock.now())
+    return {"delivered": report.delivered, "failed": report.failed, "dead": report.dead}
+
+
 def usage_surge(ctx: Context) -> dict[str, Any]:
     """Email each account about its assistants using far more than on a typical day
     (``chat.surges``), once per assistant and local day, one account a transaction."""
@@ -144,6 +154,15 @@ JOBS: dict[str, Job] = {
             dt.timedelta(seconds=5),
             deliver_outbox,
             "Send queued emails, retrying failures with backoff.",
+        ),
+        Job(
+            "webhooks",
+            dt.timedelta(seconds=5),
+            deliver_webhooks,
+            "Post the customers' webhook events to their endpoints, retrying failures "
+            "with backoff.",
+            leased=False,
+            lane=WEBHOOK_LANE,
         ),
         Job(
             "usage-surge",

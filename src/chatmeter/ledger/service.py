@@ -47,7 +47,7 @@ from chatmeter.ledger.models import (
     HoldStatus,
     LedgerEntry,
 )
-from chatmeter.ledger.thresholds import BalanceNotice, Level
+from chatmeter.ledger.thresholds import BalanceNotice, Level, Notice
 
 MAX_HOLD_TTL_SECONDS = 86_400
 # Where the notices raised in a transaction wait for the caller (``Session.info``).
@@ -112,6 +112,7 @@ def grant(
         if (existing.amount, existing.source, existing.expires_at) != (amount, source, expires_at):
             raise IdempotencyConflict("this key was already used for a different grant", key=key)
         return existing
+    before = balance.balance
     _enter_period(balance, period)
     new = Grant(
         account_id=account_id,
@@ -132,6 +133,8 @@ def grant(
         session, balance, EntryKind.GRANT, now, available_delta=amount, grant_id=new.id, memo=memo
     )
     _after_change(session, balance)
+    if thresholds.restored(before, balance.balance):
+        _raise(session, balance, Notice.RESTORED)
     return new
 
 
@@ -610,22 +613,25 @@ def _after_change(session: Session, balance: Balance) -> None:
         alarms=thresholds.Alarms(balance.low_armed, balance.depleted_armed),
     )
     balance.low_armed, balance.depleted_armed = alarms.low_armed, alarms.depleted_armed
-    if not notices:
-        return
-    raised: list[BalanceNotice] = session.info.setdefault(_NOTICES, [])
     for notice in notices:
-        balance.notice_seq += 1
-        raised.append(
-            BalanceNotice(
-                account_id=balance.account_id,
-                notice=notice,
-                seq=balance.notice_seq,
-                balance=balance.balance,
-                available=balance.available,
-                period_granted=balance.period_granted,
-                period=balance.period,
-            )
+        _raise(session, balance, notice)
+
+
+def _raise(session: Session, balance: Balance, notice: Notice) -> None:
+    """Hand ``notice`` to whoever commits this transaction, with the figures now."""
+    balance.notice_seq += 1
+    raised: list[BalanceNotice] = session.info.setdefault(_NOTICES, [])
+    raised.append(
+        BalanceNotice(
+            account_id=balance.account_id,
+            notice=notice,
+            seq=balance.notice_seq,
+            balance=balance.balance,
+            available=balance.available,
+            period_granted=balance.period_granted,
+            period=balance.period,
         )
+    )
 
 
 def _close_hold(

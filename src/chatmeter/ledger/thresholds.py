@@ -3,6 +3,10 @@
 The warning fires once when the balance falls below the threshold and is
 re-armed only when tokens lift it back to the threshold or above; the
 depleted notice fires once at zero and is re-armed when tokens return.
+
+A grant that lifts the balance from zero raises ``RESTORED`` (no email: the
+customer's webhooks tell their systems, once after each depletion they were told of;
+``notifications.balance_notices`` decides that).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ LOW_BALANCE_PERCENT = 20
 class Notice(StrEnum):
     LOW_BALANCE = "low_balance"
     DEPLETED = "depleted"
+    RESTORED = "restored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,11 @@ class Alarms:
 def is_low(balance: int, limit: int, percent: int = LOW_BALANCE_PERCENT) -> bool:
     """Below ``percent`` of the limit, in exact integer arithmetic."""
     return limit > 0 and balance * 100 < limit * percent
+
+
+def restored(before: int, after: int) -> bool:
+    """Tokens came back: the balance was zero (or less) and is not any more."""
+    return before <= 0 < after
 
 
 def evaluate(

@@ -14,6 +14,8 @@ from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import Balance
 from chatmeter.ledger.thresholds import LOW_BALANCE_PERCENT, BalanceNotice, Notice
 from chatmeter.notifications.outbox import enqueue
+from chatmeter.webhooks import events as webhook_events
+from chatmeter.webhooks.events import EventType
 
 
 def account_figures(
@@ -57,10 +59,14 @@ def send_raised(session: Session, *, now: dt.datetime, settings: Settings | None
 def queue(
     session: Session, *, notice: BalanceNotice, now: dt.datetime, settings: Settings | None = None
 ) -> None:
+    """The notice's email (low, depleted) and its event for the customer's webhooks."""
     account = session.get(Account, notice.account_id)
     assert account is not None
     period = notice.period or periods.period_of(now, account.timezone)
     context = account_figures(account, notice, now)
+    _tell_webhooks(session, account=account, notice=notice, figures=context, now=now)
+    if notice.notice == Notice.RESTORED:
+        return  # no email: the depleted one said tokens bring the assistants back
     if notice.notice == Notice.LOW_BALANCE and settings is not None:
         context["forecast"] = _forecast(session, settings, account.id, now)
     enqueue(
@@ -71,6 +77,40 @@ def queue(
         context=context,
         now=now,
         account_id=account.id,
+    )
+
+
+WEBHOOK_EVENTS = {
+    Notice.LOW_BALANCE: EventType.BALANCE_LOW,
+    Notice.DEPLETED: EventType.BALANCE_DEPLETED,
+    Notice.RESTORED: EventType.BALANCE_RESTORED,
+}
+
+
+def _tell_webhooks(
+    session: Session,
+    *,
+    account: Account,
+    notice: BalanceNotice,
+    figures: dict[str, Any],
+    now: dt.datetime,
+) -> None:
+    """``balance.low``, ``balance.depleted``, or ``balance.restored`` once after each
+    ``balance.depleted`` (a grant to an account that had merely not bought yet, or whose
+    unspent tokens expired just before its renewal, restores nothing it was told of)."""
+    if notice.notice == Notice.RESTORED and (
+        webhook_events.last_balance_event(session, account_id=account.id)
+        != EventType.BALANCE_DEPLETED
+    ):
+        return
+    data = {k: v for k, v in figures.items() if k not in ("account_name", "threshold_percent")}
+    webhook_events.emit(
+        session,
+        account_id=account.id,
+        type=WEBHOOK_EVENTS[notice.notice],
+        key=f"{account.id}:{notice.seq}",
+        data=data,
+        now=now,
     )
 
 

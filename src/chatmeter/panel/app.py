@@ -26,6 +26,7 @@ from chatmeter.panel.pages import (
     training,
     usage,
     verification,
+    webhooks,
 )
 from chatmeter.panel.rendering import HERE, render
 
@@ -45,6 +46,7 @@ AREAS = [
     settings,
     team,
     api_keys,
+    webhooks,
 ]
 # Comes last: any address under /panel that no area answers.
 rest = APIRouter(prefix="/panel", include_in_schema=False)

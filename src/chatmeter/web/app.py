@@ -29,6 +29,7 @@ from chatmeter.web.api import (
     keys,
     public,
     tokens,
+    webhooks,
 )
 from chatmeter.web.https import StrictTransportSecurity
 
@@ -81,6 +82,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
         api.include_router(module.router)
     api.include_router(invoicing.router)  # invoice PDFs and billing details
     api.include_router(forecast.router)
+    api.include_router(webhooks.router)
     app.include_router(api)
     app.include_router(widget.router)
     app.include_router(payments.router)

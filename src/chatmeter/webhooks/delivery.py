@@ -1,0 +1,275 @@
+"""Post due deliveries to the customers' endpoints: at least once, with backoff.
+
+The same scheme as the email outbox (``notifications.delivery``): a delivery is
+claimed in a short transaction that counts the attempt and pushes its next attempt a
+lease ahead (PostgreSQL skips rows another worker holds), posted outside any
+transaction, and its outcome recorded only if the row is still as claimed. A worker
+that dies mid-batch loses nothing: the lease runs out and the delivery is due again.
+
+- A 2xx answer delivers it. Anything else (another status, a timeout, a refused
+  connection, a destination ``egress`` refuses) is retried: 30 s after the first
+  failure, doubling, at most an hour apart; after ``MAX_ATTEMPTS`` the delivery is
+  dead, kept in the endpoint's log, and the owner may send it again.
+- When an endpoint cannot be reached at all, its other deliveries in the batch are
+  handed back untried, to wait as long as the one that failed: one dead endpoint
+  costs one attempt per round, not one per event, and holds up no other customer.
+- At least once: a crash after the receiver answered and before the outcome was
+  recorded sends the delivery again, with the same event id for the receiver to
+  drop the copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from chatmeter.config import Settings
+from chatmeter.db import Database, rowcount
+from chatmeter.webhooks import egress, signing
+from chatmeter.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+log = logging.getLogger(__name__)
+
+LEASE = dt.timedelta(minutes=5)
+FIRST_RETRY = dt.timedelta(seconds=30)
+MAX_RETRY = dt.timedelta(hours=1)
+MAX_ATTEMPTS = 12  # about 6 hours of retries
+USER_AGENT = "Chatmeter-Webhooks/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    delivered: int = 0
+    failed: int = 0  # will be retried
+    dead: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    id: int
+    attempts: int  # the count written by our claim: proof that the row is still ours
+    endpoint_id: int
+    url: str
+    secrets: tuple[str, ...]
+    event_id: str
+    event_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int | None
+    error: str | None  # None: delivered
+    reachable: bool  # False: the endpoint could not be reached at all
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """The wait after the ``attempts``-th failed attempt: 30 s, 1 min, 2 min … at most 1 h."""
+    doublings = min(max(attempts - 1, 0), 16)
+    return min(FIRST_RETRY * (1 << doublings), MAX_RETRY)
+
+
+def deliver_due(db: Database, *, settings: Settings, now: dt.datetime, batch: int = 50) -> Report:
+    """Post up to ``batch`` due deliveries; safe to run in several processes at once."""
+    claims = _claim(db, now=now, batch=batch)
+    if not claims:
+        return Report()
+    started = time.monotonic()
+    delivered = failed = dead = 0
+    unreachable: dict[int, dt.datetime] = {}  # endpoint → when its deliveries are due again
+    with _client(settings) as client:
+        for index, claim in enumerate(claims):
+            if time.monotonic() - started > LEASE.total_seconds() / 2:
+                _release(db, claims[index:], until=now)
+                break
+            if claim.endpoint_id in unreachable:
+                _release(db, [claim], until=unreachable[claim.endpoint_id])
+                continue
+            outcome = post(client, claim, settings=settings, now=now)
+            if outcome.error is None:
+                _mark(db, claim, now=now, status=outcome.status)
+                delivered += 1
+                continue
+            retry_at = now + backoff(claim.attempts)
+            if _mark_failed(db, claim, outcome=outcome, now=now, retry_at=retry_at):
+                dead += 1
+            else:
+                failed += 1
+            if not outcome.reachable:
+                unreachable[claim.endpoint_id] = retry_at
+    return Report(delivered=delivered, failed=failed, dead=dead)
+
+
+def post(client: httpx.Client, claim: _Claim, *, settings: Settings, now: dt.datetime) -> Outcome:
+    """One attempt: sign, connect to the checked address, keep the first bytes of the answer."""
+    allow = settings.webhook_allow_private_networks
+    try:
+        target = egress.pin(claim.url, allow_private=allow)
+    except egress.Refused as exc:
+        return Outcome(status=None, error=str(exc)[:500], reachable=False)
+    timestamp = int(now.timestamp())
+    headers = {
+        "Host": target.host_header,
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Chatmeter-Event-Id": claim.event_id,
+        "Chatmeter-Event-Type": claim.event_type,
+        "Chatmeter-Delivery-Attempt": str(claim.attempts),
+        signing.HEADER: signing.header(claim.secrets, timestamp, claim.body),
+    }
+    extensions: dict[str, Any] = {}
+    if target.sni_hostname:
+        extensions["sni_hostname"] = target.sni_hostname
+    try:
+        with client.stream(
+            "POST", target.url, content=claim.body, headers=headers, extensions=extensions
+        ) as response:
+            snippet = _first_bytes(response)
+    except httpx.HTTPError as exc:
+        return Outcome(status=None, error=f"{type(exc).__name__}: {exc}"[:500], reachable=False)
+    if 200 <= response.status_code < 300:
+        return Outcome(status=response.status_code, error=None, reachable=True)
+    return Outcome(
+        status=response.status_code,
+        error=f"HTTP {response.status_code}: {snippet}"[:500],
+        reachable=True,
+    )
+
+
+def resend(session: Session, *, delivery_id: int, now: dt.datetime) -> None:
+    """Give a delivery a fresh set of attempts, due now (the caller checked its account)."""
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
+    )
+
+
+def _client(settings: Settings) -> httpx.Client:
+    seconds = settings.webhook_timeout_seconds
+    return httpx.Client(
+        timeout=httpx.Timeout(seconds, connect=min(seconds, 5.0)),
+        follow_redirects=False,
+        trust_env=False,  # never through a proxy from the environment: the address is checked
+    )
+
+
+def _first_bytes(response: httpx.Response) -> str:
+    kept = b""
+    for chunk in response.iter_raw():
+        kept += chunk
+        if len(kept) >= egress.RESPONSE_SNIPPET:
+            break
+    return kept[: egress.RESPONSE_SNIPPET].decode("utf-8", "replace").strip()
+
+
+def _claim(db: Database, *, now: dt.datetime, batch: int) -> list[_Claim]:
+    with db.uow() as uow:
+        statement = (
+            select(WebhookDelivery)
+            .where(
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(batch)
+        )
+        if db.is_postgres:
+            statement = statement.with_for_update(skip_locked=True)
+        rows = list(uow.session.scalars(statement))
+        claims = []
+        for row in rows:
+            row.attempts += 1
+            row.next_attempt_at = now + LEASE
+            endpoint = uow.session.get(WebhookEndpoint, row.endpoint_id)
+            event = uow.session.get(WebhookEvent, row.event_id)
+            assert endpoint is not None and event is not None
+            claims.append(
+                _Claim(
+                    id=row.id,
+                    attempts=row.attempts,
+                    endpoint_id=endpoint.id,
+                    url=endpoint.url,
+                    secrets=_secrets(endpoint, now),
+                    event_id=event.public_id,
+                    event_type=event.type,
+                    body=event.body.encode(),
+                )
+            )
+        uow.commit()
+    return claims
+
+
+def _secrets(endpoint: WebhookEndpoint, now: dt.datetime) -> tuple[str, ...]:
+    """The current secret, and the previous one while a rotation's grace period lasts."""
+    until = endpoint.previous_secret_until
+    if endpoint.previous_secret and until is not None and until > now:
+        return (endpoint.secret, endpoint.previous_secret)
+    return (endpoint.secret,)
+
+
+def _still_claimed(claim: _Claim) -> Any:
+    return (
+        (WebhookDelivery.id == claim.id)
+        & (WebhookDelivery.attempts == claim.attempts)
+        & (WebhookDelivery.status == DeliveryStatus.PENDING)
+    )
+
+
+def _mark(db: Database, claim: _Claim, *, now: dt.datetime, status: int | None) -> None:
+    with db.uow() as uow:
+        result = uow.session.execute(
+            update(WebhookDelivery)
+            .where(_still_claimed(claim))
+            .values(
+                status=DeliveryStatus.DELIVERED,
+                delivered_at=now,
+                last_attempt_at=now,
+                last_status=status,
+                last_error=None,
+            )
+        )
+        uow.commit()
+    if rowcount(result) == 0:
+        log.warning("webhook delivery %s answered after its lease ran out", claim.id)
+
+
+def _mark_failed(
+    db: Database, claim: _Claim, *, outcome: Outcome, now: dt.datetime, retry_at: dt.datetime
+) -> bool:
+    """Record the failure and schedule the retry; True when the delivery is now dead."""
+    dead = claim.attempts >= MAX_ATTEMPTS
+    values: dict[str, Any] = {
+        "last_error": outcome.error,
+        "last_status": outcome.status,
+        "last_attempt_at": now,
+    }
+    if dead:
+        values["status"] = DeliveryStatus.DEAD
+        log.warning("webhook delivery %s is dead after %s attempts", claim.id, claim.attempts)
+    else:
+        values["next_attempt_at"] = retry_at
+    with db.uow() as uow:
+        uow.session.execute(update(WebhookDelivery).where(_still_claimed(claim)).values(**values))
+        uow.commit()
+    return dead
+
+
+def _release(db: Database, claims: Sequence[_Claim], *, until: dt.datetime) -> None:
+    """Hand back claims that were not tried: the attempt does not count."""
+    with db.uow() as uow:
+        for claim in claims:
+            uow.session.execute(
+                update(WebhookDelivery)
+                .where(_still_claimed(claim))
+                .values(attempts=claim.attempts - 1, next_attempt_at=until)
+            )
+        uow.commit()
