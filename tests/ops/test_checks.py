@@ -100,3 +100,15 @@ def test_stripe_keys_must_be_of_one_mode_and_webhooks_https(
     finding = checks.stripe(production(**(LIVE | changes)))
     assert finding.status is status, finding
     assert said in finding.message
+
+
+def test_webhooks_into_private_networks_are_a_warning() -> None:
+    [finding] = [
+        f
+        for f in (
+            c(production(webhook_allow_private_networks=True)) for c in checks.SETTINGS_CHECKS
+        )
+        if f.check == "webhooks"
+    ]
+    assert finding.status == Status.WARN
+    assert "CHATMETER_WEBHOOK_ALLOW_PRIVATE_NETWORKS" in finding.message

@@ -125,6 +125,18 @@ def shared_limits(settings: Settings) -> Finding:
     return ok("redis", "rate limits shared in Redis")
 
 
+def webhook_egress(settings: Settings) -> Finding:
+    """Customers' webhooks must not be able to reach this server's own networks."""
+    if settings.webhook_allow_private_networks:
+        return warn(
+            "webhooks",
+            "CHATMETER_WEBHOOK_ALLOW_PRIVATE_NETWORKS is on: a customer's webhook URL may "
+            "reach loopback and private networks (this server's database, Redis, metadata)",
+            "turn it off unless every receiver is yours and on your own network",
+        )
+    return ok("webhooks", "deliveries reach public https addresses only")
+
+
 def stripe(settings: Settings) -> Finding:
     """With Stripe: keys of one mode (live with live, test with test), over https."""
     if settings.payment_gateway != "stripe":
@@ -198,5 +210,6 @@ SETTINGS_CHECKS: tuple[Callable[[Settings], Finding], ...] = (
     trusted_proxies,
     metrics_access,
     shared_limits,
+    webhook_egress,
     stripe,
 )
