@@ -169,6 +169,7 @@ def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
         "hold-expiry",
         "auto-top-up",
         "outbox",
+        "webhooks",
         "usage-surge",
         "training",
     }
