@@ -97,12 +97,17 @@ def test_at_delivery_every_address_a_host_resolves_to_is_checked(host: str) -> N
 
 def test_the_connection_goes_to_the_checked_address_with_the_name_for_tls() -> None:
     target = egress.pin("https://localhost:8443/in?x=1", allow_private=True)
-    assert target.url in ("https://127.0.0.1:8443/in?x=1", "https://[::1]:8443/in?x=1")
-    assert target.host_header == "localhost:8443"
-    assert target.sni_hostname == "localhost"
+    assert target.address.is_loopback and target.port == 8443 and target.https
+    assert (target.host, target.host_header, target.path) == (
+        "localhost",
+        "localhost:8443",
+        "/in?x=1",
+    )
     plain = egress.pin("http://127.0.0.1/in", allow_private=True)
-    assert (plain.url, plain.host_header, plain.sni_hostname) == (
-        "http://127.0.0.1:80/in",
+    assert (str(plain.address), plain.port, plain.https, plain.host_header, plain.path) == (
         "127.0.0.1",
-        None,
+        80,
+        False,
+        "127.0.0.1",
+        "/in",
     )

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -85,39 +84,32 @@ def deliver_due(db: Database, *, settings: Settings, now: dt.datetime, batch: in
     started = time.monotonic()
     delivered = failed = dead = 0
     unreachable: dict[int, dt.datetime] = {}  # endpoint → when its deliveries are due again
-    with _client(settings) as client:
-        for index, claim in enumerate(claims):
-            if time.monotonic() - started > LEASE.total_seconds() / 2:
-                _release(db, claims[index:], until=now)
-                break
-            if claim.endpoint_id in unreachable:
-                _release(db, [claim], until=unreachable[claim.endpoint_id])
-                continue
-            outcome = post(client, claim, settings=settings, now=now)
-            if outcome.error is None:
-                _mark(db, claim, now=now, status=outcome.status)
-                delivered += 1
-                continue
-            retry_at = now + backoff(claim.attempts)
-            if _mark_failed(db, claim, outcome=outcome, now=now, retry_at=retry_at):
-                dead += 1
-            else:
-                failed += 1
-            if not outcome.reachable:
-                unreachable[claim.endpoint_id] = retry_at
+    for index, claim in enumerate(claims):
+        if time.monotonic() - started > LEASE.total_seconds() / 2:
+            _release(db, claims[index:], until=now)
+            break
+        if claim.endpoint_id in unreachable:
+            _release(db, [claim], until=unreachable[claim.endpoint_id])
+            continue
+        outcome = post(claim, settings=settings, now=now)
+        if outcome.error is None:
+            _mark(db, claim, now=now, status=outcome.status)
+            delivered += 1
+            continue
+        retry_at = now + backoff(claim.attempts)
+        if _mark_failed(db, claim, outcome=outcome, now=now, retry_at=retry_at):
+            dead += 1
+        else:
+            failed += 1
+        if not outcome.reachable:
+            unreachable[claim.endpoint_id] = retry_at
     return Report(delivered=delivered, failed=failed, dead=dead)
 
 
-def post(client: httpx.Client, claim: _Claim, *, settings: Settings, now: dt.datetime) -> Outcome:
-    """One attempt: sign, connect to the checked address, keep the first bytes of the answer."""
-    allow = settings.webhook_allow_private_networks
-    try:
-        target = egress.pin(claim.url, allow_private=allow)
-    except egress.Refused as exc:
-        return Outcome(status=None, error=str(exc)[:500], reachable=False)
+def post(claim: _Claim, *, settings: Settings, now: dt.datetime) -> Outcome:
+    """One attempt: sign, post to the checked address, keep the first bytes of the answer."""
     timestamp = int(now.timestamp())
     headers = {
-        "Host": target.host_header,
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "Chatmeter-Event-Id": claim.event_id,
@@ -125,21 +117,21 @@ def post(client: httpx.Client, claim: _Claim, *, settings: Settings, now: dt.dat
         "Chatmeter-Delivery-Attempt": str(claim.attempts),
         signing.HEADER: signing.header(claim.secrets, timestamp, claim.body),
     }
-    extensions: dict[str, Any] = {}
-    if target.sni_hostname:
-        extensions["sni_hostname"] = target.sni_hostname
     try:
-        with client.stream(
-            "POST", target.url, content=claim.body, headers=headers, extensions=extensions
-        ) as response:
-            snippet = _first_bytes(response)
-    except httpx.HTTPError as exc:
-        return Outcome(status=None, error=f"{type(exc).__name__}: {exc}"[:500], reachable=False)
-    if 200 <= response.status_code < 300:
-        return Outcome(status=response.status_code, error=None, reachable=True)
+        answer = egress.post(
+            claim.url,
+            body=claim.body,
+            headers=headers,
+            timeout=settings.webhook_timeout_seconds,
+            allow_private=settings.webhook_allow_private_networks,
+        )
+    except (egress.Refused, egress.Failed) as exc:
+        return Outcome(status=None, error=str(exc)[:500], reachable=False)
+    if 200 <= answer.status < 300:
+        return Outcome(status=answer.status, error=None, reachable=True)
     return Outcome(
-        status=response.status_code,
-        error=f"HTTP {response.status_code}: {snippet}"[:500],
+        status=answer.status,
+        error=f"HTTP {answer.status}: {answer.snippet}"[:500],
         reachable=True,
     )
 
@@ -151,24 +143,6 @@ def resend(session: Session, *, delivery_id: int, now: dt.datetime) -> None:
         .where(WebhookDelivery.id == delivery_id)
         .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
     )
-
-
-def _client(settings: Settings) -> httpx.Client:
-    seconds = settings.webhook_timeout_seconds
-    return httpx.Client(
-        timeout=httpx.Timeout(seconds, connect=min(seconds, 5.0)),
-        follow_redirects=False,
-        trust_env=False,  # never through a proxy from the environment: the address is checked
-    )
-
-
-def _first_bytes(response: httpx.Response) -> str:
-    kept = b""
-    for chunk in response.iter_raw():
-        kept += chunk
-        if len(kept) >= egress.RESPONSE_SNIPPET:
-            break
-    return kept[: egress.RESPONSE_SNIPPET].decode("utf-8", "replace").strip()
 
 
 def _claim(db: Database, *, now: dt.datetime, batch: int) -> list[_Claim]:

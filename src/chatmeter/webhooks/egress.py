@@ -9,7 +9,7 @@ own loopback, private networks or cloud metadata address (SSRF). Checked twice:
   resolves to must be public (an IPv4 address inside IPv6 counts as itself), and the
   connection goes to the address that was checked, not to a second lookup (DNS
   rebinding), with the TLS certificate still checked against the host's name.
-  Redirects are not followed.
+  Redirects are not followed, and one deadline bounds the whole attempt (``post``).
 
 ``CHATMETER_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` (off by default) lifts both checks and
 allows plain HTTP, for an operator whose receivers live on the same network, and for
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,8 +30,10 @@ from chatmeter.errors import InvalidInput
 MAX_URL_LENGTH = 2048
 # Names that only ever mean this machine or its own network.
 LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa", ".lan")
-# The first bytes of the receiver's answer kept in the delivery log.
+# The first bytes of the receiver's answer kept in the delivery log, and at most this
+# much of the answer read at all (its head included).
 RESPONSE_SNIPPET = 300
+MAX_ANSWER = 16_384
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,11 +122,24 @@ def resolve(host: str, port: int, *, allow_private: bool) -> Address:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A URL with its host replaced by the checked address, and what TLS and HTTP need."""
+    """Where one attempt connects: the checked address, and the names TLS and HTTP need."""
 
-    url: str
+    address: Address
+    port: int
+    https: bool
+    host: str  # the URL's host name: the certificate must be for it (SNI)
     host_header: str
-    sni_hostname: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    snippet: str  # the first bytes of the body, for the delivery log
+
+
+class Failed(Exception):
+    """The endpoint could not be reached, or did not answer in time or in HTTP."""
 
 
 def pin(url: str, *, allow_private: bool) -> Target:
@@ -132,15 +149,92 @@ def pin(url: str, *, allow_private: bool) -> Target:
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     address = resolve(host, port, allow_private=allow_private)
-    shown = f"[{address}]" if address.version == 6 else str(address)
-    pinned = urlunsplit((parts.scheme, f"{shown}:{port}", parts.path, parts.query, ""))
-    default_port = port == (443 if https else 80)
-    host_name = f"[{host}]" if ":" in host else host
+    shown = f"[{host}]" if ":" in host else host
     return Target(
-        url=pinned,
-        host_header=host_name if default_port else f"{host_name}:{port}",
-        sni_hostname=host if https and _literal(host) is None else None,
+        address=address,
+        port=port,
+        https=https,
+        host=host,
+        host_header=shown if port == (443 if https else 80) else f"{shown}:{port}",
+        path=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
     )
+
+
+def post(
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    allow_private: bool,
+) -> Answer:
+    """POST ``body`` to ``url``: one HTTP/1.1 request, all of it within ``timeout`` seconds.
+
+    A small client of its own rather than a general one: it connects to the address
+    ``pin`` checked (a general client would look the name up again), follows nothing,
+    reads no proxy from the environment, and keeps one deadline for the whole attempt
+    (connect, TLS, send, the answer's head), so an endpoint that answers a byte at a
+    time cannot hold the delivery lane. ``Refused`` or ``Failed`` when there is no answer.
+    """
+    deadline = time.monotonic() + timeout
+    target = pin(url, allow_private=allow_private)
+    head = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    request = "\r\n".join(head).encode("latin-1") + body
+    try:
+        with _connect(target, deadline) as connection:
+            connection.settimeout(_left(deadline))
+            connection.sendall(request)
+            received = _read_answer(connection, deadline)
+    except (OSError, ssl.SSLError) as exc:  # socket.timeout is an OSError
+        raise Failed(f"{type(exc).__name__}: {exc}") from exc
+    return _parse(received)
+
+
+def _connect(target: Target, deadline: float) -> socket.socket:
+    raw = socket.create_connection((str(target.address), target.port), timeout=_left(deadline))
+    if not target.https:
+        return raw
+    try:
+        raw.settimeout(_left(deadline))
+        # Verified against the host's name, not the address connected to.
+        return ssl.create_default_context().wrap_socket(raw, server_hostname=target.host)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def _read_answer(connection: socket.socket, deadline: float) -> bytes:
+    """The answer's head and the first bytes of its body, or whatever came by the deadline."""
+    received = b""
+    while len(received) < MAX_ANSWER:
+        connection.settimeout(_left(deadline))
+        chunk = connection.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+        end = received.find(b"\r\n\r\n")
+        if end >= 0 and len(received) - end - 4 >= RESPONSE_SNIPPET:
+            break
+    return received
+
+
+def _parse(received: bytes) -> Answer:
+    status_line, _, rest = received.partition(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise Failed("the endpoint did not answer in HTTP/1.x")
+    _, _, body = rest.partition(b"\r\n\r\n")
+    snippet = body[:RESPONSE_SNIPPET].decode("utf-8", "replace").strip()
+    return Answer(status=int(parts[1]), snippet=snippet)
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("no answer within the webhook timeout")
+    return left
 
 
 def _literal(host: str) -> Address | None:
