@@ -50,6 +50,7 @@ class Furnished:
     assistant: int
     conversation: int
     invoice: int
+    endpoint: int
 
 
 def furnish(ctx: Context, live: LiveServer, page: Page) -> Furnished:
@@ -96,7 +97,17 @@ def furnish(ctx: Context, live: LiveServer, page: Page) -> Furnished:
     page.get_by_label("Name").fill("Reports")
     page.get_by_role("button", name="Make key").click()
     expect(page.get_by_test_id("new-key")).to_be_visible()
-    return Furnished(assistant, conversation, invoice)
+
+    page.goto(f"{live.url}/panel/settings/webhooks")
+    page.get_by_label("URL").fill("https://hooks.northwind.example/chatmeter")
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.get_by_test_id("new-webhook")).to_be_visible()
+    page.get_by_role("link", name="Send a test event and see its delivery").click()
+    page.get_by_role("button", name="Send test event").click()
+    expect(page.get_by_test_id("delivery")).to_have_count(1)  # pending: no worker here
+    found = re.search(r"/webhooks/(\d+)", page.url)
+    assert found is not None
+    return Furnished(assistant, conversation, invoice, int(found[1]))
 
 
 def signed_in_pages(account: Furnished) -> dict[str, str]:
@@ -121,6 +132,8 @@ def signed_in_pages(account: Furnished) -> dict[str, str]:
         "cancel": "/panel/billing/cancel",
         "settings and team": "/panel/settings",
         "api keys": "/panel/settings/api-keys",
+        "webhooks": "/panel/settings/webhooks",
+        "webhook endpoint": f"/panel/settings/webhooks/{account.endpoint}",
         "contact email, bad link": "/panel/settings/contact-email/confirm?token=not-a-token",
         "page not found": "/panel/assistants/999999",
     }
@@ -379,6 +392,7 @@ def test_tables_fit_and_on_a_phone_every_cell_names_its_column(
         "/panel/billing",
         "/panel/usage",
         f"/panel/assistants/{account.assistant}/conversations",
+        f"/panel/settings/webhooks/{account.endpoint}",
     ]
     for size in (DESKTOP, PHONE):
         page.set_viewport_size(size)
