@@ -19,9 +19,11 @@ Printed, and checked (exit 1 when a check fails):
 
 - chat turns: answered / busy (a quick 503) / error, latency p50/p99; no error;
 - purchases and uploads made, and uploads trained; none failed;
-- RSS of every process (web parent and children, workers, model server) after
-  the first tenth of the run, at half time and at the end; no Chatmeter process
-  grew more than ``--rss-bound-mib`` (the model server, llama.cpp's, is shown only);
+- RSS of every process (web parent and children, workers and their training
+  processes, model server) after the first tenth of the run, at half time and at
+  the end; no Chatmeter process grew more than ``--rss-bound-mib`` (the model
+  server, llama.cpp's, is shown only); no web process was restarted by the
+  supervisor;
 - every leased job's runs across both workers: never twice in one interval
   (the lease), never a whole interval without a run; no job raised;
 - ``chatmeter ledger verify``: clean.
@@ -105,6 +107,7 @@ class Figures:
     trained: int = 0
     training_failed: int = 0
     rss_mib: dict[str, list[float]] = field(default_factory=dict)
+    web_pids: set[int] = field(default_factory=set)  # every web child seen: restarts show
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     job_errors: list[str] = field(default_factory=list)
     ledger_verify: str = ""
@@ -597,8 +600,21 @@ def run(args: argparse.Namespace) -> Figures:
         def named() -> dict[str, int]:
             pids = {"web parent": serve.pid, "model server": model.pid}
             pids |= {f"web child {i}": pid for i, pid in enumerate(web_children(serve))}
-            pids |= {f"worker {i}": w.pid for i, w in enumerate(workers)}
+            for i, w in enumerate(workers):
+                pids[f"worker {i}"] = w.pid
+                for pid in children_of(w.pid):  # its training process, once it has one
+                    pids[f"worker {i} training process"] = pid
             return pids
+
+        watching = threading.Event()
+
+        def watch_web_children() -> None:
+            while not watching.wait(1.0):
+                figures.web_pids |= set(web_children(serve))
+
+        figures.web_pids |= set(web_children(serve))
+        watcher = threading.Thread(target=watch_web_children, daemon=True)
+        watcher.start()
 
         async def sample(until: float, seconds: float) -> None:
             for fraction in (0.1, 0.5):
@@ -607,6 +623,8 @@ def run(args: argparse.Namespace) -> Figures:
                     figures.rss_mib.setdefault(label, []).append(rss_mib(pid) or float("nan"))
 
         asyncio.run(crowd(base, customers, args.visitors, args.seconds, figures, sample))
+        watching.set()
+        watcher.join()
         print(f"crowd gone at {time.monotonic() - began:.0f} s", flush=True)
         for label, pid in named().items():
             figures.rss_mib.setdefault(label, []).append(rss_mib(pid) or float("nan"))
@@ -653,6 +671,10 @@ def judge(figures: Figures, rss_bound: float) -> None:
         figures.failures.append(f"jobs raised: {figures.job_errors[:3]}")
     if figures.ledger_verify != "clean":
         figures.failures.append(f"ledger verify: {figures.ledger_verify}")
+    if len(figures.web_pids) != 2:
+        figures.failures.append(
+            f"web processes restarted: {len(figures.web_pids)} pids seen for 2 processes"
+        )
     for label, samples in figures.rss_mib.items():
         if label != "model server" and len(samples) == 3 and samples[2] - samples[0] > rss_bound:
             figures.failures.append(
@@ -670,6 +692,7 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
         f"{percentile(figures.busy_seconds, 99) * 1000:.0f} ms"
     )
     print(f"/metrics chat turns (both processes): {figures.metrics_turns}")
+    print(f"web processes seen: {len(figures.web_pids)} (2 means none was restarted)")
     print(
         f"purchases: {figures.purchases} paid, {len(figures.purchase_errors)} errors; uploads: "
         f"{figures.uploads} accepted, {len(figures.upload_errors)} errors; files trained: "

@@ -14,10 +14,16 @@ from chatmeter.cli.base import (
     context,
 )
 from chatmeter.context import Context
-from chatmeter.ops.processes import MAX_WEB_PROCESSES
 from chatmeter.telemetry.logs import configure as configure_logs
 
 log = logging.getLogger("chatmeter.serve")
+
+MAX_WEB_PROCESSES = 64  # far more than the cores of any machine one supervisor serves
+# How long uvicorn's supervisor waits for a child to answer its ping, and for a new child
+# (`systemctl reload`) to be ready. Its default, 5 s, is shorter than a child loading its
+# models on a busy machine (imports that hold the interpreter for seconds): the
+# supervisor would kill it as hung, and a reload would give up on it.
+CHILD_HEALTHCHECK_SECONDS = 60
 
 # --- running -------------------------------------------------------------------
 
@@ -111,6 +117,7 @@ def _serve_several(ctx: Context, host: str, port: int, workers: int) -> None:
             host=host,
             port=port,
             workers=workers,
+            timeout_worker_healthcheck=CHILD_HEALTHCHECK_SECONDS,
             log_config=None,
             access_log=False,
             **SERVER_OPTIONS,

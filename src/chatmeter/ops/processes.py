@@ -32,17 +32,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatmeter.ops import exposition
 
-MAX_WEB_PROCESSES = 64
 SWEEP_EVERY_SECONDS = 2.0
 
 # prometheus-client's per-process files of the gauges that count only live processes.
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 
-WEB_PROCESS_REQUESTS = Gauge(
-    "chatmeter_web_process_requests",
-    "Requests answered by each live web process since it started, by pid.",
-    multiprocess_mode="liveall",
-)
+# Made by the first app that starts serving in this process, not on import: a CLI
+# command or a worker that imports this module is no web process, and with
+# PROMETHEUS_MULTIPROC_DIR set it would otherwise leave a file (a "process") behind.
+_requests: Gauge | None = None
+_made = threading.Lock()
 
 
 class CountRequests:
@@ -53,14 +52,22 @@ class CountRequests:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            WEB_PROCESS_REQUESTS.inc()
+        if scope["type"] == "http" and _requests is not None:
+            _requests.inc()
         await self.app(scope, receive, send)
 
 
 def process_started() -> None:
     """This process shows up in ``/metrics`` (at 0) once it serves, before any request."""
-    WEB_PROCESS_REQUESTS.set(0)
+    global _requests
+    with _made:
+        if _requests is None:
+            _requests = Gauge(
+                "chatmeter_web_process_requests",
+                "Requests answered by each live web process since it started, by pid.",
+                multiprocess_mode="liveall",
+            )
+            _requests.set(0)
 
 
 def ensure_metrics_dir() -> Path | None:
