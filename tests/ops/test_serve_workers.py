@@ -1,5 +1,6 @@
 """``chatmeter serve --workers N``: several processes answer on one port, ``/metrics``
-adds them up, a dead child's gauges leave, and the in-process worker runs once."""
+adds them up, a dead child's gauges leave, a reload (SIGHUP) replaces every process with
+no request refused, and the in-process worker runs once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -186,3 +188,37 @@ def test_a_dead_process_is_replaced_and_its_gauges_leave(served: Served) -> None
     assert starts == [str(served.process.pid)], text[-3000:]
     private = re.search(r"PROMETHEUS_MULTIPROC_DIR not set: the processes share (\S+)", text)
     assert private is not None and not Path(private.group(1)).exists()  # removed at exit
+
+
+def test_a_reload_replaces_every_process_without_refusing_a_request(served: Served) -> None:
+    wait_for("two web processes starting", lambda: len(per_process(served.scrape())) == 2)
+    before = set(per_process(served.scrape()))
+    failures: list[str] = []
+    answered = 0
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        nonlocal answered
+        while not stop.is_set():
+            try:
+                status = httpx.get(served.base + "/healthz", timeout=30).status_code
+                answered += 1
+                if status != 200:
+                    failures.append(str(status))
+            except httpx.HTTPError as exc:
+                failures.append(type(exc).__name__)
+
+    asking = threading.Thread(target=keep_asking)
+    asking.start()
+    try:
+        served.process.send_signal(signal.SIGHUP)  # `systemctl reload`
+
+        def replaced() -> bool:
+            pids = set(per_process(served.scrape()))
+            return len(pids) == 2 and not pids & before
+
+        wait_for("both processes replaced", replaced)
+    finally:
+        stop.set()
+        asking.join()
+    assert answered > 0 and failures == []
