@@ -47,6 +47,26 @@ def test_a_bad_number_of_processes_is_refused_with_a_readable_message(
     assert f"Invalid value for '--workers': Input {says}" in output
 
 
+def test_a_metrics_folder_that_cannot_be_written_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATMETER_")}
+    missing = tmp_path / "no-such-folder"
+    result = CliRunner().invoke(
+        app,
+        ["serve", "--no-migrate", "--workers", "2"],
+        env=env
+        | {
+            "CHATMETER_ENV": "development",
+            "CHATMETER_DATA_DIR": str(tmp_path),
+            "PROMETHEUS_MULTIPROC_DIR": str(missing),
+        },
+    )
+    output = result.output + result.stderr
+    assert result.exit_code == 1, output
+    assert f"PROMETHEUS_MULTIPROC_DIR={missing} is not a folder this user can write" in output
+
+
 @dataclass
 class Served:
     process: subprocess.Popen[bytes]

@@ -14,6 +14,7 @@ from chatmeter.cli.base import (
     context,
 )
 from chatmeter.context import Context
+from chatmeter.ops.processes import check_metrics_dir
 from chatmeter.telemetry.logs import configure as configure_logs
 
 log = logging.getLogger("chatmeter.serve")
@@ -50,6 +51,7 @@ def serve(
         try:
             ctx.settings.check_listen_address(host)
             ctx.models.check_tokenizers(ctx.settings.openai_tokenizer)
+            check_metrics_dir()
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc

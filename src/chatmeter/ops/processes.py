@@ -70,6 +70,17 @@ def process_started() -> None:
             _requests.set(0)
 
 
+def check_metrics_dir() -> None:
+    """Raise ``ValueError`` when the operator's metrics folder cannot be used: every web
+    process would fail as it starts, with a traceback about a file."""
+    folder = exposition.multiprocess_dir()
+    if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+        raise ValueError(
+            f"{exposition.MULTIPROC_ENV}={folder} is not a folder this user can write: "
+            "create it (deploy/chatmeter-metrics-dir.service does) or unset it"
+        )
+
+
 def ensure_metrics_dir() -> Path | None:
     """The folder several processes share their metrics through; a new private one
     (returned, for ``remove_private_dir``) when the operator set none, else None."""
