@@ -14,6 +14,7 @@ from chatmeter.context import Context
 from chatmeter.http.limits import MULTIPART_OVERHEAD, BodySizeLimit
 from chatmeter.ops import exposition
 from chatmeter.ops.health import Readiness
+from chatmeter.ops.processes import CountRequests, process_started
 from chatmeter.panel.app import install as install_panel
 from chatmeter.training.service import MAX_FILES_PER_UPLOAD
 from chatmeter.web import errors, observability, payments, widget
@@ -40,9 +41,30 @@ from chatmeter.web.https import StrictTransportSecurity
 SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
 
 
+def from_environment() -> FastAPI:
+    """The app of one of several web processes (``chatmeter serve --workers N``).
+
+    uvicorn calls this factory in each child it starts: the child reads the same
+    settings as its parent, builds its own Context (its own database pool, models and
+    queues) and loads its models before it takes its first connection, so that no
+    visitor waits for a model to load. Migrations, the demo account and the
+    in-process worker are the parent's, done once (``chatmeter.cli.running``).
+    """
+    from chatmeter.chat.admission import warm_up
+    from chatmeter.config import Settings
+    from chatmeter.telemetry.logs import configure as configure_logs
+
+    settings = Settings()
+    configure_logs(settings.log_format, settings.log_level)
+    ctx = Context.from_settings(settings)
+    warm_up(ctx)
+    return create_app(ctx, run_worker=False)
+
+
 def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        process_started()
         worker = None
         if run_worker:
             from chatmeter.jobs.worker import Worker
@@ -102,6 +124,7 @@ def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
     app.add_middleware(widget.PublicOrigins)  # other sites are refused first
     if ctx.settings.base_url.startswith("https://"):
         app.add_middleware(StrictTransportSecurity)  # on every response
+    app.add_middleware(CountRequests)  # which of several processes answers (ops.processes)
     # Outermost: every response carries its request id, and every log line of it too.
     app.add_middleware(observability.RequestContext, settings=ctx.settings)
     return app
