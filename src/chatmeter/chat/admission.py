@@ -101,28 +101,29 @@ def start_turn(
         timezone = account.timezone
         fallback = modes.fallback_text(assistant.fallback_message, account.contact_email)
 
-    provider = _provider(ctx, assistant)
-    ticket = None
-    if queue:
-        ticket = ctx.generation_queue(provider).admit(account_id=assistant.account_id)
-    try:
-        return _prepare(
-            ctx,
-            assistant,
-            provider,
-            ticket,
-            question,
-            question_vector,
-            history,
-            conversation_id,
-            visitor,
-            timezone,
-            fallback,
-        )
-    except BaseException:
-        if ticket is not None:
-            ticket.leave()
-        raise
+        provider = _provider(ctx, assistant)
+        ticket = None
+        if queue:
+            ticket = ctx.generation_queue(provider).admit(account_id=assistant.account_id)
+        try:
+            return _prepare(
+                ctx,
+                session,
+                assistant,
+                provider,
+                ticket,
+                question,
+                question_vector,
+                history,
+                conversation_id,
+                visitor,
+                timezone,
+                fallback,
+            )
+        except BaseException:
+            if ticket is not None:
+                ticket.leave()
+            raise
 
 
 def _embed(ctx: ChatServices, question: str) -> npt.NDArray[np.float32]:
@@ -141,6 +142,7 @@ def _provider(ctx: ChatServices, assistant: Assistant) -> Provider:
 
 def _prepare(
     ctx: ChatServices,
+    session: Session,
     assistant: Assistant,
     provider: Provider,
     ticket: Ticket | None,
@@ -154,7 +156,8 @@ def _prepare(
 ) -> Turn:
     try:
         count = text_counter(provider)
-        with ctx.db.read() as session:
+        # The reading session of the turn's start, still open: one transaction less.
+        try:
             passages = retrieve(
                 session,
                 assistant_id=assistant.id,
@@ -170,6 +173,8 @@ def _prepare(
             correction = matching.best_correction(
                 session, assistant_id=assistant.id, question_vector=question_vector
             )
+        finally:
+            session.close()  # its connection goes back before the reservation takes one
         answer = modes.plan(
             mode=assistant.answer_mode,
             question=question,
