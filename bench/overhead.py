@@ -31,8 +31,10 @@ with the same setup, for a before/after run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -164,10 +166,35 @@ class Row:
     overheads: list[float]  # ms, of the requests the upstream answered
     failed: int  # not 200
     without_model: int  # 200, but answered without asking the upstream (Chatmeter abstained)
+    cpu_ms: float = math.nan  # the server's CPU time (all its threads) per measured request
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) and its children so far."""
+    total = 0.0
+    for proc in [pid, *children(pid)]:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for kid in (task / "children").read_text().split():
+                found += [int(kid), *children(int(kid))]
+    return found
 
 
 def measure(
-    client: httpx.Client, url: str, body: Callable[[str], dict[str, Any]], upstream: str, count: int
+    client: httpx.Client,
+    url: str,
+    body: Callable[[str], dict[str, Any]],
+    upstream: str,
+    count: int,
+    server: int,
 ) -> Row:
     """Send new questions until ``count`` of them (after the warm-up) reached the upstream."""
     row = Row([], 0, 0)
@@ -175,12 +202,14 @@ def measure(
     for _ in range(WARM_UP):
         client.post(url, json=body(next(asked)))
     upstream_timings(upstream)
+    cpu_before, requests = cpu_seconds(server), 0
     for question in asked:
         if len(row.overheads) >= count or row.failed + row.without_model > 2 * count:
             break
         started = time.perf_counter()
         response = client.post(url, json=body(question))
         elapsed = (time.perf_counter() - started) * 1000
+        requests += 1
         own = upstream_timings(upstream)
         if response.status_code != 200:
             row.failed += 1
@@ -190,6 +219,8 @@ def measure(
             row.overheads.append(elapsed - own[question])
         else:
             row.without_model += 1
+    # Per request, abstained ones included (they cost no less than a turn with the model).
+    row.cpu_ms = (cpu_seconds(server) - cpu_before) * 1000 / max(1, requests)
     return row
 
 
@@ -267,6 +298,7 @@ def litellm_row(args: argparse.Namespace, upstream: str) -> Row | str:
                 body,
                 upstream,
                 args.requests,
+                server.pid,
             )
         print(f"litellm {version}", flush=True)
         return result
@@ -379,6 +411,7 @@ def chatmeter_row(url: str, args: argparse.Namespace, upstream: str) -> Row | st
                 lambda question: {"message": question},
                 upstream,
                 args.requests,
+                server.pid,
             )
     finally:
         server.terminate()
@@ -475,7 +508,7 @@ def main() -> None:
 
     print(
         f"\n{'path':<12} {'overhead p50':>13} {'p99':>9} {'mean':>9} {'measured':>9} "
-        f"{'failed':>7} {'no model':>9} {'p50 ratio':>10} {'p99 ratio':>10}"
+        f"{'failed':>7} {'no model':>9} {'p50 ratio':>10} {'p99 ratio':>10} {'server CPU':>11}"
     )
     base = results.get("litellm")
     base_p50, base_p99 = (
@@ -494,11 +527,13 @@ def main() -> None:
         r99 = f"{p99 / base_p99:.2f}" if base_p99 else "-"
         print(
             f"{row:<12} {p50:>10.1f} ms {p99:>6.1f} ms {mean:>6.1f} ms {len(overheads):>9} "
-            f"{result.failed:>7} {result.without_model:>9} {r50:>10} {r99:>10}"
+            f"{result.failed:>7} {result.without_model:>9} {r50:>10} {r99:>10} "
+            f"{result.cpu_ms:>8.1f} ms"
         )
     print(
         "(ratios: this row's over LiteLLM's; overhead = client time - upstream's own time;\n"
-        " no model: answered without the upstream, Chatmeter abstaining, not measured)"
+        " no model: answered without the upstream, Chatmeter abstaining, not measured;\n"
+        " server CPU: the server process's CPU time per request, all requests after the warm-up)"
     )
     print(f"load average at the end: {load_average()}")
 
