@@ -29,6 +29,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     case,
+    func,
     insert,
     select,
     true,
@@ -165,8 +166,32 @@ def _finish_hold_reading_allocations(expiry: bool, settled: bool) -> Select[Any]
     )
 
 
+# A new hold's allocations from two arrays: one statement (and one cached compilation)
+# for any number of grants; a multi-row VALUES would be compiled anew on every call.
+_ALLOCATED = (
+    func.unnest(
+        bindparam("allocated_grants", type_=postgresql.ARRAY(BigInteger())),
+        bindparam("allocated_tokens", type_=postgresql.ARRAY(BigInteger())),
+    )
+    .table_valued("grant_id", "tokens")
+    .render_derived(name="allocated")
+)
+_NEW_ALLOCATIONS = (
+    insert(_ALLOCATIONS)
+    .from_select(
+        ["hold_id", "grant_id", "amount"],
+        select(
+            bindparam("allocations_hold", type_=BigInteger()),
+            _ALLOCATED.c.grant_id,
+            _ALLOCATED.c.tokens,
+        ),
+    )
+    .cte("new_allocations")
+)
+
+
 @functools.cache
-def _write_all(grants: int, allocations: int) -> Update:
+def _write_all(grants: int, allocations: bool) -> Update:
     """The grants' changes (``_change_grants_statement``), a new hold's allocations, the
     entry and the balance: one statement."""
     statement = _SAVE_BALANCE.values(
@@ -175,15 +200,7 @@ def _write_all(grants: int, allocations: int) -> Update:
     if grants:
         statement = statement.add_cte(_change_grants_statement(grants).cte("changed_grants"))
     if allocations:
-        rows = [
-            {
-                "hold_id": bindparam("allocations_hold", type_=BigInteger()),
-                "grant_id": bindparam(f"allocated_grant_{n}", type_=BigInteger()),
-                "amount": bindparam(f"allocated_{n}", type_=BigInteger()),
-            }
-            for n in range(allocations)
-        ]
-        statement = statement.add_cte(insert(_ALLOCATIONS).values(rows).cte("new_allocations"))
+        statement = statement.add_cte(_NEW_ALLOCATIONS)
     return statement.returning(_BALANCES.c.last_entry_id)
 
 
@@ -253,9 +270,9 @@ def save(
         for n, (grant_id, change) in enumerate(grants):
             params[f"grant_{n}"], params[f"change_{n}"] = grant_id, change
         params["allocations_hold"] = hold_id
-        for n, (grant_id, tokens) in enumerate(allocated):
-            params[f"allocated_grant_{n}"], params[f"allocated_{n}"] = grant_id, tokens
-        entry_id = sql.execute(_write_all(len(grants), len(allocated)), params).scalar_one()
+        params["allocated_grants"] = [grant_id for grant_id, _ in allocated]
+        params["allocated_tokens"] = [tokens for _, tokens in allocated]
+        entry_id = sql.execute(_write_all(len(grants), bool(allocated)), params).scalar_one()
         forget(session, Grant, [grant_id for grant_id, _ in grants])
     else:
         change_grants(session, sql, grants)
