@@ -12,7 +12,10 @@ import datetime as dt
 import logging
 import secrets
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,6 +39,12 @@ from chatmeter.retrieval.search import retrieve
 from chatmeter.storable import NUL_MESSAGE, has_nul
 
 log = logging.getLogger("chatmeter.chat")
+
+# The question's embedding (~5 ms of one core, the turn's largest cost) is made here
+# while the turn's thread reads the assistant's conversation, account and passages,
+# which mostly wait on the database. Started only once the rate limits let the
+# message in, so a refused visitor costs no model time.
+_EMBEDDING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chatmeter-question")
 
 
 def warm_up(ctx: ChatServices) -> None:
@@ -85,33 +94,41 @@ def start_turn(
         if assistant is None:
             raise Unavailable()
         ctx.limiter.check(assistant_id=assistant.id, visitor=visitor)
+        question_vector = _EMBEDDING.submit(_embed, ctx, question)
         conversation, history = _history(session, assistant, conversation_id)
         caps.check_turns(assistant, conversation)
         account = accounts.get_account(session, account_id=assistant.account_id)
         timezone = account.timezone
         fallback = modes.fallback_text(assistant.fallback_message, account.contact_email)
 
-    provider = _provider(ctx, assistant)
-    ticket = None
-    if queue:
-        ticket = ctx.generation_queue(provider).admit(account_id=assistant.account_id)
-    try:
-        return _prepare(
-            ctx,
-            assistant,
-            provider,
-            ticket,
-            question,
-            history,
-            conversation_id,
-            visitor,
-            timezone,
-            fallback,
-        )
-    except BaseException:
-        if ticket is not None:
-            ticket.leave()
-        raise
+        provider = _provider(ctx, assistant)
+        ticket = None
+        if queue:
+            ticket = ctx.generation_queue(provider).admit(account_id=assistant.account_id)
+        try:
+            return _prepare(
+                ctx,
+                session,
+                assistant,
+                provider,
+                ticket,
+                question,
+                question_vector,
+                history,
+                conversation_id,
+                visitor,
+                timezone,
+                fallback,
+            )
+        except BaseException:
+            if ticket is not None:
+                ticket.leave()
+            raise
+
+
+def _embed(ctx: ChatServices, question: str) -> npt.NDArray[np.float32]:
+    vector: npt.NDArray[np.float32] = ctx.embedder.embed([question])[0]
+    return vector
 
 
 def _provider(ctx: ChatServices, assistant: Assistant) -> Provider:
@@ -125,10 +142,12 @@ def _provider(ctx: ChatServices, assistant: Assistant) -> Provider:
 
 def _prepare(
     ctx: ChatServices,
+    session: Session,
     assistant: Assistant,
     provider: Provider,
     ticket: Ticket | None,
     question: str,
+    embedding: Future[npt.NDArray[np.float32]],
     history: list[tuple[str, str]],
     conversation_id: str | None,
     visitor: str,
@@ -137,11 +156,8 @@ def _prepare(
 ) -> Turn:
     try:
         count = text_counter(provider)
-        question_vector = ctx.embedder.embed([question])[0]
-        with ctx.db.read() as session:
-            correction = matching.best_correction(
-                session, assistant_id=assistant.id, question_vector=question_vector
-            )
+        # The reading session of the turn's start, still open: one transaction less.
+        try:
             passages = retrieve(
                 session,
                 assistant_id=assistant.id,
@@ -151,8 +167,14 @@ def _prepare(
                 passages=assistant.passages,
                 budget=assistant.context_budget,
                 count_tokens=count,
-                query=question_vector,
+                query=embedding.result,  # the keyword search runs while it is made
             )
+            question_vector = embedding.result()
+            correction = matching.best_correction(
+                session, assistant_id=assistant.id, question_vector=question_vector
+            )
+        finally:
+            session.close()  # its connection goes back before the reservation takes one
         answer = modes.plan(
             mode=assistant.answer_mode,
             question=question,

@@ -101,19 +101,22 @@ def take(session: Session, *, assistant: Assistant, day: dt.date, tokens: int) -
     The caller holds the account's balance lock (``ledger.reserve`` took it), so the
     caps read here are the ones in force: an owner changing them takes the same lock.
     """
-    daily_cap, monthly_cap = session.execute(
-        select(Assistant.daily_token_cap, Assistant.monthly_token_cap).where(
-            Assistant.id == assistant.id
+    # The caps and the day's row in one statement: this runs under the balance lock.
+    daily_cap, monthly_cap, today = session.execute(
+        select(Assistant.daily_token_cap, Assistant.monthly_token_cap, AssistantDay.tokens)
+        .outerjoin(
+            AssistantDay, (AssistantDay.assistant_id == Assistant.id) & (AssistantDay.day == day)
         )
+        .where(Assistant.id == assistant.id)
     ).one()
-    used = used_on(session, assistant_id=assistant.id, day=day)
+    used = today or 0
     if daily_cap and used + tokens > daily_cap:
         raise CapReached(cap="daily", limit=daily_cap, used=used, period=day.isoformat())
     if monthly_cap:
         month = used_in_month(session, assistant_id=assistant.id, day=day)
         if month + tokens > monthly_cap:
             raise CapReached(cap="monthly", limit=monthly_cap, used=month, period=f"{day:%Y-%m}")
-    if used or _exists(session, assistant.id, day):
+    if today is not None:
         _add(session, assistant.id, day, tokens)
     else:
         session.add(AssistantDay(assistant_id=assistant.id, day=day, tokens=tokens))
@@ -193,15 +196,6 @@ def check_turns(assistant: Assistant, conversation: Conversation | None) -> None
         raise ConversationFull(
             "This conversation has reached its length limit. Please start a new conversation."
         )
-
-
-def _exists(session: Session, assistant_id: int, day: dt.date) -> bool:
-    found = session.scalar(
-        select(AssistantDay.assistant_id).where(
-            AssistantDay.assistant_id == assistant_id, AssistantDay.day == day
-        )
-    )
-    return found is not None
 
 
 def _add(session: Session, assistant_id: int, day: dt.date, tokens: int) -> None:

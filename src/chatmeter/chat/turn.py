@@ -21,6 +21,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import case, literal, update
 from sqlalchemy.orm import Session
 
 from chatmeter.answers.grounding import SentenceChecker, split_generated
@@ -29,6 +30,7 @@ from chatmeter.answers.modes import Kind, Plan
 from chatmeter.chat import caps
 from chatmeter.chat.models import Conversation, Message
 from chatmeter.chat.queue import Ticket
+from chatmeter.db import UTCDateTime
 from chatmeter.errors import Conflict, Unavailable
 from chatmeter.ledger import service as ledger
 from chatmeter.ledger.models import HoldOwner
@@ -317,18 +319,16 @@ class Turn:
                         reached=reached,
                         now=now,
                     )
-            conversation = session.get(Conversation, self.conversation_id)
-            assert conversation is not None
             session.add(
                 Message(
-                    conversation_id=conversation.id,
+                    conversation_id=self.conversation_id,
                     role="user",
                     content=self.question,
                     created_at=now,
                 )
             )
             reply = Message(
-                conversation_id=conversation.id,
+                conversation_id=self.conversation_id,
                 role="assistant",
                 content=self.answer,
                 context_tokens=context,
@@ -347,10 +347,21 @@ class Turn:
             session.add(reply)
             session.flush()
             self.message_id = reply.id
-            conversation.messages += 2
-            conversation.context_tokens += context
-            conversation.generation_tokens += generation
-            conversation.updated_at = max(conversation.updated_at, now)  # its last message
+            # One UPDATE, not a read and a write: the conversation's figures add up in SQL.
+            session.execute(
+                update(Conversation)
+                .where(Conversation.id == self.conversation_id)
+                .values(
+                    messages=Conversation.messages + 2,
+                    context_tokens=Conversation.context_tokens + context,
+                    generation_tokens=Conversation.generation_tokens + generation,
+                    updated_at=case(  # its last message
+                        (Conversation.updated_at < now, literal(now, UTCDateTime())),
+                        else_=Conversation.updated_at,
+                    ),
+                ),
+                execution_options={"synchronize_session": False},
+            )
             entries = ledger.entries_written(session)  # telemetry (issue #13)
             uow.commit()
         _reported(self, entries, context, generation)  # telemetry (issue #13)

@@ -230,7 +230,11 @@ def reserve(
         "finished_at": None,
     }
     # Inserting the hold is also the idempotency check: it writes nothing if the key was used.
-    hold_id = statements.insert_hold(sql, hold) if balance.available >= tokens else None
+    hold_id, live = (
+        statements.insert_hold_reading_grants(sql, hold)
+        if balance.available >= tokens
+        else (None, [])
+    )
     if hold_id is None:  # the key was used before, or the tokens are not there
         existing = session.scalar(
             select(Hold).where(Hold.account_id == account_id, Hold.key == key)
@@ -242,15 +246,17 @@ def reserve(
         if (existing.amount, existing.owner, existing.ttl_seconds) != (tokens, owner, ttl_seconds):
             raise IdempotencyConflict("this key was already used for a different hold", key=key)
         return existing
-    allocations = rules.allocate(statements.live_buckets(sql, account_id), tokens)
-    statements.change_grants(session, sql, [(grant_id, -taken) for grant_id, taken in allocations])
-    sql.execute(
-        statements.INSERT_ALLOCATIONS,
-        [{"hold_id": hold_id, "grant_id": g, "amount": taken} for g, taken in allocations],
-    )
+    allocations = rules.allocate(live, tokens)
     entry = _entry(balance, EntryKind.RESERVE, now, -tokens, tokens, {"hold_id": hold_id})
     _moved(balance, entry)
-    statements.save(session, sql, balance, entry)
+    statements.save(
+        session,
+        sql,
+        balance,
+        entry,
+        grants=[(grant_id, -taken) for grant_id, taken in allocations],
+        allocations=(hold_id, allocations),
+    )
     return statements.as_hold(session, {"id": hold_id, **hold})
 
 
@@ -661,16 +667,16 @@ def _close_hold(
         changes |= {"context_tokens": context, "generation_tokens": generation}
     params = {"hold": hold_id, "account": account_id, "used": used, **changes}
     if owner is None:
-        statement, params["due"] = statements.EXPIRE_HOLD, now
+        params["due"] = now
     else:
-        statement, params["hold_owner"] = statements.FINISH_OWN_HOLD, owner
-    row = sql.execute(statement, params).one_or_none()
+        params["hold_owner"] = owner
+    row, spent, expired = statements.finish_hold(sql, params, expiry=owner is None)
     if row is None:
         return None
-    hold = statements.as_hold(session, row._mapping)
-    back = rules.give_back(statements.allocations(sql, hold_id), hold.amount - used)
-    live = statements.change_grants(session, sql, back)
-    returned_live = sum(tokens for grant_id, tokens in back if grant_id in live)
+    hold = statements.as_hold(session, row)
+    back = rules.give_back(spent, hold.amount - used)
+    # Only live grants take tokens back (``save``); a grant expires under this lock only.
+    returned_live = sum(tokens for grant_id, tokens in back if grant_id not in expired)
     entry = _entry(
         balance,
         kind,
@@ -688,5 +694,5 @@ def _close_hold(
     )
     _moved(balance, entry)
     _after_change(session, balance)
-    statements.save(session, sql, balance, entry)
+    statements.save(session, sql, balance, entry, grants=back)
     return hold

@@ -175,18 +175,26 @@ def terms(question: str) -> list[str]:
     return seen[:MAX_TERMS]
 
 
-def search(session: Session, *, assistant_id: int, question: str, limit: int) -> list[int]:
-    """Chunk ids, best match first."""
+def search(
+    session: Session, *, assistant_id: int, question: str, limit: int, version: int | None = None
+) -> list[int]:
+    """Chunk ids, best match first. ``version``: the assistant's index version, when the
+    caller read it already (PostgreSQL's ranking needs it; it is read otherwise)."""
     words = terms(question)
     if not words:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        return _postgres_search(session, assistant_id, words, limit)
+        if version is None:
+            version = session.scalar(
+                text("SELECT index_version FROM assistants WHERE id = :assistant"),
+                {"assistant": assistant_id},
+            )
+        return _postgres_search(session, assistant_id, int(version or 0), words, limit)
     return _sqlite_search(session, assistant_id, " OR ".join(f'"{w}"' for w in words), limit)
 
 
 def _postgres_search(
-    session: Session, assistant_id: int, words: list[str], limit: int
+    session: Session, assistant_id: int, version: int, words: list[str], limit: int
 ) -> list[int]:
     """The assistant's passages matching any word, ranked as bm25 ranks on SQLite: a rare
     word counts for more than a common one. PostgreSQL's own ranking (``ts_rank_cd``)
@@ -196,11 +204,7 @@ def _postgres_search(
     frequencies of the words they contain, ``ts_rank_cd`` breaking ties."""
     # The plan (EXPLAIN ANALYZE, 10,000 and 100,000 passages): a bitmap scan of the GIN
     # index per word not counted before, then one for the query and a top-N heapsort.
-    version = session.scalar(
-        text("SELECT index_version FROM assistants WHERE id = :assistant"),
-        {"assistant": assistant_id},
-    )
-    found, total = _frequencies(session, assistant_id, int(version or 0), words)
+    found, total = _frequencies(session, assistant_id, version, words)
     weights = idf_weights(found, total)
     if not weights:
         return []

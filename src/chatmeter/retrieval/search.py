@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from chatmeter.knowledge.embeddings import Embedder
 from chatmeter.retrieval import keyword
-from chatmeter.retrieval.vectors import VectorCache
+from chatmeter.retrieval.vectors import VectorCache, index_version
 from chatmeter.training.models import Chunk, TrainingFile
 from chatmeter.training.titles import shown_title
 
@@ -83,18 +83,30 @@ def retrieve(
     passages: int,
     budget: int,
     count_tokens: Callable[[str], int] | None = None,
-    query: npt.NDArray[np.float32] | None = None,
+    query: npt.NDArray[np.float32] | Callable[[], npt.NDArray[np.float32]] | None = None,
 ) -> list[Passage]:
     """The best passages for ``question``: at most ``passages``, together within ``budget`` tokens.
 
     ``count_tokens`` is the generating model's tokenizer, so the budget holds in
     the prompt; without it the embedding tokenizer's count stored with each chunk is used.
-    ``query``: the question's embedding, when the caller has it already.
+    ``query``: the question's embedding, when the caller has it already, or a function
+    that waits for it (called after the keyword search, which can run meanwhile).
     """
+    version = index_version(session, assistant_id)  # read once, for both searches
+    if version is None:
+        return []
+    sparse = keyword.search(
+        session, assistant_id=assistant_id, question=question, limit=CANDIDATES, version=version
+    )
     if query is None:
-        query = embedder.embed([question])[0]
-    dense = vectors.search(session, assistant_id=assistant_id, query=query, limit=CANDIDATES)
-    sparse = keyword.search(session, assistant_id=assistant_id, question=question, limit=CANDIDATES)
+        vector = embedder.embed([question])[0]
+    elif isinstance(query, np.ndarray):
+        vector = query
+    else:
+        vector = query()
+    dense = vectors.search(
+        session, assistant_id=assistant_id, query=vector, limit=CANDIDATES, version=version
+    )
     ranked = fuse([dense, sparse])
     if not ranked:
         return []

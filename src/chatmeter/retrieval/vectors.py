@@ -41,6 +41,12 @@ class _Matrix:
 _EMPTY = _Matrix(-1, np.empty(0, np.int64), np.empty((0, 0), np.float32))
 
 
+def index_version(session: Session, assistant_id: int) -> int | None:
+    """The assistant's index version (None: no such assistant): what every cached view of
+    its passages is checked against."""
+    return session.scalar(select(Assistant.index_version).where(Assistant.id == assistant_id))
+
+
 class VectorCache:
     def __init__(
         self,
@@ -57,10 +63,17 @@ class VectorCache:
         self._building: set[tuple[int, int]] = set()
 
     def search(
-        self, session: Session, *, assistant_id: int, query: np.ndarray, limit: int
+        self,
+        session: Session,
+        *,
+        assistant_id: int,
+        query: np.ndarray,
+        limit: int,
+        version: int | None = None,
     ) -> list[int]:
-        """Chunk ids nearest to ``query`` (cosine), best first."""
-        matrix = self._matrix(session, assistant_id)
+        """Chunk ids nearest to ``query`` (cosine), best first. ``version``: the assistant's
+        index version, when the caller read it already (None: read here)."""
+        matrix = self._matrix(session, assistant_id, version)
         if matrix.ids.size == 0:
             return []
         query = np.ascontiguousarray(query, dtype=np.float32).ravel()
@@ -85,10 +98,9 @@ class VectorCache:
             cached = self._matrices.get(assistant_id)
         return cached.index if cached is not None else None
 
-    def _matrix(self, session: Session, assistant_id: int) -> _Matrix:
-        version = session.scalar(
-            select(Assistant.index_version).where(Assistant.id == assistant_id)
-        )
+    def _matrix(self, session: Session, assistant_id: int, version: int | None) -> _Matrix:
+        if version is None:
+            version = index_version(session, assistant_id)
         if version is None:
             return _EMPTY
         with self._lock:
