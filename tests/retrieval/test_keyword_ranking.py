@@ -131,3 +131,41 @@ def version(session: object, assistant_id: int) -> int:
 
     found = session.get(Assistant, assistant_id)  # type: ignore[attr-defined]
     return int(found.index_version)
+
+
+ZIPF = [f"w{n:03d}" for n in range(60)]  # w000 in about every passage, w059 in a few
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_postgres_ranks_the_rarest_words_first_and_answers_as_the_whole_query(
+    ctx: Context,
+) -> None:
+    """The shortcut (the rare words' passages ranked alone, kept only when no other
+    passage can reach them) gives exactly the whole query's ids in its order, for
+    questions mixing rare and common words; and it is taken for many of them."""
+    rng = np.random.default_rng(13)
+    weights = 1 / np.arange(1, len(ZIPF) + 1)
+    weights /= weights.sum()
+    corpus = [" ".join(rng.choice(ZIPF, int(rng.integers(3, 15)), p=weights)) for _ in range(600)]
+    account = new_account(ctx)
+    assistant, _ = make_assistant(ctx, account=account, texts=corpus)
+    shortcuts = 0
+    with ctx.db.read() as session:
+        index = version(session, assistant)
+        for n in range(150):
+            words = [str(w) for w in dict.fromkeys(rng.choice(ZIPF, int(rng.integers(1, 8))))]
+            limit = int(rng.choice([1, 5, 8, 30]))
+            whole = keyword._postgres_search(session, assistant, index, words, limit, budget=0)
+            for budget in (20, 120):
+                fast = keyword._postgres_search(
+                    session, assistant, index, words, limit, budget=budget
+                )
+                assert fast == whole, (n, words, limit, budget)
+            found, total = keyword._frequencies(session, assistant, index, words)
+            shortcuts += (
+                keyword._rare_first(
+                    session, assistant, keyword.idf_weights(found, total), found, limit, 120
+                )
+                is not None
+            )
+    assert shortcuts >= 20  # the shortcut was taken, not only the whole query
