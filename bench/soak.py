@@ -55,8 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+import load  # bench/load.py: its private PostgreSQL database
 
 ROOT = Path(__file__).parents[1]
 SERVER_KEY = "soak-key"
@@ -553,7 +552,7 @@ def job_runs(records: list[Path], ended: dt.datetime, figures: Figures) -> None:
 def run(args: argparse.Namespace) -> Figures:
     figures = Figures()
     folder = Path(tempfile.mkdtemp(prefix="chatmeter-soak-"))
-    url, name = postgres_database(args.postgres)
+    url, name = load.postgres_database(args.postgres)
     import redis
 
     redis.Redis.from_url(args.redis).flushdb()
@@ -651,7 +650,7 @@ def run(args: argparse.Namespace) -> Figures:
     finally:
         for process in reversed(processes):
             stop(process)
-        drop_postgres(args.postgres, name)
+        load.drop_postgres(args.postgres, name)
     judge(figures, args.rss_bound_mib)
     return figures
 
@@ -716,23 +715,6 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
         print(f"  - {failure}")
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(figures), default=str, indent=2))
-
-
-def postgres_database(admin: str) -> tuple[str, str]:
-    name = f"chatmeter_soak_{os.getpid()}"
-    engine = create_engine(admin.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return make_url(admin).set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_postgres(admin: str, name: str) -> None:
-    engine = create_engine(admin.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
 
 
 def main() -> None:

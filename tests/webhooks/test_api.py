@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from chatmeter.clock import FixedClock
 from chatmeter.context import Context
 from chatmeter.web.app import create_app
-from chatmeter.webhooks.endpoints import MAX_ENDPOINTS, TESTS_PER_HOUR
+from chatmeter.webhooks.endpoints import MANUAL_SENDS_PER_HOUR, MAX_ENDPOINTS
 from tests.support.api import Caller, caller
 from tests.support.receiver import receiver
 from tests.webhooks.support import deliver, on_loopback
@@ -100,7 +101,9 @@ def test_another_accounts_endpoint_is_not_found(alice: Caller, bob: Caller) -> N
     assert alice.client.get(url).json()["url"] == HOOK
 
 
-def test_a_test_event_reaches_the_receiver_and_shows_in_the_log(ctx: Context) -> None:
+def test_a_test_event_reaches_the_receiver_and_shows_in_the_log(
+    ctx: Context, clock: FixedClock
+) -> None:
     hooks = on_loopback(ctx)
     with TestClient(create_app(hooks)) as app, receiver(500, 200) as inbox:
         owner = caller(hooks, app, "owner@example.com")
@@ -112,23 +115,47 @@ def test_a_test_event_reaches_the_receiver_and_shows_in_the_log(ctx: Context) ->
         [failed] = owner.client.get(log).json()
         assert (failed["status"], failed["attempts"], failed["last_status"]) == ("pending", 1, 500)
         assert failed["event_id"] == sent.json()["event_id"]
-        resent = owner.client.post(f"{log}/{failed['id']}/resend")
-        assert resent.status_code == 200 and resent.json()["attempts"] == 0
+        early = owner.client.post(f"{log}/{failed['id']}/resend")  # still being tried
+        assert early.status_code == 409 and early.json()["error"]["code"] == "conflict"
+        clock.advance(seconds=30)
         deliver(hooks)
         [delivered] = owner.client.get(log).json()
-        assert (delivered["status"], delivered["last_status"]) == ("delivered", 200)
-        assert delivered["event_type"] == "test"
-    assert [r.headers["chatmeter-event-type"] for r in inbox.received] == ["test", "test"]
+        assert (delivered["status"], delivered["attempts"], delivered["last_status"]) == (
+            "delivered",
+            2,
+            200,
+        )
+        resent = owner.client.post(f"{log}/{failed['id']}/resend")  # the receiver lost it
+        assert resent.status_code == 200
+        assert (resent.json()["status"], resent.json()["attempts"]) == ("pending", 0)
+        deliver(hooks)
+        [again] = owner.client.get(log).json()
+        assert (again["status"], again["attempts"], again["event_type"]) == ("delivered", 1, "test")
+    assert [r.headers["chatmeter-event-type"] for r in inbox.received] == ["test"] * 3
+    assert len(set(inbox.event_ids())) == 1
 
 
-def test_test_events_are_limited_per_endpoint_and_hour(alice: Caller) -> None:
-    endpoint = made(alice.client)
-    url = f"/api/v1/webhooks/{endpoint['id']}/test"
-    for _ in range(TESTS_PER_HOUR):
-        assert alice.client.post(url).status_code == 202
-    refused = alice.client.post(url)
-    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
-    assert len(alice.client.get(f"/api/v1/webhooks/{endpoint['id']}/deliveries").json()) == 10
+def test_test_events_and_sends_again_are_limited_per_endpoint_and_hour(
+    ctx: Context, clock: FixedClock
+) -> None:
+    hooks = on_loopback(ctx)
+    with TestClient(create_app(hooks)) as app, receiver() as inbox:
+        owner = caller(hooks, app, "owner@example.com")
+        endpoint = made(owner.client, url=inbox.url)
+        url = f"/api/v1/webhooks/{endpoint['id']}"
+        for _ in range(MANUAL_SENDS_PER_HOUR - 1):
+            assert owner.client.post(f"{url}/test").status_code == 202
+        deliver(hooks)
+        first = owner.client.get(f"{url}/deliveries").json()[-1]
+        assert owner.client.post(f"{url}/deliveries/{first['id']}/resend").status_code == 200
+        deliver(hooks)
+        for path in (f"{url}/test", f"{url}/deliveries/{first['id']}/resend"):
+            refused = owner.client.post(path)
+            assert refused.status_code == 429, path
+            assert refused.json()["error"]["code"] == "rate_limited"
+        assert len(inbox.received) == MANUAL_SENDS_PER_HOUR
+        clock.advance(hours=1, seconds=1)  # an hour later: allowed again
+        assert owner.client.post(f"{url}/test").status_code == 202
 
 
 def test_a_read_only_key_may_look_but_not_change(ctx: Context, app_client: TestClient) -> None:

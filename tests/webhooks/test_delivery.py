@@ -12,7 +12,7 @@ import pytest
 
 from chatmeter.clock import FixedClock
 from chatmeter.context import Context
-from chatmeter.webhooks import delivery, endpoints, signing
+from chatmeter.webhooks import delivery, endpoints
 from chatmeter.webhooks.delivery import MAX_ATTEMPTS, backoff
 from chatmeter.webhooks.events import EventType
 from chatmeter.webhooks.models import DeliveryStatus
@@ -255,11 +255,8 @@ def test_a_rotated_secret_signs_beside_the_old_one_for_a_day(
         deliver(hooks)
     during, after = inbox.received
     stamp = int(clock.now().timestamp())
+    verify = readme_verify()
     for secret in (endpoint.secret, new_secret):
-        assert signing.verify(
-            secret, during.headers["chatmeter-signature"], during.body, now=stamp - 86401
-        )
-    assert signing.verify(new_secret, after.headers["chatmeter-signature"], after.body, now=stamp)
-    assert not signing.verify(
-        endpoint.secret, after.headers["chatmeter-signature"], after.body, now=stamp
-    )
+        assert verify(secret, during.headers["chatmeter-signature"], during.body, now=stamp - 86401)
+    assert verify(new_secret, after.headers["chatmeter-signature"], after.body, now=stamp)
+    assert not verify(endpoint.secret, after.headers["chatmeter-signature"], after.body, now=stamp)

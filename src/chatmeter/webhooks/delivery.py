@@ -1,6 +1,7 @@
 """Post due deliveries to the customers' endpoints: at least once, with backoff.
 
-The same scheme as the email outbox (``notifications.delivery``): a delivery is
+The same scheme as the email outbox (``notifications.delivery``, whose lease and
+backoff these are): a delivery is
 claimed in a short transaction that counts the attempt and pushes its next attempt a
 lease ahead (PostgreSQL skips rows another worker holds), posted outside any
 transaction, and its outcome recorded only if the row is still as claimed. A worker
@@ -28,19 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from chatmeter.config import Settings
 from chatmeter.db import Database, rowcount
+from chatmeter.notifications.delivery import LEASE, backoff
 from chatmeter.webhooks import egress, signing
 from chatmeter.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger(__name__)
 
-LEASE = dt.timedelta(minutes=5)
-FIRST_RETRY = dt.timedelta(seconds=30)
-MAX_RETRY = dt.timedelta(hours=1)
-MAX_ATTEMPTS = 12  # about 6 hours of retries
+MAX_ATTEMPTS = 12  # about 6 hours of retries, as the outbox's (``backoff`` is its)
 USER_AGENT = "Chatmeter-Webhooks/1"
 
 
@@ -68,12 +66,6 @@ class Outcome:
     status: int | None
     error: str | None  # None: delivered
     reachable: bool  # False: the endpoint could not be reached at all
-
-
-def backoff(attempts: int) -> dt.timedelta:
-    """The wait after the ``attempts``-th failed attempt: 30 s, 1 min, 2 min … at most 1 h."""
-    doublings = min(max(attempts - 1, 0), 16)
-    return min(FIRST_RETRY * (1 << doublings), MAX_RETRY)
 
 
 def deliver_due(db: Database, *, settings: Settings, now: dt.datetime, batch: int = 50) -> Report:
@@ -133,15 +125,6 @@ def post(claim: _Claim, *, settings: Settings, now: dt.datetime) -> Outcome:
         status=answer.status,
         error=f"HTTP {answer.status}: {answer.snippet}"[:500],
         reachable=True,
-    )
-
-
-def resend(session: Session, *, delivery_id: int, now: dt.datetime) -> None:
-    """Give a delivery a fresh set of attempts, due now (the caller checked its account)."""
-    session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
-        .values(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
     )
 
 

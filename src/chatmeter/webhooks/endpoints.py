@@ -16,16 +16,21 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from chatmeter.db import queue_work
-from chatmeter.errors import InvalidInput, NotFound, QuotaExceeded, RateLimited
-from chatmeter.webhooks import delivery, egress
+from chatmeter.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, RateLimited
+from chatmeter.webhooks import egress
 from chatmeter.webhooks.events import ALL, SUBSCRIBABLE, EventType, queue_delivery, record
-from chatmeter.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from chatmeter.webhooks.models import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 MAX_ENDPOINTS = 10
 MAX_DESCRIPTION = 200
-# "Send test event" at most this often per endpoint and hour: each one is a request
-# this server makes on the owner's behalf.
-TESTS_PER_HOUR = 10
+# "Send test event" and "Send again" together, at most this often per endpoint and
+# hour: each is a request this server makes on the owner's behalf.
+MANUAL_SENDS_PER_HOUR = 10
 # After a rotation the old secret signs too for this long, so receivers can switch.
 ROTATION_GRACE = dt.timedelta(hours=24)
 LOG_LENGTH = 50
@@ -150,20 +155,7 @@ def send_test(
 ) -> WebhookEvent:
     """A ``test`` event delivered to this endpoint only (even when it is turned off)."""
     endpoint = get(session, account_id=account_id, endpoint_id=endpoint_id)
-    recent = session.scalar(
-        select(func.count())
-        .select_from(WebhookDelivery)
-        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint.id,
-            WebhookEvent.type == EventType.TEST,
-            WebhookEvent.created_at > now - dt.timedelta(hours=1),
-        )
-    )
-    if (recent or 0) >= TESTS_PER_HOUR:
-        raise RateLimited(
-            f"At most {TESTS_PER_HOUR} test events an hour per endpoint; try again later."
-        )
+    _check_manual_sends(session, endpoint.id, now)
     event = record(
         session,
         account_id=account_id,
@@ -174,6 +166,31 @@ def send_test(
     )
     queue_delivery(session, event=event, endpoint_id=endpoint.id, now=now)
     return event
+
+
+def _check_manual_sends(session: Session, endpoint_id: int, now: dt.datetime) -> None:
+    """``RateLimited`` once the owner asked for ``MANUAL_SENDS_PER_HOUR`` sends this hour."""
+    since = now - dt.timedelta(hours=1)
+    tests = session.scalar(
+        select(func.count())
+        .select_from(WebhookDelivery)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookEvent.type == EventType.TEST,
+            WebhookEvent.created_at > since,
+        )
+    )
+    resent = session.scalar(
+        select(func.count()).where(
+            WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.resent_at > since
+        )
+    )
+    if (tests or 0) + (resent or 0) >= MANUAL_SENDS_PER_HOUR:
+        raise RateLimited(
+            f"At most {MANUAL_SENDS_PER_HOUR} test events and sends again an hour per "
+            "endpoint; try again later."
+        )
 
 
 def deliveries(
@@ -194,14 +211,22 @@ def deliveries(
 def resend(
     session: Session, *, account_id: int, endpoint_id: int, delivery_id: int, now: dt.datetime
 ) -> dict[str, Any]:
-    """Send a delivery again (a dead one, or one the receiver lost), with fresh attempts."""
+    """Send a finished delivery again (a failed one, or one the receiver lost), with a
+    fresh set of attempts; one still being tried is ``Conflict``."""
     endpoint = get(session, account_id=account_id, endpoint_id=endpoint_id)
     row = session.get(WebhookDelivery, delivery_id)
     if row is None or row.endpoint_id != endpoint.id:
         raise NotFound("no such delivery", delivery_id=delivery_id)
-    delivery.resend(session, delivery_id=row.id, now=now)
+    if row.status == DeliveryStatus.PENDING:
+        raise Conflict("This delivery is still being tried; send it again once it has ended.")
+    _check_manual_sends(session, endpoint.id, now)
+    row.status, row.attempts, row.next_attempt_at, row.resent_at = (
+        DeliveryStatus.PENDING,
+        0,
+        now,
+        now,
+    )
     queue_work(session)
-    session.refresh(row)
     event = session.get(WebhookEvent, row.event_id)
     assert event is not None
     return delivery_dict(row, event)

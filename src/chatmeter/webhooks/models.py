@@ -75,4 +75,6 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(500), default=None)
     last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # When the owner last asked to send it again ("Send again" is rate-limited).
+    resent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -5,7 +5,7 @@
 - webhook_events: what happened, once per cause (``dedupe_key``), with the JSON body
   every delivery of it sends.
 - webhook_deliveries: one per event and endpoint: status, attempts, the next attempt
-  and the last answer (the panel's delivery log).
+  and the last answer (the panel's delivery log), and when the owner last sent it again.
 
 Revision ID: f2a9c4e6b1d7
 Revises: c8e1f4a7d2b9
@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.String(length=500), nullable=True),
         sa.Column("last_attempt_at", chatmeter.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("delivered_at", chatmeter.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("resent_at", chatmeter.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", chatmeter.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["endpoint_id"], ["webhook_endpoints.id"]),
         sa.ForeignKeyConstraint(["event_id"], ["webhook_events.id"]),
