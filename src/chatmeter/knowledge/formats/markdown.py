@@ -27,11 +27,13 @@ _INLINE = (
     (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference link
     (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),  # autolink
     (re.compile(r"</?[A-Za-z][^>]*>"), ""),  # inline HTML tags
-    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # strong
+    # Strong: ``**`` not after a letter or digit (``10**2`` is a power); ``__`` only around
+    # words with a space between them (``__init__`` and ``__path__`` are names).
+    (re.compile(r"(?<![\w*])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![\w*])"), r"\1"),
+    (re.compile(r"(?<!\w)__(?=\S)([^_]*?\s[^_]*?)(?<=\S)__(?!\w)"), r"\1"),
     (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?!\*)"), r"\1"),  # emphasis
-    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),  # emphasis, not snake_case
+    (re.compile(r"(?<!\w)_(?=[^\s_])(.+?)(?<=[^\s_])_(?!\w)"), r"\1"),  # emphasis, not snake_case
     (re.compile(r"~~(.+?)~~"), r"\1"),  # strikethrough
-    (re.compile(r"`+([^`]+)`+"), r"\1"),  # inline code
     (re.compile(r"^ {0,3}>[ \t]?", re.MULTILINE), ""),  # blockquote marker
     (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~])"), r"\1"),  # backslash escapes
 )
@@ -112,7 +114,19 @@ def _front_matter(text: str) -> tuple[str, str | None]:
     return text[match.end() :], title.group(1).strip("\"'") if title else None
 
 
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+_KEPT = re.compile("\x00(\\d+)\x00")
+
+
 def _inline(text: str) -> str:
+    """The text without inline markup; code spans kept exactly as written (``**kwargs``)."""
+    spans: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        spans.append(match[2].strip() if match[2].strip() else match[2])
+        return f"\x00{len(spans) - 1}\x00"
+
+    text = _CODE_SPAN.sub(keep, text.replace("\x00", ""))
     for pattern, replacement in _INLINE:
         text = pattern.sub(replacement, text)
-    return text
+    return _KEPT.sub(lambda match: spans[int(match[1])], text)
