@@ -249,6 +249,21 @@ def test_markdown_headings_make_the_path_and_markup_is_dropped() -> None:
     ]
 
 
+def test_markdown_keeps_code_spans_names_and_powers_as_written() -> None:
+    text = (
+        "# Packages\n\n"
+        "Any module with a __path__ attribute is a package; `__init__.py` runs first.\n"
+        "Call `f(*args, **kwargs)`; 10**2 is 100 and 10**-2 is 0.01.\n"
+        "Press **Get more tokens**, __then confirm__, or *cancel* with _Escape_.\n"
+    )
+    (block,) = read(text.encode(), "packages.md").pages[0].blocks
+    assert block.text == (
+        "Any module with a __path__ attribute is a package; __init__.py runs first.\n"
+        "Call f(*args, **kwargs); 10**2 is 100 and 10**-2 is 0.01.\n"
+        "Press Get more tokens, then confirm, or cancel with Escape."
+    )
+
+
 HTML = """<!DOCTYPE html>
 <html><head><title>Pricing &amp; plans</title>
 <style>body { color: red }</style>
