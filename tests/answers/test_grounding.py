@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from chatmeter.answers import grounding
 from chatmeter.answers.grounding import PassageView, Sentence, Supported
@@ -31,6 +32,32 @@ def test_sentences_split_paragraphs_list_items_and_sentence_ends() -> None:
     ]  # the heading and the fragment "ok" are not sentences
 
 
+def test_code_and_bold_are_unwrapped_but_names_and_operators_kept() -> None:
+    passage = PassageView(
+        "",
+        "Use **Get more tokens** or `chatmeter tokens buy`. Any module with a __path__\n"
+        "attribute is a package; `__init__.py` runs first, and 10**2 is 100.",
+    )
+    assert [s.text for s in grounding.sentences([passage])] == [
+        "Use Get more tokens or chatmeter tokens buy.",
+        "Any module with a __path__ attribute is a package; __init__.py runs first, "
+        "and 10**2 is 100.",
+    ]
+
+
+def test_a_term_on_a_line_of_its_own_is_joined_to_the_paragraph_it_names() -> None:
+    passage = PassageView(
+        "Implementations",
+        "Jython\n\nPython implemented in Java.\n\n"
+        "## Notes\n\nShort heading-like line\n\n- An item that follows it.\n",
+    )
+    assert [s.text for s in grounding.sentences([passage])] == [
+        "Jython: Python implemented in Java.",
+        "Short heading-like line",
+        "An item that follows it.",
+    ]
+
+
 def test_normalise_makes_quotes_dashes_and_digit_groups_plain() -> None:
     assert grounding.normalise("“5,000” tokens – you’re   set") == '"5000" tokens - you\'re set'
     assert grounding.normalise("1 000 000") == "1000000"
@@ -43,42 +70,67 @@ def _scored(scores: Sequence[float], passage: Sequence[int] = ()) -> list[Suppor
     ]
 
 
-def test_nothing_supported_enough_composes_nothing() -> None:
-    low = grounding.ANSWER_THRESHOLD - 0.01
-    assert grounding.compose(_scored([low, low / 2])).text == ""
+def test_confidence_weighs_the_best_sentence_and_the_nearest_passage() -> None:
+    scored = _scored([0.6, 0.1])
+    sure = grounding.confidence(scored, passage_cosine=0.2)
+    assert sure == pytest.approx(
+        grounding.SUPPORT_WEIGHT * 0.6 + (1 - grounding.SUPPORT_WEIGHT) * 0.2
+    )
+    assert grounding.confidence([], passage_cosine=0.9) == pytest.approx(
+        (1 - grounding.SUPPORT_WEIGHT) * 0.9
+    )
+    # A sentence that shares the question's words by chance is not enough on its own,
+    # nor is a passage on the subject without a sentence that says the point.
+    assert grounding.confidence(_scored([0.5]), 0.1) < grounding.ANSWER_THRESHOLD
+    assert grounding.confidence(_scored([0.1]), 0.9) < grounding.ANSWER_THRESHOLD
+    assert grounding.confidence(_scored([0.45]), 0.5) >= grounding.ANSWER_THRESHOLD
+
+
+def test_nothing_to_quote_composes_nothing() -> None:
     assert grounding.compose([]).text == ""
 
 
 def test_the_best_sentence_is_quoted_with_its_neighbours_and_its_source_label() -> None:
-    top = grounding.ANSWER_THRESHOLD + 0.2
-    scored = _scored([0.0, top, 0.0, 0.0])
+    scored = _scored([0.0, 0.6, 0.0, 0.0])
     scored.sort(key=lambda s: -s.score)
-    composed = grounding.compose(scored)
+    composed = grounding.compose(scored, most=1)
     assert composed.text == "Sentence number 0. Sentence number 1. Sentence number 2. [1]"
     assert composed.passages == (0,)
 
 
-def test_sentences_of_several_passages_are_grouped_by_passage_in_order_of_support() -> None:
-    top = grounding.ANSWER_THRESHOLD + 0.2
+def test_the_best_sentences_of_several_passages_are_grouped_by_passage_best_first() -> None:
     scored = [
-        Supported(Sentence(1, 0, "The renewal is on the 1st."), top, top, 0.0),
-        Supported(Sentence(0, 5, "Packages hold 5,000 tokens."), top - 0.01, top, 0.0),
-        Supported(Sentence(2, 0, "Far less relevant text here."), top - 0.5, top, 0.0),
+        Supported(Sentence(1, 0, "The renewal is on the 1st."), 0.6, 0.6, 0.0),
+        Supported(Sentence(0, 5, "Packages hold 5,000 tokens."), 0.59, 0.6, 0.0),
+        Supported(Sentence(2, 0, "Far less relevant text here."), 0.1, 0.6, 0.0),
+        Supported(Sentence(2, 1, "Fourth and last of all."), 0.05, 0.6, 0.0),
     ]
     composed = grounding.compose(scored)
-    assert composed.text == "The renewal is on the 1st. [2]\n\nPackages hold 5,000 tokens. [1]"
+    assert composed.text == (
+        "The renewal is on the 1st. [2]\n\nPackages hold 5,000 tokens. [1]\n\n"
+        "Far less relevant text here. Fourth and last of all. [3]"
+    )
+    assert composed.passages == (1, 0, 2)
+
+
+def test_the_best_sentences_come_before_any_neighbour_when_room_is_short() -> None:
+    # Sentences 0 and 3 of one passage are the best; their neighbours 1 and 2 (and 4)
+    # are quoted only if they still fit, the one after a best sentence first.
+    scored = sorted(_scored([0.6, 0.1, 0.0, 0.5, 0.05]), key=lambda s: -s.score)
+    both = "Sentence number 0. Sentence number 3. [1]"
+    assert grounding.compose(scored, most=2, fits=lambda text: len(text) <= len(both)).text == both
+    after = "Sentence number 0. Sentence number 1. Sentence number 3. [1]"
+    assert grounding.compose(scored, most=2, fits=lambda t: len(t) <= len(after)).text == after
 
 
 def test_a_quote_never_exceeds_what_fits() -> None:
-    top = grounding.ANSWER_THRESHOLD + 0.2
-    scored = sorted(_scored([top, top - 0.01, top - 0.02]), key=lambda s: -s.score)
+    scored = sorted(_scored([0.6, 0.59, 0.58]), key=lambda s: -s.score)
     composed = grounding.compose(scored, fits=lambda text: len(text) <= 25)
     assert composed.text == "Sentence number 0. [1]"
 
 
 def test_when_not_even_the_best_sentence_fits_its_first_words_are_quoted() -> None:
-    top = grounding.ANSWER_THRESHOLD + 0.2
-    scored = _scored([top])
+    scored = _scored([0.6])
     composed = grounding.compose(scored, fits=lambda text: len(text) <= 20)
     assert composed.text == "Sentence number… [1]"
     assert grounding.compose(scored, fits=lambda text: False).text == ""
@@ -87,6 +139,21 @@ def test_when_not_even_the_best_sentence_fits_its_first_words_are_quoted() -> No
 def _axis(*weights: float) -> npt.NDArray[np.float32]:
     vector = np.array(weights, dtype=np.float32)
     return vector / np.linalg.norm(vector)
+
+
+def test_a_sentence_is_as_near_as_it_is_when_read_with_its_neighbours() -> None:
+    passages = [PassageView("", "Tokens come in packages. They renew on the first day.")]
+    found = grounding.sentences(passages)
+    vectors = np.stack([_axis(1, 0), _axis(0, 1)])
+    scored = grounding.support("When?", _axis(1, 1), passages, found, vectors)
+    by_text = {s.sentence.text: s for s in scored}
+    # Alone each is 0.71 from the question; read together they are the question.
+    assert by_text["They renew on the first day."].cosine == pytest.approx(1.0)
+    assert by_text["Tokens come in packages."].cosine == pytest.approx(1.0)
+    lone = grounding.support(
+        "When?", _axis(1, 1), passages[:1], found[:1], vectors[:1]
+    )  # no neighbour: its own cosine
+    assert lone[0].cosine == pytest.approx(float(_axis(1, 0) @ _axis(1, 1)))
 
 
 def test_support_prefers_the_sentence_with_the_rare_words_of_the_question() -> None:

@@ -152,3 +152,52 @@ def test_a_passage_that_left_the_assistant_never_reaches_its_prompt(ctx: Context
         )
         uow.commit()
     assert passages(alice.assistant_id) == []
+
+
+def test_the_vector_cache_gives_a_passages_cosine_only_for_the_assistants_own(
+    ctx: Context,
+) -> None:
+    vectors = np.stack([unit(1, 0, 0), unit(0, 1, 0), unit(1, 1, 0)])
+    account = new_account(ctx)
+    assistant_id, ids = make_assistant(ctx, ["a", "b", "c"], vectors, account=account)
+    _, other_ids = make_assistant(ctx, ["d"], np.stack([unit(1, 0, 0)]), account=account)
+    cache = VectorCache(approximate_above=1, background=False)  # rows in the index's order
+    query = unit(1, 0, 0)
+    with ctx.db.read() as session:
+        cache.search(session, assistant_id=assistant_id, query=query, limit=3)
+        found = cache.similarities(
+            session,
+            assistant_id=assistant_id,
+            chunk_ids=[ids[2], ids[1], other_ids[0], ids[0]],
+            query=query,
+        )
+    assert found == pytest.approx([float(unit(1, 1, 0) @ query), 0.0, 0.0, 1.0])
+
+
+@pytest.mark.model
+def test_retrieved_passages_carry_the_questions_cosine_with_their_stored_vectors(
+    ctx: Context,
+) -> None:
+    from chatmeter.retrieval.search import retrieve
+    from tests.chat.shop import QUESTION, open_shop
+
+    shop = open_shop(ctx, tokens=0)
+    with ctx.db.read() as session:
+        found = retrieve(
+            session,
+            assistant_id=shop.assistant_id,
+            question=QUESTION,
+            embedder=ctx.embedder,
+            vectors=ctx.vectors,
+            passages=3,
+            budget=1_000,
+        )
+        stored = {
+            chunk.id: np.frombuffer(chunk.embedding, dtype="<f4")
+            for chunk in session.query(Chunk).filter(Chunk.assistant_id == shop.assistant_id)
+        }
+    question = ctx.embedder.embed([QUESTION])[0]
+    assert found and all(p.similarity > 0 for p in found)
+    for passage in found:
+        cosine = float(stored[passage.chunk_id] @ question)
+        assert passage.similarity == pytest.approx(cosine, abs=1e-5)

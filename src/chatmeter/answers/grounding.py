@@ -9,10 +9,11 @@ Three uses, one scale:
 - ``support`` scores each sentence of the retrieved passages against the
   question: the cosine of their embeddings and the share of the question's
   content words the sentence (or its passage's heading) contains.
+- ``confidence`` weighs the best sentence's support and the nearest passage's
+  cosine into one figure; below ``ANSWER_THRESHOLD`` the assistant says it does
+  not know.
 - ``compose`` builds an answer of the best-supported sentences, quoted as the
-  documents wrote them, each group followed by its source's label ("[1]"); or
-  nothing, when no sentence is supported enough (the assistant then says it
-  does not know).
+  documents wrote them, each group followed by its source's label ("[1]").
 - ``SentenceChecker`` checks a generated answer sentence by sentence: one is
   kept only if a passage sentence says nearly the same thing and every number
   and rare word it states is in the passages.
@@ -32,18 +33,26 @@ import numpy.typing as npt
 Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 # Tuned on the dev half of bench/answers (see docs/benchmarks.md, "Answers").
-ANSWER_THRESHOLD = 0.35  # the best sentence's support below this: abstain
-KEEP_WITHIN = 0.1  # further sentences kept when their support is this close to the best
-MAX_SENTENCES = 3  # best-supported sentences quoted, each with its two neighbours
+ANSWER_THRESHOLD = 0.42  # confidence below this: abstain
+SUPPORT_WEIGHT = 0.7  # confidence = SUPPORT_WEIGHT * best support + the rest * passage cosine
+MAX_SENTENCES = 3  # best-supported sentences quoted, then their neighbours while they fit
 CHECK_THRESHOLD = 0.72  # a generated sentence's cosine to its closest passage sentence
-DENSE_WEIGHT = 0.4  # support = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * word coverage
+DENSE_WEIGHT = 0.5  # support = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * word coverage
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|[-+]{1,2}[\w-]+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[`*]?[A-Z0-9])")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
-_MARKUP = re.compile(r"\*\*|__|`")
+# Markdown's code spans and strong emphasis, unwrapped (``_plain``). Doubled underscores
+# around a single word are a name (``__init__``, ``__path__``), and ``**`` after a
+# letter or digit is an operator (``10**2``): both are kept.
+_MARKUP = re.compile(
+    r"(`+)(.+?)\1"
+    r"|(?<![\w*])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![\w*])"
+    r"|(?<!\w)__(?=\S)([^_]*?\s[^_]*?)(?<=\S)__(?!\w)"
+)
+MAX_TERM_CHARS = 40  # a paragraph this short, without a full stop, names what follows
 MIN_SENTENCE_CHARS = 12
 MAX_SENTENCE_CHARS = 600
 
@@ -106,13 +115,15 @@ def content_words(text: str) -> set[str]:
 
 def sentences(passages: Sequence[PassageView]) -> list[Sentence]:
     """Each passage's sentences: list items and paragraphs split at sentence ends; wrapped
-    lines joined; headings, bare markup and fragments left out."""
+    lines joined; a term on a line of its own joined to the paragraph it names ("Jython:
+    Python implemented in Java."); code spans and bold unwrapped; headings and fragments
+    left out."""
     found: list[Sentence] = []
     for index, passage in enumerate(passages):
         position = 0
         for unit in _units(passage.text):
             for piece in _SENTENCE_END.split(unit):
-                text = _MARKUP.sub("", piece).strip()
+                text = _plain(piece).strip()
                 if len(text) < MIN_SENTENCE_CHARS or not re.search(r"[^\W\d_]{2}", text):
                     continue
                 found.append(Sentence(index, position, text[:MAX_SENTENCE_CHARS]))
@@ -120,25 +131,47 @@ def sentences(passages: Sequence[PassageView]) -> list[Sentence]:
     return found
 
 
+def _plain(text: str) -> str:
+    return _MARKUP.sub(lambda m: m[2] or m[3] or m[4] or "", text)
+
+
 def _units(text: str) -> list[str]:
-    """Paragraphs and list items, each on one line."""
+    """Paragraphs and list items, each on one line; a term before its paragraph joined to it."""
     units: list[str] = []
     current: list[str] = []
+    term = ""  # a short paragraph just closed, that may name the next one
+    item = False  # whether ``current`` is a list item
 
     def close() -> None:
-        if current:
-            units.append(" ".join(current))
-            current.clear()
+        nonlocal term
+        if not current:
+            return
+        unit = " ".join(current)
+        current.clear()
+        if term and not item:
+            units[-1] = f"{term}: {unit}"
+            term = ""
+            return
+        units.append(unit)
+        short = len(unit) <= MAX_TERM_CHARS and not re.search(r"[.!?:;,]$", unit)
+        term = unit if short and not item else ""
 
     for line in text.splitlines():
         stripped = line.strip()
-        if not stripped or _HEADING.match(line) or stripped.startswith("```"):
+        if not stripped or stripped.startswith("```"):
             close()
+            continue
+        if _HEADING.match(line):
+            close()
+            term = ""
             continue
         if _LIST_ITEM.match(line):
             close()
+            term, item = "", True
             current.append(_LIST_ITEM.sub("", line).strip())
             continue
+        if not current:
+            item = False
         current.append(stripped)
     close()
     return units
@@ -152,6 +185,10 @@ def support(
     vectors: npt.NDArray[np.float32],
 ) -> list[Supported]:
     """Every sentence's support for the question, best first (ties: earlier passage first).
+
+    The cosine is the question's with the sentence, or with the sentence read with its
+    neighbours if that is nearer: "It renews on the 1st." answers a question about
+    tokens only with the sentence before it.
 
     Coverage weighs each content word of the question by its rarity among the
     sentences (inverse document frequency): the word that names the subject
@@ -168,7 +205,8 @@ def support(
         term: math.log(1 + len(found) / (0.5 + sum(term in w for w in words))) for term in wanted
     }
     total = sum(weight.values())
-    cosines = vectors @ np.asarray(question_vector, dtype=np.float32)
+    question_vector = np.asarray(question_vector, dtype=np.float32)
+    cosines = np.maximum(vectors @ question_vector, _in_context(found, vectors) @ question_vector)
     scored = []
     for sentence, terms, cosine in zip(found, words, cosines, strict=True):
         coverage = sum(weight[t] for t in wanted & terms) / total if total else 0.0
@@ -178,70 +216,92 @@ def support(
     return scored
 
 
+def _in_context(
+    found: Sequence[Sentence], vectors: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """Each sentence's vector summed with its neighbours' in the passage, made unit length:
+    the sentence in context, at the cost of three additions rather than a model call."""
+    row = {(s.passage, s.position): i for i, s in enumerate(found)}
+    summed = vectors.copy()
+    for i, s in enumerate(found):
+        for step in (-1, 1):
+            neighbour = row.get((s.passage, s.position + step))
+            if neighbour is not None:
+                summed[i] += vectors[neighbour]
+    lengths = np.linalg.norm(summed, axis=1, keepdims=True)
+    return np.asarray(summed / np.maximum(lengths, 1e-12), dtype=np.float32)
+
+
+def confidence(scored: Sequence[Supported], passage_cosine: float) -> float:
+    """How sure the passages answer the question: their best sentence's support, and the
+    cosine of the question with the nearest passage as a whole (its stored vector).
+
+    Neither alone separates answerable questions from the rest as well: a sentence can
+    share the question's words by chance, and a passage can be on the subject without
+    saying anything of the point asked.
+    """
+    best = scored[0].score if scored else 0.0
+    return SUPPORT_WEIGHT * best + (1 - SUPPORT_WEIGHT) * passage_cosine
+
+
 @dataclass(frozen=True)
 class Composed:
-    text: str  # "" when nothing was supported enough
+    text: str  # "" when not even the best sentence's first words fit
     passages: tuple[int, ...]  # the passages it quotes, in the order quoted
-    best: float  # the best sentence's support
 
 
 def compose(
     scored: Sequence[Supported],
     *,
-    threshold: float = ANSWER_THRESHOLD,
-    within: float = KEEP_WITHIN,
     most: int = MAX_SENTENCES,
     fits: Callable[[str], bool] = lambda text: True,
 ) -> Composed:
-    """The answer made of the best-supported sentences, or ``Composed("")``.
+    """The answer made of the best-supported sentences, quoted as the documents wrote them.
 
-    Kept: the best sentence, and up to ``most`` - 1 more whose support is within
-    ``within`` of it, each with the sentences right before and after it (the
-    subject of "This method is called…" is in the one before, the detail often in
-    the one after). They are quoted in the documents' order, grouped by passage,
-    each group labelled with its passage's number (1-based, as the sources are
-    shown). ``fits`` tells whether an answer still fits the response cap; a
-    neighbour or a further sentence that would not fit is left out, and when not
-    even the best sentence fits, its first words are quoted, ending with "…".
+    The ``most`` best sentences are quoted, then the sentences right after each, then
+    the ones right before (the detail is often in the one after, the subject of "This
+    method is called…" in the one before), each only while the answer still fits
+    (``fits``: the response cap). They are shown in the documents' order, grouped by
+    passage, the passage of the best sentence first, each group labelled with its
+    passage's number (1-based, as the sources are shown). When not even the best
+    sentence fits, its first words are quoted, ending with "…".
     """
-    if not scored or scored[0].score < threshold:
-        return Composed("", (), scored[0].score if scored else 0.0)
-    best = scored[0].score
-    chosen = [scored[0].sentence]
-    for candidate in scored[1:]:
-        if len(chosen) >= most or candidate.score < max(threshold, best - within):
-            break
-        chosen.append(candidate.sentence)
-    by_place = {(c.sentence.passage, c.sentence.position): c.sentence for c in scored}
+    if not scored:
+        return Composed("", ())
+    chosen = [s.sentence for s in scored[:most]]
+    by_place = {(s.sentence.passage, s.sentence.position): s.sentence for s in scored}
     neighbours = [
         by_place[(s.passage, s.position + step)]
+        for step in (1, -1)
         for s in chosen
-        for step in (-1, 1)
         if (s.passage, s.position + step) in by_place
     ]
-    quoted = list(dict.fromkeys(chosen + neighbours))
     passage_order = list(dict.fromkeys(s.passage for s in chosen))
-    groups: dict[int, list[str]] = {}
-    for sentence in sorted(quoted, key=lambda s: (passage_order.index(s.passage), s.position)):
-        trial = {**groups, sentence.passage: [*groups.get(sentence.passage, []), sentence.text]}
-        if fits(_render(trial)):
-            groups = trial
-    if not groups:  # not even the best sentence fits the response cap: its first words do
-        top = scored[0].sentence
-        words = top.text.split()
-        while words and not fits(_render({top.passage: [" ".join(words) + "…"]})):
-            words.pop()
-        if not words:
-            return Composed("", (), best)
-        groups = {top.passage: [" ".join(words) + "…"]}
-    return Composed(_render(groups), tuple(groups), best)
+    kept: list[Sentence] = []
+    for sentence in dict.fromkeys(chosen + neighbours):
+        if fits(_render([*kept, sentence], passage_order)):
+            kept.append(sentence)
+    if kept:
+        return Composed(_render(kept, passage_order), tuple(dict.fromkeys(s.passage for s in kept)))
+    top = scored[0].sentence  # not even the best sentence fits the response cap: its first words
+    words = top.text.split()
+    while words and not fits(_quote(top.passage, [" ".join(words) + "…"])):
+        words.pop()
+    if not words:
+        return Composed("", ())
+    return Composed(_quote(top.passage, [" ".join(words) + "…"]), (top.passage,))
 
 
-def _render(groups: dict[int, list[str]]) -> str:
-    return "\n\n".join(
-        " ".join(_sentence_end(t) for t in texts) + f" [{passage + 1}]"
-        for passage, texts in groups.items()
-    )
+def _render(kept: Sequence[Sentence], passage_order: Sequence[int]) -> str:
+    """``kept`` in the documents' order, grouped by passage in ``passage_order``."""
+    groups: dict[int, list[str]] = {p: [] for p in passage_order}
+    for sentence in sorted(kept, key=lambda s: (passage_order.index(s.passage), s.position)):
+        groups[sentence.passage].append(sentence.text)
+    return "\n\n".join(_quote(passage, texts) for passage, texts in groups.items() if texts)
+
+
+def _quote(passage: int, texts: Sequence[str]) -> str:
+    return " ".join(_sentence_end(t) for t in texts) + f" [{passage + 1}]"
 
 
 def _sentence_end(text: str) -> str:

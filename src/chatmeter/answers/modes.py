@@ -6,8 +6,8 @@ is known already (a correction, quotes, the fallback) is exactly what it costs.
 The order of preference:
 
 1. a correction whose question is near enough (``matching``): its answer, as written;
-2. nothing retrieved, or no sentence of the passages supports the question
-   enough (``grounding.ANSWER_THRESHOLD``): the fallback;
+2. nothing retrieved, or the passages do not answer the question confidently
+   enough (``grounding.confidence`` below ``grounding.ANSWER_THRESHOLD``): the fallback;
 3. the assistant's mode: ``quotes`` composes the best-supported sentences;
    ``checked`` and ``generated`` let the model write (``checked`` then drops
    every sentence the passages do not support, and falls back if none is left).
@@ -73,7 +73,8 @@ class Plan:
     # The answer, when it is known before the model runs (corrected, quotes,
     # abstained); "" when the model writes it.
     text: str
-    # The passages' best support for the question (0 when none was retrieved).
+    # How confidently the passages answer (``grounding.confidence``; 0 when none was
+    # retrieved; a correction's similarity to the question).
     support: float
 
 
@@ -112,12 +113,14 @@ def plan(
     question: str,
     question_vector: npt.NDArray[np.float32],
     passages: Sequence[PassageView],
+    passage_cosine: float,
     correction: Match | None,
     fallback: str,
     embed_sentences: Embed,
     fits: Callable[[str], bool],
 ) -> Plan:
-    """How this turn answers (see the module's docstring)."""
+    """How this turn answers (see the module's docstring). ``passage_cosine``: the
+    question's cosine with the nearest of ``passages`` (their stored vectors)."""
     if correction is not None:
         return Plan(Kind.CORRECTED, correction.answer, correction.similarity)
     found = grounding.sentences(passages)
@@ -125,12 +128,12 @@ def plan(
         return Plan(Kind.ABSTAINED, fallback, 0.0)
     vectors = embed_sentences([s.text for s in found])
     scored = grounding.support(question, question_vector, passages, found, vectors)
-    best = scored[0].score
-    if best < grounding.ANSWER_THRESHOLD:
-        return Plan(Kind.ABSTAINED, fallback, best)
+    sure = grounding.confidence(scored, passage_cosine)
+    if sure < grounding.ANSWER_THRESHOLD:
+        return Plan(Kind.ABSTAINED, fallback, sure)
     if mode == AnswerMode.QUOTES:
         composed = grounding.compose(scored, fits=fits)
         if not composed.text:
-            return Plan(Kind.ABSTAINED, fallback, best)
-        return Plan(Kind.QUOTES, composed.text, best)
-    return Plan(Kind.CHECKED if mode == AnswerMode.CHECKED else Kind.GENERATED, "", best)
+            return Plan(Kind.ABSTAINED, fallback, sure)
+        return Plan(Kind.QUOTES, composed.text, sure)
+    return Plan(Kind.CHECKED if mode == AnswerMode.CHECKED else Kind.GENERATED, "", sure)

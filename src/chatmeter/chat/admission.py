@@ -180,6 +180,7 @@ def _prepare(
             question=question,
             question_vector=question_vector,
             passages=[PassageView(p.heading, p.text) for p in passages],
+            passage_cosine=max((p.similarity for p in passages), default=0.0),
             correction=correction,
             fallback=fallback,
             embed_sentences=ctx.sentence_vectors,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,7 @@ class Passage:
     score: float
     correction_id: int | None = None  # set when the source is the customer's correction
     title: str = ""  # what visitors see as the source (``training.titles.shown_title``)
+    similarity: float = 0.0  # the question's cosine with the passage's stored vector
 
     def source(self) -> dict[str, object]:
         """The whole source, as the customer's own conversation pages show it."""
@@ -158,4 +159,11 @@ def retrieve(
                 title=title,
             )
         )
-    return chosen
+    similarities = vectors.similarities(
+        session,
+        assistant_id=assistant_id,
+        chunk_ids=[p.chunk_id for p in chosen],
+        query=vector,
+        version=version,
+    )
+    return [replace(p, similarity=s) for p, s in zip(chosen, similarities, strict=True)]

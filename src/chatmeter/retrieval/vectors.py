@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -91,6 +92,25 @@ class VectorCache:
         ids = matrix.ids[rows]
         order = np.lexsort((ids, -scores))  # equal scores (duplicate passages): lower id first
         return [int(i) for i in ids[order]]
+
+    def similarities(
+        self,
+        session: Session,
+        *,
+        assistant_id: int,
+        chunk_ids: Sequence[int],
+        query: np.ndarray,
+        version: int | None = None,
+    ) -> list[float]:
+        """The cosine of ``query`` with each of the assistant's ``chunk_ids``, in their order
+        (0.0 for an id it does not have: deleted since, or another assistant's)."""
+        matrix = self._matrix(session, assistant_id, version)
+        query = np.ascontiguousarray(query, dtype=np.float32).ravel()
+        found = []
+        for chunk_id in chunk_ids:
+            rows = np.flatnonzero(matrix.ids == chunk_id)
+            found.append(float(np.vecdot(matrix.vectors[rows[0]], query)) if rows.size else 0.0)
+        return found
 
     def index(self, assistant_id: int) -> ivf.Index | None:
         """The IVF index serving the assistant's searches now, if any."""
