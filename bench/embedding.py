@@ -16,6 +16,11 @@
 - **memory**: the resident size of a fresh process after it embedded one
   question with numpy alone, and with torch's model.
 
+``--trees NAME=SRC,NAME=SRC [--rounds 3]`` measures instead the question path of
+whole source trees (``src`` of a worktree of an earlier commit: before/after),
+each in a process of its own, taking turns: ``MiniLMEmbedder().embed([q])`` for
+new questions, p50, p99, CPU per question and the process's resident memory.
+
 Printed: machine and load, then one table per part; ratios are numpy's time
 over torch's. CPU time counts every thread of the process, so torch's second
 core shows there and not in wall time.
@@ -126,11 +131,53 @@ print(int(rss) // 1024, "torch" in sys.modules)
     return f"{megabytes} MB (torch imported: {imported})"
 
 
+TREE_SCRIPT = """
+import statistics, sys, time
+from chatmeter.knowledge import embeddings
+embedder = embeddings.MiniLMEmbedder()
+embedder.embed(["warm up"])
+walls, cpus = [], []
+for i in range(int(sys.argv[1])):
+    embeddings._QUESTIONS.clear()
+    wall, cpu = time.perf_counter(), time.process_time()
+    embedder.embed([f"How many tokens are in package number {i}?"])
+    walls.append((time.perf_counter() - wall) * 1000)
+    cpus.append((time.process_time() - cpu) * 1000)
+walls.sort()
+rss = [line for line in open("/proc/self/status") if line.startswith("VmRSS")][0].split()[1]
+print(f"p50 {walls[len(walls) // 2]:6.2f} ms  p99 {walls[int(len(walls) * 0.99)]:6.2f} ms  "
+      f"CPU {statistics.mean(cpus):5.2f} ms  {int(rss) // 1024} MB  torch {'torch' in sys.modules}")
+"""
+
+
+def compare_trees(trees: str, rounds: int, questions: int) -> None:
+    """The question path of each source tree, each in a process of its own, taking turns."""
+    for round_ in range(1, rounds + 1):
+        for tree in trees.split(","):
+            name, src = tree.split("=", 1)
+            env = os.environ | {"PYTHONPATH": src, "HF_HUB_OFFLINE": "1"}
+            done = subprocess.run(
+                [sys.executable, "-c", TREE_SCRIPT, str(questions)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            print(f"round {round_}  {name:<10} {done.stdout.strip()}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5, help="calls per batch size and engine")
+    parser.add_argument("--trees", help="NAME=SRC,NAME=SRC: compare source trees' question path")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.trees:
+        print(f"load average {os.getloadavg()[0]:.2f} at the start")
+        compare_trees(args.trees, args.rounds, args.questions)
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
+        return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from chatmeter.knowledge import embeddings

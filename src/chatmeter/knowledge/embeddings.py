@@ -12,13 +12,13 @@ Two engines compute the same vectors, each where it is faster
   ``NUMPY_TOKENS`` tokens: a visitor's question, and the passage sentences a
   turn's answer is checked against. Float32, sentence-transformers' vectors to
   within 2e-7, on one BLAS thread; it loads in a tenth of a second and never
-  imports torch, so a web process that only answers chats stays ~150 MB
-  instead of ~540. Short texts are too little work for torch: its dispatch
-  costs as much as the arithmetic, and its threads, spread over every core,
-  wait for busy ones (60 sentences: 0.5 s in numpy, 2 s in torch on a loaded
-  machine).
+  imports torch, so a web process that only answers chats needs no torch at
+  all (the embedder alone: 150 MB instead of 580). A question takes about as
+  long as torch's bfloat16 path on a CPU that has it (5% more CPU), less than
+  its float32; a few dozen sentences a quarter of torch's time on a busy
+  machine, whose threads, spread over every core, wait for busy ones.
 - **torch** (sentence-transformers) for bigger calls, a training file's
-  passages: its bfloat16 kernels and both cores make it 1.5-2.3 times faster
+  passages: its bfloat16 kernels and both cores make it 1.2-2.3 times faster
   there. The model (about 90 MB, a few seconds to load) is loaded once per
   process, on first use, and shared by every ``MiniLMEmbedder``. On a CPU that
   computes in bfloat16 natively (AVX512-BF16 or AMX: AMD Zen 4, Intel Sapphire
@@ -57,8 +57,8 @@ DIMENSIONS = 384
 WINDOW = 256  # tokens the model reads; the rest of a longer text is ignored
 BATCH_SIZE = 32
 # A call that makes the model read up to this many tokens runs in numpy, a bigger one in
-# torch: a turn's passage sentences (60: ~1,400 tokens) are 4-5 times faster in numpy,
-# a training batch (32 passages: ~6,800 tokens) 1.5-2.3 times faster in torch.
+# torch (bench/embedding.py, on a busy machine): 60 passage sentences (~1,400 tokens) take
+# numpy 0.4-1 times torch's time, a training batch (32 passages, ~6,800) 1.2-2.3 times.
 NUMPY_TOKENS = 2048
 QUESTION_CACHE_SIZE = 1024  # recent questions' vectors: 1.5 KB each
 

@@ -9,10 +9,13 @@ all there is) and its own ``tokenizer.json``, truncated at the same window with
 the same special tokens. The vectors are sentence-transformers' float32 ones
 to within float32 rounding (``tests/knowledge/test_minilm_numpy.py``).
 
-Why: a short text is too little work for torch. Its module calls and kernel
-dispatch cost as much as the arithmetic, and importing it costs a web process
-hundreds of megabytes. A few matrix products through numpy's BLAS do the same
-sums in less time and memory (figures in ``docs/benchmarks.md``).
+Why: a short text is little work, and torch is heavy for it. Its module
+calls and kernel dispatch cost about as much as the arithmetic, its threads
+wait for busy cores, and importing it costs a web process hundreds of
+megabytes. A few matrix products through numpy's BLAS take a question about
+the time torch takes in bfloat16 on a CPU that has it, less than its float32,
+and a few dozen short sentences a quarter of its time on a busy machine
+(figures in ``docs/benchmarks.md``, "Overhead against a bare proxy").
 
 Its products are best run on one thread (``hold_blas_to_one_thread``, which
 the embedder calls when it loads the model): a question's are too small to
