@@ -13,10 +13,10 @@ Two engines compute the same vectors, each where it is faster
   turn's answer is checked against. Float32, sentence-transformers' vectors to
   within 2e-7, on one BLAS thread; it loads in a tenth of a second and never
   imports torch, so a web process that only answers chats needs no torch at
-  all (the embedder alone: 150 MB instead of 580). A question takes about as
-  long as torch's bfloat16 path on a CPU that has it (5% more CPU), less than
-  its float32; a few dozen sentences a quarter of torch's time on a busy
-  machine, whose threads, spread over every core, wait for busy ones.
+  all (the embedder alone: 150 MB instead of 580). A question takes a little
+  longer than torch's bfloat16 path on a CPU that has it (15 % more CPU),
+  less than its float32; a few dozen sentences a quarter of torch's time on a
+  busy machine, whose threads, spread over every core, wait for busy ones.
 - **torch** (sentence-transformers) for bigger calls, a training file's
   passages: its bfloat16 kernels and both cores make it 1.2-2.3 times faster
   there. The model (about 90 MB, a few seconds to load) is loaded once per

@@ -12,8 +12,8 @@ to within float32 rounding (``tests/knowledge/test_minilm_numpy.py``).
 Why: a short text is little work, and torch is heavy for it. Its module
 calls and kernel dispatch cost about as much as the arithmetic, its threads
 wait for busy cores, and importing it costs a web process hundreds of
-megabytes. A few matrix products through numpy's BLAS take a question about
-the time torch takes in bfloat16 on a CPU that has it, less than its float32,
+megabytes. A few matrix products through numpy's BLAS take a question a little
+longer than torch in bfloat16 on a CPU that has it, less than its float32,
 and a few dozen short sentences a quarter of its time on a busy machine
 (figures in ``docs/benchmarks.md``, "Overhead against a bare proxy").
 
