@@ -434,6 +434,8 @@ def main() -> None:
                         contexts[key] = make_context(url, data_dir, server(config.server))
                     row = run(contexts[key], backend, config, collections, trained, args)
                     print(row.line(), flush=True)
+                    # The machine is shared: each row's latency is read with the load it met.
+                    print(f"  load average {os.getloadavg()[0]:.2f}", flush=True)
                     rows.append(row)
                 for each in contexts.values():
                     each.close()
