@@ -95,3 +95,18 @@ def test_a_listed_model_whose_tokens_cannot_be_counted_stops_the_server(tmp_path
         CHATMETER_MODELS='["local", "openai:fake-model"]',
     )
     assert code == 1 and "openai:fake-model" in output and "CHATMETER_OPENAI_TOKENIZER" in output
+
+
+@pytest.mark.parametrize("tokenizer", ["gguf:/models/smollm2.gguf", "tiktoken:o200k_base"])
+def test_one_vocabulary_for_two_server_models_stops_the_server(
+    tmp_path: Path, tokenizer: str
+) -> None:
+    # One of the two would be charged in the other's tokens; refused before loading anything.
+    code, output = serve(
+        CHATMETER_ENV="development",
+        CHATMETER_DATA_DIR=str(tmp_path),
+        CHATMETER_MODELS='["local", "openai:smollm2", "openai:gemma-3-270m"]',
+        CHATMETER_OPENAI_TOKENIZER=tokenizer,
+    )
+    assert code == 1, output
+    assert "one vocabulary" in output and "openai:smollm2, openai:gemma-3-270m" in output

@@ -75,9 +75,21 @@ class ModelCatalog:
         return wanted
 
     def check_tokenizers(self, tokenizer: str | None) -> None:
-        """Load each listed server model's tokenizer: ``ValueError`` names one that fails."""
+        """Load each listed server model's tokenizer: ``ValueError`` names one that fails.
+
+        A tokenizer that names one vocabulary (``gguf:PATH``, ``tiktoken:ENCODING``)
+        would count every server model with it: with two listed, one of them would be
+        charged in another model's tokens, so that is refused too.
+        """
         from chatmeter.llm.tokenizers import TokenizerUnavailable, resolve_tokenizer
 
+        served = list(dict.fromkeys(c.value for c in self.choices if c.provider == "openai"))
+        if tokenizer and ":" in tokenizer and len(served) > 1:
+            raise ValueError(
+                f"CHATMETER_OPENAI_TOKENIZER={tokenizer} counts every server model's tokens "
+                f"with one vocabulary, but CHATMETER_MODELS lists {len(served)}: "
+                f"{', '.join(served)}; list one of them, or serve them from one Chatmeter each"
+            )
         for choice in self.choices:
             if choice.provider != "openai":
                 continue
