@@ -66,7 +66,7 @@ class Replay:
         )
         if grounding.confidence(scored, item.nearest) < grounding.ANSWER_THRESHOLD:
             return ""
-        return grounding.compose(scored, fits=self.fits).text
+        return grounding.compose(scored, fits=self.fits)
 
 
 def retrieve_all(backend: str, admin_url: str) -> tuple[list[Retrieved], Replay]:

@@ -32,19 +32,6 @@ def test_sentences_split_paragraphs_list_items_and_sentence_ends() -> None:
     ]  # the heading and the fragment "ok" are not sentences
 
 
-def test_code_and_bold_are_unwrapped_but_names_and_operators_kept() -> None:
-    passage = PassageView(
-        "",
-        "Use **Get more tokens** or `chatmeter tokens buy`. Any module with a __path__\n"
-        "attribute is a package; `__init__.py` runs first, and 10**2 is 100.",
-    )
-    assert [s.text for s in grounding.sentences([passage])] == [
-        "Use Get more tokens or chatmeter tokens buy.",
-        "Any module with a __path__ attribute is a package; __init__.py runs first, "
-        "and 10**2 is 100.",
-    ]
-
-
 def test_a_term_on_a_line_of_its_own_is_joined_to_the_paragraph_it_names() -> None:
     passage = PassageView(
         "Implementations",
@@ -87,15 +74,14 @@ def test_confidence_weighs_the_best_sentence_and_the_nearest_passage() -> None:
 
 
 def test_nothing_to_quote_composes_nothing() -> None:
-    assert grounding.compose([]).text == ""
+    assert grounding.compose([]) == ""
 
 
 def test_the_best_sentence_is_quoted_with_its_neighbours_and_its_source_label() -> None:
     scored = _scored([0.0, 0.6, 0.0, 0.0])
     scored.sort(key=lambda s: -s.score)
     composed = grounding.compose(scored, most=1)
-    assert composed.text == "Sentence number 0. Sentence number 1. Sentence number 2. [1]"
-    assert composed.passages == (0,)
+    assert composed == "Sentence number 0. Sentence number 1. Sentence number 2. [1]"
 
 
 def test_the_best_sentences_of_several_passages_are_grouped_by_passage_best_first() -> None:
@@ -105,12 +91,10 @@ def test_the_best_sentences_of_several_passages_are_grouped_by_passage_best_firs
         Supported(Sentence(2, 0, "Far less relevant text here."), 0.1, 0.6, 0.0),
         Supported(Sentence(2, 1, "Fourth and last of all."), 0.05, 0.6, 0.0),
     ]
-    composed = grounding.compose(scored)
-    assert composed.text == (
+    assert grounding.compose(scored) == (
         "The renewal is on the 1st. [2]\n\nPackages hold 5,000 tokens. [1]\n\n"
         "Far less relevant text here. Fourth and last of all. [3]"
     )
-    assert composed.passages == (1, 0, 2)
 
 
 def test_the_best_sentences_come_before_any_neighbour_when_room_is_short() -> None:
@@ -118,22 +102,20 @@ def test_the_best_sentences_come_before_any_neighbour_when_room_is_short() -> No
     # are quoted only if they still fit, the one after a best sentence first.
     scored = sorted(_scored([0.6, 0.1, 0.0, 0.5, 0.05]), key=lambda s: -s.score)
     both = "Sentence number 0. Sentence number 3. [1]"
-    assert grounding.compose(scored, most=2, fits=lambda text: len(text) <= len(both)).text == both
+    assert grounding.compose(scored, most=2, fits=lambda text: len(text) <= len(both)) == both
     after = "Sentence number 0. Sentence number 1. Sentence number 3. [1]"
-    assert grounding.compose(scored, most=2, fits=lambda t: len(t) <= len(after)).text == after
+    assert grounding.compose(scored, most=2, fits=lambda t: len(t) <= len(after)) == after
 
 
 def test_a_quote_never_exceeds_what_fits() -> None:
     scored = sorted(_scored([0.6, 0.59, 0.58]), key=lambda s: -s.score)
-    composed = grounding.compose(scored, fits=lambda text: len(text) <= 25)
-    assert composed.text == "Sentence number 0. [1]"
+    assert grounding.compose(scored, fits=lambda text: len(text) <= 25) == "Sentence number 0. [1]"
 
 
 def test_when_not_even_the_best_sentence_fits_its_first_words_are_quoted() -> None:
     scored = _scored([0.6])
-    composed = grounding.compose(scored, fits=lambda text: len(text) <= 20)
-    assert composed.text == "Sentence number… [1]"
-    assert grounding.compose(scored, fits=lambda text: False).text == ""
+    assert grounding.compose(scored, fits=lambda text: len(text) <= 20) == "Sentence number… [1]"
+    assert grounding.compose(scored, fits=lambda text: False) == ""
 
 
 def _axis(*weights: float) -> npt.NDArray[np.float32]:

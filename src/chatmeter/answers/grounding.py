@@ -44,14 +44,6 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[`*]?[A-Z0-9])")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
-# Markdown's code spans and strong emphasis, unwrapped (``_plain``). Doubled underscores
-# around a single word are a name (``__init__``, ``__path__``), and ``**`` after a
-# letter or digit is an operator (``10**2``): both are kept.
-_MARKUP = re.compile(
-    r"(`+)(.+?)\1"
-    r"|(?<![\w*])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![\w*])"
-    r"|(?<!\w)__(?=\S)([^_]*?\s[^_]*?)(?<=\S)__(?!\w)"
-)
 MAX_TERM_CHARS = 40  # a paragraph this short, without a full stop, names what follows
 MIN_SENTENCE_CHARS = 12
 MAX_SENTENCE_CHARS = 600
@@ -116,23 +108,19 @@ def content_words(text: str) -> set[str]:
 def sentences(passages: Sequence[PassageView]) -> list[Sentence]:
     """Each passage's sentences: list items and paragraphs split at sentence ends; wrapped
     lines joined; a term on a line of its own joined to the paragraph it names ("Jython:
-    Python implemented in Java."); code spans and bold unwrapped; headings and fragments
-    left out."""
+    Python implemented in Java."); headings and fragments left out. (A Markdown file's
+    inline markup was removed when it was read: ``knowledge.formats.markdown``.)"""
     found: list[Sentence] = []
     for index, passage in enumerate(passages):
         position = 0
         for unit in _units(passage.text):
             for piece in _SENTENCE_END.split(unit):
-                text = _plain(piece).strip()
+                text = piece.strip()
                 if len(text) < MIN_SENTENCE_CHARS or not re.search(r"[^\W\d_]{2}", text):
                     continue
                 found.append(Sentence(index, position, text[:MAX_SENTENCE_CHARS]))
                 position += 1
     return found
-
-
-def _plain(text: str) -> str:
-    return _MARKUP.sub(lambda m: m[2] or m[3] or m[4] or "", text)
 
 
 def _units(text: str) -> list[str]:
@@ -244,19 +232,14 @@ def confidence(scored: Sequence[Supported], passage_cosine: float) -> float:
     return SUPPORT_WEIGHT * best + (1 - SUPPORT_WEIGHT) * passage_cosine
 
 
-@dataclass(frozen=True)
-class Composed:
-    text: str  # "" when not even the best sentence's first words fit
-    passages: tuple[int, ...]  # the passages it quotes, in the order quoted
-
-
 def compose(
     scored: Sequence[Supported],
     *,
     most: int = MAX_SENTENCES,
     fits: Callable[[str], bool] = lambda text: True,
-) -> Composed:
-    """The answer made of the best-supported sentences, quoted as the documents wrote them.
+) -> str:
+    """The answer made of the best-supported sentences, quoted as the documents wrote them
+    ("" when there is none, or not even the best sentence's first words fit).
 
     The ``most`` best sentences are quoted, then the sentences right after each, then
     the ones right before (the detail is often in the one after, the subject of "This
@@ -267,7 +250,7 @@ def compose(
     sentence fits, its first words are quoted, ending with "…".
     """
     if not scored:
-        return Composed("", ())
+        return ""
     chosen = [s.sentence for s in scored[:most]]
     by_place = {(s.sentence.passage, s.sentence.position): s.sentence for s in scored}
     neighbours = [
@@ -282,14 +265,12 @@ def compose(
         if fits(_render([*kept, sentence], passage_order)):
             kept.append(sentence)
     if kept:
-        return Composed(_render(kept, passage_order), tuple(dict.fromkeys(s.passage for s in kept)))
+        return _render(kept, passage_order)
     top = scored[0].sentence  # not even the best sentence fits the response cap: its first words
     words = top.text.split()
     while words and not fits(_quote(top.passage, [" ".join(words) + "…"])):
         words.pop()
-    if not words:
-        return Composed("", ())
-    return Composed(_quote(top.passage, [" ".join(words) + "…"]), (top.passage,))
+    return _quote(top.passage, [" ".join(words) + "…"]) if words else ""
 
 
 def _render(kept: Sequence[Sentence], passage_order: Sequence[int]) -> str:

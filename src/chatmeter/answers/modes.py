@@ -132,8 +132,8 @@ def plan(
     if sure < grounding.ANSWER_THRESHOLD:
         return Plan(Kind.ABSTAINED, fallback, sure)
     if mode == AnswerMode.QUOTES:
-        composed = grounding.compose(scored, fits=fits)
-        if not composed.text:
+        quoted = grounding.compose(scored, fits=fits)
+        if not quoted:
             return Plan(Kind.ABSTAINED, fallback, sure)
-        return Plan(Kind.QUOTES, composed.text, sure)
+        return Plan(Kind.QUOTES, quoted, sure)
     return Plan(Kind.CHECKED if mode == AnswerMode.CHECKED else Kind.GENERATED, "", sure)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -133,10 +134,10 @@ def retrieve(
             .where(Chunk.id.in_(wanted), Chunk.assistant_id == assistant_id)
         )
     }
-    chosen: list[Passage] = []
+    picked: list[tuple[Any, float, int]] = []  # (row, fused score, tokens)
     spent = 0
     for chunk_id, score in ranked:
-        if len(chosen) == passages:
+        if len(picked) == passages:
             break
         row = rows.get(chunk_id)
         if row is None:
@@ -145,25 +146,26 @@ def retrieve(
         if spent + cost > budget:
             continue  # a smaller passage further down may still fit
         spent += cost
-        title = shown_title(row.title, row.detected_title, row.filename)
-        chosen.append(
-            Passage(
-                row.id,
-                row.file_id,
-                row.filename,
-                row.page,
-                row.heading,
-                row.text,
-                cost,
-                score,
-                title=title,
-            )
-        )
+        picked.append((row, score, cost))
     similarities = vectors.similarities(
         session,
         assistant_id=assistant_id,
-        chunk_ids=[p.chunk_id for p in chosen],
+        chunk_ids=[row.id for row, _, _ in picked],
         query=vector,
         version=version,
     )
-    return [replace(p, similarity=s) for p, s in zip(chosen, similarities, strict=True)]
+    return [
+        Passage(
+            row.id,
+            row.file_id,
+            row.filename,
+            row.page,
+            row.heading,
+            row.text,
+            cost,
+            score,
+            title=shown_title(row.title, row.detected_title, row.filename),
+            similarity=similarity,
+        )
+        for (row, score, cost), similarity in zip(picked, similarities, strict=True)
+    ]

@@ -106,11 +106,12 @@ class VectorCache:
         (0.0 for an id it does not have: deleted since, or another assistant's)."""
         matrix = self._matrix(session, assistant_id, version)
         query = np.ascontiguousarray(query, dtype=np.float32).ravel()
-        found = []
-        for chunk_id in chunk_ids:
-            rows = np.flatnonzero(matrix.ids == chunk_id)
-            found.append(float(np.vecdot(matrix.vectors[rows[0]], query)) if rows.size else 0.0)
-        return found
+        rows = np.flatnonzero(np.isin(matrix.ids, chunk_ids))  # one pass over the ids
+        if rows.size == 0:
+            return [0.0] * len(chunk_ids)
+        cosines = np.vecdot(matrix.vectors[rows], query).tolist()
+        by_id = dict(zip(matrix.ids[rows].tolist(), cosines, strict=True))
+        return [by_id.get(chunk_id, 0.0) for chunk_id in chunk_ids]
 
     def index(self, assistant_id: int) -> ivf.Index | None:
         """The IVF index serving the assistant's searches now, if any."""

@@ -123,7 +123,7 @@ def _inline(text: str) -> str:
     spans: list[str] = []
 
     def keep(match: re.Match[str]) -> str:
-        spans.append(match[2].strip() if match[2].strip() else match[2])
+        spans.append(match[2].strip() or match[2])
         return f"\x00{len(spans) - 1}\x00"
 
     text = _CODE_SPAN.sub(keep, text.replace("\x00", ""))
