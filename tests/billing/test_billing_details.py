@@ -70,9 +70,13 @@ def stored(ctx: Context, account_id: int) -> dict[str, str]:
         return details.read(session, account_id=account_id).as_dict()
 
 
-def invoice_text(ctx: Context, account_id: int) -> str:
+def invoice_text(ctx: Context, account_id: int, *, newest: bool = False) -> str:
+    """The text of the account's first invoice (or its newest) as its PDF shows it."""
+    order = Invoice.id.desc() if newest else Invoice.id
     with ctx.db.read() as session:
-        invoice = session.scalars(select(Invoice).where(Invoice.account_id == account_id)).first()
+        invoice = session.scalars(
+            select(Invoice).where(Invoice.account_id == account_id).order_by(order)
+        ).first()
         assert invoice is not None
         found = invoice_file(
             session, ctx.settings, account_id=account_id, invoice_id=invoice.id, receipt=False
@@ -184,7 +188,7 @@ def test_the_api_refuses_bodies_that_are_not_details(ctx: Context, body: dict[st
 # --- the invoices ----------------------------------------------------------------------
 
 
-def test_invoices_show_the_details_or_else_the_account(ctx: Context) -> None:
+def test_invoices_show_the_details_they_were_issued_with(ctx: Context) -> None:
     account = new_account(ctx, email="shop@example.com")
     purchases.purchase(ctx, account_id=account, packages=1, key="buy-1")
     before = invoice_text(ctx, account)
@@ -192,12 +196,26 @@ def test_invoices_show_the_details_or_else_the_account(ctx: Context) -> None:
     assert "Tax ID" not in before.split("BILLED TO")[1]
 
     api(ctx, account).put("/api/v1/billing/details", json=GOOD)
-    after = invoice_text(ctx, account)
+    assert invoice_text(ctx, account) == before  # an issued invoice never changes
+
+    purchases.purchase(ctx, account_id=account, packages=1, key="buy-2")
+    after = invoice_text(ctx, account, newest=True)
     assert (
         "BILLED TO Łódź Trading Sp. z o.o. ul. Piotrkowska 1 90-001 Łódź Polska "
         "Tax ID: PL 123-456-78.90/1"
     ) in after
     assert "shop@example.com" not in after
+
+
+def test_an_invoice_issued_before_parties_were_kept_shows_todays_details(ctx: Context) -> None:
+    account = new_account(ctx, email="shop@example.com")
+    purchases.purchase(ctx, account_id=account, packages=1, key="buy-1")
+    with ctx.db.uow() as uow:  # as the migration leaves an invoice issued before it
+        invoice = uow.session.scalars(select(Invoice).where(Invoice.account_id == account)).one()
+        invoice.parties = None
+        uow.commit()
+    api(ctx, account).put("/api/v1/billing/details", json=GOOD)
+    assert "BILLED TO Łódź Trading Sp. z o.o." in invoice_text(ctx, account)
 
 
 def test_the_profile_is_made_once_by_racing_first_writers(ctx: Context) -> None:

@@ -33,10 +33,10 @@ from sqlalchemy import select
 from chatmeter.accounts import service as accounts
 from chatmeter.accounts.models import Account, User
 from chatmeter.billing import purchases, renewals
-from chatmeter.billing.details import BillingDetails
 from chatmeter.billing.documents import describe, invoice_file
 from chatmeter.billing.invoices import new_invoice
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
+from chatmeter.billing.parties import Parties
 from chatmeter.billing.pdf import invoice_pdf
 from chatmeter.context import Context
 from chatmeter.notifications.models import OutboxMessage
@@ -282,6 +282,40 @@ def test_a_renewal_lists_its_free_tokens_at_no_charge(ctx: Context) -> None:
     assert "Price: 18.00 EUR\nTax 20 %: 3.60 EUR\nPaid: 21.60 EUR" in email.text
 
 
+def test_an_issued_invoice_keeps_its_seller_and_customer_whatever_changes_later(
+    ctx: Context,
+) -> None:
+    """Renamed business, moved customer: the invoices issued before read as issued, the
+    renewal issued after shows the new parties."""
+    ctx = taxed(ctx, "20")
+    account = new_account(ctx)
+    name_account(ctx, account, "Old Shop")
+    bought = purchases.purchase(ctx, account_id=account, packages=1, key="buy-1")
+    with ctx.db.read() as session:
+        issued = invoice_file(
+            session, ctx.settings, account_id=account, invoice_id=bought.id, receipt=False
+        )
+
+    moved = taxed(ctx, "20", business_name="Chatmeter GmbH", business_address="Hauptstr. 1")
+    name_account(moved, account, "New Shop")
+    with moved.db.read() as session:
+        later = invoice_file(
+            session, moved.settings, account_id=account, invoice_id=bought.id, receipt=False
+        )
+    assert later.content == issued.content  # the same bytes, a year from now too
+    text = pdf_text(later.content)
+    assert "Chatmeter SAS 12 rue de la Paix 75002 Paris France" in text
+    assert "BILLED TO Old Shop" in text and "New Shop" not in text
+
+    moved.clock.set(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    renewals.run_renewals(moved)
+    with moved.db.read() as session:
+        renewal = session.scalars(select(Invoice).where(Invoice.kind == InvoiceKind.RENEWAL)).one()
+    renewed = document(moved, renewal)
+    assert "Chatmeter GmbH Hauptstr. 1" in renewed and "BILLED TO New Shop" in renewed
+    assert "Chatmeter SAS" not in renewed
+
+
 @pytest.mark.parametrize(
     ("columns", "expected"),
     [
@@ -317,23 +351,26 @@ def test_the_status_says_what_became_of_the_invoice(
 def test_a_top_up_says_so(ctx: Context) -> None:
     """Top-ups are made by auto top-up; their invoice reads like any other, named as such."""
     when = dt.datetime(2026, 11, 20, 8, tzinfo=dt.UTC)
-    account = Account(id=7, name="Shop", contact_email="shop@example.com", timezone="UTC")
-    invoice = new_invoice(
-        taxed(ctx, "20").settings,
-        account_id=7,
-        key="topup:1",
-        kind=InvoiceKind.TOPUP,
-        period="2026-11",
-        packages=1,
-        free_tokens=0,
-        now=when,
-    )
-    invoice.id = 42
-    described = describe(
-        invoice, account=account, details=BillingDetails(), settings=ctx.settings, receipt=False
-    )
+    ctx = taxed(ctx, "20")
+    account_id = new_account(ctx)
+    with ctx.db.uow() as uow:  # never committed: the document is all this test reads
+        invoice = new_invoice(
+            uow.session,
+            ctx.settings,
+            account_id=account_id,
+            key="topup:1",
+            kind=InvoiceKind.TOPUP,
+            period="2026-11",
+            packages=1,
+            free_tokens=0,
+            now=when,
+        )
+        account = uow.session.get(Account, account_id)
+        assert account is not None and invoice.parties is not None
+        issued_to = Parties.loads(invoice.parties)
+        described = describe(invoice, account=account, issued_to=issued_to, receipt=False)
     text = pdf_text(invoice_pdf(described))
-    assert "Invoice CM-2026-000042" in text and "Type Top-up" in text
+    assert f"Invoice CM-2026-{invoice.id:06d}" in text and "Type Top-up" in text
     assert "Token packages, top-up in November 2026 1 package × 5,000 = 5,000 tokens" in text
     assert "Subtotal 9.00 Tax 20 % 1.80 Total (EUR) 10.80 STATUS Due" in text
 

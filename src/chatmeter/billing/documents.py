@@ -5,8 +5,9 @@ rate, tax, amount), so a PDF downloaded today or in a year shows what was charge
 and each line can be checked by hand: packages × package tokens = tokens, packages ×
 unit price = subtotal, subtotal × rate = tax (rounded half up), subtotal + tax = total.
 
-Who the invoice is from comes from the operator's settings (``CHATMETER_BUSINESS_*``),
-who it is to from the customer's billing details (``billing.details``) as they are now.
+Who the invoice is from (the operator's settings, ``CHATMETER_BUSINESS_*``) and who it
+is to (the customer's billing details) are the invoice's own too, fixed when it was
+issued (``billing.parties``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
-from chatmeter.billing import details as billing_details
+from chatmeter.billing import parties
 from chatmeter.billing.invoices import format_cents, net_cents
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
-from chatmeter.billing.pdf import InvoiceDocument, Line, Party, invoice_pdf
+from chatmeter.billing.pdf import InvoiceDocument, Line, invoice_pdf
 from chatmeter.config import Settings
 from chatmeter.errors import Conflict, NotFound
 from chatmeter.formatting import local_date, month_name, plural, thousands
@@ -48,10 +49,8 @@ def invoice_file(
         raise NotFound("no such invoice", invoice_id=invoice_id)
     if receipt and invoice.status != InvoiceStatus.PAID:
         raise Conflict(NOT_PAID, invoice_id=invoice_id, status=invoice.status)
-    customer = billing_details.read(session, account_id=account_id)
-    document = describe(
-        invoice, account=account, details=customer, settings=settings, receipt=receipt
-    )
+    issued_to = parties.of(session, settings, invoice_parties=invoice.parties, account=account)
+    document = describe(invoice, account=account, issued_to=issued_to, receipt=receipt)
     suffix = "-receipt" if receipt else ""
     return PdfFile(f"{invoice.number}{suffix}.pdf", invoice_pdf(document))
 
@@ -60,8 +59,7 @@ def describe(
     invoice: Invoice,
     *,
     account: Account,
-    details: billing_details.BillingDetails,
-    settings: Settings,
+    issued_to: parties.Parties,
     receipt: bool,
 ) -> InvoiceDocument:
     """The invoice (or, once paid, its receipt) in words and formatted figures."""
@@ -77,8 +75,8 @@ def describe(
         title="Receipt" if receipt else "Invoice",
         number=invoice.number,
         facts=tuple(facts),
-        seller=seller(settings),
-        customer=customer(account, details),
+        seller=issued_to.seller,
+        customer=issued_to.customer,
         lines=lines(invoice),
         subtotal=format_cents(net_cents(invoice)),
         tax_label=f"Tax {invoice.tax_rate} %",
@@ -88,23 +86,6 @@ def describe(
         status=status(invoice, zone),
         created_at=(invoice.paid_at if receipt and invoice.paid_at else invoice.created_at),
     )
-
-
-def seller(settings: Settings) -> Party:
-    """The operator, from its settings; the address's lines are split at newlines or at
-    a written ``\\n`` (an environment variable rarely holds a real newline)."""
-    address = settings.business_address.replace("\\n", "\n")
-    rows = tuple(line.strip() for line in address.splitlines() if line.strip())
-    return Party(settings.business_name, rows, settings.business_tax_id.strip())
-
-
-def customer(account: Account, details: billing_details.BillingDetails) -> Party:
-    """The customer by its billing details; without a billing name, by the account's name
-    and contact email."""
-    address = tuple(line for line in details.address.splitlines() if line.strip())
-    if details.name:
-        return Party(details.name, address, details.tax_id)
-    return Party(account.name, (*address, account.contact_email), details.tax_id)
 
 
 def lines(invoice: Invoice) -> tuple[Line, ...]:

@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
-from chatmeter.billing import periods
+from chatmeter.billing import parties, periods
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
 from chatmeter.config import Settings
 from chatmeter.errors import NotFound
@@ -25,6 +25,7 @@ from chatmeter.ledger import service as ledger
 
 
 def new_invoice(
+    session: Session,
     settings: Settings,
     *,
     account_id: int,
@@ -36,11 +37,13 @@ def new_invoice(
     now: dt.datetime,
     request_hash: str = "",
 ) -> Invoice:
-    """An open invoice for ``packages`` at today's price and tax rate, both fixed on it."""
+    """An open invoice for ``packages`` at today's price and tax rate, and between the
+    parties as they are today (``billing.parties``), all fixed on it; added to the session."""
     unit = price_cents(settings.package_price)
     net = unit * packages
     tax = tax_cents(net, settings.tax_rate)
-    return Invoice(
+    issued_to = parties.issued(session, settings, account=account(session, account_id))
+    invoice = Invoice(
         account_id=account_id,
         key=key,
         request_hash=request_hash,
@@ -59,7 +62,11 @@ def new_invoice(
         gateway="",
         attempts=0,
         created_at=now,
+        parties=issued_to.dumps(),
     )
+    session.add(invoice)
+    session.flush()
+    return invoice
 
 
 def locked_invoice(session: Session, invoice_id: int) -> Invoice:

@@ -103,6 +103,9 @@ class Invoice(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     paid_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Who it is from and to, as at its issue (``billing.parties``, JSON); None on invoices
+    # issued before 2026-12-07, which show the parties as they are now.
+    parties: Mapped[str | None] = mapped_column(Text, default=None)
 
     @property
     def tokens(self) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 from fpdf import FPDF
 from fpdf.enums import MethodReturnValue, XPos, YPos
 
+from chatmeter.billing.parties import Party
 from chatmeter.errors import ChatmeterError
 
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
@@ -47,15 +48,6 @@ RULE = (209, 213, 219)
 SHADE = (243, 244, 246)
 # Description, quantity, unit price, amount: widths in millimetres (together CONTENT).
 COLUMNS = (60.0, 66.0, 24.0, 24.0)
-
-
-@dataclass(frozen=True)
-class Party:
-    """A seller or a customer as the invoice names it: a name, lines under it, a tax id."""
-
-    name: str
-    lines: tuple[str, ...] = ()
-    tax_id: str = ""
 
 
 @dataclass(frozen=True)

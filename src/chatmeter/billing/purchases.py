@@ -94,6 +94,7 @@ def _open_purchase(
             )
         return existing
     invoice = new_invoice(
+        session,
         settings,
         account_id=account_id,
         key=key,
@@ -104,6 +105,4 @@ def _open_purchase(
         now=now,
         request_hash=fingerprint,
     )
-    session.add(invoice)
-    session.flush()
     return invoice

@@ -128,6 +128,7 @@ def _start_renewal(
         subscription.renewed_period = period
         return None
     invoice = new_invoice(
+        session,
         settings,
         account_id=account_id,
         key=f"renewal:{period}",
@@ -137,8 +138,6 @@ def _start_renewal(
         free_tokens=free_tokens,
         now=now,
     )
-    session.add(invoice)
-    session.flush()
     if invoice.amount_cents == 0:  # the operator gives packages away
         charges.fulfil(session, invoice, reference=None, now=now)
     return invoice

@@ -288,6 +288,7 @@ def start(
     if used >= row.monthly_cap:
         return None
     invoice = new_invoice(
+        session,
         settings,
         account_id=account_id,
         key=f"topup:{period}:{used + 1}",
@@ -298,7 +299,6 @@ def start(
         now=now,
     )
     invoice.next_attempt_at = now  # due at once: whoever charges due invoices charges it
-    session.add(invoice)
     session.flush()
     return invoice
 
