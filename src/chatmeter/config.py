@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
     openai_tokenizer: str | None = None
+    # A server model's own tokenizer (by its name after "openai:"), else the one above.
+    openai_tokenizers: dict[str, str] = {}
     openai_context_window: Annotated[int, Field(ge=512, le=10_000_000)] = 8192
     rate_card: dict[str, tuple[Decimal, Decimal]] = {}
 
@@ -170,6 +172,28 @@ class Settings(BaseSettings):
             raise ValueError('list at least one model, e.g. ["local"]')
         for entry in value:
             parse_entry(entry)
+        return value
+
+    @field_validator("openai_tokenizers")
+    @classmethod
+    def _tokenizers(cls, value: dict[str, str]) -> dict[str, str]:
+        from chatmeter.llm.catalog import OPENAI_PREFIX, parse_entry
+        from chatmeter.llm.tokenizers import check_spec
+
+        for model, spec in value.items():
+            try:
+                named = parse_entry(OPENAI_PREFIX + model).model
+            except ValueError:
+                named = None
+            if named != model:
+                raise ValueError(
+                    f"{model!r} is not a server model's name: write it as it follows "
+                    "'openai:' in CHATMETER_MODELS"
+                )
+            try:
+                check_spec(spec)
+            except ValueError as exc:
+                raise ValueError(f"the tokenizer of {model!r}: {exc}") from exc
         return value
 
     @field_validator("trusted_proxies", "metrics_networks")

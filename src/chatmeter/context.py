@@ -151,12 +151,14 @@ class Context:
                 "n_threads": settings.llm_threads,
                 "n_threads_batch": settings.llm_batch_threads,
             }
+        model = model or settings.openai_model
         return {
             "base_url": settings.openai_base_url,
             "api_key": settings.openai_api_key,
-            "model": model or settings.openai_model,
+            "model": model,
             "timeout": settings.openai_timeout,
-            "tokenizer": settings.openai_tokenizer,
+            # Each server model counted in its own tokens (check_tokenizers).
+            "tokenizer": settings.openai_tokenizers.get(model, settings.openai_tokenizer),
             "context_window": settings.openai_context_window,
         }
 

@@ -19,6 +19,7 @@ from chatmeter.db import Database
 from chatmeter.ops import doctor
 from chatmeter.ops.findings import Status
 from tests.notifications.smtp_server import PASSWORD, USERNAME, SmtpServer
+from tests.support.llm import SERVER_API_KEY
 from tests.support.net import free_port
 
 TIMEOUT = 2.0
@@ -198,6 +199,59 @@ def test_doctor_loads_the_models(tmp_path: Path) -> None:
     finally:
         ctx.close()
     assert finding.status is Status.OK, finding
+
+
+def models_finding(settings: Settings) -> Any:
+    ctx = Context.from_settings(settings)
+    try:
+        return doctor.models(ctx, TIMEOUT)
+    finally:
+        ctx.close()
+
+
+def test_doctor_names_a_tokenizer_for_a_model_that_is_not_listed(tmp_path: Path) -> None:
+    finding = models_finding(
+        settings_for(
+            tmp_path,
+            models=["openai:smollm2", "openai:gemma"],
+            openai_tokenizers={"smollm2": "tiktoken:o200k_base", "gemma3": "tiktoken"},
+        )
+    )
+    assert finding.status is Status.FAIL
+    assert "CHATMETER_OPENAI_TOKENIZERS names 'gemma3'" in finding.message
+    assert "openai:smollm2, openai:gemma" in finding.message
+    assert "CHATMETER_OPENAI_TOKENIZERS" in finding.fix
+
+
+def test_doctor_refuses_one_vocabulary_for_two_models_without_their_own(tmp_path: Path) -> None:
+    finding = models_finding(
+        settings_for(
+            tmp_path,
+            models=["openai:smollm2", "openai:gemma", "openai:qwen"],
+            openai_tokenizer="tiktoken:o200k_base",
+            openai_tokenizers={"qwen": "tiktoken:cl100k_base"},
+        )
+    )
+    assert finding.status is Status.FAIL
+    assert "one vocabulary" in finding.message
+    assert "openai:smollm2, openai:gemma" in finding.message
+
+
+def test_doctor_says_what_counts_each_server_model(
+    tmp_path: Path, llama_server: str, gguf_path: Path
+) -> None:
+    finding = models_finding(
+        settings_for(
+            tmp_path,
+            models=["openai:smollm2", "openai:gemma"],
+            openai_base_url=llama_server,
+            openai_api_key=SERVER_API_KEY,
+            openai_tokenizers={"smollm2": f"gguf:{gguf_path}", "gemma": "tiktoken:o200k_base"},
+        )
+    )
+    assert finding.status is Status.OK, finding
+    assert f"openai:smollm2 (counted with gguf:{gguf_path.resolve()})" in finding.message
+    assert "openai:gemma (counted with tiktoken:o200k_base)" in finding.message
 
 
 def test_a_model_server_that_does_not_answer_fails(tmp_path: Path) -> None:

@@ -110,3 +110,16 @@ def test_one_vocabulary_for_two_server_models_stops_the_server(
     )
     assert code == 1, output
     assert "one vocabulary" in output and "openai:smollm2, openai:gemma-3-270m" in output
+
+
+def test_a_tokenizer_for_a_model_that_is_not_listed_stops_the_server(tmp_path: Path) -> None:
+    # A typo ("gemma3" for "gemma-3-270m") would leave gemma counted with the default.
+    code, output = serve(
+        CHATMETER_ENV="development",
+        CHATMETER_DATA_DIR=str(tmp_path),
+        CHATMETER_MODELS='["local", "openai:smollm2", "openai:gemma-3-270m"]',
+        CHATMETER_OPENAI_TOKENIZERS='{"smollm2": "tiktoken:o200k_base", "gemma3": "tiktoken"}',
+    )
+    assert code == 1, output
+    assert "CHATMETER_OPENAI_TOKENIZERS names 'gemma3'" in output
+    assert "openai:smollm2, openai:gemma-3-270m" in output

@@ -50,7 +50,9 @@ def serve(
     with context() as ctx:
         try:
             ctx.settings.check_listen_address(host)
-            ctx.models.check_tokenizers(ctx.settings.openai_tokenizer)
+            ctx.models.check_tokenizers(
+                ctx.settings.openai_tokenizer, ctx.settings.openai_tokenizers
+            )
             check_metrics_dir()
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -7,12 +7,13 @@ fails because no tokenizer can count its tokens: each listed model's tokenizer
 is loaded when the app starts (``check_tokenizers``), and a bad list stops it.
 
 Entries: ``local`` (the bundled model) and ``openai:<model>`` (a model of the
-OpenAI-compatible server at ``CHATMETER_OPENAI_BASE_URL``).
+OpenAI-compatible server at ``CHATMETER_OPENAI_BASE_URL``, counted with its own
+tokenizer from ``CHATMETER_OPENAI_TOKENIZERS``, else ``CHATMETER_OPENAI_TOKENIZER``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from chatmeter.errors import InvalidInput
@@ -74,29 +75,62 @@ class ModelCatalog:
             )
         return wanted
 
-    def check_tokenizers(self, tokenizer: str | None) -> None:
+    def check_tokenizers(
+        self, tokenizer: str | None, per_model: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """Load each listed server model's tokenizer: ``ValueError`` names one that fails.
 
-        A tokenizer that names one vocabulary (``gguf:PATH``, ``tiktoken:ENCODING``)
-        would count every server model with it: with two listed, one of them would be
-        charged in another model's tokens, so that is refused too.
+        ``per_model`` (CHATMETER_OPENAI_TOKENIZERS) gives a server model its own;
+        the others are counted with ``tokenizer`` (CHATMETER_OPENAI_TOKENIZER).
+        Returns what counts each one (``{"openai:qwen": "gguf:/models/qwen.gguf"}``).
         """
-        from chatmeter.llm.tokenizers import TokenizerUnavailable, resolve_tokenizer
+        from chatmeter.llm.tokenizers import resolve_tokenizer
 
-        served = list(dict.fromkeys(c.value for c in self.choices if c.provider == "openai"))
-        if tokenizer and ":" in tokenizer and len(served) > 1:
-            raise ValueError(
-                f"CHATMETER_OPENAI_TOKENIZER={tokenizer} counts every server model's tokens "
-                f"with one vocabulary, but CHATMETER_MODELS lists {len(served)}: "
-                f"{', '.join(served)}; list one of them, or serve them from one Chatmeter each"
-            )
-        for choice in self.choices:
-            if choice.provider != "openai":
-                continue
+        own = dict(per_model or {})
+        served = list(dict.fromkeys(c.model for c in self.choices if c.provider == "openai"))
+        _refuse_unlisted(own, served)
+        _refuse_one_vocabulary(tokenizer, [model for model in served if model not in own])
+        counted_with: dict[str, str] = {}
+        for model in served:
+            spec = own.get(model, tokenizer)
             try:
-                resolve_tokenizer(tokenizer, model=choice.model)
-            except TokenizerUnavailable as exc:
+                counted_with[OPENAI_PREFIX + model] = resolve_tokenizer(spec, model=model).name
+            except ValueError as exc:  # what llama.cpp raises for a file it cannot read, too
+                where = (
+                    "its entry in CHATMETER_OPENAI_TOKENIZERS"
+                    if model in own
+                    else "set CHATMETER_OPENAI_TOKENIZER or give it an entry in "
+                    "CHATMETER_OPENAI_TOKENIZERS"
+                )
                 raise ValueError(
-                    f"CHATMETER_MODELS lists {choice.value!r}, whose tokens cannot be counted: "
-                    f"{exc} (set CHATMETER_OPENAI_TOKENIZER)"
+                    f"CHATMETER_MODELS lists {OPENAI_PREFIX + model!r}, whose tokens cannot be "
+                    f"counted: {exc} ({where})"
                 ) from exc
+        return counted_with
+
+
+def _refuse_unlisted(own: Mapping[str, str], served: Sequence[str]) -> None:
+    """A tokenizer for a model that is not listed: most likely a typo, which would leave
+    the model it meant counted with the default, silently."""
+    unlisted = [model for model in own if model not in served]
+    if unlisted:
+        listed = ", ".join(OPENAI_PREFIX + model for model in served) or "none"
+        raise ValueError(
+            f"CHATMETER_OPENAI_TOKENIZERS names {', '.join(map(repr, unlisted))}, which "
+            f"CHATMETER_MODELS does not list as a server model (it lists: {listed}); "
+            "write each name as it follows 'openai:' there"
+        )
+
+
+def _refuse_one_vocabulary(tokenizer: str | None, shared: Sequence[str]) -> None:
+    """A default that names one vocabulary (``gguf:PATH``, ``tiktoken:ENCODING``) counts
+    every model ``shared`` (without a tokenizer of its own) with it: with two of them, one
+    would be charged in another model's tokens."""
+    if tokenizer and ":" in tokenizer and len(shared) > 1:
+        raise ValueError(
+            f"CHATMETER_OPENAI_TOKENIZER={tokenizer} counts every server model's tokens "
+            f"with one vocabulary, but CHATMETER_MODELS lists {len(shared)} without one "
+            f"of their own: {', '.join(OPENAI_PREFIX + model for model in shared)}; give "
+            "each its own in CHATMETER_OPENAI_TOKENIZERS (a JSON object: model name to "
+            "tokenizer), or list one of them"
+        )

@@ -21,6 +21,8 @@ provider into one of these:
     "tiktoken"          the encoding tiktoken assigns to the model name
     "tiktoken:NAME"     that encoding (o200k_base or cl100k_base)
     "gguf:PATH"         the vocabulary and chat template of that GGUF file
+
+``check_spec`` checks that form without loading anything (for the settings).
 """
 
 from __future__ import annotations
@@ -246,17 +248,30 @@ def _token_text(llama: Llama, token: int) -> str:
     return llama._model.token_get_text(token) if token != -1 else ""
 
 
+def check_spec(spec: str) -> str:
+    """``spec`` if it is a tokenizer option that names something we can load, else
+    ``TokenizerUnavailable``; nothing is loaded (a GGUF path is looked at when loading)."""
+    kind, _, argument = spec.partition(":")
+    if spec in ("auto", "tiktoken") or (kind == "gguf" and argument):
+        return spec
+    if kind == "tiktoken" and argument:
+        if argument not in _ENCODINGS:
+            raise TokenizerUnavailable(
+                f"no shipped file for encoding {argument!r}; use one of {ENCODING_NAMES}"
+            )
+        return spec
+    raise TokenizerUnavailable(
+        f"unknown tokenizer {spec!r}: use tiktoken, tiktoken:ENCODING or gguf:PATH"
+    )
+
+
 def resolve_tokenizer(spec: str | Tokenizer | None, *, model: str) -> Tokenizer:
     """The tokenizer named by the ``tokenizer`` option (see the module docstring)."""
     if spec is not None and not isinstance(spec, str):
         return spec
     if spec in (None, "", "auto", "tiktoken"):
         return TiktokenTokenizer.for_model(model)
-    kind, _, argument = spec.partition(":")
-    if kind == "tiktoken" and argument:
+    kind, _, argument = check_spec(spec).partition(":")
+    if kind == "tiktoken":
         return TiktokenTokenizer(argument)
-    if kind == "gguf" and argument:
-        return LlamaChatTokenizer.from_gguf(argument)
-    raise TokenizerUnavailable(
-        f"unknown tokenizer {spec!r}: use tiktoken, tiktoken:ENCODING or gguf:PATH"
-    )
+    return LlamaChatTokenizer.from_gguf(argument)

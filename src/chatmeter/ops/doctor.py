@@ -150,14 +150,16 @@ def models(ctx: Context, timeout: float) -> Finding:
     from chatmeter.chat.admission import warm_up
 
     try:
-        ctx.models.check_tokenizers(ctx.settings.openai_tokenizer)
+        counted_with = ctx.models.check_tokenizers(
+            ctx.settings.openai_tokenizer, ctx.settings.openai_tokenizers
+        )
         warm_up(ctx)
     except Exception as exc:
         return fail(
             "models",
             f"the models do not load: {first_line(exc)}",
-            "check CHATMETER_MODELS and CHATMETER_OPENAI_TOKENIZER, and that the model "
-            "packages are installed",
+            "check CHATMETER_MODELS, CHATMETER_OPENAI_TOKENIZER and "
+            "CHATMETER_OPENAI_TOKENIZERS, and that the model packages are installed",
         )
     remote = [c for c in ctx.models.choices if c.provider != "local"]
     if remote:
@@ -168,7 +170,11 @@ def models(ctx: Context, timeout: float) -> Finding:
                 f"the model server {ctx.settings.openai_base_url} does not answer: {problem}",
                 "check CHATMETER_OPENAI_BASE_URL and CHATMETER_OPENAI_API_KEY",
             )
-    return ok("models", "the embedding model and " + ", ".join(ctx.settings.models) + " load")
+    loaded = [
+        f"{c.value} (counted with {counted_with[c.value]})" if c.value in counted_with else c.value
+        for c in ctx.models.choices
+    ]
+    return ok("models", "the embedding model and " + ", ".join(loaded) + " load")
 
 
 def _model_server(settings: Settings, timeout: float) -> str | None:
