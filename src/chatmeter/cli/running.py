@@ -116,18 +116,18 @@ def _serve_several(ctx: Context, host: str, port: int, workers: int) -> None:
 
         runner = Worker(ctx)
         runner.start()
-    config = uvicorn.Config(
-        "chatmeter.web.app:from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        timeout_worker_healthcheck=CHILD_HEALTHCHECK_SECONDS,
-        log_config=None,
-        access_log=False,
-        **SERVER_OPTIONS,
-    )
     try:
+        config = uvicorn.Config(
+            "chatmeter.web.app:from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            timeout_worker_healthcheck=CHILD_HEALTHCHECK_SECONDS,
+            log_config=None,
+            access_log=False,
+            **SERVER_OPTIONS,
+        )
         # What uvicorn.run does for workers > 1, with a supervisor that reports a failure.
         supervisor = Supervisor(config, sockets=[config.bind_socket()])
         supervisor.run()
