@@ -115,12 +115,11 @@ def wait_for(what: str, check: object, seconds: float = STARTUP_SECONDS) -> None
     pytest.fail(f"{what} did not happen in {seconds} s")
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    port = free_port()
+def environment(tmp_path: Path, *, python_path: tuple[Path, ...] = ()) -> dict[str, str]:
+    """What ``chatmeter serve`` runs with here; ``python_path`` goes before the project."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATMETER_", "PROMETHEUS"))}
-    env |= {
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+    return env | {
+        "PYTHONPATH": os.pathsep.join(map(str, [*python_path, ROOT / "src", ROOT])),
         "CHATMETER_ENV": "development",
         "CHATMETER_DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}",
         "CHATMETER_DATA_DIR": str(tmp_path / "data"),
@@ -130,25 +129,39 @@ def served(tmp_path: Path) -> Iterator[Served]:
         "CHATMETER_MODELS": '["openai:gpt-4o-mini"]',
         "HF_HUB_OFFLINE": "1",
     }
-    log = tmp_path / "serve.log"
+
+
+def serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``chatmeter serve --workers 2``, its output (both streams) in ``log``."""
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "chatmeter.cli", "serve", "--port", str(port), "--workers", "2"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    process = serve(environment(tmp_path), port, log)
     served = Served(process, f"http://127.0.0.1:{port}", log)
     try:
         yield served
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
 
 
 pytestmark = pytest.mark.slow  # spawns processes
@@ -201,8 +214,11 @@ def test_a_dead_process_is_replaced_and_its_gauges_leave(served: Served) -> None
     wait_for("the dead process replaced and forgotten", replaced)
 
     served.process.send_signal(signal.SIGTERM)
-    served.process.wait(timeout=60)
+    status = served.process.wait(timeout=60)
     text = served.log.read_text()
+    # A process that had served and died is no failure to start: a clean stop.
+    assert status == 0, text[-3000:]
+    assert f"web process {victim} was killed by SIGKILL; starting another" in text
     # The in-process worker ran once, in the parent, not in each child.
     starts = re.findall(r"worker \S+:(\d+):\w+ started", text)
     assert starts == [str(served.process.pid)], text[-3000:]
@@ -242,3 +258,69 @@ def test_a_reload_replaces_every_process_without_refusing_a_request(served: Serv
         stop.set()
         asking.join()
     assert answered > 0 and failures == []
+
+
+@pytest.mark.model  # the children load the embedder, then fail on the bundled model
+def test_a_process_that_cannot_load_its_model_stops_the_server_with_an_error(
+    tmp_path: Path,
+) -> None:
+    """The bundled model's file cut short (a copy that ran out of disk): only the
+    children load it, the parent (CHATMETER_WORKER=none) never does. Restarting them
+    would fail the same way forever, behind a supervisor that looks healthy."""
+    from chatmeter.llm.local import BUNDLED_FILE, BUNDLED_PACKAGE, bundled_model_path
+
+    package = tmp_path / "site" / BUNDLED_PACKAGE  # found before the installed one
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    with bundled_model_path().open("rb") as model:
+        (package / BUNDLED_FILE).write_bytes(model.read(64 * 1024))
+    env = environment(tmp_path, python_path=(tmp_path / "site",))
+    env |= {"CHATMETER_WORKER": "none", "CHATMETER_MODELS": '["local"]'}
+    log = tmp_path / "serve.log"
+    process = serve(env, free_port(), log)
+    try:
+        status = process.wait(timeout=STARTUP_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
+    finally:
+        stop(process)
+    text = log.read_text()
+    assert status == 3, text[-3000:]  # uvicorn's STARTUP_FAILURE: systemd leaves it failed
+    # Each child says why, once: none was started again.
+    causes = re.findall(r"web process (\d+) could not start: Failed to load model", text)
+    assert 1 <= len(causes) <= 2 and len(set(causes)) == len(causes), text[-3000:]
+    # The parent names the child that stopped it, and the command says so on exit.
+    stopped = re.search(r"web process (\d+) exited with status 3 before it served", text)
+    assert stopped is not None and stopped.group(1) in causes, text[-3000:]
+    assert "error: web process" in text, text[-3000:]
+
+
+def killed_while_loading() -> None:
+    """An app factory whose process is killed as it loads, as the kernel's OOM killer
+    kills one loading a model too big for the machine."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+SUPERVISE = """
+import sys
+from uvicorn.config import Config
+from chatmeter.ops.supervisor import Supervisor
+
+config = Config(sys.argv[1], factory=True, port=int(sys.argv[2]), workers=2, log_config=None)
+supervisor = Supervisor(config, sockets=[config.bind_socket()])
+supervisor.run()
+print(supervisor.failure)
+"""
+
+
+def test_a_process_killed_before_it_served_stops_the_supervisor(tmp_path: Path) -> None:
+    factory = f"{__name__}:{killed_while_loading.__name__}"
+    result = subprocess.run(
+        [sys.executable, "-c", SUPERVISE, factory, str(free_port())],
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,  # uvicorn's own supervisor starts it again forever
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"web process \d+ was killed by SIGKILL before it served\n", result.stdout)

@@ -95,10 +95,14 @@ def _serve_several(ctx: Context, host: str, port: int, workers: int) -> None:
     The in-process worker, when configured, runs here in the parent, once however
     many children serve (and whichever of them is restarted); the children do not run
     it. The parent loads no model of its own unless the worker's training needs one.
+    A child that could not start stops them all: exit ``STARTUP_FAILURE`` (3), not 0,
+    for systemd to see (``chatmeter.ops.supervisor``).
     """
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from chatmeter.ops import exposition, processes
+    from chatmeter.ops.supervisor import Supervisor
     from chatmeter.web.app import SERVER_OPTIONS
 
     private_dir = processes.ensure_metrics_dir()
@@ -115,7 +119,7 @@ def _serve_several(ctx: Context, host: str, port: int, workers: int) -> None:
         runner = Worker(ctx)
         runner.start()
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             "chatmeter.web.app:from_environment",
             factory=True,
             host=host,
@@ -126,11 +130,17 @@ def _serve_several(ctx: Context, host: str, port: int, workers: int) -> None:
             access_log=False,
             **SERVER_OPTIONS,
         )
+        # What uvicorn.run does for workers > 1, with a supervisor that reports a failure.
+        supervisor = Supervisor(config, sockets=[config.bind_socket()])
+        supervisor.run()
     finally:
         if runner is not None:
             runner.stop()
         sweeper.stop()
         processes.remove_private_dir(private_dir)
+    if supervisor.failure is not None:
+        typer.echo(f"error: {supervisor.failure}; its error is logged above", err=True)
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 @app.command()

@@ -13,6 +13,9 @@ owns is here:
 - **Dead children.** A child that crashed leaves its live gauges (queue depth,
   requests) in the folder; ``DeadProcessSweeper`` forgets them, so that the sums
   stay those of the living. Counters stay: what a dead child counted did happen.
+- **Children that cannot start.** One that dies before it ever served stops the
+  server with an error instead of being started again forever; one that served and
+  then died is replaced (``chatmeter.ops.supervisor``).
 - **Which child answered.** ``chatmeter_web_process_requests`` counts each live
   process's requests under its ``pid`` label: how evenly the processes share the
   work, and how an operator (or a test) sees that several of them answer.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,8 @@ from chatmeter.web.https import StrictTransportSecurity
 # only (chatmeter.http.client).
 SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
 
+log = logging.getLogger("chatmeter.serve")
+
 
 def from_environment() -> FastAPI:
     """The app of one of several web processes (``chatmeter serve --workers N``).
@@ -49,16 +52,26 @@ def from_environment() -> FastAPI:
     queues) and loads its models before it takes its first connection, so that no
     visitor waits for a model to load. Migrations, the demo account and the
     in-process worker are the parent's, done once (``chatmeter.cli.running``).
+
+    A child that cannot build its app (a model that will not load) says why in the
+    configured log format and exits with uvicorn's ``STARTUP_FAILURE``: its supervisor
+    then stops the server rather than start it again (``chatmeter.ops.supervisor``).
     """
+    from uvicorn.config import STARTUP_FAILURE
+
     from chatmeter.chat.admission import warm_up
     from chatmeter.config import Settings
     from chatmeter.telemetry.logs import configure as configure_logs
 
     settings = Settings()
     configure_logs(settings.log_format, settings.log_level)
-    ctx = Context.from_settings(settings)
-    warm_up(ctx)
-    return create_app(ctx, run_worker=False)
+    try:
+        ctx = Context.from_settings(settings)
+        warm_up(ctx)
+        return create_app(ctx, run_worker=False)
+    except Exception as exc:
+        log.exception("web process %d could not start: %s", os.getpid(), exc)
+        raise SystemExit(STARTUP_FAILURE) from exc
 
 
 def create_app(ctx: Context, *, run_worker: bool = False) -> FastAPI:
