@@ -131,11 +131,12 @@ def environment(tmp_path: Path, *, python_path: tuple[Path, ...] = ()) -> dict[s
     }
 
 
-def serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``chatmeter serve --workers 2``, its output (both streams) in ``log``."""
+def serve(env: dict[str, str], port: int, log: Path, workers: int = 2) -> subprocess.Popen[bytes]:
+    """``chatmeter serve --workers N``, its output (both streams) in ``log``."""
+    command = ["serve", "--port", str(port), "--workers", str(workers)]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "chatmeter.cli", "serve", "--port", str(port), "--workers", "2"],
+            [sys.executable, "-m", "chatmeter.cli", *command],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -260,13 +261,9 @@ def test_a_reload_replaces_every_process_without_refusing_a_request(served: Serv
     assert answered > 0 and failures == []
 
 
-@pytest.mark.model  # the children load the embedder, then fail on the bundled model
-def test_a_process_that_cannot_load_its_model_stops_the_server_with_an_error(
-    tmp_path: Path,
-) -> None:
-    """The bundled model's file cut short (a copy that ran out of disk): only the
-    children load it, the parent (CHATMETER_WORKER=none) never does. Restarting them
-    would fail the same way forever, behind a supervisor that looks healthy."""
+def cut_short_model(tmp_path: Path) -> dict[str, str]:
+    """The environment of a server whose bundled model's file is cut short (a copy that
+    ran out of disk), found before the installed package."""
     from chatmeter.llm.local import BUNDLED_FILE, BUNDLED_PACKAGE, bundled_model_path
 
     package = tmp_path / "site" / BUNDLED_PACKAGE  # found before the installed one
@@ -275,15 +272,27 @@ def test_a_process_that_cannot_load_its_model_stops_the_server_with_an_error(
     with bundled_model_path().open("rb") as model:
         (package / BUNDLED_FILE).write_bytes(model.read(64 * 1024))
     env = environment(tmp_path, python_path=(tmp_path / "site",))
-    env |= {"CHATMETER_WORKER": "none", "CHATMETER_MODELS": '["local"]'}
-    log = tmp_path / "serve.log"
-    process = serve(env, free_port(), log)
+    return env | {"CHATMETER_WORKER": "none", "CHATMETER_MODELS": '["local"]'}
+
+
+def exit_status(process: subprocess.Popen[bytes], log: Path) -> int:
     try:
-        status = process.wait(timeout=STARTUP_SECONDS)
+        return process.wait(timeout=STARTUP_SECONDS)
     except subprocess.TimeoutExpired:
         pytest.fail(f"still running after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
     finally:
         stop(process)
+
+
+@pytest.mark.model  # the children load the embedder, then fail on the bundled model
+def test_a_process_that_cannot_load_its_model_stops_the_server_with_an_error(
+    tmp_path: Path,
+) -> None:
+    """The bundled model's file cut short (a copy that ran out of disk): only the
+    children load it, the parent (CHATMETER_WORKER=none) never does. Restarting them
+    would fail the same way forever, behind a supervisor that looks healthy."""
+    log = tmp_path / "serve.log"
+    status = exit_status(serve(cut_short_model(tmp_path), free_port(), log), log)
     text = log.read_text()
     assert status == 3, text[-3000:]  # uvicorn's STARTUP_FAILURE: systemd leaves it failed
     # Each child says why, once: none was started again.
@@ -293,6 +302,19 @@ def test_a_process_that_cannot_load_its_model_stops_the_server_with_an_error(
     stopped = re.search(r"web process (\d+) exited with status 3 before it served", text)
     assert stopped is not None and stopped.group(1) in causes, text[-3000:]
     assert "error: web process" in text, text[-3000:]
+
+
+@pytest.mark.model
+def test_one_process_that_cannot_load_its_model_exits_with_a_readable_error(
+    tmp_path: Path,
+) -> None:
+    """The same failure with a single web process: the same status, one readable line."""
+    log = tmp_path / "serve.log"
+    status = exit_status(serve(cut_short_model(tmp_path), free_port(), log, workers=1), log)
+    text = log.read_text()
+    assert status == 3, text[-3000:]
+    assert "the web process could not start: Failed to load model" in text, text[-3000:]
+    assert "error: the models did not load: Failed to load model" in text, text[-3000:]
 
 
 def killed_while_loading() -> None:

@@ -74,15 +74,23 @@ def serve(
 
 def _serve_one(ctx: Context, host: str, port: int) -> None:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from chatmeter.chat.admission import warm_up
     from chatmeter.web.app import SERVER_OPTIONS, create_app
 
-    warm_up(ctx)  # before the port opens: no visitor waits for a model to load
-    application = create_app(ctx, run_worker=ctx.settings.worker == "inprocess")
     # One log format for Chatmeter and uvicorn; the app logs each request itself,
     # with its request id (chatmeter.web.observability).
     configure_logs(ctx.settings.log_format, ctx.settings.log_level)
+    try:
+        warm_up(ctx)  # before the port opens: no visitor waits for a model to load
+    except Exception as exc:
+        # As a web process of several says it (chatmeter.web.app.from_environment), and
+        # with the same status: systemd leaves the unit failed instead of restarting it.
+        log.exception("the web process could not start: %s", exc)
+        typer.echo(f"error: the models did not load: {exc}; the details are logged above", err=True)
+        raise typer.Exit(STARTUP_FAILURE) from exc
+    application = create_app(ctx, run_worker=ctx.settings.worker == "inprocess")
     uvicorn.run(
         application, host=host, port=port, log_config=None, access_log=False, **SERVER_OPTIONS
     )
