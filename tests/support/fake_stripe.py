@@ -7,7 +7,8 @@ errors, authentication and idempotency; it serves the pages Stripe hosts (checko
 portal); and it signs and delivers webhooks from a background thread, as Stripe does.
 
 Outcomes follow Stripe's test card numbers (``TEST_CARDS``); ``FakeStripe.script`` overrides
-the next off-session outcomes whatever the card. Everything else a test needs to look at
+the next off-session outcomes whatever the card; ``FakeStripe.refund_from_dashboard`` refunds a
+payment as an operator does in Stripe's dashboard (the same refund and events as the API's). Everything else a test needs to look at
 (requests received, PaymentIntents created, webhook deliveries) is a Python attribute.
 
 Use: ``with FakeStripe() as fake:``, then ``stripe.StripeClient(fake.secret_key,
@@ -257,6 +258,7 @@ ROUTES: list[tuple[str, str, str, set[str]]] = [
     ("GET", r"/v1/payment_methods/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/payment_intents", "create_payment_intent", PAYMENT_INTENT_PARAMS),
     ("GET", r"/v1/payment_intents/([^/]+)", "get", EXPAND | {"client_secret"}),
+    ("GET", r"/v1/charges/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/checkout/sessions", "create_checkout_session", CHECKOUT_PARAMS),
     ("GET", r"/v1/checkout/sessions/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/checkout/sessions/([^/]+)/expire", "expire_checkout_session", EXPAND),
@@ -278,7 +280,8 @@ KINDS = {
 
 RESOURCES = {  # what each GET route reads, for its "No such ..." answer
     "/v1/customers": "customer", "/v1/payment_methods": "payment_method",
-    "/v1/payment_intents": "payment_intent", "/v1/checkout/sessions": "checkout.session",
+    "/v1/payment_intents": "payment_intent", "/v1/charges": "charge",
+    "/v1/checkout/sessions": "checkout.session",
     "/v1/setup_intents": "setup_intent", "/v1/refunds": "refund", "/v1/events": "event",
 }  # fmt: skip
 
@@ -402,6 +405,18 @@ class FakeStripe:
             pm = self._new_payment_method(number, 12, int(time.strftime("%Y")) + 3)
             self._attach(pm, customer_id, call=None)
             return str(pm["id"])
+
+    def refund_from_dashboard(
+        self, payment_intent: str, amount: int | None = None, reason: str | None = None
+    ) -> Obj:
+        """An operator refunds a payment (all that is left, or ``amount``) in Stripe's
+        dashboard: no API call of ours, but the same refund and events as one, the events
+        delivered to ``webhook_url``. The refund; a ``StripeError`` as the dashboard shows."""
+        params = {"amount": None if amount is None else str(amount), "reason": reason}
+        with self._lock:
+            charge = self._refundable_charge(payment_intent)
+            found = {k: v for k, v in params.items() if v is not None}
+            return copy.deepcopy(self._refund(charge, found, call=None))
 
     def event(self, type_: str, obj: Obj) -> Obj:
         """An Event carrying ``obj`` (kept, so GET /v1/events/{id} finds it; not sent)."""
@@ -858,13 +873,22 @@ class FakeStripe:
     def _create_refund(self, call: Call) -> Obj:
         params = call.params
         if params.get("payment_intent"):
-            intent = self._find(params["payment_intent"], "payment_intent", "payment_intent")
-            charge = self._objects.get(intent["latest_charge"] or "")
-            if intent["status"] != "succeeded" or charge is None:
-                message = f"This PaymentIntent ({intent['id']}) has no successful charge to refund."
-                raise invalid(message, "payment_intent")
+            charge = self._refundable_charge(params["payment_intent"])
         else:
             charge = self._find(required(params, "charge"), "charge", "charge")
+        return self._refund(charge, params, call)
+
+    def _refundable_charge(self, intent_id: str) -> Obj:
+        intent = self._find(intent_id, "payment_intent", "payment_intent")
+        charge = self._objects.get(intent["latest_charge"] or "")
+        if intent["status"] != "succeeded" or charge is None:
+            message = f"This PaymentIntent ({intent['id']}) has no successful charge to refund."
+            raise invalid(message, "payment_intent")
+        return charge
+
+    def _refund(self, charge: Obj, params: Obj, call: Call | None) -> Obj:
+        """Refund (part of) a charge, as the API or the dashboard does: the refund, then
+        ``refund.created`` and ``charge.refunded`` with the charge's new totals."""
         left = charge["amount_captured"] - charge["amount_refunded"]
         if left <= 0:
             message = f"Charge {charge['id']} has already been refunded."
@@ -885,6 +909,7 @@ class FakeStripe:
         )
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]
+        self._event("refund.created", refund, call)
         self._event("charge.refunded", charge, call)
         return refund
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import stripe
 
-from tests.support.fake_stripe import DELIVERY_ATTEMPTS, FakeStripe, parse_form
+from tests.support.fake_stripe import DELIVERY_ATTEMPTS, FakeStripe, StripeError, parse_form
 
 VISA = "4242424242424242"
 
@@ -463,6 +463,33 @@ def test_refunds_stop_at_what_was_paid(client: stripe.StripeClient, fake: FakeSt
     assert caught.value.code == "charge_already_refunded"
     refunded = fake.events("charge.refunded")[-1]["data"]["object"]
     assert (refunded["amount_refunded"], refunded["refunded"]) == (900, True)
+
+
+def test_a_refund_in_the_dashboard_is_delivered_signed_and_the_charge_tells_it(
+    client: stripe.StripeClient, fake: FakeStripe, receiver: Receiver
+) -> None:
+    customer = client.v1.customers.create(params={}).id
+    intent = charge(client, customer, fake.save_card(customer))
+    fake.wait_for_deliveries()
+    before = len(receiver.received)
+
+    part = fake.refund_from_dashboard(intent.id, amount=300, reason="requested_by_customer")
+    rest = fake.refund_from_dashboard(intent.id)
+    fake.wait_for_deliveries()
+
+    assert (part["amount"], rest["amount"], part["reason"]) == (300, 600, "requested_by_customer")
+    with pytest.raises(StripeError, match="already been refunded"):
+        fake.refund_from_dashboard(intent.id)
+    events = receiver.events(fake.webhook_secret)[before:]
+    assert [e.type for e in events] == ["refund.created", "charge.refunded"] * 2
+    assert [e.data.object.amount_refunded for e in events[1::2]] == [300, 900]
+    assert all(e.request.id is None for e in events)  # no API request of ours made them
+    shown = client.v1.charges.retrieve(intent.latest_charge, params={"expand": ["payment_intent"]})
+    assert (shown.amount_captured, shown.amount_refunded, shown.refunded) == (900, 900, True)
+    assert shown.payment_intent.id == intent.id
+    assert shown.payment_intent.metadata["invoice_id"] == "5"
+    with pytest.raises(stripe.InvalidRequestError, match="No such charge"):
+        client.v1.charges.retrieve("ch_nothing")
 
 
 def test_the_billing_portal_leads_back(client: stripe.StripeClient, fake: FakeStripe) -> None:
