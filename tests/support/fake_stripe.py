@@ -8,8 +8,9 @@ portal); and it signs and delivers webhooks from a background thread, as Stripe 
 
 Outcomes follow Stripe's test card numbers (``TEST_CARDS``); ``FakeStripe.script`` overrides
 the next off-session outcomes whatever the card; ``FakeStripe.refund_from_dashboard`` refunds a
-payment as an operator does in Stripe's dashboard (the same refund and events as the API's). Everything else a test needs to look at
-(requests received, PaymentIntents created, webhook deliveries) is a Python attribute.
+payment as an operator does in Stripe's dashboard (the same refund and events as the API's).
+Everything else a test needs to look at (requests received, PaymentIntents created, webhook
+deliveries) is a Python attribute.
 
 Use: ``with FakeStripe() as fake:``, then ``stripe.StripeClient(fake.secret_key,
 base_addresses={"api": fake.url})``; set ``fake.webhook_url`` to receive events, and
@@ -421,7 +422,7 @@ class FakeStripe:
     def event(self, type_: str, obj: Obj) -> Obj:
         """An Event carrying ``obj`` (kept, so GET /v1/events/{id} finds it; not sent)."""
         with self._lock:
-            return self._event(type_, obj, call=None)
+            return self._event(type_, obj, call=None, send=False)
 
     def sign(self, payload: str, timestamp: int | None = None, secret: str | None = None) -> str:
         """The ``Stripe-Signature`` header Stripe would send with this body."""
@@ -532,9 +533,9 @@ class FakeStripe:
             obj.update(status="expired", url=None)  # a checkout session past its time
         return obj
 
-    def _event(self, type_: str, obj: Obj, call: Call | None) -> Obj:
+    def _event(self, type_: str, obj: Obj, call: Call | None, send: bool = True) -> Obj:
         """An Event with the object as it is now, queued for the webhook if one is set."""
-        url = self.webhook_url
+        url = self.webhook_url if send else None
         request = {"id": call and call.request_id, "idempotency_key": call and call.idempotency_key}
         event = self._new(
             "evt",

@@ -158,7 +158,7 @@ def test_a_wrong_or_missing_key_is_refused(fake: FakeStripe) -> None:
 
 def test_unknown_urls_and_parameters_are_invalid_requests(client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError, match="Unrecognized request URL") as caught:
-        client.v1.charges.retrieve("ch_1")
+        client.v1.invoices.retrieve("in_1")  # Stripe's own invoices: Chatmeter makes its own
     assert caught.value.http_status == 404
     with pytest.raises(stripe.InvalidRequestError, match="unknown parameter: emial") as caught:
         client.v1.customers.create(params={"emial": "a@example.com"})  # type: ignore[typeddict-unknown-key]
@@ -433,6 +433,8 @@ def test_helpers_build_sign_and_send_an_event(fake: FakeStripe, receiver: Receiv
     event = fake.event("payment_intent.succeeded", {"id": "pi_1", "object": "payment_intent"})
     assert event["id"].startswith("evt_") and event["api_version"]
     assert fake.deliver(event) == 200
+    fake.wait_for_deliveries()
+    assert len(receiver.received) == 1  # made, not sent: only deliver() posted it
     body = receiver.received[0][1]
     stripe.Webhook.construct_event(body, fake.sign(body), fake.webhook_secret)
     with pytest.raises(stripe.SignatureVerificationError):
