@@ -261,6 +261,35 @@ def test_debit_removes_available_tokens_only(ctx: Context) -> None:
     assert_ledger_clean(ctx)
 
 
+def test_revoke_at_most_takes_part_of_a_grants_unspent_tokens_never_below_zero(
+    ctx: Context,
+) -> None:
+    account = new_account(ctx)
+    add_tokens(ctx, account, 1000)
+    with ctx.db.read() as session:
+        grant_id = session.scalars(select(Grant.id).where(Grant.account_id == account)).one()
+    reserve(ctx, account, 600, "t")  # a running turn holds 600: only 400 are unspent
+
+    def revoke(at_most: int | None) -> int:
+        with ctx.db.uow() as uow:
+            removed = ledger.revoke(
+                uow.session,
+                account_id=account,
+                grant_id=grant_id,
+                now=ctx.clock.now(),
+                at_most=at_most,
+            )
+            uow.commit()
+            return removed
+
+    assert revoke(250) == 250
+    assert revoke(0) == 0
+    assert revoke(250) == 150  # only what is left
+    assert revoke(None) == 0
+    assert (balance_of(ctx, account).available, balance_of(ctx, account).reserved) == (0, 600)
+    assert_ledger_clean(ctx)
+
+
 def test_ledger_entries_cannot_be_changed_or_deleted(ctx: Context) -> None:
     account = new_account(ctx)
     add_tokens(ctx, account, 1000)

@@ -150,16 +150,28 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
             "nothing is charged twice",
         ],
     ),
-    "refund_issued": (
+    "refund_issued": (  # a partial refund: every figure shows (see the full one below)
         {
             "account_name": "Acme Bakery",
             "invoice_number": "CM-2026-000052",
-            "amount": "18.00",
+            "amount": "4.50",
             "currency": "EUR",
-            "tokens_removed": 7000,
+            "in_full": False,
+            "refunded_total": "4.50",
+            "invoice_amount": "18.00",
+            "invoice_tokens": 10000,
+            "tokens_share": 2500,
+            "tokens_removed": 2500,
             "balance": 1250,
         },
-        ["CM-2026-000052", "18.00 EUR", "7,000 tokens", "1,250 tokens"],
+        [
+            "CM-2026-000052",
+            "4.50 EUR",
+            "4.50 of the invoice's 18.00 EUR refunded so far",
+            "The same share of its 10,000 tokens is 2,500 tokens (rounded down): they were "
+            "removed from your balance.",
+            "1,250 tokens",
+        ],
     ),
     "subscription_cancelled": (
         {
@@ -332,6 +344,8 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
 NOT_SHOWN = {
     "low_balance": {"available", "renews_at", "forecast"},
     "depleted": {"available", "renews_at", "percent_left", "threshold_percent"},
+    # Refund emails queued before partial refunds existed have no ``in_full``: all were full.
+    "refund_issued": {"in_full"},
 }
 
 
@@ -435,6 +449,49 @@ def test_renewal_receipt_without_free_tokens() -> None:
     context, _ = CASES["renewal_receipt"]
     email = render("renewal_receipt", {**context, "free_tokens": 0}, base_url=BASE_URL)
     assert "free" not in email.text and "free" not in email.html
+
+
+def test_a_full_refund_speaks_of_the_unspent_tokens_only() -> None:
+    context, _ = CASES["refund_issued"]
+    full = {**context, "amount": "18.00", "in_full": True, "refunded_total": "18.00"}
+    email = render("refund_issued", {**full, "tokens_removed": 7000}, base_url=BASE_URL)
+    assert "We refunded 18.00 EUR for invoice CM-2026-000052" in email.text
+    assert "The 7,000 tokens of that invoice you had not used were removed" in email.text
+    assert "share" not in email.text and "share" not in email.html
+    spent = render("refund_issued", {**full, "tokens_removed": 0}, base_url=BASE_URL)
+    assert "had all been used, so your balance is unchanged" in spent.text
+
+
+def test_a_refund_email_queued_before_partial_refunds_still_renders() -> None:
+    old = {
+        "account_name": "Acme Bakery",
+        "invoice_number": "CM-2026-000052",
+        "amount": "18.00",
+        "currency": "EUR",
+        "tokens_removed": 7000,
+        "balance": 1250,
+    }
+    email = render("refund_issued", old, base_url=BASE_URL)
+    assert "The 7,000 tokens of that invoice you had not used" in email.text
+
+
+@pytest.mark.parametrize(
+    ("removed", "share", "shown"),
+    [
+        (1500, 5000, "1,500 of them were still unused and were removed from your balance; "
+         "the others had been used."),
+        (0, 5000, "they had all been used, so your balance is unchanged."),
+        (0, 0, "is 0 tokens (rounded down): no tokens leave your balance."),
+    ],
+)  # fmt: skip
+def test_a_partial_refund_says_how_much_of_its_share_was_still_unspent(
+    removed: int, share: int, shown: str
+) -> None:
+    context, _ = CASES["refund_issued"]
+    figures = {**context, "tokens_removed": removed, "tokens_share": share}
+    email = render("refund_issued", figures, base_url=BASE_URL)
+    assert shown in email.text
+    assert shown in html.unescape(email.html)
 
 
 def test_contact_email_change_to_the_new_address() -> None:

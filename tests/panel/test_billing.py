@@ -223,6 +223,36 @@ def test_the_billing_page_shows_the_subscription(ctx: Context, panel: Panel) -> 
     assert "20,000" in receipt.text and "€36.00" in receipt.text
 
 
+def test_the_billing_page_tells_a_partial_refund_from_a_full_one(
+    ctx: Context, panel: Panel
+) -> None:
+    from chatmeter.billing import refunds
+    from chatmeter.billing.invoices import locked_invoice
+
+    panel.sign_up()
+    panel.buy(2, key="window-refund-abc")  # 18.00 EUR
+
+    def refunded_so_far(cents: int) -> str:
+        """As Stripe's webhook writes a refund; the invoice's status pill then."""
+        with ctx.db.uow() as uow:
+            invoice = locked_invoice(uow.session, 1)
+            refunds.record_refund(
+                uow.session, invoice=invoice, refunded_cents=cents, now=ctx.clock.now()
+            )
+            uow.commit()
+        page = panel.client.get("/panel/billing").text
+        pill = re.search(r'data-label="Status"><span class="pill ([\w-]+)">([^<]+)<', page)
+        assert pill, page
+        return f"{pill[1]} {pill[2]}"
+
+    assert refunded_so_far(900) == "pill-wait Partly refunded"
+    part = panel.client.get("/panel/billing/invoices/1").text
+    assert "<dt>Refunded</dt><dd>€9.00 on 15 November 2026</dd>" in part
+    assert refunded_so_far(1800) == "pill-wait Refunded"
+    full = panel.client.get("/panel/billing/invoices/1").text
+    assert "<dt>Refunded</dt><dd>€18.00 (in full) on 15 November 2026</dd>" in full
+
+
 def test_another_accounts_receipt_is_not_found(ctx: Context, panel: Panel) -> None:
     panel.sign_up()
     panel.buy(1, key="window-mine-abc")

@@ -7,8 +7,10 @@ errors, authentication and idempotency; it serves the pages Stripe hosts (checko
 portal); and it signs and delivers webhooks from a background thread, as Stripe does.
 
 Outcomes follow Stripe's test card numbers (``TEST_CARDS``); ``FakeStripe.script`` overrides
-the next off-session outcomes whatever the card. Everything else a test needs to look at
-(requests received, PaymentIntents created, webhook deliveries) is a Python attribute.
+the next off-session outcomes whatever the card; ``FakeStripe.refund_from_dashboard`` refunds a
+payment as an operator does in Stripe's dashboard (the same refund and events as the API's).
+Everything else a test needs to look at (requests received, PaymentIntents created, webhook
+deliveries) is a Python attribute.
 
 Use: ``with FakeStripe() as fake:``, then ``stripe.StripeClient(fake.secret_key,
 base_addresses={"api": fake.url})``; set ``fake.webhook_url`` to receive events, and
@@ -257,6 +259,7 @@ ROUTES: list[tuple[str, str, str, set[str]]] = [
     ("GET", r"/v1/payment_methods/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/payment_intents", "create_payment_intent", PAYMENT_INTENT_PARAMS),
     ("GET", r"/v1/payment_intents/([^/]+)", "get", EXPAND | {"client_secret"}),
+    ("GET", r"/v1/charges/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/checkout/sessions", "create_checkout_session", CHECKOUT_PARAMS),
     ("GET", r"/v1/checkout/sessions/([^/]+)", "get", EXPAND),
     ("POST", r"/v1/checkout/sessions/([^/]+)/expire", "expire_checkout_session", EXPAND),
@@ -278,7 +281,8 @@ KINDS = {
 
 RESOURCES = {  # what each GET route reads, for its "No such ..." answer
     "/v1/customers": "customer", "/v1/payment_methods": "payment_method",
-    "/v1/payment_intents": "payment_intent", "/v1/checkout/sessions": "checkout.session",
+    "/v1/payment_intents": "payment_intent", "/v1/charges": "charge",
+    "/v1/checkout/sessions": "checkout.session",
     "/v1/setup_intents": "setup_intent", "/v1/refunds": "refund", "/v1/events": "event",
 }  # fmt: skip
 
@@ -403,10 +407,22 @@ class FakeStripe:
             self._attach(pm, customer_id, call=None)
             return str(pm["id"])
 
+    def refund_from_dashboard(
+        self, payment_intent: str, amount: int | None = None, reason: str | None = None
+    ) -> Obj:
+        """An operator refunds a payment (all that is left, or ``amount``) in Stripe's
+        dashboard: no API call of ours, but the same refund and events as one, the events
+        delivered to ``webhook_url``. The refund; a ``StripeError`` as the dashboard shows."""
+        params = {"amount": None if amount is None else str(amount), "reason": reason}
+        with self._lock:
+            charge = self._refundable_charge(payment_intent)
+            found = {k: v for k, v in params.items() if v is not None}
+            return copy.deepcopy(self._refund(charge, found, call=None))
+
     def event(self, type_: str, obj: Obj) -> Obj:
         """An Event carrying ``obj`` (kept, so GET /v1/events/{id} finds it; not sent)."""
         with self._lock:
-            return self._event(type_, obj, call=None)
+            return self._event(type_, obj, call=None, send=False)
 
     def sign(self, payload: str, timestamp: int | None = None, secret: str | None = None) -> str:
         """The ``Stripe-Signature`` header Stripe would send with this body."""
@@ -517,9 +533,9 @@ class FakeStripe:
             obj.update(status="expired", url=None)  # a checkout session past its time
         return obj
 
-    def _event(self, type_: str, obj: Obj, call: Call | None) -> Obj:
+    def _event(self, type_: str, obj: Obj, call: Call | None, send: bool = True) -> Obj:
         """An Event with the object as it is now, queued for the webhook if one is set."""
-        url = self.webhook_url
+        url = self.webhook_url if send else None
         request = {"id": call and call.request_id, "idempotency_key": call and call.idempotency_key}
         event = self._new(
             "evt",
@@ -858,13 +874,22 @@ class FakeStripe:
     def _create_refund(self, call: Call) -> Obj:
         params = call.params
         if params.get("payment_intent"):
-            intent = self._find(params["payment_intent"], "payment_intent", "payment_intent")
-            charge = self._objects.get(intent["latest_charge"] or "")
-            if intent["status"] != "succeeded" or charge is None:
-                message = f"This PaymentIntent ({intent['id']}) has no successful charge to refund."
-                raise invalid(message, "payment_intent")
+            charge = self._refundable_charge(params["payment_intent"])
         else:
             charge = self._find(required(params, "charge"), "charge", "charge")
+        return self._refund(charge, params, call)
+
+    def _refundable_charge(self, intent_id: str) -> Obj:
+        intent = self._find(intent_id, "payment_intent", "payment_intent")
+        charge = self._objects.get(intent["latest_charge"] or "")
+        if intent["status"] != "succeeded" or charge is None:
+            message = f"This PaymentIntent ({intent['id']}) has no successful charge to refund."
+            raise invalid(message, "payment_intent")
+        return charge
+
+    def _refund(self, charge: Obj, params: Obj, call: Call | None) -> Obj:
+        """Refund (part of) a charge, as the API or the dashboard does: the refund, then
+        ``refund.created`` and ``charge.refunded`` with the charge's new totals."""
         left = charge["amount_captured"] - charge["amount_refunded"]
         if left <= 0:
             message = f"Charge {charge['id']} has already been refunded."
@@ -885,6 +910,7 @@ class FakeStripe:
         )
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount_captured"]
+        self._event("refund.created", refund, call)
         self._event("charge.refunded", charge, call)
         return refund
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import stripe
 
-from tests.support.fake_stripe import DELIVERY_ATTEMPTS, FakeStripe, parse_form
+from tests.support.fake_stripe import DELIVERY_ATTEMPTS, FakeStripe, StripeError, parse_form
 
 VISA = "4242424242424242"
 
@@ -158,7 +158,7 @@ def test_a_wrong_or_missing_key_is_refused(fake: FakeStripe) -> None:
 
 def test_unknown_urls_and_parameters_are_invalid_requests(client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError, match="Unrecognized request URL") as caught:
-        client.v1.charges.retrieve("ch_1")
+        client.v1.invoices.retrieve("in_1")  # Stripe's own invoices: Chatmeter makes its own
     assert caught.value.http_status == 404
     with pytest.raises(stripe.InvalidRequestError, match="unknown parameter: emial") as caught:
         client.v1.customers.create(params={"emial": "a@example.com"})  # type: ignore[typeddict-unknown-key]
@@ -433,6 +433,8 @@ def test_helpers_build_sign_and_send_an_event(fake: FakeStripe, receiver: Receiv
     event = fake.event("payment_intent.succeeded", {"id": "pi_1", "object": "payment_intent"})
     assert event["id"].startswith("evt_") and event["api_version"]
     assert fake.deliver(event) == 200
+    fake.wait_for_deliveries()
+    assert len(receiver.received) == 1  # made, not sent: only deliver() posted it
     body = receiver.received[0][1]
     stripe.Webhook.construct_event(body, fake.sign(body), fake.webhook_secret)
     with pytest.raises(stripe.SignatureVerificationError):
@@ -463,6 +465,33 @@ def test_refunds_stop_at_what_was_paid(client: stripe.StripeClient, fake: FakeSt
     assert caught.value.code == "charge_already_refunded"
     refunded = fake.events("charge.refunded")[-1]["data"]["object"]
     assert (refunded["amount_refunded"], refunded["refunded"]) == (900, True)
+
+
+def test_a_refund_in_the_dashboard_is_delivered_signed_and_the_charge_tells_it(
+    client: stripe.StripeClient, fake: FakeStripe, receiver: Receiver
+) -> None:
+    customer = client.v1.customers.create(params={}).id
+    intent = charge(client, customer, fake.save_card(customer))
+    fake.wait_for_deliveries()
+    before = len(receiver.received)
+
+    part = fake.refund_from_dashboard(intent.id, amount=300, reason="requested_by_customer")
+    rest = fake.refund_from_dashboard(intent.id)
+    fake.wait_for_deliveries()
+
+    assert (part["amount"], rest["amount"], part["reason"]) == (300, 600, "requested_by_customer")
+    with pytest.raises(StripeError, match="already been refunded"):
+        fake.refund_from_dashboard(intent.id)
+    events = receiver.events(fake.webhook_secret)[before:]
+    assert [e.type for e in events] == ["refund.created", "charge.refunded"] * 2
+    assert [e.data.object.amount_refunded for e in events[1::2]] == [300, 900]
+    assert all(e.request.id is None for e in events)  # no API request of ours made them
+    shown = client.v1.charges.retrieve(intent.latest_charge, params={"expand": ["payment_intent"]})
+    assert (shown.amount_captured, shown.amount_refunded, shown.refunded) == (900, 900, True)
+    assert shown.payment_intent.id == intent.id
+    assert shown.payment_intent.metadata["invoice_id"] == "5"
+    with pytest.raises(stripe.InvalidRequestError, match="No such charge"):
+        client.v1.charges.retrieve("ch_nothing")
 
 
 def test_the_billing_portal_leads_back(client: stripe.StripeClient, fake: FakeStripe) -> None:

@@ -97,6 +97,8 @@ class Invoice(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     # The gateway's hosted payment page for this invoice (a Stripe Checkout session), if any.
     checkout_reference: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Refunded so far, and when the last refund was written: in full once it reaches
+    # ``amount_cents`` (``billing.refunds``).
     refunded_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -180,22 +180,36 @@ def refund_issued(
     *,
     account: Account,
     invoice: Invoice,
+    refunded_cents: int,
+    tokens_share: int | None,
     tokens_removed: int,
     balance: Balance,
     now: dt.datetime,
 ) -> None:
+    """Money came back on the invoice: ``refunded_cents`` now, its total on the invoice.
+
+    A partial refund states the share of the invoice's tokens it takes back
+    (``tokens_share``) and how many of them were still unspent (``tokens_removed``), so
+    each figure can be checked against the invoice and the ledger.
+    """
     enqueue(
         session,
         kind="refund_issued",
         now=now,
         account_id=account.id,
-        dedupe_key=f"refund_issued:{invoice.id}",
+        # One email per refund: the total refunded so far names it.
+        dedupe_key=f"refund_issued:{invoice.id}:{invoice.refunded_cents}",
         to=account.contact_email,
         context={
             "account_name": account.name,
             "invoice_number": invoice.number,
-            "amount": format_cents(invoice.refunded_cents),
+            "amount": format_cents(refunded_cents),
             "currency": invoice.currency,
+            "in_full": tokens_share is None,
+            "refunded_total": format_cents(invoice.refunded_cents),
+            "invoice_amount": format_cents(invoice.amount_cents),
+            "invoice_tokens": invoice.packages * invoice.package_tokens,
+            "tokens_share": tokens_share or 0,
             "tokens_removed": tokens_removed,
             "balance": balance.balance,
         },

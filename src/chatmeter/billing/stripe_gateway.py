@@ -9,8 +9,9 @@ Chatmeter's own billing engine stays in charge: it decides what to charge and wh
   confirmed server-side on the saved card, ``off_session``, with the invoice's
   idempotency key: a retry of the same attempt never charges twice.
 - Stripe's webhooks say what happened (``read_event``); what they claim is never
-  trusted as such: the objects are fetched again from Stripe (``payment`` and
-  ``setup``) and ``billing.webhooks`` applies them.
+  trusted as such: the objects are fetched again from Stripe (``payment``, ``setup``
+  and, for a refund made in Stripe's dashboard, ``charge_refunds``) and
+  ``billing.webhooks`` applies them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ NO_CARD = "no card is saved for this account: add one on the billing page"
 # Events Chatmeter acts on; every other event is acknowledged and ignored.
 HANDLED_EVENTS = frozenset(
     {
+        "charge.refunded",
         "checkout.session.completed",
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
@@ -75,6 +77,23 @@ class Payment:
     via_checkout: bool
     # The bank asked for the cardholder (3-D Secure): the invoice waits for them, not declined.
     needs_customer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRefunds:
+    """How much of a charge is refunded, as Stripe reports it when asked.
+
+    ``amount_refunded`` counts every refund Stripe accepted, pending ones too (as
+    ``refund`` does for Chatmeter's own).
+    """
+
+    charge: str
+    payment_intent: str | None  # what Chatmeter keeps as the invoice's gateway reference
+    invoice_id: int | None  # from the PaymentIntent's metadata
+    customer: str | None
+    amount_captured: int
+    amount_refunded: int
+    currency: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +308,22 @@ class StripeGateway:
             found = dataclasses.replace(found, invoice_id=_int(metadata.get("invoice_id")))
         return found
 
+    def charge_refunds(self, charge_id: str) -> ChargeRefunds:
+        charge = self.client.v1.charges.retrieve(charge_id, params={"expand": ["payment_intent"]})
+        intent = charge.payment_intent
+        metadata = (
+            _metadata_of(intent) if intent is not None and not isinstance(intent, str) else {}
+        )
+        return ChargeRefunds(
+            charge=charge.id,
+            payment_intent=_id_of(intent),
+            invoice_id=_int(metadata.get("invoice_id")),
+            customer=_id_of(charge.customer),
+            amount_captured=int(charge.amount_captured or 0),
+            amount_refunded=int(charge.amount_refunded or 0),
+            currency=str(charge.currency or "").upper(),
+        )
+
     def setup(self, setup_id: str) -> CardSetup:
         setup = self.client.v1.setup_intents.retrieve(
             setup_id, params={"expand": ["payment_method"]}
@@ -348,7 +383,8 @@ def _card(method: Any) -> SavedCard | None:
     )
 
 
-def _customer_id(value: Any) -> str | None:
+def _id_of(value: Any) -> str | None:
+    """The id of an expandable field (a customer, a PaymentIntent): a string or an object."""
     if value is None:
         return None
     return value if isinstance(value, str) else str(value.id)
@@ -369,7 +405,7 @@ def _payment(intent: Any, *, via_checkout: bool) -> Payment:
         account_id=_int(metadata.get("account_id")),
         amount_received=int(intent.amount_received or 0),
         currency=str(intent.currency or "").upper(),
-        customer=_customer_id(intent.customer),
+        customer=_id_of(intent.customer),
         card=_card(intent.payment_method) if keeps_card else None,
         via_checkout=via_checkout,
         needs_customer=intent.status == "requires_action"
@@ -383,6 +419,6 @@ def _card_setup(setup: Any) -> CardSetup:
     succeeded = setup.status == "succeeded"
     return CardSetup(
         account_id=_int(metadata.get("account_id")),
-        customer=_customer_id(setup.customer),
+        customer=_id_of(setup.customer),
         card=_card(setup.payment_method) if succeeded else None,
     )

@@ -9,8 +9,12 @@ once apply it once: the others find it taken and are acknowledged.
 
 What an event may do is narrow: confirm an open or pending invoice whose amount and
 currency Stripe says it received, decline an off-session charge Stripe says failed,
-and keep the card a customer saved. Anything that does not match is logged and
-acknowledged (Stripe would otherwise redeliver it for days).
+keep the card a customer saved, and follow a refund made in Stripe's dashboard
+(``charge.refunded``) for a paid invoice whose very payment Stripe says it refunded:
+the invoice's refunded total is brought to Stripe's, by ``billing.refunds``, so the
+webhook of a refund already written (the CLI's own) changes nothing. Anything that
+does not match is logged and acknowledged (Stripe would otherwise redeliver it for
+days).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from chatmeter.billing import cards, charges
+from chatmeter.billing import cards, charges, refunds
 from chatmeter.billing.invoices import locked_invoice
 from chatmeter.billing.models import GatewayEvent, Invoice, InvoiceStatus
 from chatmeter.billing.stripe_gateway import (
     HANDLED_EVENTS,
     CardSetup,
+    ChargeRefunds,
     Event,
     InvalidEvent,
     Payment,
@@ -91,7 +96,12 @@ def _seen(session: Session, gateway: str, event_id: str) -> bool:
     return found is not None
 
 
-def _ask_stripe(gateway: StripeGateway, event: Event) -> Payment | CardSetup | None:
+Facts = Payment | CardSetup | ChargeRefunds | None
+
+
+def _ask_stripe(gateway: StripeGateway, event: Event) -> Facts:
+    if event.type == "charge.refunded":
+        return gateway.charge_refunds(event.object_id)
     if event.type == "checkout.session.completed":
         return gateway.checkout_payment(event.object_id)
     if event.type == "setup_intent.succeeded":
@@ -104,11 +114,13 @@ def _apply(
     settings: Settings,
     gateway: str,
     event: Event,
-    facts: Payment | CardSetup | None,
+    facts: Facts,
     now: dt.datetime,
 ) -> None:
     if isinstance(facts, CardSetup):
         _keep_card(session, gateway, facts, now)
+    elif isinstance(facts, ChargeRefunds):
+        _refunded(session, gateway, event, facts, now)
     elif isinstance(facts, Payment):
         _payment(session, settings, gateway, event, facts, now)
 
@@ -233,4 +245,66 @@ def _failed(
         invoice_id=invoice.id,
         reason="the card was declined",
         now=now,
+    )
+
+
+def _refunded(
+    session: Session, gateway: str, event: Event, charge: ChargeRefunds, now: dt.datetime
+) -> None:
+    """Stripe refunded some or all of a charge: the invoice it paid follows, if it is ours."""
+    if charge.invoice_id is None or session.get(Invoice, charge.invoice_id) is None:
+        log.warning("event %s: charge %s paid no invoice here", event.id, charge.charge)
+        return
+    invoice = locked_invoice(session, charge.invoice_id)
+    if not _paid_by(session, gateway, invoice, charge):
+        log.warning(
+            "event %s: charge %s is not the payment of invoice %s by its account's customer",
+            event.id,
+            charge.charge,
+            invoice.number,
+        )
+        return
+    if invoice.status != InvoiceStatus.PAID:
+        log.warning(
+            "event %s: invoice %s is %s: no refund to follow",
+            event.id,
+            invoice.number,
+            invoice.status,
+        )
+        return
+    if (charge.amount_captured, charge.currency) != (invoice.amount_cents, invoice.currency):
+        log.error(
+            "event %s: charge %s took %s %s for invoice %s of %s %s: its refund is not "
+            "applied; an operator must look at it",
+            event.id,
+            charge.charge,
+            charge.amount_captured,
+            charge.currency,
+            invoice.number,
+            invoice.amount_cents,
+            invoice.currency,
+        )
+        return
+    if charge.amount_refunded < invoice.refunded_cents:
+        log.warning(
+            "event %s: Stripe says %s of invoice %s is refunded, Chatmeter wrote %s: kept",
+            event.id,
+            charge.amount_refunded,
+            invoice.number,
+            invoice.refunded_cents,
+        )
+        return
+    refunds.record_refund(session, invoice=invoice, refunded_cents=charge.amount_refunded, now=now)
+
+
+def _paid_by(session: Session, gateway: str, invoice: Invoice, charge: ChargeRefunds) -> bool:
+    """Whether the charge is the invoice's own payment, by its account's Stripe customer
+    (metadata anyone can write on a PaymentIntent is not enough)."""
+    known = cards.customer_reference(session, account_id=invoice.account_id, gateway=gateway)
+    return (
+        invoice.gateway == gateway
+        and charge.payment_intent is not None
+        and invoice.gateway_reference == charge.payment_intent
+        and known is not None
+        and charge.customer == known
     )

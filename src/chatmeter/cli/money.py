@@ -369,7 +369,8 @@ def invoices_refund(
     invoice: Annotated[int, typer.Option("--invoice", min=1, max=MAX_ID, help="The invoice's id.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Refund a paid invoice in full through its gateway; its unspent tokens are removed."""
+    """Refund a paid invoice in full through its gateway (after a partial refund in Stripe's
+    dashboard: the rest); its unspent tokens are removed."""
     from chatmeter.billing import refunds
     from chatmeter.billing.invoices import format_cents
 

@@ -161,9 +161,16 @@ def debit(
 
 
 def revoke(
-    session: Session, *, account_id: int, grant_id: int, now: dt.datetime, memo: str = ""
+    session: Session,
+    *,
+    account_id: int,
+    grant_id: int,
+    now: dt.datetime,
+    memo: str = "",
+    at_most: int | None = None,
 ) -> int:
-    """Remove what is left of one grant (the unspent tokens of a refunded invoice).
+    """Remove what is left of one grant (the unspent tokens of a refunded invoice), or
+    ``at_most`` that many of them (a partly refunded one).
 
     Only the grant's own remaining tokens go, so the balance never falls below zero,
     and a second call finds nothing left and removes nothing. Returns the tokens removed.
@@ -173,9 +180,11 @@ def revoke(
     if grant is None or grant.account_id != account_id:
         raise NotFound("no such grant", grant_id=grant_id)
     amount = grant.remaining if grant.expired_at is None else 0
+    if at_most is not None:
+        amount = min(amount, max(0, at_most))
     if amount == 0:
         return 0
-    grant.remaining = 0
+    grant.remaining -= amount
     balance.period_granted = max(0, balance.period_granted - amount)
     _record(
         session,

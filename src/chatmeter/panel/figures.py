@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chatmeter.billing import summary
+from chatmeter.billing import refunds, summary
 from chatmeter.billing.forecast import Forecast
 from chatmeter.billing.invoices import price_cents, rate_text
+from chatmeter.billing.models import Invoice
 from chatmeter.billing.runway import account_runway
 from chatmeter.billing.runway import summary as forecast_summary
 from chatmeter.config import Settings
@@ -101,6 +102,7 @@ def billing_figures(
         row["net_text"] = money(row["net"], row["currency"])
         row["tax_text"] = money(row["tax"], row["currency"])
         row["date"] = local_date(row["created_at"], timezone)
+        row["refund_text"] = _refund_text(invoice)
         invoices.append(row)
     return plan | {
         # A subscription to manage: packages now or from the next renewal.
@@ -111,3 +113,10 @@ def billing_figures(
         "tax_rate": rate_text(settings.tax_rate),  # added to the monthly price when charged
         "invoices": invoices,
     }
+
+
+def _refund_text(invoice: Invoice) -> str | None:
+    """What the invoice's status pill says of its refunds, if it had any."""
+    if refunds.fully_refunded(invoice):
+        return "Refunded"
+    return "Partly refunded" if invoice.refunded_cents > 0 else None

@@ -121,8 +121,13 @@ class InvoiceOut(BaseModel):
     created_at: dt.datetime
     paid_at: dt.datetime | None
     failure_reason: str | None
-    refunded: str = Field(default="0.00", description="Refunded so far (0.00: none).")
-    refunded_at: dt.datetime | None = None
+    refunded: str = Field(
+        default="0.00",
+        description="Refunded so far (0.00: none; equal to amount: refunded in full).",
+    )
+    refunded_at: dt.datetime | None = Field(
+        default=None, description="When the last refund (or part of one) was written."
+    )
     # Only on a purchase waiting for the owner on the gateway's page (Stripe Checkout).
     pay_url: str | None = None
 

@@ -201,6 +201,9 @@ def receipt(request: Request, invoice_id: str, viewer: ViewerDep) -> Response:
     row["tax_text"] = money(row["tax"], row["currency"])
     row["date"] = local_date(row["created_at"], viewer.timezone)
     row["paid_on"] = local_date(row["paid_at"], viewer.timezone) if row["paid_at"] else None
+    refunded = invoice is not None and invoice.refunded_cents > 0
+    row["refunded_text"] = money(row["refunded"], row["currency"]) if refunded else None
+    row["refunded_on"] = local_date(row["refunded_at"], viewer.timezone) if refunded else None
     return render(request, "receipt.html", viewer=viewer, active_nav="billing", invoice=row)
 
 
