@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -323,6 +324,22 @@ def killed_while_loading() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+async def _answer(scope: dict[str, object], receive: object, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def killed_once() -> object:
+    """An app factory whose first process is killed as it loads (by the kernel, say, once)
+    and whose next ones start: the marker file says which is first."""
+    try:
+        os.close(os.open(os.environ["MARKER"], os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return _answer
+    os.kill(os.getpid(), signal.SIGKILL)
+    return _answer  # not reached
+
+
 SUPERVISE = """
 import sys
 from uvicorn.config import Config
@@ -346,3 +363,31 @@ def test_a_process_killed_before_it_served_stops_the_supervisor(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"web process \d+ was killed by SIGKILL before it served\n", result.stdout)
+
+
+def test_a_process_killed_once_before_it_served_is_replaced(tmp_path: Path) -> None:
+    """One child killed before the supervisor saw it serving is no failure to start (a
+    child killed a moment after it started, or once by the kernel): it is replaced."""
+    port = free_port()
+    errors = tmp_path / "stderr.log"
+    env = environment(tmp_path) | {"MARKER": str(tmp_path / "first")}
+    with errors.open("w") as stderr:
+        supervising = subprocess.Popen(
+            [sys.executable, "-c", SUPERVISE, f"{__name__}:{killed_once.__name__}", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        wait_for("a replacement", lambda: "; starting another" in errors.read_text())
+        wait_for(
+            "both serving",
+            lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=30).text == "ok",
+        )
+        supervising.send_signal(signal.SIGTERM)
+        out, _ = supervising.communicate(timeout=60)
+    finally:
+        stop(supervising)
+    assert out == "None\n", errors.read_text()[-3000:]
+    assert re.search(r"web process \d+ was killed by SIGKILL; starting another", errors.read_text())

@@ -9,16 +9,20 @@ normally. So a child whose app could not be built (a model that would not load: 
 failed its startup (exit 3) made the server exit 0: systemd saw a running or a cleanly
 stopped service, and nobody saw an error.
 
-``Supervisor`` tells the two kinds of death apart. A child that dies before it ever
-served (exit 3, any other non-zero status, a signal, or no answer to the supervisor
-for ``timeout_worker_healthcheck`` seconds) would fail the same way on every restart:
-the server stops, the reason is logged with the child's pid, and ``failure`` keeps it
-for ``chatmeter serve`` to exit with ``STARTUP_FAILURE``. A child that served and then
-died is replaced, as before: one crash must not take the port down.
+``Supervisor`` tells the kinds of death apart. A child that says it cannot start (exit
+3: its app could not be built, ``web.app.from_environment``, or its startup failed)
+would fail the same way on every restart: the server stops, the reason is logged with
+the child's pid, and ``failure`` keeps it for ``chatmeter serve`` to exit with
+``STARTUP_FAILURE``. So does a second child in a row, in the same place, that dies
+some other way (another status, a signal, no answer to the supervisor for
+``timeout_worker_healthcheck`` seconds) before it served: the kernel killing every
+new child as it loads a model too big for the machine. A child that served and then
+died is replaced, as is a first one that died before it served: one crash, or one
+child killed a moment after it started (before the supervisor's next ping could see
+it serving), must not take the port down.
 
 A child has served once it said so: the supervisor pings each child every half second
-(uvicorn's protocol), and the child answers whether its server has started. One that
-dies within that half second of starting to serve counts as one that could not start.
+(uvicorn's protocol), and the child answers whether its server has started.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class Supervisor(Multiprocess):
         super().__init__(config, sockets)
         self.failure: str | None = None
         self._served: set[Process] = set()
+        # Per place in ``processes``: whether its last child died before it served.
+        self._died_early: set[int] = set()
 
     def keep_subprocess_alive(self) -> None:
         """Called every half second: replaces a child that died after it served, stops
@@ -58,6 +64,7 @@ class Supervisor(Multiprocess):
             state = self._ping(process)
             if state == SERVING:
                 self._served.add(process)
+                self._died_early.discard(index)
             if state in (SERVING, STARTING):
                 continue
             process.kill()  # a silent one hangs; a dead one is only reaped
@@ -65,13 +72,16 @@ class Supervisor(Multiprocess):
             if self.should_exit.is_set() or _STOPPING.intersection(self.signal_queue):
                 return  # stopped with the rest: the loop stops them all next
             how = self._death(process, silent=state == SILENT)
-            if process.exitcode == STARTUP_FAILURE or (
-                process not in self._served and process.exitcode != 0
-            ):
+            early = process not in self._served and process.exitcode != 0
+            if process.exitcode == STARTUP_FAILURE or (early and index in self._died_early):
                 self.failure = f"web process {process.pid} {how} before it served"
                 log.error("%s: stopping the server", self.failure)
                 self.should_exit.set()
                 return
+            if early:
+                self._died_early.add(index)
+            else:
+                self._died_early.discard(index)
             log.warning("web process %s %s; starting another", process.pid, how)
             replacement = Process(self.config, self.sockets)
             replacement.start()
