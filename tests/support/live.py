@@ -26,14 +26,9 @@ class LiveServer:
             app = factory(self.url)
         assert app is not None, "give the app, or a factory that makes it"
         self.app = app
+        options = SERVER_OPTIONS | {"http": "h11"}  # as `chatmeter serve` runs it, on h11
         config = uvicorn.Config(
-            app,
-            log_level="warning",
-            lifespan="on",
-            ws="none",
-            http="h11",
-            access_log=False,
-            **SERVER_OPTIONS,  # as `chatmeter serve` runs it
+            app, log_level="warning", lifespan="on", ws="none", access_log=False, **options
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -33,13 +33,19 @@ from chatmeter.web.api import (
     tokens,
     webhooks,
 )
+from chatmeter.web.draining import DrainingHttpToolsProtocol
 from chatmeter.web.https import StrictTransportSecurity
 
 # How uvicorn must serve the app. Its own proxy-header handling believes
 # X-Forwarded-For from 127.0.0.1 by default, so that any local process could pose
 # as any visitor; the app reads the header itself, from CHATMETER_TRUSTED_PROXIES
-# only (chatmeter.http.client).
-SERVER_OPTIONS: dict[str, Any] = {"proxy_headers": False, "server_header": False}
+# only (chatmeter.http.client). A stopping process answers the requests already on
+# their way (chatmeter.web.draining).
+SERVER_OPTIONS: dict[str, Any] = {
+    "proxy_headers": False,
+    "server_header": False,
+    "http": DrainingHttpToolsProtocol,
+}
 
 log = logging.getLogger("chatmeter.serve")
 
