@@ -45,15 +45,17 @@ def failing_since(session: Session, endpoint: WebhookEndpoint) -> dt.datetime | 
         )
     )
     if delivered is not None:
-        worked = max(worked, _utc(delivered))
+        worked = max(worked, delivered)
     first = session.scalar(
-        select(func.min(func.coalesce(WebhookDelivery.resent_at, WebhookDelivery.created_at))).where(
+        select(
+            func.min(func.coalesce(WebhookDelivery.resent_at, WebhookDelivery.created_at))
+        ).where(
             WebhookDelivery.endpoint_id == endpoint.id,
             WebhookDelivery.status != DeliveryStatus.DELIVERED,
             WebhookDelivery.last_attempt_at >= worked,
         )
     )
-    return None if first is None else max(worked, _utc(first))
+    return None if first is None else max(worked, first)
 
 
 def turn_off_if_failing(
@@ -123,8 +125,3 @@ def _tell_owner(
             "last_error": error,
         },
     )
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """An aggregate skips the column's type: SQLite hands back a naive UTC datetime."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

@@ -27,9 +27,13 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("webhook_endpoints") as batch:
-        batch.add_column(sa.Column("enabled_at", chatmeter.db.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("enabled_at", chatmeter.db.UTCDateTime(timezone=True), nullable=True)
+        )
         batch.add_column(sa.Column("disabled_reason", sa.String(length=500), nullable=True))
-        batch.add_column(sa.Column("disabled_at", chatmeter.db.UTCDateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("disabled_at", chatmeter.db.UTCDateTime(timezone=True), nullable=True)
+        )
 
 
 def downgrade() -> None:
