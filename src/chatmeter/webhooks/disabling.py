@@ -37,7 +37,7 @@ EMAIL_KIND = "webhook_disabled"
 def failing_since(session: Session, endpoint: WebhookEndpoint) -> dt.datetime | None:
     """When the endpoint's current run of failures began; None if nothing failed since it
     last worked."""
-    worked = max(endpoint.created_at, endpoint.enabled_at or endpoint.created_at)
+    worked = endpoint.enabled_at or endpoint.created_at
     delivered = session.scalar(
         select(func.max(WebhookDelivery.delivered_at)).where(
             WebhookDelivery.endpoint_id == endpoint.id,
