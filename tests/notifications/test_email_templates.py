@@ -336,6 +336,25 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
             f"{BASE_URL}/panel/settings",
         ],
     ),
+    "webhook_disabled": (
+        {
+            "account_name": "Acme Bakery",
+            "endpoint_id": 12,
+            "url": "https://shop.acme.example/hooks",
+            "description": "Shop backend",
+            "failing_since": "2026-11-15T12:00:00+00:00",
+            "days": 3,
+            "last_error": "HTTP 502: Bad Gateway",
+        },
+        [
+            "failed for 3 days, since 2026-11-15 12:00 UTC",
+            "https://shop.acme.example/hooks",
+            "(Shop backend)",
+            "Last error: HTTP 502: Bad Gateway",
+            "turn the endpoint back on",
+            f"{BASE_URL}/panel/settings/webhooks/12",
+        ],
+    ),
 }
 
 # Passed by the callers (all balance emails get the same figures) but not

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 
+from chatmeter.webhooks.delivery import MAX_ATTEMPTS, backoff
+from chatmeter.webhooks.disabling import DISABLE_AFTER
 from tests.support.receiver import receiver
 from tests.test_cli import Operator
 
@@ -112,3 +115,35 @@ def test_an_assistants_monthly_token_cap_is_set_and_checked_in_the_cli(
         "--monthly-token-cap", "0",
     )  # fmt: skip
     assert changed["monthly_token_cap"] == 0
+
+
+def test_an_endpoint_turned_off_for_failing_says_why_and_is_turned_back_on(
+    operator: Operator,
+) -> None:
+    account = str(operator.json("accounts", "create", "--email", "shop@example.com")["account_id"])
+    started = dt.datetime(2026, 11, 15, 12, tzinfo=dt.UTC)
+
+    def fail_to_death(at: dt.datetime) -> None:
+        operator.run("webhooks", "test", "--account", account, "--endpoint", endpoint, now=iso(at))
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            operator.run("jobs", "run", "webhooks", now=iso(at))
+            at += backoff(attempt)
+
+    with receiver(500) as inbox:
+        made = operator.json("webhooks", "add", "--account", account, "--url", inbox.url)
+        endpoint = str(made["id"])
+        fail_to_death(started)
+        fail_to_death(started + DISABLE_AFTER)
+    listed = operator.run("webhooks", "list", "--account", account)
+    assert f"{endpoint}  off" in listed
+    assert "turned off 2026-11-18 " in listed
+    assert "every delivery failed for 3 days (last error: HTTP 500: nope)" in listed
+    on = operator.json(
+        "webhooks", "update", "--account", account, "--endpoint", endpoint, "--enable"
+    )
+    assert (on["enabled"], on["disabled_reason"], on["disabled_at"]) == (True, None, None)
+    assert "turned off" not in operator.run("webhooks", "list", "--account", account)
+
+
+def iso(at: dt.datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")

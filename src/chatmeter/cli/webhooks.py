@@ -23,7 +23,10 @@ EventsOpt = Annotated[
 def _line(e: dict[str, Any]) -> str:
     events = "all events" if e["events"] == ["*"] else ", ".join(e["events"])
     state = "on" if e["enabled"] else "off"
-    return f"{e['id']:>5}  {state:3}  {e['url']}  ({events})"
+    line = f"{e['id']:>5}  {state:3}  {e['url']}  ({events})"
+    if e["disabled_reason"]:
+        line += f"\n       turned off {e['disabled_at']:%Y-%m-%d %H:%M} UTC: {e['disabled_reason']}"
+    return line
 
 
 @webhooks_app.command("events")

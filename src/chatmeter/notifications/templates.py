@@ -36,6 +36,8 @@ KINDS = frozenset(
         "contact_email_changed",
         # An assistant using far more than on its typical day (chatmeter.chat.surges).
         "usage_surge",
+        # A webhook endpoint that failed for days, turned off (chatmeter.webhooks.disabling).
+        "webhook_disabled",
         # The control panel's single-use links (chatmeter.accounts.links).
         "password_reset",
         "contact_email_confirm",

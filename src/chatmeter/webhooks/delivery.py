@@ -10,7 +10,9 @@ that dies mid-batch loses nothing: the lease runs out and the delivery is due ag
 - A 2xx answer delivers it. Anything else (another status, a timeout, a refused
   connection, a destination ``egress`` refuses) is retried: 30 s after the first
   failure, doubling, at most an hour apart; after ``MAX_ATTEMPTS`` the delivery is
-  dead, kept in the endpoint's log, and the owner may send it again.
+  dead, kept in the endpoint's log, and the owner may send it again. An endpoint
+  whose deliveries have all failed for days is then turned off and its owner told
+  (``disabling``).
 - When an endpoint cannot be reached at all, its other deliveries in the batch are
   handed back untried, to wait as long as the one that failed: one dead endpoint
   costs one attempt per round, not one per event, and holds up no other customer.
@@ -33,7 +35,7 @@ from sqlalchemy import select, update
 from chatmeter.config import Settings
 from chatmeter.db import Database, rowcount
 from chatmeter.notifications.delivery import LEASE, backoff
-from chatmeter.webhooks import egress, signing
+from chatmeter.webhooks import disabling, egress, signing
 from chatmeter.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -215,7 +217,13 @@ def _mark_failed(
     else:
         values["next_attempt_at"] = retry_at
     with db.uow() as uow:
-        uow.session.execute(update(WebhookDelivery).where(_still_claimed(claim)).values(**values))
+        result = uow.session.execute(
+            update(WebhookDelivery).where(_still_claimed(claim)).values(**values)
+        )
+        if dead and rowcount(result) == 1:
+            disabling.turn_off_if_failing(
+                uow.session, endpoint_id=claim.endpoint_id, last_error=outcome.error, now=now
+            )
         uow.commit()
     return dead
 

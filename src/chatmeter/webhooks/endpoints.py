@@ -126,9 +126,18 @@ def update(
     if description is not None:
         endpoint.description = _description(description)
     if enabled is not None:
-        endpoint.enabled = enabled
+        _turn(endpoint, on=enabled, now=now)
     endpoint.updated_at = now
     return endpoint
+
+
+def _turn(endpoint: WebhookEndpoint, *, on: bool, now: dt.datetime) -> None:
+    """Turning it back on forgets why it was off and starts a new count of failures
+    (``disabling``); turning it off keeps Chatmeter's reason if it was off already."""
+    if on and not endpoint.enabled:
+        endpoint.enabled_at = now
+        endpoint.disabled_reason = endpoint.disabled_at = None
+    endpoint.enabled = on
 
 
 def remove(session: Session, *, account_id: int, endpoint_id: int) -> None:
@@ -239,6 +248,8 @@ def endpoint_dict(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> di
         "description": endpoint.description,
         "events": [ALL] if endpoint.events == ALL else endpoint.events.split(","),
         "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "disabled_at": endpoint.disabled_at,
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
     }

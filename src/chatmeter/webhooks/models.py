@@ -21,6 +21,13 @@ class WebhookEndpoint(Base):
     # The event types it receives, comma-separated, or "*" for every type.
     events: Mapped[str] = mapped_column(String(400), default="*")
     enabled: Mapped[bool] = mapped_column(default=True)
+    # When the owner last turned it back on; None: on since it was made. A run of
+    # failures that turns it off (``webhooks.disabling``) is counted from here at most.
+    enabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Why and when Chatmeter turned it off itself (every delivery failed for days);
+    # None while it is on, or when the owner turned it off.
+    disabled_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     # The signing secret, which the server needs in full to sign; after a rotation the
     # previous one signs too (a second ``v1``) until ``previous_secret_until``.
     secret: Mapped[str] = mapped_column(String(100))

@@ -111,6 +111,8 @@ def endpoint_page(
             endpoints.get(session, account_id=viewer.account_id, endpoint_id=endpoint_id)
         )
         log = endpoints.deliveries(session, account_id=viewer.account_id, endpoint_id=endpoint_id)
+    if endpoint["disabled_at"]:
+        endpoint["disabled_on"] = local_time(endpoint["disabled_at"], zone)
     for row in log:
         row["status_text"] = STATUS.get(row["status"], row["status"])
         row["created"] = local_time(row["created_at"], zone)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictStr
 from chatmeter.web.deps import AccountDep, ContextDep, IdPath
 from chatmeter.web.schemas import Strict
 from chatmeter.webhooks import endpoints
+from chatmeter.webhooks.disabling import DISABLE_AFTER
 from chatmeter.webhooks.events import ALL, DESCRIPTIONS, SUBSCRIBABLE
 
 router = APIRouter(tags=["webhooks"])
@@ -48,6 +49,11 @@ class EndpointOut(BaseModel):
     description: str
     events: list[str]
     enabled: bool
+    disabled_reason: str | None = Field(
+        description="Why Chatmeter turned the endpoint off: every delivery failed for "
+        f"{DISABLE_AFTER.days} days. Cleared when it is turned back on; null otherwise."
+    )
+    disabled_at: dt.datetime | None = Field(description="When Chatmeter turned it off.")
     created_at: dt.datetime
     updated_at: dt.datetime
 
