@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import Account
@@ -203,6 +203,33 @@ def waiting(session: Session, *, account_id: int) -> bool:
 # --- the crossing, in the transaction that changed the balance ------------------------
 
 
+# The settings of the accounts whose balance changed, read on every settle: Core
+# statements built once, since a turn pays for them whether or not the account has
+# auto top-up (an ORM query with its join cost a PostgreSQL reserve+settle pair a
+# fifth of its client CPU; docs/benchmarks.md, "Ledger").
+_TOPUPS = cast(Table, AutoTopUp.__table__)
+_ACCOUNTS = cast(Table, Account.__table__)
+_ENABLED = (
+    select(
+        _TOPUPS.c.account_id,
+        _TOPUPS.c.threshold,
+        _TOPUPS.c.armed,
+        _TOPUPS.c.updated_at,
+        _ACCOUNTS.c.timezone,
+    )
+    .join(_ACCOUNTS, _ACCOUNTS.c.id == _TOPUPS.c.account_id)
+    .where(_TOPUPS.c.enabled.is_(True))
+)
+# A turn changes one account's balance (an IN list is expanded anew on each call).
+_ENABLED_FOR_ONE = _ENABLED.where(_TOPUPS.c.account_id == bindparam("account"))
+_ENABLED_FOR = _ENABLED.where(_TOPUPS.c.account_id.in_(bindparam("accounts", expanding=True)))
+_ARM = (
+    update(_TOPUPS)
+    .where(_TOPUPS.c.account_id == bindparam("account"))
+    .values(armed=True, updated_at=bindparam("now"))
+)
+
+
 def note_levels(session: Session, *, now: dt.datetime) -> None:
     """Re-arm the accounts back at their threshold; wake the worker for armed ones below it.
 
@@ -212,28 +239,36 @@ def note_levels(session: Session, *, now: dt.datetime) -> None:
     levels = ledger.take_levels(session)
     if not levels:
         return
-    rows = session.execute(
-        select(AutoTopUp, Account.timezone)
-        .join(Account, Account.id == AutoTopUp.account_id)
-        .where(AutoTopUp.account_id.in_(list(levels)), AutoTopUp.enabled.is_(True))
-        .execution_options(populate_existing=True)
-    )
-    for row, zone in rows:
+    session.flush()  # the statements below see what the caller changed through the ORM
+    sql = session.connection()
+    if len(levels) == 1:
+        rows = sql.execute(_ENABLED_FOR_ONE, {"account": next(iter(levels))}).all()
+    else:
+        rows = sql.execute(_ENABLED_FOR, {"accounts": list(levels)}).all()
+    for row in rows:
         level = levels[row.account_id]
+        armed = row.armed
         if level.balance >= row.threshold:
-            if not row.armed:
-                row.armed, row.updated_at = True, now
-            continue
-        if not row.armed and _disarmed_before(row, zone, level.period or "", now):
-            row.armed, row.updated_at = True, now
-        if row.armed:
-            queue_work(session)  # the auto-top-up job starts it once this commits
+            rearm = not armed
+        else:
+            rearm = not armed and _disarmed_before(
+                row.updated_at, row.timezone, level.period or "", now
+            )
+            if armed or rearm:
+                queue_work(session)  # the auto-top-up job starts it once this commits
+        if rearm:
+            sql.execute(_ARM, {"account": row.account_id, "now": now})
+            stale = session.identity_map.get(session.identity_key(AutoTopUp, row.account_id))
+            if stale is not None:
+                session.expire(stale)
 
 
-def _disarmed_before(row: AutoTopUp, zone: str, period: str, now: dt.datetime) -> bool:
-    if row.updated_at is None:
+def _disarmed_before(
+    updated_at: dt.datetime | None, zone: str, period: str, now: dt.datetime
+) -> bool:
+    if updated_at is None:
         return True
-    return periods.period_of(row.updated_at, zone) < max(period, periods.period_of(now, zone))
+    return periods.period_of(updated_at, zone) < max(period, periods.period_of(now, zone))
 
 
 # --- the job: open the due top-ups --------------------------------------------------
