@@ -68,7 +68,7 @@ def answer_after_stop(protocol: type) -> bytes:
             "the server stopping",
             lambda: bool(server.servers) and not any(s.is_serving() for s in server.servers),
         )
-        c.settimeout(FIRST_REQUEST_GRACE + 10)
+        c.settimeout(Patient.grace + 10)
         received = b""
         try:
             c.sendall(REQUEST)
@@ -79,12 +79,19 @@ def answer_after_stop(protocol: type) -> bytes:
         return received
 
 
+class Patient(DrainingHttpToolsProtocol):
+    """The same, with a grace no busy machine outlasts between the test's stop and send:
+    what is tested is that the request is waited for, not how long."""
+
+    grace = 60.0
+
+
 def test_the_server_runs_with_the_draining_protocol() -> None:
     assert SERVER_OPTIONS["http"] is DrainingHttpToolsProtocol
 
 
 def test_a_request_sent_as_the_server_stops_is_answered() -> None:
-    received = answer_after_stop(DrainingHttpToolsProtocol)
+    received = answer_after_stop(Patient)
     assert received.startswith(b"HTTP/1.1 200 OK"), received
     assert received.endswith(b"answered\r\n0\r\n\r\n")  # the whole body
     assert b"connection: close" in received.lower()  # and then the connection closes

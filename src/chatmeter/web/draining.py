@@ -26,6 +26,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, waiting for a new connection's first request when
     the server stops."""
 
+    grace = FIRST_REQUEST_GRACE
     _draining = False
 
     def shutdown(self) -> None:
@@ -33,7 +34,7 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
         if fresh and not self.transport.is_closing():
             if not self._draining:
                 self._draining = True
-                self.loop.call_later(FIRST_REQUEST_GRACE, self._end_grace)
+                self.loop.call_later(self.grace, self._end_grace)
             return
         super().shutdown()
 
