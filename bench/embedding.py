@@ -1,20 +1,21 @@
-"""The embedding model's two engines side by side, numpy and torch, by the size of a call.
+"""The embedding model's engines side by side, numpy, ONNX Runtime and torch, by the size of a call.
 
     .venv/bin/python bench/embedding.py [--questions 200] [--repeats 5]
 
 - **a question**: one new short question at a time, as a visitor's turn embeds
-  it: numpy (``knowledge/minilm_numpy.py``, what ``MiniLMEmbedder`` now uses)
-  against torch as ``MiniLMEmbedder._embed_one`` ran it before, on one torch
-  thread (float32, and bfloat16 with its linear layers' weights cast once, the
-  default on a CPU that computes in bfloat16). The engines take turns question
+  it: ``knowledge/minilm_numpy.py`` with its encoder layers through ONNX Runtime
+  (``minilm_onnx.py``, what ``MiniLMEmbedder`` now uses) and in numpy, against
+  torch as ``MiniLMEmbedder._embed_one`` ran it before, on one torch thread
+  (float32, and bfloat16 with its linear layers' weights cast once, the default
+  on a CPU that computes in bfloat16). The engines take turns question
   by question, so that both meet the same load.
 - **batches**: passage sentences as a turn's grounding embeds them (5, 20 and
   60 sentences of the help articles) and one training batch (32 passages of
-  ~220 tokens): numpy on one thread against sentence-transformers' ``encode``
+  ~220 tokens): numpy and ONNX Runtime on one thread against sentence-transformers' ``encode``
   on every core, float32 and bfloat16. Median wall time and mean CPU time of
   the process per call, engines in turn.
 - **memory**: the resident size of a fresh process after it embedded one
-  question with numpy alone, and with torch's model.
+  question with the embedder alone (ONNX Runtime), and with torch's model.
 
 ``--trees NAME=SRC,NAME=SRC [--rounds 3]`` measures instead the question path of
 whole source trees (``src`` of a worktree of an earlier commit: before/after),
@@ -187,15 +188,22 @@ def main() -> None:
     native = embeddings.native_bfloat16()
     print(f"native bfloat16: {native}; load average {os.getloadavg()[0]:.2f} at the start")
 
-    numpy_model = embeddings._NUMPY_MODEL.get()  # and numpy's BLAS on one thread
+    from chatmeter.knowledge.minilm_numpy import MiniLM
+
+    onnx_model = embeddings._NUMPY_MODEL.get()  # and numpy's BLAS on one thread
+    numpy_model = MiniLM.from_directory(
+        embeddings.model_path(), window=embeddings.WINDOW, engine="numpy"
+    )
     wide, narrow = embeddings._MODEL.get(), embeddings._BFLOAT16_MODEL.get()
     single: dict[str, Callable[[str], Any]] = {
         "numpy": lambda text: numpy_model.embed([text]),
+        f"numpy + {onnx_model.engine}": lambda text: onnx_model.embed([text]),
         "torch float32": torch_one(wide, False),
         "torch bfloat16": torch_one(narrow, True),
     }
     batch: dict[str, Callable[[list[str]], Any]] = {
         "numpy": numpy_model.embed,
+        f"numpy + {onnx_model.engine}": onnx_model.embed,
         "torch float32": torch_encode(wide, False),
         "torch bfloat16": torch_encode(narrow, True),
     }
@@ -209,7 +217,7 @@ def main() -> None:
     cpus: dict[str, list[float]] = {name: [] for name in single}
     for i, text in enumerate(asked[10:]):
         names = list(single)
-        for name in names[i % 3 :] + names[: i % 3]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             wall, cpu = timed(single[name], text)
             walls[name].append(wall)
             cpus[name].append(cpu)
@@ -241,7 +249,7 @@ def main() -> None:
             embed(calls[0])  # warm up
         for i, texts in enumerate(calls):
             names = list(batch)
-            for name in names[i % 3 :] + names[: i % 3]:
+            for name in names[i % len(names) :] + names[: i % len(names)]:
                 wall, cpu = timed(batch[name], texts)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
@@ -254,7 +262,7 @@ def main() -> None:
             print(f"{label:<14} {tokens:>7.0f} {name:<16} {wall:>7.1f} ms {cpu:>7.1f} ms  {ratio}")
 
     print("\nmemory of a fresh process after one question")
-    print(f"numpy alone        {rss_after_a_question('numpy')}")
+    print(f"the embedder alone {rss_after_a_question('numpy')}")
     print(f"torch's model      {rss_after_a_question('torch')}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 

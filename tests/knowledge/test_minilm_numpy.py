@@ -1,4 +1,5 @@
-"""The numpy forward pass gives sentence-transformers' vectors: the real model, both ways."""
+"""The numpy forward pass gives sentence-transformers' vectors: the real model, both ways, with
+its layers in numpy and through ONNX Runtime (``minilm_onnx``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from chatmeter.knowledge import embeddings, minilm_numpy
+from chatmeter.knowledge import embeddings, minilm_numpy, minilm_onnx
 from chatmeter.knowledge.embeddings import WINDOW, model_path
 from chatmeter.knowledge.minilm_numpy import MiniLM
 
@@ -42,7 +43,20 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def numpy_model() -> MiniLM:
-    return MiniLM.from_directory(model_path(), window=WINDOW)
+    """The layers in numpy."""
+    return MiniLM.from_directory(model_path(), window=WINDOW, engine="numpy")
+
+
+@pytest.fixture(scope="module")
+def onnx_model() -> MiniLM:
+    """The layers through ONNX Runtime, what the embedder uses."""
+    return MiniLM.from_directory(model_path(), window=WINDOW, engine="onnx")
+
+
+@pytest.fixture(params=["numpy", "onnx"])
+def model(request: pytest.FixtureRequest) -> MiniLM:
+    """Each engine in turn."""
+    return request.getfixturevalue(f"{request.param}_model")  # type: ignore[no-any-return]
 
 
 def encoded(texts: list[str], *, narrow: bool = False) -> np.ndarray:
@@ -54,8 +68,8 @@ def encoded(texts: list[str], *, narrow: bool = False) -> np.ndarray:
     return vectors.astype(np.float32)  # type: ignore[no-any-return]
 
 
-def test_the_vectors_are_sentence_transformers_float32_ones(numpy_model: MiniLM) -> None:
-    vectors = numpy_model.embed(TEXTS)  # one padded batch: short texts beside 256 tokens
+def test_the_vectors_are_sentence_transformers_float32_ones(model: MiniLM) -> None:
+    vectors = model.embed(TEXTS)  # one padded batch: short texts beside 256 tokens
     expected = encoded(TEXTS)
 
     assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
@@ -63,10 +77,10 @@ def test_the_vectors_are_sentence_transformers_float32_ones(numpy_model: MiniLM)
     assert np.min(np.sum(vectors * expected, axis=1)) >= 0.99999
 
 
-def test_a_text_alone_gets_the_vector_it_gets_in_a_padded_batch(numpy_model: MiniLM) -> None:
-    together = numpy_model.embed(TEXTS)
-    alone = np.vstack([numpy_model.embed([text]) for text in TEXTS])
-    few_at_a_time = numpy_model.embed(TEXTS, batch_size=3)
+def test_a_text_alone_gets_the_vector_it_gets_in_a_padded_batch(model: MiniLM) -> None:
+    together = model.embed(TEXTS)
+    alone = np.vstack([model.embed([text]) for text in TEXTS])
+    few_at_a_time = model.embed(TEXTS, batch_size=3)
 
     np.testing.assert_allclose(alone, together, rtol=0, atol=1e-6)
     np.testing.assert_allclose(few_at_a_time, together, rtol=0, atol=1e-6)
@@ -123,11 +137,11 @@ def test_a_wrong_step_would_fail_the_comparison(
     assert np.max(np.abs(wrong - expected)) > 1e-4  # ten times the tolerance, at least
 
 
-def test_bfloat16_vectors_can_be_searched_with_numpy_ones(numpy_model: MiniLM) -> None:
+def test_bfloat16_vectors_can_be_searched_with_numpy_ones(model: MiniLM) -> None:
     """Passages embedded by torch in bfloat16 (training, on a CPU that has it) and questions
     embedded here in float32 meet in one index."""
     narrow = encoded(TEXTS, narrow=True)
-    assert np.min(np.sum(numpy_model.embed(TEXTS) * narrow, axis=1)) > 0.9999
+    assert np.min(np.sum(model.embed(TEXTS) * narrow, axis=1)) > 0.9999
 
 
 def test_erf_is_the_error_function_to_float32_precision() -> None:
@@ -149,7 +163,7 @@ def test_weights_in_pytorch_format_give_the_same_vectors(
     torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, tmp_path / "pytorch_model.bin")
 
     assert minilm_numpy.read_weights(tmp_path).keys() == weights.keys()
-    from_pytorch = MiniLM.from_directory(tmp_path, window=WINDOW)
+    from_pytorch = MiniLM.from_directory(tmp_path, window=WINDOW, engine="numpy")
     assert np.array_equal(from_pytorch.embed(TEXTS[:4]), numpy_model.embed(TEXTS[:4]))
 
 
@@ -165,11 +179,11 @@ def test_a_model_of_another_kind_is_refused(tmp_path: Path) -> None:
         MiniLM.from_directory(tmp_path, window=WINDOW)
 
 
-def test_threads_embed_at_once(numpy_model: MiniLM) -> None:
-    expected = numpy_model.embed(TEXTS)
+def test_threads_embed_at_once(model: MiniLM) -> None:
+    expected = model.embed(TEXTS)
     results: list[np.ndarray] = []
     threads = [
-        threading.Thread(target=lambda: results.append(numpy_model.embed(TEXTS))) for _ in range(4)
+        threading.Thread(target=lambda: results.append(model.embed(TEXTS))) for _ in range(4)
     ]
     for thread in threads:
         thread.start()
@@ -179,3 +193,31 @@ def test_threads_embed_at_once(numpy_model: MiniLM) -> None:
     assert len(results) == 4
     for result in results:
         np.testing.assert_allclose(result, expected, rtol=0, atol=1e-6)
+
+
+def test_both_engines_give_the_same_vectors(numpy_model: MiniLM, onnx_model: MiniLM) -> None:
+    assert (numpy_model.engine, onnx_model.engine) == ("numpy", "onnx")
+    for batch_size in (32, 3, 1):
+        np.testing.assert_allclose(
+            onnx_model.embed(TEXTS, batch_size=batch_size),
+            numpy_model.embed(TEXTS, batch_size=batch_size),
+            rtol=0,
+            atol=1e-6,
+        )
+
+
+def test_a_wrong_operator_in_the_graph_would_fail_the_comparison(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The graph is held to the same tolerance: its GELU as the tanh approximation fails it."""
+    monkeypatch.setattr(minilm_onnx, "GELU", "FastGelu")
+    wrong = MiniLM.from_directory(model_path(), window=WINDOW, engine="onnx").embed(TEXTS)
+
+    assert np.max(np.abs(wrong - encoded(TEXTS))) > 1e-4
+
+
+def test_the_embedder_uses_onnx_runtime_when_it_is_installed() -> None:
+    """It is a dependency, so this is what every web process runs."""
+    assert minilm_onnx.available()
+    assert MiniLM.from_directory(model_path(), window=WINDOW).engine == "onnx"
+    assert embeddings._NUMPY_MODEL.get().engine == "onnx"
