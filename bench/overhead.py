@@ -38,6 +38,7 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import sqlite3
 import subprocess
 import sys
@@ -167,6 +168,7 @@ class Row:
     failed: int  # not 200
     without_model: int  # 200, but answered without asking the upstream (Chatmeter abstained)
     cpu_ms: float = math.nan  # the server's CPU time (all its threads) per measured request
+    full_collections: int | None = None  # Python's generation-2 collections in the server meanwhile
 
 
 def cpu_seconds(pid: int) -> float:
@@ -376,6 +378,17 @@ def prepare(url: str, data_dir: Path, upstream: str) -> str:
     return public_key
 
 
+def full_collections(client: httpx.Client, port: int) -> int | None:
+    """How many full (generation 2) collections Python's garbage collector has made in the
+    server so far, from its ``/metrics`` (None when it does not say)."""
+    found = re.search(
+        r'^python_gc_collections_total\{generation="2"\} (\S+)$',
+        client.get(f"http://127.0.0.1:{port}/metrics").text,
+        re.MULTILINE,
+    )
+    return int(float(found[1])) if found else None
+
+
 def chatmeter_row(url: str, args: argparse.Namespace, upstream: str) -> Row | str:
     data_dir = Path(tempfile.mkdtemp(prefix="chatmeter-overhead-"))
     public_key = prepare(url, data_dir, upstream)
@@ -405,7 +418,8 @@ def chatmeter_row(url: str, args: argparse.Namespace, upstream: str) -> Row | st
     try:
         wait_until(f"http://127.0.0.1:{port}/healthz", server)
         with httpx.Client(timeout=30) as client:
-            return measure(
+            before = full_collections(client, port)
+            row = measure(
                 client,
                 f"http://127.0.0.1:{port}/api/v1/public/{public_key}/chat",
                 lambda question: {"message": question},
@@ -413,6 +427,10 @@ def chatmeter_row(url: str, args: argparse.Namespace, upstream: str) -> Row | st
                 args.requests,
                 server.pid,
             )
+            after = full_collections(client, port)
+            if before is not None and after is not None:
+                row.full_collections = after - before
+            return row
     finally:
         server.terminate()
         server.wait(30)
@@ -509,6 +527,7 @@ def main() -> None:
     print(
         f"\n{'path':<12} {'overhead p50':>13} {'p99':>9} {'mean':>9} {'measured':>9} "
         f"{'failed':>7} {'no model':>9} {'p50 ratio':>10} {'p99 ratio':>10} {'server CPU':>11}"
+        f" {'full GCs':>9}"
     )
     base = results.get("litellm")
     base_p50, base_p99 = (
@@ -525,15 +544,17 @@ def main() -> None:
         mean = sum(overheads) / len(overheads)
         r50 = f"{p50 / base_p50:.2f}" if base_p50 else "-"
         r99 = f"{p99 / base_p99:.2f}" if base_p99 else "-"
+        gcs = "-" if result.full_collections is None else str(result.full_collections)
         print(
             f"{row:<12} {p50:>10.1f} ms {p99:>6.1f} ms {mean:>6.1f} ms {len(overheads):>9} "
             f"{result.failed:>7} {result.without_model:>9} {r50:>10} {r99:>10} "
-            f"{result.cpu_ms:>8.1f} ms"
+            f"{result.cpu_ms:>8.1f} ms {gcs:>9}"
         )
     print(
         "(ratios: this row's over LiteLLM's; overhead = client time - upstream's own time;\n"
         " no model: answered without the upstream, Chatmeter abstaining, not measured;\n"
-        " server CPU: the server process's CPU time per request, all requests after the warm-up)"
+        " server CPU: the server process's CPU time per request, all requests after the warm-up;\n"
+        " full GCs: Python's full (generation 2) garbage collections in the server meanwhile)"
     )
     print(f"load average at the end: {load_average()}")
 

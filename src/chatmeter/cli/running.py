@@ -77,6 +77,7 @@ def _serve_one(ctx: Context, host: str, port: int) -> None:
     from uvicorn.config import STARTUP_FAILURE
 
     from chatmeter.chat.admission import warm_up
+    from chatmeter.ops.collector import ready_to_serve
     from chatmeter.web.app import SERVER_OPTIONS, create_app
 
     # One log format for Chatmeter and uvicorn; the app logs each request itself,
@@ -91,6 +92,7 @@ def _serve_one(ctx: Context, host: str, port: int) -> None:
         typer.echo(f"error: the models did not load: {exc}; the details are logged above", err=True)
         raise typer.Exit(STARTUP_FAILURE) from exc
     application = create_app(ctx, run_worker=ctx.settings.worker == "inprocess")
+    ready_to_serve()  # what startup loaded is never scanned by the collector again
     uvicorn.run(
         application, host=host, port=port, log_config=None, access_log=False, **SERVER_OPTIONS
     )

@@ -67,6 +67,7 @@ def from_environment() -> FastAPI:
 
     from chatmeter.chat.admission import warm_up
     from chatmeter.config import Settings
+    from chatmeter.ops.collector import ready_to_serve
     from chatmeter.telemetry.logs import configure as configure_logs
 
     settings = Settings()
@@ -74,7 +75,9 @@ def from_environment() -> FastAPI:
     try:
         ctx = Context.from_settings(settings)
         warm_up(ctx)
-        return create_app(ctx, run_worker=False)
+        app = create_app(ctx, run_worker=False)
+        ready_to_serve()  # what startup loaded is never scanned by the collector again
+        return app
     except Exception as exc:
         log.exception("web process %d could not start: %s", os.getpid(), exc)
         raise SystemExit(STARTUP_FAILURE) from exc
