@@ -13,7 +13,7 @@ Two engines compute the same vectors, each where it is faster
   turn's answer is checked against. Float32, sentence-transformers' vectors to
   within 2e-7, on one thread; it loads in a fraction of a second and never
   imports torch, so a web process that only answers chats needs no torch at
-  all (the embedder alone: about 150 MB instead of 580). Its encoder layers run
+  all (the embedder alone: about 250 MB instead of 520). Its encoder layers run
   through ONNX Runtime (``minilm_onnx.py``), which packs each weight matrix
   once: a question in 0.4-0.5 of numpy's own products' time, and faster than
   torch's bfloat16 path even on a CPU that has it; numpy's loop remains, the
