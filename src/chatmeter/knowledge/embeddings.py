@@ -17,9 +17,10 @@ Two engines compute the same vectors, each where it is faster
   through ONNX Runtime (``minilm_onnx.py``), which packs each weight matrix
   once: a question in 0.4-0.5 of numpy's own products' time, and faster than
   torch's bfloat16 path even on a CPU that has it; numpy's loop remains, the
-  reference the tests hold ONNX Runtime to. A few dozen sentences take a
+  reference the tests hold ONNX Runtime to. A few dozen sentences took a
   quarter of torch's time on a busy machine, whose threads, spread over every
-  core, wait for busy ones.
+  core, wait for busy ones; on a quiet one with AMX, torch's bfloat16 is 2-4
+  times faster for them (docs/benchmarks.md).
 - **torch** (sentence-transformers) for bigger calls, a training file's
   passages: its bfloat16 kernels and both cores make it 1.2-2.3 times faster
   there. The model (about 90 MB, a few seconds to load) is loaded once per
