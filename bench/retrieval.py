@@ -16,8 +16,11 @@ Measured per query, as the chat pipeline calls it: keyword search + vector
 search + rank fusion + fetching the passages, with the in-memory vector
 matrix warm (it is loaded, and indexed above 20,000 passages, once per
 process and index version; the first query, which does that, is timed on its
-own). "dense recall@10" compares the vector search with an exact one over the
-same questions (1.000 when it is exact). On PostgreSQL the table is vacuumed
+own). "keyword alone" is keyword search by itself (p50/p99), on new questions:
+with words this process has not met before (PostgreSQL counts each word's
+passages once per index version and process), then the same questions again.
+"dense recall@10" compares the vector search with an exact one over the same
+questions (1.000 when it is exact). On PostgreSQL the table is vacuumed
 after loading, as autovacuum does within a minute in production: it merges
 the GIN index's pending list, without which the planner scans every row
 (autovacuum is off on the test server). Embedding a question with the real
@@ -44,7 +47,8 @@ from chatmeter.assistants import service as assistants
 from chatmeter.assistants.schemas import AssistantFields
 from chatmeter.clock import SystemClock
 from chatmeter.db import Database, normalise_url
-from chatmeter.retrieval.search import retrieve
+from chatmeter.retrieval import keyword
+from chatmeter.retrieval.search import CANDIDATES, retrieve
 from chatmeter.retrieval.vectors import VectorCache
 from chatmeter.training.models import Chunk, TrainingFile
 
@@ -196,7 +200,29 @@ def measure(
         "first": first,
         "recall": sum(overlap) / len(overlap),
         "index": f"IVF {index.probes}/{len(index.centroids)}" if index else "exact",
+        **keyword_alone(db, assistant_id, queries),
     }
+
+
+def keyword_alone(db: Database, assistant_id: int, queries: int) -> dict:
+    """Keyword search alone, on new questions: first with words this process has not
+    counted yet (PostgreSQL counts a word's passages once per index version), then the
+    same questions again, their words counted."""
+    questions = [
+        " ".join(random.choice(VOCABULARY[:2000]) for _ in range(6)) for _ in range(queries)
+    ]
+    figures = {}
+    for label in ("keyword new words", "keyword seen words"):
+        timings = []
+        for question in questions:
+            started = time.perf_counter()
+            with db.read() as session:
+                keyword.search(
+                    session, assistant_id=assistant_id, question=question, limit=CANDIDATES
+                )
+            timings.append((time.perf_counter() - started) * 1000)
+        figures[label] = (percentile(timings, 50), percentile(timings, 99))
+    return figures
 
 
 def embedding_latency(queries: int) -> dict:
@@ -274,7 +300,8 @@ def main() -> None:
     )
     print(
         f"{'backend':<10} {'vectors':<9} {'chunks':>8} {'p50 ms':>7} {'p99 ms':>7} {'mean ms':>7} "
-        f"{'first ms':>8}  {'dense recall@10':<15} {'search':<11} load"
+        f"{'first ms':>8}  {'dense recall@10':<15} {'search':<11} "
+        f"{'keyword alone, new words':<25} {'seen words':<14} load"
     )
     for backend in args.backends.split(","):
         for kind in args.vectors.split(","):
@@ -297,7 +324,13 @@ def main() -> None:
                         f"{backend:<10} {kind:<9} {size:>8,} {figures['p50']:>7.2f} "
                         f"{figures['p99']:>7.2f} {figures['mean']:>7.2f} {figures['first']:>8.0f}  "
                         f"{figures['recall']:<15.3f} {figures['index']:<11} "
-                        f"{before:.1f}-{load():.1f}",
+                        + "{:<25} {:<14} ".format(
+                            *(
+                                "{:.1f}/{:.1f} ms".format(*figures[part])
+                                for part in ("keyword new words", "keyword seen words")
+                            )
+                        )
+                        + f"{before:.1f}-{load():.1f}",
                         flush=True,
                     )
                 finally:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from chatmeter.context import Context
@@ -136,36 +140,116 @@ def version(session: object, assistant_id: int) -> int:
 ZIPF = [f"w{n:03d}" for n in range(60)]  # w000 in about every passage, w059 in a few
 
 
+def ranked_by_one_statement(
+    session: object, assistant_id: int, weights: dict[str, float], limit: int
+) -> list[int]:
+    """The ranking written plainly: every match scored and ordered by score, then
+    ``ts_rank_cd``, then id, in one statement."""
+    params: dict[str, object] = {
+        "query": " | ".join(weights),
+        "assistant": assistant_id,
+        "limit": limit,
+    }
+    score = []
+    for i, (word, weight) in enumerate(weights.items()):
+        params[f"w{i}"], params[f"i{i}"] = word, weight
+        score.append(
+            f"CASE WHEN search_vector @@ to_tsquery('english', :w{i}) THEN :i{i} ELSE 0 END"
+        )
+    rows = session.execute(  # type: ignore[attr-defined]
+        text(
+            f"SELECT id, {' + '.join(score)} AS score "
+            "FROM chunks, to_tsquery('english', :query) AS query "
+            "WHERE assistant_id = :assistant AND search_vector @@ query "
+            "ORDER BY score DESC, ts_rank_cd(search_vector, query) DESC, id LIMIT :limit"
+        ),
+        params,
+    )
+    return [int(row[0]) for row in rows]
+
+
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_postgres_ranks_the_rarest_words_first_and_answers_as_the_whole_query(
-    ctx: Context,
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shortcut (the rare words' passages ranked alone, kept only when no other
-    passage can reach them) gives exactly the whole query's ids in its order, for
-    questions mixing rare and common words; and it is taken for many of them."""
+    """Every way the search can take (every match ranked, the rare words' passages alone,
+    those and the groups of common words that could still reach them) gives exactly the
+    plain statement's ids in its order, for questions mixing rare and common words over
+    a corpus with many ties; and both shortcuts are taken for many of them."""
     rng = np.random.default_rng(13)
     weights = 1 / np.arange(1, len(ZIPF) + 1)
     weights /= weights.sum()
     corpus = [" ".join(rng.choice(ZIPF, int(rng.integers(3, 15)), p=weights)) for _ in range(600)]
     account = new_account(ctx)
     assistant, _ = make_assistant(ctx, account=account, texts=corpus)
-    shortcuts = 0
+    queries: list[str] = []
+    ranked = keyword._ranked
+
+    def counted(*args: object, among: str | None = None, **kwargs: object) -> object:
+        queries.append(among or "")
+        return ranked(*args, among=among, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(keyword, "_ranked", counted)
+    paths = {"rare words alone": 0, "with groups of common words": 0}
     with ctx.db.read() as session:
         index = version(session, assistant)
         for n in range(150):
             words = [str(w) for w in dict.fromkeys(rng.choice(ZIPF, int(rng.integers(1, 8))))]
             limit = int(rng.choice([1, 5, 8, 30]))
-            whole = keyword._postgres_search(session, assistant, index, words, limit, budget=0)
-            for budget in (20, 120):
+            found, total = keyword._frequencies(session, assistant, index, words)
+            plain = ranked_by_one_statement(
+                session, assistant, keyword.idf_weights(found, total), limit
+            )
+            for budget in (0, 20, 120):
+                del queries[:]
                 fast = keyword._postgres_search(
                     session, assistant, index, words, limit, budget=budget
                 )
-                assert fast == whole, (n, words, limit, budget)
-            found, total = keyword._frequencies(session, assistant, index, words)
-            shortcuts += (
-                keyword._rare_first(
-                    session, assistant, keyword.idf_weights(found, total), found, limit, 120
-                )
-                is not None
-            )
-    assert shortcuts >= 20  # the shortcut was taken, not only the whole query
+                assert fast == plain, (n, words, limit, budget)
+                if len(queries) == 1 and queries[0] != " | ".join(keyword.terms(" ".join(words))):
+                    paths["rare words alone"] += 1
+                if any("&" in among for among in queries):
+                    paths["with groups of common words"] += 1
+    assert min(paths.values()) >= 20, paths  # each shortcut was taken, not only the whole query
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_postgres_a_tie_with_the_rare_words_best_is_broken_as_the_whole_query_breaks_it(
+    ctx: Context,
+) -> None:
+    """Two words in as many passages weigh the same; only one fits the rare words'
+    budget. The other's passages tie with its passages on score and win on
+    ``ts_rank_cd`` (they repeat the word), so they must come first, as in the whole
+    query."""
+    account = new_account(ctx)
+    corpus = ["alpha"] * 3 + ["bravo bravo bravo"] * 3 + ["charlie"] * 40
+    assistant, ids = make_assistant(ctx, account=account, texts=corpus)
+    with ctx.db.read() as session:
+        index = version(session, assistant)
+        found = keyword._postgres_search(session, assistant, index, ["alpha", "bravo"], 3, budget=3)
+        whole = keyword._postgres_search(session, assistant, index, ["alpha", "bravo"], 3, budget=0)
+
+    assert found == whole == ids[3:6]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    eighths=st.lists(st.integers(1, 80), min_size=1, max_size=8),
+    need=st.integers(0, 240),
+)
+def test_the_groups_of_words_are_the_smallest_sets_that_reach_a_score(
+    eighths: list[int], need: int
+) -> None:
+    """A passage's words reach ``need`` exactly when they contain one of the groups, and
+    no group holds a word it could do without. (Weights in eighths: sums are exact.)"""
+    words = [f"w{i}" for i in range(len(eighths))]
+    weight = {word: n / 8 for word, n in zip(words, eighths, strict=True)}
+    heaviest_first = sorted(words, key=lambda w: (-weight[w], w))
+    groups = keyword._groups_reaching(heaviest_first, weight, need / 8)
+    assume(len(groups) <= keyword.MAX_GROUPS)
+    for size in range(1, len(words) + 1):  # a passage without any word is no match
+        for chosen in itertools.combinations(words, size):
+            reaches = sum(weight[w] for w in chosen) >= need / 8
+            assert reaches == any(set(g) <= set(chosen) for g in groups), chosen
+    for group in groups:  # minimal: without its lightest word it falls short
+        assert len(group) == 1 or sum(weight[w] for w in group[:-1]) < need / 8
