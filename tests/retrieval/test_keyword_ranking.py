@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from chatmeter.context import Context
 from chatmeter.retrieval import keyword
@@ -128,6 +128,76 @@ def test_word_counts_are_counted_again_for_a_new_index_version(ctx: Context) -> 
 
     assert before == ({"rebinds": 1}, 4)
     assert after == ({"rebinds": 6}, 9)
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_big_assistants_common_words_are_counted_in_one_pass_as_each_would_be_alone(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``COMMON_ABOVE`` passages the common words' counts come from one pass over
+    the passages (``ts_stat``): the same counts as the index gives each word alone,
+    for stemmed words, stopwords, rare and absent words; a new index version counts
+    again."""
+    from chatmeter.training.job import bump_index
+    from chatmeter.training.models import Chunk
+
+    monkeypatch.setattr(keyword, "COMMON_ABOVE", 20)
+    monkeypatch.setattr(keyword, "COMMON", 3)
+    account = new_account(ctx)
+    corpus = ["Running renews tokens."] * 6 + ["The runner's token ran."] * 4 + ["Rare quokka."]
+    corpus += ["Widgets and domains."] * 15
+    assistant, ids = make_assistant(ctx, account=account, texts=corpus)
+    words = ["runs", "running", "tokens", "the", "quokka", "runner", "widget", "absent", "ran"]
+
+    def alone(session: object) -> dict[str, int]:
+        rows = session.execute(  # type: ignore[attr-defined]
+            text(
+                "SELECT w.word, (SELECT count(*) FROM chunks WHERE assistant_id = :assistant"
+                "  AND search_vector @@ to_tsquery('english', w.word)) "
+                "FROM unnest(CAST(:words AS text[])) AS w(word)"
+            ),
+            {"words": words, "assistant": assistant},
+        )
+        return {word: int(count) for word, count in rows}
+
+    counted_alone: list[str] = []
+
+    def watch(conn: object, cursor: object, statement: str, params: object, *args: object) -> None:
+        if "unnest" in statement and "count(*)" in statement and isinstance(params, dict):
+            counted_alone.extend(params["words"])
+
+    event.listen(ctx.db.engine, "before_cursor_execute", watch)
+    with ctx.db.read() as session:
+        index = version(session, assistant)
+        found, total = keyword._frequencies(session, assistant, index, words)
+        memory = keyword._MEMORY[session.get_bind()]
+        assert sorted(counted_alone) == ["absent", "quokka", "the"]  # the rest were common
+        assert found == alone(session) and total == 26
+        assert found["running"] == found["runs"] == 6 and found["quokka"] == 1
+        assert memory.common[(assistant, index)]["token"] == 10  # the pass was made
+
+    with ctx.db.uow() as uow:
+        first = uow.session.get(Chunk, ids[0])
+        assert first is not None
+        uow.session.add(
+            Chunk(
+                assistant_id=assistant,
+                file_id=first.file_id,
+                ordinal=100,
+                page=1,
+                heading="",
+                text="More tokens.",
+                tokens=2,
+                embedding=first.embedding,
+            )
+        )
+        bump_index(uow.session, assistant, ctx.clock.now())
+        uow.commit()
+    with ctx.db.read() as session:
+        newer = version(session, assistant)
+        found, total = keyword._frequencies(session, assistant, newer, words)
+        assert found == alone(session) and found["tokens"] == 11 and total == 27
+        assert list(memory.common) == [(assistant, newer)]  # the older version's dropped
 
 
 def version(session: object, assistant_id: int) -> int:

@@ -30,12 +30,24 @@ WIDER = 4  # SQLite: rank this many times ``limit`` matches of the whole table f
 # how many passages an assistant has, by (assistant, index version); in each process,
 # for each database it talks to.
 MAX_COUNTS = 100_000
+# An assistant with at least this many passages has its common words counted all at once,
+# in one pass over its passages (``ts_stat``), the first time a question brings a word
+# this process has not counted for its index version: counting a common word alone reads
+# thousands of rows (100,000 passages: 10 ms for a word in 6 % of them), the pass 0.6 s.
+COMMON_ABOVE = 20_000
+COMMON = 50  # a word in at least this many passages is common; a rarer one is counted alone
+MAX_COMMON = 4  # assistants whose common words this process keeps
 
 
 @dataclass
 class _Counts:
     words: dict[tuple[int, int, str], int] = field(default_factory=dict)
     totals: dict[tuple[int, int], int] = field(default_factory=dict)
+    # The common words' lexemes of big assistants, by (assistant, index version): how
+    # many passages contain each.
+    common: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)
+    # A word's lexeme, as PostgreSQL's english configuration makes it (None: not one).
+    lexemes: dict[str, str | None] = field(default_factory=dict)
 
 
 _MEMORY: weakref.WeakKeyDictionary[Any, _Counts] = weakref.WeakKeyDictionary()
@@ -356,7 +368,8 @@ def _frequencies(
 ) -> tuple[dict[str, int], int]:
     """How many of the assistant's passages contain each word, and how many it has: from
     this process's memory when counted before for the same index version (the passages
-    change only with a new version), else counted with the GIN index."""
+    change only with a new version), else from the big assistant's common words
+    (``_common``), else counted with the GIN index."""
     memory = _MEMORY.setdefault(session.get_bind(), _Counts())
     key = (assistant_id, version)
     total = memory.totals.get(key)
@@ -370,16 +383,23 @@ def _frequencies(
         )
     missing = [word for word in words if (*key, word) not in memory.words]
     counted: dict[str, int] = {}
-    if missing:
+    if missing and total >= COMMON_ABOVE:
+        common = _common(session, memory, assistant_id, key)
+        for word, lexeme in _lexemes(session, memory, missing).items():
+            if lexeme is not None and lexeme in common:
+                counted[word] = common[lexeme]
+    alone = [word for word in missing if word not in counted]
+    if alone:
         rows = session.execute(
             text(
                 "SELECT w.word, (SELECT count(*) FROM chunks WHERE assistant_id = :assistant"
                 "   AND search_vector @@ to_tsquery('english', w.word)) AS found "
                 "FROM unnest(CAST(:words AS text[])) AS w(word)"
             ),
-            {"words": missing, "assistant": assistant_id},
+            {"words": alone, "assistant": assistant_id},
         ).all()
-        counted = {word: int(count) for word, count in rows}
+        counted |= {word: int(count) for word, count in rows}
+    if counted:
         if len(memory.words) + len(counted) > MAX_COUNTS:
             memory.words.clear()  # starting afresh beats bookkeeping: a count is one lookup
             memory.totals.clear()
@@ -387,6 +407,52 @@ def _frequencies(
     memory.totals[key] = total
     found = {w: counted[w] if w in counted else memory.words.get((*key, w), 0) for w in words}
     return found, total
+
+
+def _common(
+    session: Session, memory: _Counts, assistant_id: int, key: tuple[int, int]
+) -> dict[str, int]:
+    """The lexemes in at least ``COMMON`` of the assistant's passages, with how many contain
+    each: one pass over its passages per index version and process."""
+    common = memory.common.get(key)
+    if common is None:
+        rows = session.execute(
+            text(
+                "SELECT word, ndoc FROM ts_stat("
+                "  format('SELECT search_vector FROM chunks WHERE assistant_id = %s', :assistant)"
+                ") WHERE ndoc >= :common"
+            ),
+            {"assistant": assistant_id, "common": COMMON},
+        ).all()
+        common = {str(lexeme): int(count) for lexeme, count in rows}
+        stale = [k for k in memory.common if k[0] == key[0]]  # older versions
+        for old in stale or list(memory.common)[: max(0, len(memory.common) + 1 - MAX_COMMON)]:
+            del memory.common[old]
+        memory.common[key] = common
+    return common
+
+
+_ONE_LEXEME = re.compile(r"'((?:[^']|'')*)'")
+
+
+def _lexemes(session: Session, memory: _Counts, words: list[str]) -> dict[str, str | None]:
+    """Each word's lexeme as ``to_tsquery('english', word)`` makes it; None when that is
+    not one lexeme (a stopword, or a word the parser splits)."""
+    new = [word for word in words if word not in memory.lexemes]
+    if new:
+        rows = session.execute(
+            text(
+                "SELECT w.word, CAST(to_tsquery('english', w.word) AS text) "
+                "FROM unnest(CAST(:words AS text[])) AS w(word)"
+            ),
+            {"words": new},
+        ).all()
+        if len(memory.lexemes) + len(rows) > MAX_COUNTS:
+            memory.lexemes.clear()
+        for word, query in rows:
+            one = _ONE_LEXEME.fullmatch(query)
+            memory.lexemes[word] = one.group(1).replace("''", "'") if one else None
+    return {word: memory.lexemes[word] for word in words}
 
 
 def idf_weights(found: dict[str, int], total: int) -> dict[str, float]:
