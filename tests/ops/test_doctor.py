@@ -44,6 +44,17 @@ def test_a_migrated_database_passes(migrated_url: str, tmp_path: Path) -> None:
     assert found["migrations"].status is Status.OK
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_postgresql_server_older_than_keyword_search_needs_is_told_to_upgrade(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert probed(settings_for(tmp_path, database_url=db_url))["database"].status is Status.OK
+    monkeypatch.setattr(doctor, "MIN_POSTGRES", 10 * doctor.MIN_POSTGRES)  # as if it were 13
+    found = probed(settings_for(tmp_path, database_url=db_url))["database"]
+    assert found.status is Status.FAIL
+    assert "too old" in found.message and "PostgreSQL 130 or later" in found.fix
+
+
 def test_a_database_built_without_migrations_is_told_to_migrate(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -24,6 +24,8 @@ from chatmeter.ops.findings import Finding, Status, fail, ok, warn
 from chatmeter.ops.health import first_line, ping_redis
 
 DEFAULT_TIMEOUT = 5.0
+# Keyword search ranks with FETCH FIRST … WITH TIES (PostgreSQL 13).
+MIN_POSTGRES = 130_000  # server_version_num
 
 
 def probe_engine(url: str, timeout: float) -> Engine:
@@ -46,6 +48,14 @@ def database(engine: Engine) -> Finding:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            if engine.dialect.name == "postgresql":
+                version = int(conn.execute(text("SHOW server_version_num")).scalar_one())
+                if version < MIN_POSTGRES:
+                    return fail(
+                        "database",
+                        f"PostgreSQL {version // 10_000} is too old",
+                        f"upgrade to PostgreSQL {MIN_POSTGRES // 10_000} or later",
+                    )
     except Exception as exc:
         return fail(
             "database",
