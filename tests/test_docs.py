@@ -54,3 +54,13 @@ def test_every_cli_command_and_option_is_documented() -> None:
                 if option.startswith("--") and option not in UNDOCUMENTED_OPTIONS:
                     names = {option} | {o for o in param.secondary_opts}
                     assert any(n in row for n in names), f"{path}: {option} is not documented"
+
+
+def test_every_webhook_event_is_documented() -> None:
+    """The README's table of events names every event a receiver can get, and no other."""
+    from chatmeter.webhooks.events import EventType
+
+    section = README.split("\n## Webhooks\n", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {line.split("`")[1] for line in table}
+    assert documented == {str(event) for event in EventType}

@@ -43,6 +43,7 @@ from tests.support.fake_stripe import FakeStripe
 from tests.support.ledger import assert_ledger_clean
 from tests.support.live import LiveServer
 from tests.support.payments import give_card, signed
+from tests.webhooks.support import events_of
 
 PACKAGE = 5000
 PRICE = 900  # cents per package at the default price
@@ -138,6 +139,12 @@ def test_a_full_refund_in_the_dashboard_does_what_the_cli_does_and_the_cli_then_
     assert subscription_of(stripe_ctx, account).quantity == 0  # not renewed on the 1st
     (email,) = refund_emails(stripe_ctx)
     assert (email["amount"], email["in_full"], email["tokens_removed"]) == ("18.00", True, 7000)
+    (event,) = events_of(stripe_ctx, "invoice.refunded")  # the account's webhooks hear it
+    assert event["account_id"] == account
+    assert (event["data"]["amount"], event["data"]["in_full"]) == ("18.00", True)
+    assert (event["data"]["tokens_removed"], event["data"]["balance"]) == (7000, 0)
+    assert event["data"]["invoice"]["id"] == invoice.id
+    assert event["data"]["invoice"]["refunded"] == event["data"]["invoice"]["amount"] == "18.00"
     assert refunds_asked(fake) == []  # Stripe had refunded it: nothing asked again
     assert_ledger_clean(stripe_ctx)
 
@@ -150,6 +157,7 @@ def test_a_full_refund_in_the_dashboard_does_what_the_cli_does_and_the_cli_then_
     assert refunds_asked(fake) == []
     assert removals(stripe_ctx, invoice.id) == [2 * PACKAGE - 3000]
     assert len(refund_emails(stripe_ctx)) == 1
+    assert len(events_of(stripe_ctx, "invoice.refunded")) == 1  # told once
     assert_ledger_clean(stripe_ctx)
 
 
@@ -343,6 +351,17 @@ def test_a_partial_refund_takes_back_the_same_share_of_the_tokens_and_the_rest_c
     last = refund_emails(stripe_ctx)[-1]
     assert (last["amount"], last["refunded_total"], last["in_full"]) == ("4.50", "18.00", True)
     assert len(refund_emails(stripe_ctx)) == 3
+    # The webhooks heard each refund once, with the email's figures.
+    fields = ("amount", "refunded", "in_full", "tokens_share", "tokens_removed")
+    told = [
+        tuple((e["data"] | {"refunded": e["data"]["invoice"]["refunded"]})[f] for f in fields)
+        for e in events_of(stripe_ctx, "invoice.refunded")
+    ]
+    assert told == [
+        ("4.50", "4.50", False, 2500, 2500),
+        ("9.00", "13.50", False, 5000, 1500),
+        ("4.50", "18.00", True, 0, 0),
+    ]
     with pytest.raises(Conflict, match="already refunded"):
         refunds.refund(stripe_ctx, invoice_id=invoice.id, account_id=account)
     assert_ledger_clean(stripe_ctx)

@@ -73,7 +73,7 @@ def test_an_operator_manages_an_accounts_endpoints(operator: Operator) -> None:
         "webhooks", "test", "--account", account, "--endpoint", endpoint, code=1
     )
     types = [t["type"] for t in operator.json("webhooks", "events")]
-    assert types[0] == "balance.low" and "test" not in types and len(types) == 7
+    assert types[0] == "balance.low" and "test" not in types and len(types) == 8
 
 
 def test_bad_input_gives_a_message_and_changes_nothing(operator: Operator) -> None:

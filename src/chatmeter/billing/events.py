@@ -11,13 +11,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from chatmeter.billing.invoices import format_cents
 from chatmeter.billing.models import Invoice, InvoiceKind
 from chatmeter.billing.summary import invoice_dict
 from chatmeter.ledger import service as ledger
 from chatmeter.webhooks import events
 from chatmeter.webhooks.events import EventType
 
-# What a receiver needs of an invoice (refund fields belong to later events).
+# What a receiver needs of an invoice (its refund fields: ``invoice.refunded``'s).
 INVOICE_FIELDS = (
     "id",
     "number",
@@ -55,6 +56,40 @@ def purchase_paid(session: Session, *, invoice: Invoice, now: dt.datetime) -> No
         data={
             "invoice": invoice_data(invoice),
             "auto_top_up": invoice.kind == InvoiceKind.TOPUP,
+            "balance": balance.balance,
+        },
+        now=now,
+    )
+
+
+def invoice_refunded(
+    session: Session,
+    *,
+    invoice: Invoice,
+    refunded_cents: int,
+    tokens_share: int | None,
+    tokens_removed: int,
+    now: dt.datetime,
+) -> None:
+    """``invoice.refunded``: money came back on a paid invoice, ``refunded_cents`` of it now
+    (the invoice carries the total). The same figures as the refund's email: in full, or
+    the share of the invoice's tokens it takes back and how many of them were unspent."""
+    balance = ledger.lock_balance(session, account_id=invoice.account_id)
+    events.emit(
+        session,
+        account_id=invoice.account_id,
+        type=EventType.INVOICE_REFUNDED,
+        key=f"{invoice.id}:{invoice.refunded_cents}",  # one event per refund, as the email
+        data={
+            "invoice": invoice_data(invoice)
+            | {
+                "refunded": format_cents(invoice.refunded_cents),
+                "refunded_at": invoice.refunded_at,
+            },
+            "amount": format_cents(refunded_cents),
+            "in_full": tokens_share is None,
+            "tokens_share": tokens_share or 0,
+            "tokens_removed": tokens_removed,
             "balance": balance.balance,
         },
         now=now,

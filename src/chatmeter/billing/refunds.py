@@ -23,7 +23,8 @@ one event) finds nothing new and changes nothing. What it changes:
   subscribed. The share is of the total refunded so far, less what earlier refunds
   took (``refund_share``), so rounding loses nothing over several refunds; the
   refund of the rest completes it as above;
-- either way the customer is emailed what came back and what left the balance.
+- either way the customer is emailed what came back and what left the balance, and
+  the account's webhooks get ``invoice.refunded`` with the same figures.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chatmeter.billing import charges, receipts, subscriptions
+from chatmeter.billing import charges, events, receipts, subscriptions
 from chatmeter.billing.invoices import account as get_account
 from chatmeter.billing.invoices import locked_invoice
 from chatmeter.billing.models import Invoice, InvoiceKind, InvoiceStatus
@@ -111,6 +112,14 @@ def record_refund(
         tokens_share=share,
         tokens_removed=removed,
         balance=ledger.lock_balance(session, account_id=invoice.account_id),
+        now=now,
+    )
+    events.invoice_refunded(
+        session,
+        invoice=invoice,
+        refunded_cents=total - before,
+        tokens_share=share,
+        tokens_removed=removed,
         now=now,
     )
     return Refunded(invoice, total - before, removed)

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     BALANCE_DEPLETED = "balance.depleted"
     BALANCE_RESTORED = "balance.restored"
     PURCHASE_PAID = "purchase.paid"
+    INVOICE_REFUNDED = "invoice.refunded"
     RENEWAL_FAILED = "renewal.failed"
     ASSISTANT_CAP_REACHED = "assistant.cap_reached"
     USAGE_SURGE = "usage.surge"
@@ -42,6 +43,7 @@ DESCRIPTIONS: dict[EventType, str] = {
     EventType.BALANCE_DEPLETED: "The balance reached zero: assistants are unavailable.",
     EventType.BALANCE_RESTORED: "Tokens came back after the balance reached zero.",
     EventType.PURCHASE_PAID: "A purchase or an auto top-up was paid and its tokens granted.",
+    EventType.INVOICE_REFUNDED: "A paid invoice was refunded, in full or in part.",
     EventType.RENEWAL_FAILED: "The monthly renewal's charge failed.",
     EventType.ASSISTANT_CAP_REACHED: "An assistant reached its daily or monthly token cap.",
     EventType.USAGE_SURGE: "An assistant used far more tokens today than on a typical day.",
