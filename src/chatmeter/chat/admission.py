@@ -168,6 +168,7 @@ def _prepare(
                 budget=assistant.context_budget,
                 count_tokens=count,
                 query=embedding.result,  # the keyword search runs while it is made
+                version=assistant.index_version,  # read with the assistant, just now
             )
             question_vector = embedding.result()
             correction = matching.best_correction(

@@ -86,6 +86,7 @@ def retrieve(
     budget: int,
     count_tokens: Callable[[str], int] | None = None,
     query: npt.NDArray[np.float32] | Callable[[], npt.NDArray[np.float32]] | None = None,
+    version: int | None = None,
 ) -> list[Passage]:
     """The best passages for ``question``: at most ``passages``, together within ``budget`` tokens.
 
@@ -93,8 +94,11 @@ def retrieve(
     the prompt; without it the embedding tokenizer's count stored with each chunk is used.
     ``query``: the question's embedding, when the caller has it already, or a function
     that waits for it (called after the keyword search, which can run meanwhile).
+    ``version``: the assistant's index version, when the caller read its row in this
+    session already (read here otherwise: one round trip).
     """
-    version = index_version(session, assistant_id)  # read once, for both searches
+    if version is None:
+        version = index_version(session, assistant_id)  # read once, for both searches
     if version is None:
         return []
     sparse = keyword.search(
