@@ -425,20 +425,29 @@ def _common(
             {"assistant": assistant_id, "common": COMMON},
         ).all()
         common = {str(lexeme): int(count) for lexeme, count in rows}
-        stale = [k for k in memory.common if k[0] == key[0]]  # older versions
-        for old in stale or list(memory.common)[: max(0, len(memory.common) + 1 - MAX_COMMON)]:
-            del memory.common[old]
+        # Request threads share the memory: list() copies the keys in one step, and a key
+        # another thread dropped meanwhile is no error.
+        kept = list(memory.common)
+        stale = [k for k in kept if k[0] == key[0]]  # older versions
+        for old in stale or kept[: max(0, len(kept) + 1 - MAX_COMMON)]:
+            memory.common.pop(old, None)
         memory.common[key] = common
     return common
 
 
 _ONE_LEXEME = re.compile(r"'((?:[^']|'')*)'")
+_UNSEEN = "'"  # no lexeme is a lone quote
 
 
 def _lexemes(session: Session, memory: _Counts, words: list[str]) -> dict[str, str | None]:
     """Each word's lexeme as ``to_tsquery('english', word)`` makes it; None when that is
     not one lexeme (a stopword, or a word the parser splits)."""
-    new = [word for word in words if word not in memory.lexemes]
+    known: dict[str, str | None] = {}
+    for word in words:  # get(), not "in" then []: another thread may clear the memory
+        lexeme = memory.lexemes.get(word, _UNSEEN)
+        if lexeme != _UNSEEN:
+            known[word] = lexeme
+    new = [word for word in words if word not in known]
     if new:
         rows = session.execute(
             text(
@@ -447,12 +456,13 @@ def _lexemes(session: Session, memory: _Counts, words: list[str]) -> dict[str, s
             ),
             {"words": new},
         ).all()
-        if len(memory.lexemes) + len(rows) > MAX_COUNTS:
-            memory.lexemes.clear()
         for word, query in rows:
             one = _ONE_LEXEME.fullmatch(query)
-            memory.lexemes[word] = one.group(1).replace("''", "'") if one else None
-    return {word: memory.lexemes[word] for word in words}
+            known[word] = one.group(1).replace("''", "'") if one else None
+        if len(memory.lexemes) + len(rows) > MAX_COUNTS:
+            memory.lexemes.clear()
+        memory.lexemes.update({word: known[word] for word in new})
+    return known
 
 
 def idf_weights(found: dict[str, int], total: int) -> dict[str, float]:
