@@ -169,9 +169,19 @@ def test_a_big_assistants_common_words_are_counted_in_one_pass_as_each_would_be_
     event.listen(ctx.db.engine, "before_cursor_execute", watch)
     with ctx.db.read() as session:
         index = version(session, assistant)
-        found, total = keyword._frequencies(session, assistant, index, words)
-        memory = keyword._MEMORY[session.get_bind()]
+        memory = keyword._MEMORY.setdefault(session.get_bind(), keyword._Counts())
+        # While another thread makes the pass, this one counts its words alone.
+        memory.passing.add((assistant, index))
+        assert keyword._frequencies(session, assistant, index, words[:2]) == (
+            {"runs": 6, "running": 6},
+            26,
+        )
+        assert sorted(counted_alone) == ["running", "runs"] and not memory.common
+        memory.passing.clear()
+        del counted_alone[:]
+        found, total = keyword._frequencies(session, assistant, index, words[2:])
         assert sorted(counted_alone) == ["absent", "quokka", "the"]  # the rest were common
+        found, total = keyword._frequencies(session, assistant, index, words)
         assert found == alone(session) and total == 26
         assert found["running"] == found["runs"] == 6 and found["quokka"] == 1
         assert memory.common[(assistant, index)]["token"] == 10  # the pass was made

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -48,6 +49,10 @@ class _Counts:
     common: dict[tuple[int, int], dict[str, int]] = field(default_factory=dict)
     # A word's lexeme, as PostgreSQL's english configuration makes it (None: not one).
     lexemes: dict[str, str | None] = field(default_factory=dict)
+    # The (assistant, index version) whose pass a thread is making: the others count
+    # their words alone meanwhile rather than make the same pass at once.
+    passing: set[tuple[int, int]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _MEMORY: weakref.WeakKeyDictionary[Any, _Counts] = weakref.WeakKeyDictionary()
@@ -385,9 +390,10 @@ def _frequencies(
     counted: dict[str, int] = {}
     if missing and total >= COMMON_ABOVE:
         common = _common(session, memory, assistant_id, key)
-        for word, lexeme in _lexemes(session, memory, missing).items():
-            if lexeme is not None and lexeme in common:
-                counted[word] = common[lexeme]
+        if common is not None:
+            for word, lexeme in _lexemes(session, memory, missing).items():
+                if lexeme is not None and lexeme in common:
+                    counted[word] = common[lexeme]
     alone = [word for word in missing if word not in counted]
     if alone:
         rows = session.execute(
@@ -411,11 +417,18 @@ def _frequencies(
 
 def _common(
     session: Session, memory: _Counts, assistant_id: int, key: tuple[int, int]
-) -> dict[str, int]:
+) -> dict[str, int] | None:
     """The lexemes in at least ``COMMON`` of the assistant's passages, with how many contain
-    each: one pass over its passages per index version and process."""
+    each: one pass over its passages per index version and process. None while another
+    thread makes that pass."""
     common = memory.common.get(key)
-    if common is None:
+    if common is not None:
+        return common
+    with memory.lock:
+        if key in memory.passing:
+            return None
+        memory.passing.add(key)
+    try:
         rows = session.execute(
             text(
                 "SELECT word, ndoc FROM ts_stat("
@@ -425,14 +438,16 @@ def _common(
             {"assistant": assistant_id, "common": COMMON},
         ).all()
         common = {str(lexeme): int(count) for lexeme, count in rows}
-        # Request threads share the memory: list() copies the keys in one step, and a key
-        # another thread dropped meanwhile is no error.
-        kept = list(memory.common)
-        stale = [k for k in kept if k[0] == key[0]]  # older versions
-        for old in stale or kept[: max(0, len(kept) + 1 - MAX_COMMON)]:
-            memory.common.pop(old, None)
-        memory.common[key] = common
-    return common
+        with memory.lock:
+            kept = list(memory.common)
+            stale = [k for k in kept if k[0] == key[0]]  # older versions
+            for old in stale or kept[: max(0, len(kept) + 1 - MAX_COMMON)]:
+                memory.common.pop(old, None)
+            memory.common[key] = common
+        return common
+    finally:
+        with memory.lock:
+            memory.passing.discard(key)
 
 
 _ONE_LEXEME = re.compile(r"'((?:[^']|'')*)'")
