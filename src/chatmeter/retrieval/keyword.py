@@ -235,16 +235,19 @@ def _postgres_search(
     weights = idf_weights(found, total)
     if not weights:
         return []
-    shortcut = _rare_first(
-        session, assistant_id, weights, found, limit, RARE_ROWS if budget is None else budget
-    )
+    if budget is None:
+        budget = min(RARE_ROWS, total // RARE_SHARE)
+    shortcut = _rare_first(session, assistant_id, weights, found, limit, budget)
     if shortcut is not None:
         return shortcut
     return [match.id for match in _ranked(session, assistant_id, weights, limit)]
 
 
-# The rarest words' passages ranked first, when they are at most this many.
+# The rarest words' passages ranked first, when they are at most this many, and at most
+# this share of the assistant's passages (a bigger share: questions whose words all fit
+# rank every match; figures in docs/benchmarks.md).
 RARE_ROWS = 2_000
+RARE_SHARE = 10  # a tenth
 # Past this many combinations of the common words that could reach the best, the whole
 # query is ranked instead.
 MAX_GROUPS = 64
