@@ -280,7 +280,7 @@ def test_postgres_ranks_the_rarest_words_first_and_answers_as_the_whole_query(
             plain = ranked_by_one_statement(
                 session, assistant, keyword.idf_weights(found, total), limit
             )
-            for budget in (0, 20, 120):
+            for budget in (0, 20, 120, None):  # None: the product's own budget
                 del queries[:]
                 fast = keyword._postgres_search(
                     session, assistant, index, words, limit, budget=budget
