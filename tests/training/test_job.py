@@ -354,3 +354,29 @@ def test_a_file_replaced_under_its_id_while_it_is_trained_gets_none_of_its_passa
     assert index_version(ctx, theirs) == 0
     assert training.process_queue(ctx) == {"ready": 1, "failed": 0}  # theirs, trained as theirs
     assert "fortune" in chunk_rows(ctx, file_id=file_id)[0][4]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_trained_file_is_in_the_full_text_index_proper_not_its_pending_list(
+    ctx: Context, assistant_id: int
+) -> None:
+    """PostgreSQL queues new entries of a GIN index in a pending list until autovacuum
+    merges them (within a minute in production, never on the test server); until then
+    every keyword search reads the list, and the planner turns to a sequential scan. The
+    job merges them once the file's passages are stored."""
+    from sqlalchemy import text
+
+    with ctx.db.engine.connect() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pgstattuple"))
+        conn.commit()
+    queue(ctx, assistant_id, "orders.txt", long_text(12))
+
+    assert training.process_queue(ctx) == {"ready": 1, "failed": 0}
+
+    with ctx.db.read() as session:
+        pending = session.execute(
+            text("SELECT pending_pages, pending_tuples FROM pgstatginindex('ix_chunks_fulltext')")
+        ).one()
+    assert len(chunk_rows(ctx, assistant_id=assistant_id)) >= 12
+    assert tuple(pending) == (0, 0)
