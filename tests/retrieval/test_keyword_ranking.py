@@ -97,32 +97,13 @@ def test_a_rare_word_counts_for_more_than_common_ones_on_both_databases(ctx: Con
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_word_counts_are_counted_again_for_a_new_index_version(ctx: Context) -> None:
-    from chatmeter.training.job import bump_index
-    from chatmeter.training.models import Chunk
 
     account = new_account(ctx)
     assistant, ids = make_assistant(ctx, account=account, texts=[RARE] + [COMMON] * 3)
     with ctx.db.read() as session:
         keyword.search(session, assistant_id=assistant, question="rebinds", limit=5)
         before = keyword._frequencies(session, assistant, version(session, assistant), ["rebinds"])
-    with ctx.db.uow() as uow:
-        first = uow.session.get(Chunk, ids[0])
-        assert first is not None
-        for i in range(5):
-            uow.session.add(
-                Chunk(
-                    assistant_id=assistant,
-                    file_id=first.file_id,
-                    ordinal=100 + i,
-                    page=1,
-                    heading="",
-                    text="It rebinds again.",
-                    tokens=3,
-                    embedding=first.embedding,
-                )
-            )
-        bump_index(uow.session, assistant, ctx.clock.now())
-        uow.commit()
+    add_passages(ctx, assistant, like=ids[0], texts=["It rebinds again."] * 5)
     with ctx.db.read() as session:
         after = keyword._frequencies(session, assistant, version(session, assistant), ["rebinds"])
 
@@ -138,9 +119,6 @@ def test_a_big_assistants_common_words_are_counted_in_one_pass_as_each_would_be_
     the passages (``ts_stat``): the same counts as the index gives each word alone,
     for stemmed words, stopwords, rare and absent words; a new index version counts
     again."""
-    from chatmeter.training.job import bump_index
-    from chatmeter.training.models import Chunk
-
     monkeypatch.setattr(keyword, "COMMON_ABOVE", 20)
     monkeypatch.setattr(keyword, "COMMON", 3)
     account = new_account(ctx)
@@ -185,29 +163,40 @@ def test_a_big_assistants_common_words_are_counted_in_one_pass_as_each_would_be_
         assert found == alone(session) and total == 26
         assert found["running"] == found["runs"] == 6 and found["quokka"] == 1
         assert memory.common[(assistant, index)]["token"] == 10  # the pass was made
+    event.remove(ctx.db.engine, "before_cursor_execute", watch)
 
-    with ctx.db.uow() as uow:
-        first = uow.session.get(Chunk, ids[0])
-        assert first is not None
-        uow.session.add(
-            Chunk(
-                assistant_id=assistant,
-                file_id=first.file_id,
-                ordinal=100,
-                page=1,
-                heading="",
-                text="More tokens.",
-                tokens=2,
-                embedding=first.embedding,
-            )
-        )
-        bump_index(uow.session, assistant, ctx.clock.now())
-        uow.commit()
+    add_passages(ctx, assistant, like=ids[0], texts=["More tokens."])
     with ctx.db.read() as session:
         newer = version(session, assistant)
         found, total = keyword._frequencies(session, assistant, newer, words)
         assert found == alone(session) and found["tokens"] == 11 and total == 27
         assert list(memory.common) == [(assistant, newer)]  # the older version's dropped
+
+
+def add_passages(ctx: Context, assistant_id: int, *, like: int, texts: list[str]) -> None:
+    """More passages in the file of passage ``like`` (with its vector), as training adds
+    them: with a new index version."""
+    from chatmeter.training.job import bump_index
+    from chatmeter.training.models import Chunk
+
+    with ctx.db.uow() as uow:
+        first = uow.session.get(Chunk, like)
+        assert first is not None
+        for i, passage in enumerate(texts):
+            uow.session.add(
+                Chunk(
+                    assistant_id=assistant_id,
+                    file_id=first.file_id,
+                    ordinal=100 + i,
+                    page=1,
+                    heading="",
+                    text=passage,
+                    tokens=len(passage.split()),
+                    embedding=first.embedding,
+                )
+            )
+        bump_index(uow.session, assistant_id, ctx.clock.now())
+        uow.commit()
 
 
 def version(session: object, assistant_id: int) -> int:

@@ -69,12 +69,13 @@ def invoice_refunded(
     refunded_cents: int,
     tokens_share: int | None,
     tokens_removed: int,
+    balance: int,
     now: dt.datetime,
 ) -> None:
     """``invoice.refunded``: money came back on a paid invoice, ``refunded_cents`` of it now
     (the invoice carries the total). The same figures as the refund's email: in full, or
-    the share of the invoice's tokens it takes back and how many of them were unspent."""
-    balance = ledger.lock_balance(session, account_id=invoice.account_id)
+    the share of the invoice's tokens it takes back and how many of them were unspent.
+    The caller holds the account's balance lock (``emit``)."""
     events.emit(
         session,
         account_id=invoice.account_id,
@@ -90,7 +91,7 @@ def invoice_refunded(
             "in_full": tokens_share is None,
             "tokens_share": tokens_share or 0,
             "tokens_removed": tokens_removed,
-            "balance": balance.balance,
+            "balance": balance,
         },
         now=now,
     )

@@ -104,6 +104,7 @@ def record_refund(
         removed = _remove_tokens(session, invoice, now, memo=memo, at_most=share)
     invoice.refunded_cents = total
     invoice.refunded_at = now
+    balance = ledger.lock_balance(session, account_id=invoice.account_id)
     receipts.refund_issued(
         session,
         account=get_account(session, invoice.account_id),
@@ -111,7 +112,7 @@ def record_refund(
         refunded_cents=total - before,
         tokens_share=share,
         tokens_removed=removed,
-        balance=ledger.lock_balance(session, account_id=invoice.account_id),
+        balance=balance,
         now=now,
     )
     events.invoice_refunded(
@@ -120,6 +121,7 @@ def record_refund(
         refunded_cents=total - before,
         tokens_share=share,
         tokens_removed=removed,
+        balance=balance.balance,
         now=now,
     )
     return Refunded(invoice, total - before, removed)
