@@ -90,6 +90,10 @@ def file_row(page: Page, name: str) -> Any:
 
 def record_statuses(page: Page) -> None:
     """Remember every status each file row showed, to see the progress happen."""
+    # The training page must have replaced the one the click left: observing too early
+    # finds no list (or the old page's document).
+    expect(page).to_have_url(re.compile(r"/panel/assistants/\d+/training$"))
+    expect(page.locator("[data-file-list]")).to_be_attached()
     page.evaluate(
         """() => {
           window.__statuses = {};
