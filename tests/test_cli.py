@@ -171,6 +171,7 @@ def test_the_installed_entry_point_runs(tmp_path: Path) -> None:
         "outbox",
         "webhooks",
         "usage-surge",
+        "retention",
         "training",
     }
 

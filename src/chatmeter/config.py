@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 10.0
 
     worker: Literal["inprocess", "none"] = "inprocess"
+    # Sent emails, finished webhook deliveries, Stripe event ids and spent sign-in links
+    # are forgotten this many days after they happened (the ``retention`` job).
+    retention_days: Annotated[int, Field(ge=30, le=36_500)] = 90
     worker_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     max_body_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = 1_048_576
     max_upload_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024 * 1024)] = 20 * 1024 * 1024

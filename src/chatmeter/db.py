@@ -26,11 +26,15 @@ from sqlalchemy import (
     MetaData,
     Table,
     create_engine,
+    delete,
     event,
+    select,
+    tuple_,
 )
 from sqlalchemy.engine import Result, make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -112,6 +116,27 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 def rowcount(result: Result[Any]) -> int:
     """The rows an UPDATE or DELETE matched (``session.execute`` types its result loosely)."""
     return cast(CursorResult[Any], result).rowcount
+
+
+def delete_batch(
+    session: Session, model: type[Base], *where: ColumnElement[bool], limit: int
+) -> int:
+    """Delete at most ``limit`` rows of ``model`` matching ``where``, lowest keys first;
+    returns how many went (``limit``: there may be more).
+
+    The rows are chosen first, then deleted if they still match: a row changed
+    meanwhile (a dead email sent again) stays.
+    """
+    table = cast(Table, model.__table__)
+    keys = list(table.primary_key.columns)
+    chosen = session.execute(select(*keys).where(*where).order_by(*keys).limit(limit)).all()
+    if not chosen:
+        return 0
+    if len(keys) == 1:
+        matched = keys[0].in_([row[0] for row in chosen])
+    else:
+        matched = tuple_(*keys).in_([tuple(row) for row in chosen])
+    return rowcount(session.execute(delete(table).where(matched, *where)))
 
 
 def normalise_url(url: str) -> str:

@@ -24,10 +24,11 @@ import re
 import secrets
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from chatmeter.accounts.models import EmailLink, LinkPurpose
+from chatmeter.db import delete_batch
 from chatmeter.errors import ChatmeterError, NotFound
 
 LIFETIMES = {
@@ -178,4 +179,20 @@ def pending(
             )
             .order_by(EmailLink.created_at.desc(), EmailLink.id.desc())
         )
+    )
+
+
+def prune(session: Session, *, before: dt.datetime, limit: int) -> int:
+    """Forget at most ``limit`` links used, withdrawn or expired before ``before``.
+
+    A forgotten link's token is then unknown (404) instead of spent (410).
+    """
+    return delete_batch(
+        session,
+        EmailLink,
+        or_(
+            EmailLink.used_at < before,
+            EmailLink.used_at.is_(None) & (EmailLink.expires_at < before),
+        ),
+        limit=limit,
     )

@@ -40,13 +40,14 @@ from chatmeter.billing.stripe_gateway import (
     StripeGateway,
 )
 from chatmeter.config import Settings
+from chatmeter.db import delete_batch
 from chatmeter.errors import NotFound
 from chatmeter.ledger import service as ledger
 from chatmeter.notifications import balance_notices
 
 log = logging.getLogger("chatmeter.billing.webhooks")
 
-__all__ = ["InvalidEvent", "Outcome", "receive"]
+__all__ = ["InvalidEvent", "Outcome", "prune_seen", "receive"]
 
 
 class Outcome(StrEnum):
@@ -85,6 +86,15 @@ def receive(ctx: charges.Payments, payload: bytes, signature: str | None) -> Out
     except IntegrityError:
         return Outcome.DUPLICATE
     return Outcome.APPLIED
+
+
+def prune_seen(session: Session, *, before: dt.datetime, limit: int) -> int:
+    """Forget at most ``limit`` of the gateway's event ids received before ``before``.
+
+    They only stop a repeated delivery from applying twice, and Stripe repeats an
+    event for three days at most (and resends one by hand for 30).
+    """
+    return delete_batch(session, GatewayEvent, GatewayEvent.received_at < before, limit=limit)
 
 
 def _seen(session: Session, gateway: str, event_id: str) -> bool:

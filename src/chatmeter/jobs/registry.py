@@ -119,6 +119,44 @@ def usage_surge(ctx: Context) -> dict[str, Any]:
     return {"accounts": len(accounts), "queued": queued}
 
 
+# Each run forgets at most this many rows of each kind, a transaction per batch: a
+# first run on years of records catches up hour by hour instead of holding locks.
+RETENTION_BATCH = 500
+RETENTION_BATCHES = 100
+
+
+def retention(ctx: Context) -> dict[str, Any]:
+    """Forget what is over and older than ``retention_days``: sent emails, finished webhook
+    deliveries and the events no delivery needs, Stripe's event ids, spent links.
+
+    The ledger, invoices and conversations are never touched here.
+    """
+    from chatmeter.accounts import links
+    from chatmeter.billing import webhooks as stripe_events
+    from chatmeter.notifications import outbox
+    from chatmeter.webhooks import events
+
+    before = ctx.clock.now() - dt.timedelta(days=ctx.settings.retention_days)
+    steps: dict[str, Callable[..., int]] = {
+        "emails": outbox.prune,
+        "webhook_deliveries": events.prune_deliveries,  # before their events: they hold them
+        "webhook_events": events.prune_events,
+        "stripe_events": stripe_events.prune_seen,
+        "links": links.prune,
+    }
+    removed: dict[str, Any] = {}
+    for name, prune in steps.items():
+        removed[name] = 0
+        for _ in range(RETENTION_BATCHES):
+            with ctx.db.uow() as uow:
+                batch = prune(uow.session, before=before, limit=RETENTION_BATCH)
+                uow.commit()
+            removed[name] += batch
+            if batch < RETENTION_BATCH:
+                break
+    return removed
+
+
 def train(ctx: Context) -> dict[str, Any]:
     from chatmeter.training import service as training
 
@@ -170,6 +208,13 @@ JOBS: dict[str, Job] = {
             usage_surge,
             "Email about assistants using far more tokens today than on a typical day "
             "(once per assistant and day).",
+        ),
+        Job(
+            "retention",
+            dt.timedelta(hours=1),
+            retention,
+            "Forget sent emails, finished webhook deliveries, Stripe event ids and spent "
+            "links older than CHATMETER_RETENTION_DAYS.",
         ),
         Job(
             "training",

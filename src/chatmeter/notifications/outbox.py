@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chatmeter.db import queue_work
+from chatmeter.db import delete_batch, queue_work
 from chatmeter.notifications.models import OutboxMessage, OutboxStatus
 
 
@@ -45,3 +45,19 @@ def enqueue(
     session.add(message)
     queue_work(session)
     return message
+
+
+def prune(session: Session, *, before: dt.datetime, limit: int) -> int:
+    """Forget at most ``limit`` emails sent or given up on, written before ``before``.
+
+    Pending ones stay, however old. Every cause's key (a notice's number, an invoice,
+    a month) comes round once, long before it could be forgotten, so no email is
+    sent twice for being forgotten.
+    """
+    return delete_batch(
+        session,
+        OutboxMessage,
+        OutboxMessage.status.in_([OutboxStatus.SENT, OutboxStatus.DEAD]),
+        OutboxMessage.created_at < before,
+        limit=limit,
+    )

@@ -16,10 +16,10 @@ import secrets
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
-from chatmeter.db import queue_work
+from chatmeter.db import delete_batch, queue_work
 from chatmeter.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 ALL = "*"
@@ -159,14 +159,51 @@ def recorded(session: Session, dedupe_key: str) -> bool:
     return found is not None
 
 
+_BALANCE_TURNS = [EventType.BALANCE_DEPLETED, EventType.BALANCE_RESTORED]
+
+
 def last_balance_event(session: Session, *, account_id: int) -> str | None:
     """The type of the account's latest ``balance.depleted`` or ``balance.restored``."""
     return session.scalar(
         select(WebhookEvent.type)
         .where(
             WebhookEvent.account_id == account_id,
-            WebhookEvent.type.in_([EventType.BALANCE_DEPLETED, EventType.BALANCE_RESTORED]),
+            WebhookEvent.type.in_(_BALANCE_TURNS),
         )
         .order_by(WebhookEvent.id.desc())
         .limit(1)
+    )
+
+
+def prune_deliveries(session: Session, *, before: dt.datetime, limit: int) -> int:
+    """Forget at most ``limit`` deliveries made before ``before`` that are over (delivered,
+    or given up on); pending ones stay, however old."""
+    return delete_batch(
+        session,
+        WebhookDelivery,
+        WebhookDelivery.status.in_([DeliveryStatus.DELIVERED, DeliveryStatus.DEAD]),
+        WebhookDelivery.created_at < before,
+        limit=limit,
+    )
+
+
+def prune_events(session: Session, *, before: dt.datetime, limit: int) -> int:
+    """Forget at most ``limit`` events recorded before ``before`` that no delivery needs.
+
+    Each account's latest ``balance.depleted`` or ``balance.restored`` stays, however
+    old: it says which of the two the account was told last (``last_balance_event``).
+    """
+    later = aliased(WebhookEvent)
+    latest_turn = (
+        select(func.max(later.id))
+        .where(later.account_id == WebhookEvent.account_id, later.type.in_(_BALANCE_TURNS))
+        .scalar_subquery()
+    )
+    return delete_batch(
+        session,
+        WebhookEvent,
+        WebhookEvent.created_at < before,
+        ~exists().where(WebhookDelivery.event_id == WebhookEvent.id),
+        or_(WebhookEvent.type.not_in(_BALANCE_TURNS), WebhookEvent.id < latest_turn),
+        limit=limit,
     )
