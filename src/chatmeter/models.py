@@ -12,7 +12,6 @@ from chatmeter.billing.models import (
 )
 from chatmeter.chat.models import Conversation, Message
 from chatmeter.db import Base
-from chatmeter.idempotency import IdempotencyRecord
 from chatmeter.jobs.models import JobLease
 from chatmeter.ledger.models import Balance, Grant, Hold, HoldAllocation, LedgerEntry
 from chatmeter.notifications.models import OutboxMessage
@@ -36,7 +35,6 @@ __all__ = [
     "Grant",
     "Hold",
     "HoldAllocation",
-    "IdempotencyRecord",
     "Invoice",
     "JobLease",
     "LedgerEntry",
