@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     renewal_max_attempts: Annotated[int, Field(ge=1, le=30)] = 4
 
     hold_ttl_seconds: Annotated[int, Field(ge=1, le=86_400)] = 120
+    # Months a package's unused tokens stay usable after the month they were bought or
+    # renewed for (0: they expire on the 1st after it). Fixed on each invoice.
+    rollover_months: Annotated[int, Field(ge=0, le=12)] = 0
 
     mailer: Literal["file", "smtp"] = "file"
     mail_from: str = "Chatmeter <no-reply@chatmeter.localhost>"

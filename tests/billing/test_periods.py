@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from chatmeter.billing.periods import ends_at, next_period, parse, period_of, starts_at
+from chatmeter.billing.periods import ends_at, later, next_period, parse, period_of, starts_at
 
 UTC = dt.UTC
 TINY = dt.timedelta(microseconds=1)
@@ -82,6 +82,31 @@ def test_next_period_is_the_month_after(year: int, month: int) -> None:
     assert following > period  # the text orders like the months
     assert previous_period(following) == period
     assert parse(following) == ((year + 1, 1) if month == 12 else (year, month + 1))
+
+
+@given(st.integers(1, 9000), st.integers(1, 12), st.integers(0, 120))
+@settings(database=None)
+def test_later_is_next_period_that_many_times(year: int, month: int, months: int) -> None:
+    """``later`` (a rollover's last month) is the month after, ``months`` times over."""
+    period = f"{year:04d}-{month:02d}"
+    expected = period
+    for _ in range(months):
+        expected = next_period(expected)
+    assert later(period, months) == expected
+
+
+@pytest.mark.parametrize(
+    ("period", "months", "last"),
+    [
+        ("2026-11", 0, "2026-11"),
+        ("2026-11", 1, "2026-12"),
+        ("2026-11", 2, "2027-01"),
+        ("2026-12", 12, "2027-12"),
+        ("2026-01", 11, "2026-12"),
+    ],
+)
+def test_later_examples(period: str, months: int, last: str) -> None:
+    assert later(period, months) == last
 
 
 # --- fixed examples ---------------------------------------------------------------

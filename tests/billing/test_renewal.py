@@ -12,7 +12,10 @@ Promises guarded here:
 - a declined renewal charge grants nothing, emails the customer, keeps last
   month's tokens usable and is retried after ``renewal_retry_hours``; after
   ``renewal_max_attempts`` failures the subscription ends;
-- the operator's free allowance is granted every month.
+- the operator's free allowance is granted every month;
+- with ``CHATMETER_ROLLOVER_MONTHS``, a month's unused package tokens stay usable that
+  many more months (fixed on each invoice), spent first, and then expire; the free
+  allowance never rolls over.
 """
 
 from __future__ import annotations
@@ -684,3 +687,69 @@ def test_the_free_allowance_is_granted_every_month(ctx: Context) -> None:
         kinds = set(session.scalars(select(LedgerEntry.kind)))
     assert EntryKind.GRANT_EXPIRY in kinds
     assert_ledger_clean(ctx)
+
+
+# --- rollover ---------------------------------------------------------------------------
+
+
+def test_unused_package_tokens_roll_over_one_month_when_the_operator_allows_it(
+    ctx: Context,
+) -> None:
+    """November's unused packages last through December, spent before December's own;
+    the free allowance does not roll over; each invoice keeps the rollover it was made with."""
+    ctx = setup(ctx, rollover_months=1, free_tokens=1000)
+    account = new_account(ctx)
+    purchases.purchase(ctx, account_id=account, packages=2)
+    (bought,) = grants(ctx, account, GrantSource.PURCHASE)
+    assert (bought.period, bought.last_period, bought.expires_at) == (
+        "2026-11",
+        "2026-12",
+        utc(2027, 1, 1),
+    )
+    spend(ctx, account, 500, "november")  # the free tokens expire first: they pay first
+
+    ctx.clock.set(utc(2026, 12, 1))
+    renewals.run_renewals(ctx)
+    (december,) = renewal_invoices(ctx, account)
+    assert (december.status, december.rollover_months) == ("paid", 1)
+    (renewal,) = grants(ctx, account, GrantSource.RENEWAL)
+    assert (renewal.last_period, renewal.expires_at) == ("2027-01", utc(2027, 2, 1))
+    assert expired_tokens(ctx, account) == 500  # November's free tokens only
+    balance = balance_of(ctx, account)
+    # November's 10,000 carried, December's 10,000 renewed and 1,000 free; the limit (the
+    # 20 % rule's) is what was granted for December.
+    assert (balance.available, balance.period_granted) == (21_000, 11_000)
+
+    spend(ctx, account, 4000, "december")  # November's expire first: they pay first
+    with ctx.db.read() as session:
+        assert session.get(Grant, bought.id).remaining == 6000  # type: ignore[union-attr]
+
+    ctx = setup(ctx, ctx.gateway, rollover_months=0)  # the operator turns rollover off
+    ctx.clock.set(utc(2027, 1, 1))
+    renewals.run_renewals(ctx)
+    assert [i.rollover_months for i in renewal_invoices(ctx, account)] == [1, 0]
+    january = grants(ctx, account, GrantSource.RENEWAL)[-1]
+    assert (january.last_period, january.expires_at) == (None, utc(2027, 2, 1))
+    # November's 6,000 and December's free 1,000 end; December's renewal was bought
+    # with a month of rollover and keeps it.
+    assert expired_tokens(ctx, account) == 500 + 6000 + 1000
+    assert balance_of(ctx, account).available == 10_000 + 10_000 + 1000
+
+    ctx.clock.set(utc(2027, 2, 1))
+    renewals.run_renewals(ctx)
+    assert expired_tokens(ctx, account) == 500 + 6000 + 1000 + 10_000 + 10_000 + 1000
+    assert balance_of(ctx, account).available == 10_000 + 1000  # February's own
+    assert_ledger_clean(ctx)
+
+
+def test_without_rollover_no_grant_names_a_last_month(ctx: Context) -> None:
+    """The default: unused tokens end with their month, as the help article says."""
+    ctx = setup(ctx)
+    assert ctx.settings.rollover_months == 0
+    account = new_account(ctx)
+    purchases.purchase(ctx, account_id=account, packages=1)
+    ctx.clock.set(utc(2026, 12, 1))
+    renewals.run_renewals(ctx)
+    assert [g.last_period for g in grants(ctx, account)] == [None, None]
+    assert [i.rollover_months for i in renewal_invoices(ctx, account)] == [0]
+    assert expired_tokens(ctx, account) == PACKAGE

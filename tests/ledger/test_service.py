@@ -312,3 +312,27 @@ def test_verify_reports_a_tampered_balance(ctx: Context) -> None:
         (report,) = verify(session, account_id=account)
     assert not report.ok
     assert any("balance row" in p for p in report.problems)
+
+
+def test_a_grant_cannot_end_before_its_month_and_its_key_keeps_its_last_month(
+    ctx: Context,
+) -> None:
+    account = new_account(ctx)
+    now = ctx.clock.now()
+    params = {
+        "account_id": account,
+        "amount": 5000,
+        "source": GrantSource.PURCHASE,
+        "key": "rolling",
+        "period": "2026-11",
+        "now": now,
+        "expires_at": dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+    }
+    with ctx.db.uow() as uow, pytest.raises(InvalidInput, match="cannot end before"):
+        ledger.grant(uow.session, **params, last_period="2026-10")  # type: ignore[arg-type]
+    with ctx.db.uow() as uow:
+        ledger.grant(uow.session, **params, last_period="2026-12")  # type: ignore[arg-type]
+        uow.commit()
+    with ctx.db.uow() as uow, pytest.raises(IdempotencyConflict):
+        ledger.grant(uow.session, **params)  # type: ignore[arg-type]  # the same key, no rollover
+    assert balance_of(ctx, account).available == 5000

@@ -341,3 +341,33 @@ def test_an_unknown_panel_address_is_a_page(ctx: Context, panel: Panel) -> None:
     assert signed_in.status_code == 404
     assert "Get more tokens" in signed_in.text
     assert panel.client.get("/panel/static/panel.css").status_code == 200
+
+
+def test_the_panel_says_when_unused_package_tokens_roll_over(ctx: Context) -> None:
+    """With CHATMETER_ROLLOVER_MONTHS, "Get more tokens", billing, auto top-up and cancelling
+    say how long package tokens last; without it, none says they roll over."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from chatmeter.web.app import create_app
+
+    def pages(months: int) -> dict[str, str]:
+        changed = ctx.settings.model_copy(update={"rollover_months": months})
+        app = create_app(dataclasses.replace(ctx, settings=changed))
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            panel = Panel(client)
+            panel.sign_up(email=f"owner{months}@example.com")
+            return {
+                path: client.get(path).text
+                for path in ("/panel/dashboard", "/panel/billing", "/panel/billing/cancel")
+            }
+
+    rolling = pages(2)
+    assert "they stay usable 2 months after their own month" in rolling["/panel/dashboard"]
+    assert "(package tokens 2 months longer)" in rolling["/panel/dashboard"]
+    assert "stay usable 2 months longer" in rolling["/panel/billing"]
+    assert "2 months after the month they are bought in" in rolling["/panel/billing"]
+    assert "those of your packages 2 months longer" in rolling["/panel/billing/cancel"]
+    for page in pages(0).values():
+        assert "roll over" not in page and "months longer" not in page

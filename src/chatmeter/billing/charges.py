@@ -209,8 +209,10 @@ def grant_packages(
     *,
     memo: str,
 ) -> None:
-    """The packages an invoice bought, granted at once for this month only (a purchase's or
-    an auto top-up's: they expire on the 1st like the month's renewal)."""
+    """The packages an invoice bought, granted at once for this month (a purchase's or an
+    auto top-up's: they expire on the 1st like the month's renewal, or later by the
+    invoice's rollover)."""
+    last = periods.later(period, invoice.rollover_months)
     ledger.grant(
         session,
         account_id=account.id,
@@ -218,8 +220,9 @@ def grant_packages(
         source=GrantSource.PURCHASE,
         key=f"invoice:{invoice.id}",
         period=period,
+        last_period=last if last != period else None,
         now=now,
-        expires_at=periods.ends_at(period, account.timezone),
+        expires_at=periods.ends_at(last, account.timezone),
         invoice_id=invoice.id,
         memo=f"{memo} of {invoice.packages} packages",
     )
@@ -237,6 +240,7 @@ def _fulfil_renewal(session: Session, account: Account, invoice: Invoice, now: d
         packages=invoice.packages,
         package_tokens=invoice.package_tokens,
         invoice_id=invoice.id,
+        rollover_months=invoice.rollover_months,
     )
     subscription.renewed_period = max(period, subscription.renewed_period or period)
     if invoice.amount_cents == 0:

@@ -52,6 +52,7 @@ def new_invoice(
         packages=packages,
         package_tokens=settings.package_tokens,
         free_tokens=free_tokens,
+        rollover_months=settings.rollover_months,
         unit_price_cents=unit,
         amount_cents=net + tax,
         tax_rate=rate_text(settings.tax_rate),

@@ -84,6 +84,9 @@ class Invoice(Base):
     packages: Mapped[int] = mapped_column()
     package_tokens: Mapped[int] = mapped_column(BigInteger)
     free_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Months its packages' unused tokens stay usable after its own (fixed when it is
+    # made, from ``CHATMETER_ROLLOVER_MONTHS``); the free tokens never roll over.
+    rollover_months: Mapped[int] = mapped_column(default=0, server_default="0")
     unit_price_cents: Mapped[int] = mapped_column(BigInteger)
     # What is charged: packages × unit price, plus ``tax_cents`` (``tax_rate`` percent of it,
     # as a decimal string, fixed on the invoice when it is made).

@@ -33,6 +33,13 @@ def next_period(period: str) -> str:
     return f"{year:04d}-{month:02d}"
 
 
+def later(period: str, months: int) -> str:
+    """The month ``months`` after ``period`` (0: itself)."""
+    year, month = parse(period)
+    index = year * 12 + month - 1 + months
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
 def starts_at(period: str, zone: str | ZoneInfo) -> dt.datetime:
     """The UTC instant at which ``period`` begins: 00:00 local on its 1st.
 

@@ -155,8 +155,10 @@ def begin_month(
     packages: int = 0,
     package_tokens: int = 0,
     invoice_id: int | None = None,
+    rollover_months: int = 0,
 ) -> None:
-    """Expire last month's tokens and grant this month's, in that order, as one step.
+    """Expire last month's tokens (those not rolling over) and grant this month's, in that
+    order, as one step. The packages' tokens stay usable ``rollover_months`` more months.
 
     The new month is entered first, so the expiry is not mistaken for running
     out: no "low" or "depleted" email for tokens that are about to be replaced.
@@ -171,6 +173,7 @@ def begin_month(
         now=now,
     )
     if packages:
+        last = periods.later(period, rollover_months)
         ledger.grant(
             session,
             account_id=account.id,
@@ -178,8 +181,9 @@ def begin_month(
             source=GrantSource.RENEWAL,
             key=f"renewal:{period}",
             period=period,
+            last_period=last if last != period else None,
             now=now,
-            expires_at=expires_at,
+            expires_at=periods.ends_at(last, account.timezone),
             invoice_id=invoice_id,
             memo=f"monthly renewal of {packages} packages",
         )

@@ -113,6 +113,7 @@ def invoice_dict(invoice: Invoice) -> dict[str, Any]:
         "failure_reason": invoice.failure_reason,
         "refunded": format_cents(invoice.refunded_cents),
         "refunded_at": invoice.refunded_at,
+        "rollover_months": invoice.rollover_months,
     }
 
 

@@ -103,6 +103,9 @@ class Grant(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)
     period: Mapped[str | None] = mapped_column(String(7), default=None)
+    # The last month its tokens may be spent in, when they roll over past ``period``
+    # (``CHATMETER_ROLLOVER_MONTHS``); None: ``period`` itself.
+    last_period: Mapped[str | None] = mapped_column(String(7), default=None)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), default=None)

@@ -102,14 +102,26 @@ def grant(
     expires_at: dt.datetime | None = None,
     invoice_id: int | None = None,
     memo: str = "",
+    last_period: str | None = None,
 ) -> Grant:
-    """Add tokens. ``period`` is the account's current month; the grant counts toward its limit."""
+    """Add tokens. ``period`` is the account's current month; the grant counts toward its limit.
+
+    ``last_period``: a monthly grant whose unused tokens roll over stays live until the
+    renewal after that month (``expire_grants``); by default its own month's.
+    """
     amount = _amount(amount)
     key = check_key(key)
+    if last_period is not None and last_period < period:
+        raise InvalidInput("a grant cannot end before the month it is for", field="last_period")
     balance = lock_balance(session, account_id=account_id)
     existing = session.scalar(select(Grant).where(Grant.account_id == account_id, Grant.key == key))
     if existing is not None:
-        if (existing.amount, existing.source, existing.expires_at) != (amount, source, expires_at):
+        if (existing.amount, existing.source, existing.expires_at, existing.last_period) != (
+            amount,
+            source,
+            expires_at,
+            last_period,
+        ):
             raise IdempotencyConflict("this key was already used for a different grant", key=key)
         return existing
     before = balance.balance
@@ -121,6 +133,7 @@ def grant(
         amount=amount,
         remaining=amount,
         period=period,
+        last_period=last_period,
         expires_at=expires_at,
         invoice_id=invoice_id,
         memo=memo[:500],
@@ -450,8 +463,8 @@ def expire_grants(
     now: dt.datetime,
     before_period: str | None = None,
 ) -> int:
-    """Expire the grants due by ``due_by``, and the monthly ones of a month before
-    ``before_period``.
+    """Expire the grants due by ``due_by``, and the monthly ones whose last month (their
+    own, or their ``last_period``) is before ``before_period``.
 
     A grant's expiry instant is fixed in the time zone the account had when it
     was granted; after a change of zone, its month can end before that instant.
@@ -481,8 +494,8 @@ def expire_grants(
     return total
 
 
-# Tokens bought or given for a month, which end with it; an operator's adjustment
-# ends when the operator said.
+# Tokens bought or given for a month, which end with it (or with their ``last_period``,
+# when they roll over); an operator's adjustment ends when the operator said.
 MONTHLY_SOURCES = frozenset({GrantSource.PURCHASE, GrantSource.RENEWAL, GrantSource.FREE})
 
 
@@ -493,7 +506,7 @@ def _due(grant: Grant, due_by: dt.datetime, before_period: str | None) -> bool:
         before_period is not None
         and grant.source in MONTHLY_SOURCES
         and grant.period is not None
-        and grant.period < before_period
+        and (grant.last_period or grant.period) < before_period
     ):
         return True
     return grant.expires_at <= due_by

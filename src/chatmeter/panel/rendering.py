@@ -73,6 +73,8 @@ def render(
         "money_prefix": money_prefix(settings.currency),
         "max_packages": subscriptions.MAX_PACKAGES,
         "free_tokens": settings.free_tokens,
+        # "1 month", "3 months": how long unused package tokens roll over; "" when they don't.
+        "rollover_text": rollover_text(settings.rollover_months),
     }
     if viewer is not None and "figures" not in context:
         with ctx.db.read() as session:
@@ -89,6 +91,10 @@ def render(
     response.headers["X-Content-Type-Options"] = "nosniff"
     auth.keep_csrf_cookie(request, response, settings)
     return response
+
+
+def rollover_text(months: int) -> str:
+    return "" if not months else f"{months} month" + ("" if months == 1 else "s")
 
 
 def form_text(form: FormData, name: str, *, limit: int = 1000) -> str:
