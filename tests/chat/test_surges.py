@@ -289,3 +289,100 @@ def test_the_cli_shows_and_changes_them(
     assert "between 1.5 and 100" in operator.run(
         "accounts", "surge-alerts", "--account", str(account), "--multiple", "200", code=1
     )
+
+
+# --- a spike in the last hour --------------------------------------------------------------
+
+
+def spread_history(
+    ctx: Context,
+    clock: FixedClock,
+    account: int,
+    bot: int,
+    days: int,
+    hours: list[int],
+    tokens: int,
+) -> None:
+    """On each of the ``days`` days before today, ``tokens`` at each of ``hours`` (UTC)."""
+    midnight = clock.now().replace(hour=0, minute=0)
+    for back in range(1, days + 1):
+        for hour in hours:
+            at = midnight - dt.timedelta(days=back) + dt.timedelta(hours=hour, minutes=20)
+            answered(ctx, account, bot, at, tokens)
+
+
+def test_a_spike_in_the_last_hour_is_told_before_the_day_surges(
+    ctx: Context, clock: FixedClock
+) -> None:
+    """Three busy hours of 1,000 tokens a day; then 4,000 within the last hour: the day
+    (4,000 of a typical 3,000) is not surging, the hour (4× its busiest) is."""
+    account = new_account(ctx, email="shop@example.com")
+    bot = new_assistant(ctx, account, "Front desk")
+    spread_history(ctx, clock, account, bot, 7, [9, 12, 15], 1000)
+    answered(ctx, account, bot, clock.now() - dt.timedelta(minutes=50), 2000)
+    answered(ctx, account, bot, clock.now() - dt.timedelta(minutes=10), 2000)
+
+    assert run_job(ctx)["queued"] == 1
+    [message] = surge_emails(ctx)
+    assert message.dedupe_key == f"usage_surge:{bot}:2026-11-15"  # one alert a day, either kind
+    figures = json.loads(message.context)
+    assert {k: figures[k] for k in ("window", "hour_tokens", "typical_hour_tokens", "ratio")} == {
+        "window": "hour",
+        "hour_tokens": 4000,
+        "typical_hour_tokens": 1000,
+        "ratio": "4",
+    }
+    assert (figures["today_tokens"], figures["typical_tokens"]) == (4000, 3000)
+    email = render(message.kind, figures, base_url=ctx.settings.base_url)
+    assert email.subject == "Front desk used 4× its busiest hour in the last hour"
+    for part in (email.text, html.unescape(email.html)):
+        assert "4,000 tokens in the last hour" in part
+        assert "its busiest hour on a typical day (1,000 tokens)" in part
+    # The day surging later sends nothing more: the customer knows already.
+    answered(ctx, account, bot, clock.now(), 8000)
+    assert run_job(ctx)["queued"] == 0
+
+
+def test_no_spike_when_the_tokens_came_earlier_today_or_stay_below_the_minimum(
+    ctx: Context, clock: FixedClock
+) -> None:
+    account = new_account(ctx)
+    bot = new_assistant(ctx, account, "Front desk")
+    spread_history(ctx, clock, account, bot, 7, [9, 12, 15], 1000)
+    answered(ctx, account, bot, clock.now() - dt.timedelta(minutes=61), 1000)  # before the hour
+    answered(ctx, account, bot, clock.now() - dt.timedelta(minutes=30), 1600)  # 1.6×, < 2,000
+    assert run_job(ctx)["queued"] == 0
+    with ctx.db.read() as session:
+        found = surges.find(
+            session, account=accounts.get_account(session, account_id=account), now=clock.now()
+        )
+    assert found == []
+    settings(ctx, account, surge_min_tokens=1000, surge_multiple=Decimal("1.5"))
+    with ctx.db.read() as session:
+        [spike] = surges.find(
+            session, account=accounts.get_account(session, account_id=account), now=clock.now()
+        )
+    # The hour only: 1,600 > 1.5 × 1,000; the day's 2,600 is below 1.5 × 3,000.
+    assert (spike.window, spike.hour_tokens, spike.typical_hour_tokens) == ("hour", 1600, 1000)
+    assert spike.ratio == "1.6"
+
+
+def test_the_busiest_hour_of_a_day_adds_up_its_answers_within_one_clock_hour(
+    ctx: Context, clock: FixedClock
+) -> None:
+    """Two answers of 600 in the 09:00 hour make a busiest hour of 1,200 (not 600);
+    an answer at 10:05 is another hour."""
+    account = new_account(ctx)
+    bot = new_assistant(ctx, account, "Front desk")
+    midnight = clock.now().replace(hour=0, minute=0)
+    for back in range(1, 4):
+        day = midnight - dt.timedelta(days=back)
+        for at, tokens in (((9, 5), 600), ((9, 55), 600), ((10, 5), 900)):
+            answered(ctx, account, bot, day + dt.timedelta(hours=at[0], minutes=at[1]), tokens)
+    answered(ctx, account, bot, clock.now() - dt.timedelta(minutes=5), 3700)
+    with ctx.db.read() as session:
+        [spike] = surges.find(
+            session, account=accounts.get_account(session, account_id=account), now=clock.now()
+        )
+    assert (spike.window, spike.typical_hour_tokens, spike.typical_tokens) == ("hour", 1200, 2100)
+    assert spike.hour_tokens == 3700  # 3.1× 1,200; the day, 1.8× 2,100

@@ -3,6 +3,7 @@ Settings page's form (``chatmeter.chat.surges``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from chatmeter.accounts.models import User
 from chatmeter.clock import FixedClock
 from chatmeter.context import Context
 from tests.support.panel import Panel
-from tests.support.usage_days import history, new_assistant, today
+from tests.support.usage_days import answered, history, new_assistant, today
 
 
 def test_the_dashboard_has_a_line_per_assistant_surging(
@@ -62,3 +63,22 @@ def test_the_settings_page_changes_them(ctx: Context, panel: Panel) -> None:
     with ctx.db.read() as session:
         found = accounts.get_account(session, account_id=account)
         assert (found.surge_multiple_tenths, found.surge_min_tokens) == (45, 10_000)
+
+
+def test_the_dashboard_tells_a_spike_in_the_last_hour(
+    ctx: Context, clock: FixedClock, panel: Panel
+) -> None:
+    panel.sign_up("owner@example.com")
+    account = _account_of(ctx, "owner@example.com")
+    bot = new_assistant(ctx, account, "Front desk")
+    midnight = clock.now().replace(hour=0, minute=0)
+    for back in range(1, 6):
+        for hour in (9, 12, 15):
+            at = midnight - dt.timedelta(days=back, hours=-hour)
+            answered(ctx, account, bot, at, 1000)
+    answered(ctx, account, bot, clock.now() - dt.timedelta(minutes=20), 5000)
+    page = html.unescape(panel.client.get("/panel/dashboard").text)
+    assert (
+        "Front desk</a>: 5,000 tokens in the last hour, about 5× its typical busiest hour "
+        "of 1,000 (5,000 today)"
+    ) in page

@@ -195,4 +195,8 @@ def test_a_surge_is_told_once_a_day_with_the_emails_figures(
         "ratio": "4",
         "multiple": "3",
         "min_tokens": 2000,
+        # Each day's tokens came at one instant: its busiest hour is all of it.
+        "window": "day",
+        "hour_tokens": 12_400,
+        "typical_hour_tokens": 3100,
     }

@@ -36,7 +36,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, case, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    SQLColumnExpression,
+    case,
+    cast,
+    func,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from chatmeter.assistants.models import Assistant
@@ -251,6 +261,64 @@ def tokens_by_day_and_assistant(
         key: figures.tokens
         for key, figures in _message_cells(session, account_id, None, edges).items()
     }
+
+
+def tokens_by_hour_and_assistant(
+    session: Session, *, account_id: int, since: dt.datetime, until: dt.datetime
+) -> dict[tuple[int, int], int]:
+    """Chat tokens by (UTC clock hour, as whole hours since 1970; assistant), of the answers
+    stored from ``since`` until before ``until`` (surge alerts' busiest hours)."""
+    hour = _hour_of(Message.created_at, session.get_bind().dialect.name).label("hour")
+    rows = (
+        select(
+            hour,
+            Conversation.assistant_id.label("assistant_id"),
+            (Message.context_tokens + Message.generation_tokens).label("tokens"),
+        )
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Conversation.account_id == account_id,
+            Conversation.updated_at >= since,
+            Message.created_at >= since,
+            Message.created_at < until,
+        )
+        .subquery()
+    )
+    grouped = select(rows.c.hour, rows.c.assistant_id, func.sum(rows.c.tokens)).group_by(
+        rows.c.hour, rows.c.assistant_id
+    )
+    return {
+        (int(hour), int(assistant)): int(tokens)
+        for hour, assistant, tokens in session.execute(grouped)
+    }
+
+
+def tokens_by_assistant(
+    session: Session, *, account_id: int, since: dt.datetime, until: dt.datetime
+) -> dict[int, int]:
+    """Chat tokens by assistant of the answers stored from ``since`` until before ``until``."""
+    rows = (
+        select(
+            Conversation.assistant_id,
+            func.sum(Message.context_tokens + Message.generation_tokens),
+        )
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Conversation.account_id == account_id,
+            Conversation.updated_at >= since,
+            Message.created_at >= since,
+            Message.created_at < until,
+        )
+        .group_by(Conversation.assistant_id)
+    )
+    return {int(assistant): int(tokens or 0) for assistant, tokens in session.execute(rows)}
+
+
+def _hour_of(instant: SQLColumnExpression[dt.datetime], dialect: str) -> ColumnElement[int]:
+    """The UTC clock hour of a stored instant, as whole hours since 1970."""
+    if dialect == "postgresql":
+        return cast(func.floor(func.extract("epoch", instant) / 3600), BigInteger)
+    return cast(func.strftime("%s", instant), Integer) // 3600
 
 
 # --- the queries -----------------------------------------------------------------

@@ -49,6 +49,9 @@ def accounts_surge_alerts(
                     "day": s.day.isoformat(),
                     "today_tokens": s.today_tokens,
                     "typical_tokens": s.typical_tokens,
+                    "window": s.window,
+                    "hour_tokens": s.hour_tokens,
+                    "typical_hour_tokens": s.typical_hour_tokens,
                 }
                 for s in surges.find(uow.session, account=found, now=now)
             ],
@@ -63,8 +66,13 @@ def accounts_surge_alerts(
                 f"minimum       {d['surge_min_tokens']:,} tokens today",
             ]
             + [
-                f"surging       {s['assistant_name']}: {s['today_tokens']:,} tokens today, "
-                f"typical {s['typical_tokens']:,}"
+                (
+                    f"spiking       {s['assistant_name']}: {s['hour_tokens']:,} tokens in the "
+                    f"last hour, typical busiest hour {s['typical_hour_tokens']:,}"
+                    if s["window"] == "hour"
+                    else f"surging       {s['assistant_name']}: {s['today_tokens']:,} tokens "
+                    f"today, typical {s['typical_tokens']:,}"
+                )
                 for s in d["surging_today"]
             ]
         ),
