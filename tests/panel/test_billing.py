@@ -358,10 +358,13 @@ def test_the_panel_says_when_unused_package_tokens_roll_over(ctx: Context) -> No
         with TestClient(app, base_url="http://127.0.0.1") as client:
             panel = Panel(client)
             panel.sign_up(email=f"owner{months}@example.com")
-            return {
+            shown = {
                 path: client.get(path).text
                 for path in ("/panel/dashboard", "/panel/billing", "/panel/billing/cancel")
             }
+            cancelled = panel.post("/panel/billing/cancel", {}, page="/panel/billing/cancel")
+            shown["cancelled"] = client.get(cancelled.headers["location"]).text
+            return shown
 
     rolling = pages(2)
     assert "they stay usable 2 months after their own month" in rolling["/panel/dashboard"]
@@ -369,5 +372,9 @@ def test_the_panel_says_when_unused_package_tokens_roll_over(ctx: Context) -> No
     assert "stay usable 2 months longer" in rolling["/panel/billing"]
     assert "2 months after the month they are bought in" in rolling["/panel/billing"]
     assert "those of your packages 2 months longer" in rolling["/panel/billing/cancel"]
+    assert (
+        "Your remaining tokens stay usable until the 1st; those of your packages 2 months "
+        "longer." in rolling["cancelled"]
+    )
     for page in pages(0).values():
         assert "roll over" not in page and "months longer" not in page

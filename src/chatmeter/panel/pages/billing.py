@@ -33,7 +33,7 @@ from chatmeter.panel.deps import (
     refused_by,
 )
 from chatmeter.panel.figures import billing_figures, dashboard_figures, money
-from chatmeter.panel.rendering import owner_only, render
+from chatmeter.panel.rendering import owner_only, render, rollover_text
 
 router = APIRouter(prefix="/panel", include_in_schema=False)
 
@@ -45,6 +45,17 @@ DONE = {
     "auto-top-up": "Auto top-up is saved.",
     "details": "Your billing details are saved. Every invoice and receipt shows them.",
 }
+
+
+def _notice(done: str, rollover_months: int) -> str | None:
+    notice = DONE.get(done)
+    if notice is not None and done == "cancelled" and rollover_months:
+        return notice.removesuffix(".") + (
+            f"; those of your packages {rollover_text(rollover_months)} longer."
+        )
+    return notice
+
+
 WINDOW_EXPIRED = "this window has expired; close it and try again"
 
 
@@ -84,7 +95,7 @@ def billing_page(
         active_nav="billing",
         plan=plan,
         status=status,
-        notice=DONE.get(request.query_params.get("done", "")),
+        notice=_notice(request.query_params.get("done", ""), ctx.settings.rollover_months),
         hosted_payments=gateway is not None,
         card=card,
         has_customer=customer is not None,
