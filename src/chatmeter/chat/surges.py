@@ -124,6 +124,8 @@ def find(session: Session, *, account: Account, now: dt.datetime) -> list[Surge]
     first = today - dt.timedelta(days=HISTORY_DAYS)
     edges = usage.day_edges(first, today, account.timezone)
     cells = usage.tokens_by_day_and_assistant(session, account_id=account.id, edges=edges)
+    if not any(index == HISTORY_DAYS for index, _ in cells):
+        return []  # nothing used today: nothing can surge or spike (most dashboard loads)
     busiest = _busiest_hours(session, account.id, edges)
     last_hour = usage.tokens_by_assistant(
         session, account_id=account.id, since=now - LAST_HOUR, until=now + _TICK

@@ -269,21 +269,16 @@ def tokens_by_hour_and_assistant(
     """Chat tokens by (UTC clock hour, as whole hours since 1970; assistant), of the answers
     stored from ``since`` until before ``until`` (surge alerts' busiest hours)."""
     hour = _hour_of(Message.created_at, session.get_bind().dialect.name).label("hour")
-    rows = (
+    rows = _answers_between(
         select(
             hour,
             Conversation.assistant_id.label("assistant_id"),
             (Message.context_tokens + Message.generation_tokens).label("tokens"),
-        )
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(
-            Conversation.account_id == account_id,
-            Conversation.updated_at >= since,
-            Message.created_at >= since,
-            Message.created_at < until,
-        )
-        .subquery()
-    )
+        ),
+        account_id,
+        since,
+        until,
+    ).subquery()
     grouped = select(rows.c.hour, rows.c.assistant_id, func.sum(rows.c.tokens)).group_by(
         rows.c.hour, rows.c.assistant_id
     )
@@ -297,21 +292,30 @@ def tokens_by_assistant(
     session: Session, *, account_id: int, since: dt.datetime, until: dt.datetime
 ) -> dict[int, int]:
     """Chat tokens by assistant of the answers stored from ``since`` until before ``until``."""
-    rows = (
+    rows = _answers_between(
         select(
             Conversation.assistant_id,
             func.sum(Message.context_tokens + Message.generation_tokens),
-        )
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(
-            Conversation.account_id == account_id,
-            Conversation.updated_at >= since,
-            Message.created_at >= since,
-            Message.created_at < until,
-        )
-        .group_by(Conversation.assistant_id)
-    )
+        ),
+        account_id,
+        since,
+        until,
+    ).group_by(Conversation.assistant_id)
     return {int(assistant): int(tokens or 0) for assistant, tokens in session.execute(rows)}
+
+
+def _answers_between(
+    query: SelectT, account_id: int, since: dt.datetime, until: dt.datetime
+) -> SelectT:
+    """``query`` over the account's messages stored from ``since`` until before ``until``,
+    joined to their conversations (the index on account and ``updated_at`` skips those
+    quiet since before ``since``)."""
+    return query.join(Conversation, Conversation.id == Message.conversation_id).where(
+        Conversation.account_id == account_id,
+        Conversation.updated_at >= since,
+        Message.created_at >= since,
+        Message.created_at < until,
+    )
 
 
 def _hour_of(instant: SQLColumnExpression[dt.datetime], dialect: str) -> ColumnElement[int]:
