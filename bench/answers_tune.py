@@ -60,7 +60,7 @@ class Replay:
         found = grounding.sentences(item.passages)
         if not found:
             return ""
-        vectors = self.embed([s.text for s in found])
+        vectors = grounding.sentence_vectors(item.passages, found, self.embed)
         scored = grounding.support(
             item.question.question, item.vector, item.passages, found, vectors
         )
@@ -102,7 +102,7 @@ def retrieve_all(backend: str, admin_url: str) -> tuple[list[Retrieved], Replay]
                         Retrieved(
                             q,
                             vector,
-                            [PassageView(p.heading, p.text) for p in passages],
+                            [PassageView(p.heading, p.text, p.sentence_vectors) for p in passages],
                             max((p.similarity for p in passages), default=0.0),
                         )
                     )

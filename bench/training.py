@@ -11,8 +11,10 @@ timed separately:
 - chunking:  ``chunk()`` with the model's tokenizer, default settings (chunks/s)
 - model load: once per process, shown apart because a worker pays it once
 - embedding: ``MiniLMEmbedder.embed()`` over every chunk's embedding text (chunks/s)
+- sentences: every chunk's sentences embedded for grounding, as the training process
+  does (``training.child.embed_sentences``; sentences/s, and the bytes stored)
 
-"ready" is parsing + chunking + embedding, the work a training job does for
+"ready" is parsing + chunking + embedding + sentences, the work a training job does for
 the file once the worker is warm. Aim: under 60 s on 2 cores. With ``--runs``
 each stage is timed that many times and the best run is reported.
 
@@ -54,7 +56,8 @@ from chatmeter.knowledge.chunking import chunk
 from chatmeter.knowledge.embeddings import MiniLMEmbedder, native_bfloat16
 from chatmeter.knowledge.extract import extract
 from chatmeter.knowledge.limits import ExtractionLimits
-from chatmeter.training.child import Job
+from chatmeter.knowledge.sentences import split
+from chatmeter.training.child import Job, embed_sentences
 from chatmeter.training.sandbox import Sandbox
 
 AIM_SECONDS = 60.0
@@ -225,6 +228,13 @@ def main() -> None:
     texts = [piece.embedding_text for piece in chunks]
     embedding = best(args.runs, lambda: embedder.embed(texts))
     assert embedding.result.shape == (len(chunks), embedder.dimensions)
+    passages = [piece.text for piece in chunks]
+    sentences = best(
+        args.runs,
+        lambda: embed_sentences(passages, embedder, lambda _: None, until=float("inf")),
+    )
+    assert len(sentences.result) == len(chunks)
+    said = sum(len(split(text)) for text in passages)
 
     pages = len(document.pages)
     tokens = sum(piece.tokens for piece in chunks)
@@ -233,8 +243,8 @@ def main() -> None:
         if embedder.precision == "bfloat16" or (embedder.precision == "auto" and native_bfloat16())
         else "float32"
     )
-    alone = parsing.cpu + chunking.cpu + embedding.cpu / threads
-    ready = parsing.wall + chunking.wall + embedding.wall
+    alone = parsing.cpu + chunking.cpu + (embedding.cpu + sentences.cpu) / threads
+    ready = parsing.wall + chunking.wall + embedding.wall + sentences.wall
     print(f"{'stage':<12}{'wall s':>8}{'cpu s':>8}  rate (by wall time)")
     print(
         f"{'parsing':<12}{parsing.wall:>8.2f}{parsing.cpu:>8.2f}  "
@@ -252,12 +262,23 @@ def main() -> None:
         f"{threads} threads; {len(chunks) / (embedding.cpu / threads):,.1f} chunks/s alone)"
     )
     print(
+        f"{'sentences':<12}{sentences.wall:>8.2f}{sentences.cpu:>8.2f}  "
+        f"{said / sentences.wall:,.1f} sentences/s ({said:,} sentences, for grounding; "
+        f"{sum(map(len, sentences.result)) / 1e6:.1f} MB stored)"
+    )
+    print(
         f"{'ready':<12}{ready:>8.2f}{'':>8}  {pages / ready:,.1f} pages/s; "
         f"{ready + load.wall:.2f} s with the model load; aim < {AIM_SECONDS:.0f} s: "
         f"{'met' if ready + load.wall < AIM_SECONDS else 'MISSED'}"
     )
     print(f"{'alone':<12}{alone:>8.2f}{'':>8}  from CPU time, as on an idle machine")
-    in_child(data, ready, parsing.cpu + chunking.cpu + embedding.cpu, embedder, args.runs)
+    in_child(
+        data,
+        ready,
+        parsing.cpu + chunking.cpu + embedding.cpu + sentences.cpu,
+        embedder,
+        args.runs,
+    )
     print(f"\nload avg at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -309,6 +330,8 @@ def in_child(
                 document = extract(source.read(), filename=path, max_bytes=limits.max_bytes)
             pieces = chunk(document, count_tokens=embedder.count_tokens)
             embedder.embed([piece.embedding_text for piece in pieces])
+            texts = [piece.text for piece in pieces]
+            embed_sentences(texts, embedder, lambda _: None, until=float("inf"))
 
         def cold() -> None:
             fresh = Sandbox(memory_bytes=memory)

@@ -4,13 +4,18 @@ generation, and what each costs, checked against the ledger."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
 from chatmeter.answers import grounding
 from chatmeter.answers.grounding import PassageView
 from chatmeter.chat.counts import text_counter
 from chatmeter.context import Context
+from chatmeter.knowledge.sentences import split as split_sentences
+from chatmeter.knowledge.sentences import unpack
+from chatmeter.training.models import Chunk
 from tests.answers.support import UNCOVERED, ask
 from tests.chat.shop import (
     DOCUMENTS,
@@ -108,3 +113,43 @@ def _sources(raw: str) -> list[dict[str, object]]:
     import json
 
     return list(json.loads(raw))
+
+
+def test_training_stores_each_passages_sentence_vectors_and_a_turn_embeds_no_sentence(
+    ctx: Context, visitor: TestClient
+) -> None:
+    shop = open_shop(ctx, answer_mode="quotes", max_tokens=160, tokens=5_000)
+    with ctx.db.read() as session:
+        chunks = session.scalars(select(Chunk).where(Chunk.assistant_id == shop.assistant_id))
+        stored = [(chunk.text, chunk.sentence_vectors) for chunk in chunks]
+    assert len(stored) >= len(DOCUMENTS)
+    for text, packed in stored:
+        said = split_sentences(text)
+        vectors = unpack(packed, said)
+        assert vectors is not None and vectors.shape == (len(said), 384)
+        fresh = ctx.embedder.embed(said)
+        assert float(np.min(np.sum(vectors * fresh, axis=1))) > 0.999  # float16 of the same
+
+    answer = ask(visitor, shop, QUESTION)
+
+    assert "packages of 5,000 tokens" in answer["answer"]
+    assert len(ctx.sentence_vectors) == 0  # grounded on the stored vectors: none embedded now
+
+
+def test_passages_trained_before_sentences_were_stored_are_grounded_the_same(
+    ctx: Context, visitor: TestClient
+) -> None:
+    shop = open_shop(ctx, answer_mode="quotes", max_tokens=160, tokens=5_000)
+    stored = ask(visitor, shop, QUESTION)["answer"]
+    with ctx.db.uow() as uow:
+        uow.session.execute(
+            update(Chunk)
+            .where(Chunk.assistant_id == shop.assistant_id)
+            .values(sentence_vectors=None)
+        )
+        uow.commit()
+
+    embedded = ask(visitor, shop, QUESTION)["answer"]
+
+    assert embedded == stored  # quoted, not generated: the same sentences chosen
+    assert len(ctx.sentence_vectors) > 0  # this time the turn embedded them

@@ -169,3 +169,43 @@ def test_a_file_in_training_when_the_worker_stops_goes_back_to_the_queue(
     assert (file.status, file.attempts, file.leased_until) == ("queued", 0, None)
     assert file_parts(ctx, file_id) > 0
     assert training.process_queue(ctx) == {"ready": 1, "failed": 0}
+
+
+def test_a_training_process_whose_memory_grew_too_much_ends_after_its_file_and_a_fresh_one_goes_on(
+    tmp_path: Path,
+) -> None:
+    from chatmeter.knowledge.limits import ExtractionLimits
+    from chatmeter.training.child import Job
+
+    limits = ExtractionLimits()
+
+    def job(number: int) -> Job:
+        path = tmp_path / f"note{number}.txt"
+        path.write_bytes(note(number))
+        return Job(
+            path=str(path),
+            filename=path.name,
+            max_bytes=limits.max_bytes,
+            max_unpacked_bytes=limits.max_unpacked_bytes,
+            max_pages=limits.max_pages,
+            max_chunks=limits.max_chunks,
+            passages_left=1000,
+            passages_limit=1000,
+            cpu_seconds=600,
+        )
+
+    def pids_of(box: sandbox.Sandbox) -> list[int | None]:
+        pids = []
+        try:
+            for number in (1, 2):
+                done = box.run(job(number), wall_seconds=600, on_progress=lambda _: None)
+                assert len(done.pieces) == 1 and len(done.sentence_vectors) == 1
+                pids.append(box.pid)
+        finally:
+            box.close()
+        return pids
+
+    # Any growth at all is too much here: each file in a fresh process, each trained.
+    assert len(set(pids_of(sandbox.Sandbox(memory_bytes=2048 * MIB, growth_bytes=0)))) == 2
+    # A quarter of the limit, the default: small files in one process.
+    assert len(set(pids_of(sandbox.Sandbox(memory_bytes=2048 * MIB)))) == 1

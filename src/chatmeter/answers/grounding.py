@@ -30,6 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from chatmeter.knowledge.sentences import split as split_sentences
+from chatmeter.knowledge.sentences import unpack
+
 Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 # Tuned on the dev half of bench/answers (see docs/benchmarks.md, "Answers").
@@ -41,12 +44,6 @@ DENSE_WEIGHT = 0.5  # support = DENSE_WEIGHT * cosine + (1 - DENSE_WEIGHT) * wor
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|[-+]{1,2}[\w-]+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[`*]?[A-Z0-9])")
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
-_HEADING = re.compile(r"^\s*#{1,6}\s+")
-MAX_TERM_CHARS = 40  # a paragraph this short, without a full stop, names what follows
-MIN_SENTENCE_CHARS = 12
-MAX_SENTENCE_CHARS = 600
 
 STOPWORDS = frozenset(
     """a about above after again all also am an and any are as at be because been before
@@ -79,10 +76,12 @@ class Supported:
 
 @dataclass(frozen=True)
 class PassageView:
-    """What grounding needs of a retrieved passage."""
+    """What grounding needs of a retrieved passage (``sentence_vectors``: what training
+    stored of its sentences, ``knowledge.sentences.pack``; None if nothing)."""
 
     heading: str
     text: str
+    sentence_vectors: bytes | None = None
 
 
 def normalise(text: str) -> str:
@@ -106,63 +105,36 @@ def content_words(text: str) -> set[str]:
 
 
 def sentences(passages: Sequence[PassageView]) -> list[Sentence]:
-    """Each passage's sentences: list items and paragraphs split at sentence ends; wrapped
-    lines joined; a term on a line of its own joined to the paragraph it names ("Jython:
-    Python implemented in Java."); headings and fragments left out. (A Markdown file's
-    inline markup was removed when it was read: ``knowledge.formats.markdown``.)"""
-    found: list[Sentence] = []
-    for index, passage in enumerate(passages):
-        position = 0
-        for unit in _units(passage.text):
-            for piece in _SENTENCE_END.split(unit):
-                text = piece.strip()
-                if len(text) < MIN_SENTENCE_CHARS or not re.search(r"[^\W\d_]{2}", text):
-                    continue
-                found.append(Sentence(index, position, text[:MAX_SENTENCE_CHARS]))
-                position += 1
-    return found
+    """Each passage's sentences (``knowledge.sentences.split``: list items and paragraphs
+    split at sentence ends, a term joined to the paragraph it names, headings and
+    fragments left out). A Markdown file's inline markup was removed when it was read
+    (``knowledge.formats.markdown``)."""
+    return [
+        Sentence(index, position, text)
+        for index, passage in enumerate(passages)
+        for position, text in enumerate(split_sentences(passage.text))
+    ]
 
 
-def _units(text: str) -> list[str]:
-    """Paragraphs and list items, each on one line; a term before its paragraph joined to it."""
-    units: list[str] = []
-    current: list[str] = []
-    term = ""  # a short paragraph just closed, that may name the next one
-    item = False  # whether ``current`` is a list item
-
-    def close() -> None:
-        nonlocal term
-        if not current:
-            return
-        unit = " ".join(current)
-        current.clear()
-        if term and not item:
-            units[-1] = f"{term}: {unit}"
-            term = ""
-            return
-        units.append(unit)
-        short = len(unit) <= MAX_TERM_CHARS and not re.search(r"[.!?:;,]$", unit)
-        term = unit if short and not item else ""
-
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("```"):
-            close()
-            continue
-        if _HEADING.match(line):
-            close()
-            term = ""
-            continue
-        if _LIST_ITEM.match(line):
-            close()
-            term, item = "", True
-            current.append(_LIST_ITEM.sub("", line).strip())
-            continue
-        if not current:
-            item = False
-        current.append(stripped)
-    close()
-    return units
+def sentence_vectors(
+    passages: Sequence[PassageView], found: Sequence[Sentence], embed: Embed
+) -> npt.NDArray[np.float32]:
+    """The vectors of ``found`` (``sentences(passages)``), one row each: those training
+    stored with each passage where they are still its sentences', the rest embedded now."""
+    texts: dict[int, list[str]] = {}
+    for sentence in found:
+        texts.setdefault(sentence.passage, []).append(sentence.text)
+    stored = {
+        index: vectors
+        for index, own in texts.items()
+        if (vectors := unpack(passages[index].sentence_vectors, own)) is not None
+    }
+    missing = [s.text for s in found if s.passage not in stored]
+    fresh = iter(embed(missing)) if missing else iter(())
+    rows = [stored[s.passage][s.position] if s.passage in stored else next(fresh) for s in found]
+    if not rows:
+        return np.empty((0, 0), np.float32)
+    return np.stack(rows).astype(np.float32, copy=False)
 
 
 def support(
@@ -309,7 +281,7 @@ class SentenceChecker:
         self._embed = embed
         self._threshold = threshold
         found = sentences(passages)
-        self._vectors = embed([s.text for s in found]) if found else None
+        self._vectors = sentence_vectors(passages, found, embed) if found else None
         corpus = normalise(" ".join(p.heading + " " + p.text for p in passages))
         self._numbers = set(_NUMBER.findall(corpus))
 

@@ -80,13 +80,19 @@ class Plan:
 
 class SentenceVectors:
     """Embeddings of passage sentences, remembered: the same passages come back turn
-    after turn, and embedding them is most of what composing an answer costs."""
+    after turn, and embedding them is most of what composing an answer costs. Used for
+    the passages whose sentences training did not store (``grounding.sentence_vectors``)."""
 
     def __init__(self, embed: Embed, *, size: int = 20_000) -> None:
         self._embed = embed
         self._size = size
         self._kept: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many sentences' vectors are remembered."""
+        with self._lock:
+            return len(self._kept)
 
     def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         with self._lock:
@@ -126,7 +132,7 @@ def plan(
     found = grounding.sentences(passages)
     if not found:
         return Plan(Kind.ABSTAINED, fallback, 0.0)
-    vectors = embed_sentences([s.text for s in found])
+    vectors = grounding.sentence_vectors(passages, found, embed_sentences)
     scored = grounding.support(question, question_vector, passages, found, vectors)
     sure = grounding.confidence(scored, passage_cosine)
     if sure < grounding.ANSWER_THRESHOLD:

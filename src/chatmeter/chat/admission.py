@@ -180,7 +180,7 @@ def _prepare(
             mode=assistant.answer_mode,
             question=question,
             question_vector=question_vector,
-            passages=[PassageView(p.heading, p.text) for p in passages],
+            passages=[PassageView(p.heading, p.text, p.sentence_vectors) for p in passages],
             passage_cosine=max((p.similarity for p in passages), default=0.0),
             correction=correction,
             fallback=fallback,
@@ -279,7 +279,8 @@ def _prepare(
         fallback=fallback,
         checker=(
             SentenceChecker(
-                ctx.sentence_vectors, [PassageView(p.heading, p.text) for p in passages]
+                ctx.sentence_vectors,
+                [PassageView(p.heading, p.text, p.sentence_vectors) for p in passages],
             )
             if answer.kind is Kind.CHECKED
             else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,9 @@ class Passage:
     correction_id: int | None = None  # set when the source is the customer's correction
     title: str = ""  # what visitors see as the source (``training.titles.shown_title``)
     similarity: float = 0.0  # the question's cosine with the passage's stored vector
+    # Its sentences' vectors as training stored them (``knowledge.sentences.pack``), for
+    # grounding; None for a correction, or a passage trained before they were stored.
+    sentence_vectors: bytes | None = field(default=None, repr=False, compare=False)
 
     def source(self) -> dict[str, object]:
         """The whole source, as the customer's own conversation pages show it."""
@@ -131,6 +134,7 @@ def retrieve(
                 Chunk.heading,
                 Chunk.text,
                 Chunk.tokens,
+                Chunk.sentence_vectors,
             )
             .join(TrainingFile, TrainingFile.id == Chunk.file_id)
             # The searches were by assistant already; asking again costs nothing and means
@@ -170,6 +174,7 @@ def retrieve(
             score,
             title=shown_title(row.title, row.detected_title, row.filename),
             similarity=similarity,
+            sentence_vectors=row.sentence_vectors,
         )
         for (row, score, cost), similarity in zip(picked, similarities, strict=True)
     ]

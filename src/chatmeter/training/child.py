@@ -1,6 +1,6 @@
 """The training process: extraction, chunking and embedding of one file at a time, under limits.
 
-Started by ``sandbox.Sandbox`` as ``python -m chatmeter.training.child FD MEMORY``
+Started by ``sandbox.Sandbox`` as ``python -m chatmeter.training.child FD MEMORY GROWTH``
 and spoken to over the socket ``FD`` (``multiprocessing.connection`` framing).
 It limits its own memory first (``RLIMIT_DATA``: heap, anonymous mappings and
 thread stacks, what the process really uses; an address-space limit would count
@@ -14,7 +14,8 @@ reports by more than a second on a busy machine.) The wall clock is the
 parent's to keep.
 
 Messages to the parent: ``("ready", info)`` once, then for each job some
-``("progress", percent)`` and one of ``("done", Processed)``, ``("failed",
+``("progress", percent)`` and one of ``("done", Processed)`` (``("done", Processed,
+True)`` when it ends after it, its memory having grown too much), ``("failed",
 reason, message, ending)`` (the file's fault, explained) or ``("error", text)``
 (a bug). After running out of memory (``ending``) or a bug it exits, to be
 started afresh.
@@ -27,8 +28,10 @@ import os
 import resource
 import signal
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,9 @@ from typing import Any
 import numpy as np
 
 EMBED_BATCH = 32
+# Sentences are embedded only within this share of a file's CPU allowance (see
+# ``embed_sentences``).
+SENTENCES_CPU_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,13 @@ class Processed:
     pieces: list[Any]  # chatmeter.knowledge.chunking.Chunk
     vectors: np.ndarray  # float32 (len(pieces), dimensions)
     title: str = ""  # the document's own title, as its format states it
+    # Each piece's sentences' vectors, as grounding reads them (``knowledge.sentences.pack``).
+    sentence_vectors: list[bytes] = field(default_factory=list)
 
 
 def main(argv: list[str]) -> int:
     connection = Connection(int(argv[1]))
-    memory = int(argv[2])
+    memory, growth = int(argv[2]), int(argv[3])
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash leaves no core dump behind
     resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
     from chatmeter.knowledge.embeddings import MiniLMEmbedder
@@ -70,18 +78,22 @@ def main(argv: list[str]) -> int:
     embedder = MiniLMEmbedder()
     embedder.load()
     embedder.embed(["warm up", "the threads"])  # torch starts its threads on first use
-    connection.send(("ready", {"pid": os.getpid(), "memory_in_use": memory_in_use()}))
+    ready = memory_in_use()
+    connection.send(("ready", {"pid": os.getpid(), "memory_in_use": ready}))
     while True:
         try:
             job: Job = connection.recv()
         except (EOFError, OSError):  # the parent is gone or closed us
             return 0
-        if not serve(connection, job, embedder):
+        if not serve(connection, job, embedder, most=ready + growth):
             return 0
 
 
-def serve(connection: Connection, job: Job, embedder: Any) -> bool:
-    """Run one job and answer; False when this process should end (it may be unwell)."""
+def serve(connection: Connection, job: Job, embedder: Any, *, most: int | None = None) -> bool:
+    """Run one job and answer; False when this process should end: it may be unwell, or
+    its memory in use has grown past ``most`` bytes. The libraries keep what their
+    calls of each new shape allocated, and a process that served many files would
+    otherwise, one day, fail a file it has room for; a fresh one starts with the next."""
     from chatmeter.knowledge.errors import ExtractionError, FileTooLarge
 
     answer: tuple[Any, ...]
@@ -103,6 +115,8 @@ def serve(connection: Connection, job: Job, embedder: Any) -> bool:
         limit = resource.getrlimit(resource.RLIMIT_DATA)[0]
         failure = FileTooLarge.memory(limit=limit)
         answer = ("failed", failure.reason, failure.message, True)
+    elif answer[0] == "done" and most is not None and memory_in_use() > most:
+        answer, keep_going = (*answer, True), False  # done, and ending: grown too much
     connection.send(answer)
     return keep_going
 
@@ -112,6 +126,7 @@ def process(job: Job, embedder: Any, progress: Callable[[int], None]) -> Process
     from chatmeter.knowledge.errors import EmptyFile, QuotaReached
     from chatmeter.knowledge.extract import extract
 
+    started = time.process_time()
     data = Path(job.path).read_bytes()
     document = extract(
         data,
@@ -134,9 +149,72 @@ def process(job: Job, embedder: Any, progress: Callable[[int], None]) -> Process
     for start in range(0, len(pieces), EMBED_BATCH):
         batch = pieces[start : start + EMBED_BATCH]
         vectors.append(embedder.embed([p.embedding_text for p in batch]))
-        progress(20 + int(75 * min(len(pieces), start + EMBED_BATCH) / len(pieces)))
+        progress(20 + int(40 * min(len(pieces), start + EMBED_BATCH) / len(pieces)))
     matrix = np.vstack(vectors).astype("<f4")
-    return Processed(document.format, len(document.pages), pieces, matrix, document.title)
+    sentences = embed_sentences(
+        [p.text for p in pieces],
+        embedder,
+        lambda done: progress(60 + int(35 * done / len(pieces))),
+        until=started + job.cpu_seconds * SENTENCES_CPU_SHARE,
+    )
+    return Processed(
+        document.format, len(document.pages), pieces, matrix, document.title, sentences
+    )
+
+
+def embed_sentences(
+    texts: list[str],
+    embedder: Any,
+    progress: Callable[[int], None],
+    *,
+    until: float,
+    clock: Callable[[], float] = time.process_time,
+) -> list[bytes]:
+    """Each passage's sentences' vectors, packed as ``Chunk.sentence_vectors`` keeps them:
+    the chat turn's grounding reads them instead of embedding the sentences itself.
+
+    Embedded ``EMBED_BATCH`` passages at a time, while this process's CPU time
+    (``clock``) is below ``until``; the passages after that get none (the
+    turn embeds their sentences when it first needs them, as it did before), so that a
+    file which trained within its CPU allowance without them still does. Each call to
+    the model holds at most ``NUMPY_TOKENS`` tokens, so that it runs in numpy as a
+    turn's would (through torch, sentences of every length made batches of ever new
+    shapes, and the process's memory grew by hundreds of megabytes over a few files:
+    ``docs/benchmarks.md``, "Training"); numpy's calls run one on each core.
+    """
+    from chatmeter.knowledge.embeddings import NUMPY_TOKENS
+    from chatmeter.knowledge.sentences import pack, split
+
+    packed: list[bytes] = []
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+        for start in range(0, len(texts), EMBED_BATCH):
+            if clock() >= until:
+                break
+            split_texts = [split(text) for text in texts[start : start + EMBED_BATCH]]
+            flat = [sentence for own in split_texts for sentence in own]
+            calls = _calls(flat, embedder.count_tokens, NUMPY_TOKENS)
+            found = list(pool.map(embedder.embed, calls))
+            rows = np.vstack(found) if found else np.zeros((0, 0), np.float32)
+            at = 0
+            for own in split_texts:
+                packed.append(pack(own, rows[at : at + len(own)]) if own else b"")
+                at += len(own)
+            progress(min(len(texts), start + EMBED_BATCH))
+    return packed
+
+
+def _calls(texts: list[str], count: Callable[[str], int], most: int) -> list[list[str]]:
+    """``texts`` in order, in runs of at most ``most`` tokens (a longer text alone)."""
+    calls: list[list[str]] = []
+    tokens = most
+    for text in texts:
+        size = count(text)
+        if tokens + size > most:
+            calls.append([])
+            tokens = 0
+        calls[-1].append(text)
+        tokens += size
+    return calls
 
 
 def out_of_memory(exc: BaseException) -> bool:

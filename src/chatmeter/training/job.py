@@ -178,7 +178,7 @@ def _store(ctx: TrainingServices, file_id: int, sha256: str, result: Processed) 
     """The passages land in one transaction with the status ``ready``, if the row is
     still the file that was read and they still fit the account's quota (other
     files may have finished meanwhile)."""
-    pieces, matrix = result.pieces, result.vectors
+    pieces, matrix, sentences = result.pieces, result.vectors, result.sentence_vectors
     quota = Quota.of(ctx.settings)
     with ctx.db.uow() as uow:
         session = uow.session
@@ -212,6 +212,7 @@ def _store(ctx: TrainingServices, file_id: int, sha256: str, result: Processed) 
                 text=p.text,
                 tokens=p.tokens,
                 embedding=matrix[i].tobytes(),
+                sentence_vectors=sentences[i] if i < len(sentences) else None,
             )
             for i, p in enumerate(pieces)
         )

@@ -89,6 +89,9 @@ class Chunk(Base):
     tokens: Mapped[int] = mapped_column(Integer)
     # float32, L2-normalised, little-endian: numpy.frombuffer(..., "<f4")
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    # Its sentences' vectors for grounding (``knowledge.sentences.pack``: a digest of the
+    # sentences, then float16 rows); None if trained before they were stored.
+    sentence_vectors: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 # Keyword search: SQLite's FTS5 (bm25) kept in step by triggers; PostgreSQL's

@@ -54,10 +54,16 @@ class Crashed(ExtractionError):
 
 
 class Sandbox:
-    """A child process that trains one file at a time within ``memory_bytes``."""
+    """A child process that trains one file at a time within ``memory_bytes``.
 
-    def __init__(self, *, memory_bytes: int) -> None:
+    The child ends itself after a file once its memory in use has grown by more than
+    ``growth_bytes`` (a quarter of the limit by default) since its model was loaded,
+    and a fresh one trains the next file (``child.serve``).
+    """
+
+    def __init__(self, *, memory_bytes: int, growth_bytes: int | None = None) -> None:
         self.memory_bytes = memory_bytes
+        self.growth_bytes = memory_bytes // 4 if growth_bytes is None else growth_bytes
         self.pid: int | None = None
         self.memory_in_use: int | None = None  # the child's, once its model is loaded
         self.closed = False
@@ -121,7 +127,7 @@ class Sandbox:
         try:
             command = [sys.executable, "-m", "chatmeter.training.child"]
             process = subprocess.Popen(
-                [*command, str(theirs.fileno()), str(self.memory_bytes)],
+                [*command, str(theirs.fileno()), str(self.memory_bytes), str(self.growth_bytes)],
                 pass_fds=(theirs.fileno(),),
                 env=_child_environment(),
                 stdin=subprocess.DEVNULL,
@@ -183,6 +189,8 @@ class Sandbox:
         kind = message[0]
         if kind == "done":
             result: Processed = message[1]
+            if message[2:] == (True,):  # it ends itself: its memory grew too much
+                self._stop()
             return result
         if kind == "failed":
             _, reason, text, ending = message
