@@ -176,11 +176,12 @@ def _prepare(
             )
         finally:
             session.close()  # its connection goes back before the reservation takes one
+        views = [PassageView(p.heading, p.text, p.sentence_vectors) for p in passages]
         answer = modes.plan(
             mode=assistant.answer_mode,
             question=question,
             question_vector=question_vector,
-            passages=[PassageView(p.heading, p.text, p.sentence_vectors) for p in passages],
+            passages=views,
             passage_cosine=max((p.similarity for p in passages), default=0.0),
             correction=correction,
             fallback=fallback,
@@ -278,12 +279,7 @@ def _prepare(
         known_usage=known,
         fallback=fallback,
         checker=(
-            SentenceChecker(
-                ctx.sentence_vectors,
-                [PassageView(p.heading, p.text, p.sentence_vectors) for p in passages],
-            )
-            if answer.kind is Kind.CHECKED
-            else None
+            SentenceChecker(ctx.sentence_vectors, views) if answer.kind is Kind.CHECKED else None
         ),
     )
     ctx.hold_keeper.keep(hold.id, turn.stop)

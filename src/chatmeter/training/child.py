@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
             return 0
 
 
-def serve(connection: Connection, job: Job, embedder: Any, *, most: int | None = None) -> bool:
+def serve(connection: Connection, job: Job, embedder: Any, *, most: int) -> bool:
     """Run one job and answer; False when this process should end: it may be unwell, or
     its memory in use has grown past ``most`` bytes. The libraries keep what their
     calls of each new shape allocated, and a process that served many files would
@@ -115,7 +115,7 @@ def serve(connection: Connection, job: Job, embedder: Any, *, most: int | None =
         limit = resource.getrlimit(resource.RLIMIT_DATA)[0]
         failure = FileTooLarge.memory(limit=limit)
         answer = ("failed", failure.reason, failure.message, True)
-    elif answer[0] == "done" and most is not None and memory_in_use() > most:
+    elif answer[0] == "done" and memory_in_use() > most:
         answer, keep_going = (*answer, True), False  # done, and ending: grown too much
     connection.send(answer)
     return keep_going
