@@ -196,9 +196,10 @@ class Context:
         if self._sentence_vectors is None:
             from chatmeter.answers.modes import SentenceVectors
 
+            embed = self.embedder.embed  # before the lock: the embedder is made under it too
             with _lock:
                 if self._sentence_vectors is None:
-                    self._sentence_vectors = SentenceVectors(self.embedder.embed)
+                    self._sentence_vectors = SentenceVectors(embed)
         return self._sentence_vectors
 
     def close(self) -> None:
