@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -30,7 +31,46 @@ def texts(rng: np.random.Generator, count: int) -> list[str]:
 
 
 def ranked_in_one_query(ctx: Context, assistant_id: int, question: str, limit: int) -> list[int]:
-    """The plain query: every match of the assistant ranked by bm25."""
+    """The plain query: every match of the assistant ranked by bm25; the best ``WIDER *
+    limit`` ordered by the assistant's own word frequencies (``by_own_frequencies``), and
+    the first ``limit`` of them."""
+    wide = bm25_best(ctx, assistant_id, question, limit * keyword.WIDER)
+    return by_own_frequencies(ctx, assistant_id, question, wide)[:limit]
+
+
+def by_own_frequencies(ctx: Context, assistant_id: int, question: str, ids: list[int]) -> list[int]:
+    """``ids`` by the sum of bm25's inverse document frequency of the question's words each
+    contains, counted among the assistant's passages only; ties keep their order."""
+    words = keyword.terms(question)
+    with ctx.db.read() as session:
+        total = session.scalar(
+            text("SELECT count(*) FROM chunks WHERE assistant_id = :assistant"),
+            {"assistant": assistant_id},
+        )
+        contains = {
+            word: set(
+                session.scalars(
+                    text(
+                        "SELECT chunks.id FROM chunks_fts"
+                        " JOIN chunks ON chunks.id = chunks_fts.rowid"
+                        " WHERE chunks_fts MATCH :word AND chunks.assistant_id = :assistant"
+                    ),
+                    {"word": f'"{word}"', "assistant": assistant_id},
+                )
+            )
+            for word in words
+        }
+    weight = {
+        word: math.log(1 + (total - len(found) + 0.5) / (len(found) + 0.5))
+        for word, found in contains.items()
+        if found
+    }
+    score = {i: sum(w for word, w in weight.items() if i in contains[word]) for i in ids}
+    return sorted(ids, key=lambda i: (-score[i], ids.index(i)))
+
+
+def bm25_best(ctx: Context, assistant_id: int, question: str, limit: int) -> list[int]:
+    """Every match of the assistant ranked by bm25 (over the whole table), the best ``limit``."""
     words = keyword.terms(question)
     with ctx.db.read() as session:
         rows = session.execute(
@@ -78,6 +118,30 @@ def test_an_assistant_sees_only_its_own_matches(ctx: Context) -> None:
     assert found == my_ids
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_weighs_words_by_the_assistants_own_passages_not_the_whole_table(
+    ctx: Context,
+) -> None:
+    """FTS5's bm25 counts a word over every assistant's passages. Here another business's
+    500 passages about refunds make "refund" the table's common word: this assistant's one
+    passage on refunds, its rarest word, still comes first, as it did before they came."""
+    account = new_account(ctx)
+    ours = ["Refund policy."] + [f"Tokens renew monthly, note {n}." for n in range(11)]
+    assistant, ids = make_assistant(ctx, account=account, texts=ours)
+    question = "Refund of unused tokens?"
+    with ctx.db.read() as session:
+        alone = keyword.search(session, assistant_id=assistant, question=question, limit=5)
+    other = new_account(ctx, email="other@example.com")
+    make_assistant(ctx, account=other, texts=["Refund refund refund."] * 500)
+
+    with ctx.db.read() as session:
+        beside = keyword.search(session, assistant_id=assistant, question=question, limit=5)
+
+    assert alone[0] == ids[0]
+    assert beside[0] == ids[0]
+    assert bm25_best(ctx, assistant, question, 5)[0] != ids[0]  # what bm25 alone would say
+
+
 RARE = "Use nonlocal: it rebinds names."
 COMMON = "variable function enclosing statement variable function statement"
 
@@ -95,20 +159,26 @@ def test_a_rare_word_counts_for_more_than_common_ones_on_both_databases(ctx: Con
     assert found[0] == ids[0]
 
 
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_word_counts_are_counted_again_for_a_new_index_version(ctx: Context) -> None:
+    """On both databases: the counts are remembered per index version, and stemmed as
+    each database matches ("rebinds", "rebind")."""
+    frequencies = (
+        keyword._frequencies
+        if ctx.db.engine.dialect.name == "postgresql"
+        else keyword._sqlite_frequencies
+    )
 
     account = new_account(ctx)
     assistant, ids = make_assistant(ctx, account=account, texts=[RARE] + [COMMON] * 3)
     with ctx.db.read() as session:
         keyword.search(session, assistant_id=assistant, question="rebinds", limit=5)
-        before = keyword._frequencies(session, assistant, version(session, assistant), ["rebinds"])
-    add_passages(ctx, assistant, like=ids[0], texts=["It rebinds again."] * 5)
+        before = frequencies(session, assistant, version(session, assistant), ["rebinds"])
+    add_passages(ctx, assistant, like=ids[0], texts=["It rebinds again.", "Rebind it."] * 5)
     with ctx.db.read() as session:
-        after = keyword._frequencies(session, assistant, version(session, assistant), ["rebinds"])
+        after = frequencies(session, assistant, version(session, assistant), ["rebinds"])
 
     assert before == ({"rebinds": 1}, 4)
-    assert after == ({"rebinds": 6}, 9)
+    assert after == ({"rebinds": 11}, 14)
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)

@@ -9,11 +9,16 @@ only then keeping the assistant's would look up every matching row in
 so the best matches of the whole table are ranked first, and the assistant's
 kept from those; only when too few of them are the assistant's does the
 search rank all of the assistant's matches. Both give the same passages in
-the same order.
+the same order. Those passages are then ordered as PostgreSQL orders its
+matches: by the sum of the inverse document frequencies of the question's
+words each contains, counted among the assistant's own passages, so that no
+other business's documents weigh on an assistant's ranking (bm25 itself
+counts them over the whole table).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -200,14 +205,14 @@ def search(
     words = terms(question)
     if not words:
         return []
+    if version is None:
+        version = session.scalar(
+            text("SELECT index_version FROM assistants WHERE id = :assistant"),
+            {"assistant": assistant_id},
+        )
     if session.get_bind().dialect.name == "postgresql":
-        if version is None:
-            version = session.scalar(
-                text("SELECT index_version FROM assistants WHERE id = :assistant"),
-                {"assistant": assistant_id},
-            )
         return _postgres_search(session, assistant_id, int(version or 0), words, limit)
-    return _sqlite_search(session, assistant_id, " OR ".join(f'"{w}"' for w in words), limit)
+    return _sqlite_search(session, assistant_id, int(version or 0), words, limit)
 
 
 def _postgres_search(
@@ -492,7 +497,84 @@ def idf_weights(found: dict[str, int], total: int) -> dict[str, float]:
     }
 
 
-def _sqlite_search(session: Session, assistant_id: int, match: str, limit: int) -> list[int]:
+def _sqlite_search(
+    session: Session, assistant_id: int, version: int, words: list[str], limit: int
+) -> list[int]:
+    """The assistant's ``WIDER * limit`` best matches by FTS5's bm25, ordered by the sum of
+    the inverse document frequencies, among the assistant's own passages, of the question's
+    words each contains (bm25's order breaking ties), as PostgreSQL orders its matches;
+    the first ``limit`` of them.
+
+    bm25 weighs a word by how common it is in the whole table, every assistant's
+    passages together: another business's documents made a word common or rare for
+    this one. The assistant's own counts (``_sqlite_frequencies``) weigh it by its
+    passages alone; bm25 still finds the matches and weighs how often and how densely
+    a passage repeats the words."""
+    best = _bm25_best(session, assistant_id, " OR ".join(f'"{w}"' for w in words), limit * WIDER)
+    if len(best) < 2:
+        return best
+    found, total = _sqlite_frequencies(session, assistant_id, version, words)
+    weights = idf_weights(found, total)
+    params: dict[str, object] = {"ids": json.dumps(best)}
+    ctes, parts = [], []
+    for i, word in enumerate(weights):
+        params[f"w{i}"] = f'"{word}"'
+        ctes.append(
+            f"m{i} AS MATERIALIZED"
+            f" (SELECT rowid AS id FROM chunks_fts WHERE chunks_fts MATCH :w{i})"
+        )
+        parts.append(f"SELECT {i}, id FROM m{i} WHERE id IN (SELECT value FROM json_each(:ids))")
+    score = dict.fromkeys(best, 0.0)
+    if parts:
+        weight = list(weights.values())
+        statement = f"WITH {', '.join(ctes)} {' UNION ALL '.join(parts)}"
+        for word, chunk_id in session.execute(text(statement), params):
+            score[chunk_id] += weight[word]
+    order = {chunk_id: place for place, chunk_id in enumerate(best)}
+    return sorted(best, key=lambda chunk_id: (-score[chunk_id], order[chunk_id]))[:limit]
+
+
+def _sqlite_frequencies(
+    session: Session, assistant_id: int, version: int, words: list[str]
+) -> tuple[dict[str, int], int]:
+    """How many of the assistant's passages contain each word (as FTS5 matches it: porter
+    stems), and how many it has: counted once per index version and process."""
+    memory = _MEMORY.setdefault(session.get_bind(), _Counts())
+    key = (assistant_id, version)
+    total = memory.totals.get(key)
+    if total is None:
+        total = int(
+            session.scalar(
+                text("SELECT count(*) FROM chunks WHERE assistant_id = :assistant"),
+                {"assistant": assistant_id},
+            )
+            or 0
+        )
+    missing = [word for word in words if (*key, word) not in memory.words]
+    counted: dict[str, int] = {}
+    if missing:
+        params: dict[str, object] = {"assistant": assistant_id}
+        parts = []
+        for i, word in enumerate(missing):
+            params[f"w{i}"] = f'"{word}"'
+            parts.append(
+                f"SELECT {i}, (SELECT count(*) FROM chunks WHERE chunks.assistant_id = :assistant"
+                f" AND chunks.id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w{i}))"
+            )
+        rows = session.execute(text(" UNION ALL ".join(parts)), params).all()
+        counted = {missing[i]: int(count) for i, count in rows}
+        with memory.lock:
+            if len(memory.words) + len(counted) > MAX_COUNTS:
+                memory.words.clear()
+                memory.totals.clear()
+            memory.words.update({(*key, word): count for word, count in counted.items()})
+    memory.totals[key] = total
+    found = {w: counted[w] if w in counted else memory.words.get((*key, w), 0) for w in words}
+    return found, total
+
+
+def _bm25_best(session: Session, assistant_id: int, match: str, limit: int) -> list[int]:
+    """The assistant's ``limit`` best matches of ``match`` by FTS5's bm25 (ties: by id)."""
     wide = limit * WIDER
     # MATERIALIZED: ranked and cut inside FTS5 before any row of chunks is read.
     best = session.execute(
