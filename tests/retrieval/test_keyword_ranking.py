@@ -89,7 +89,13 @@ def bm25_best(ctx: Context, assistant_id: int, question: str, limit: int) -> lis
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_sqlite_ranks_as_one_query_would(ctx: Context) -> None:
+@pytest.mark.parametrize("probe_above", [keyword.PROBE_ABOVE, 0], ids=["read", "probed"])
+def test_sqlite_ranks_as_one_query_would(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, probe_above: int
+) -> None:
+    """Whether a word's matches are read in one go or each candidate is looked up in them
+    (``probe_above`` 0: every word), the order is the plain one."""
+    monkeypatch.setattr(keyword, "PROBE_ABOVE", probe_above)
     rng = np.random.default_rng(5)
     account = new_account(ctx)
     # A small assistant and a big one sharing the FTS table: the small one's

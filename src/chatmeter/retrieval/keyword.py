@@ -32,6 +32,9 @@ from sqlalchemy.orm import Session
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_TERMS = 32
 WIDER = 4  # SQLite: rank this many times ``limit`` matches of the whole table first
+# SQLite: a word in more of the assistant's passages than this many times the candidates
+# is looked up candidate by candidate; a rarer word's matches are read in one go.
+PROBE_ABOVE = 100
 # PostgreSQL: how many passages contain a word, by (assistant, index version, word), and
 # how many passages an assistant has, by (assistant, index version); in each process,
 # for each database it talks to.
@@ -519,6 +522,14 @@ def _sqlite_search(
     ctes, parts = [], []
     for i, word in enumerate(weights):
         params[f"w{i}"] = f'"{word}"'
+        if found[word] > PROBE_ABOVE * len(best):
+            # A common word: look each candidate up in its match list rather than read it.
+            parts.append(
+                f"SELECT {i}, ids.value FROM json_each(:ids) AS ids"
+                f" WHERE ids.value IN (SELECT rowid FROM chunks_fts"
+                f" WHERE chunks_fts MATCH :w{i} AND rowid = ids.value)"
+            )
+            continue
         ctes.append(
             f"m{i} AS MATERIALIZED"
             f" (SELECT rowid AS id FROM chunks_fts WHERE chunks_fts MATCH :w{i})"
@@ -527,7 +538,7 @@ def _sqlite_search(
     score = dict.fromkeys(best, 0.0)
     if parts:
         weight = list(weights.values())
-        statement = f"WITH {', '.join(ctes)} {' UNION ALL '.join(parts)}"
+        statement = (f"WITH {', '.join(ctes)} " if ctes else "") + " UNION ALL ".join(parts)
         for word, chunk_id in session.execute(text(statement), params):
             score[chunk_id] += weight[word]
     order = {chunk_id: place for place, chunk_id in enumerate(best)}
