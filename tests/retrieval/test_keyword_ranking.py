@@ -168,20 +168,15 @@ def test_a_rare_word_counts_for_more_than_common_ones_on_both_databases(ctx: Con
 def test_word_counts_are_counted_again_for_a_new_index_version(ctx: Context) -> None:
     """On both databases: the counts are remembered per index version, and stemmed as
     each database matches ("rebinds", "rebind")."""
-    frequencies = (
-        keyword._frequencies
-        if ctx.db.engine.dialect.name == "postgresql"
-        else keyword._sqlite_frequencies
-    )
 
     account = new_account(ctx)
     assistant, ids = make_assistant(ctx, account=account, texts=[RARE] + [COMMON] * 3)
     with ctx.db.read() as session:
         keyword.search(session, assistant_id=assistant, question="rebinds", limit=5)
-        before = frequencies(session, assistant, version(session, assistant), ["rebinds"])
+        before = keyword._frequencies(session, assistant, version(session, assistant), ["rebinds"])
     add_passages(ctx, assistant, like=ids[0], texts=["It rebinds again.", "Rebind it."] * 5)
     with ctx.db.read() as session:
-        after = frequencies(session, assistant, version(session, assistant), ["rebinds"])
+        after = keyword._frequencies(session, assistant, version(session, assistant), ["rebinds"])
 
     assert before == ({"rebinds": 1}, 4)
     assert after == ({"rebinds": 11}, 14)

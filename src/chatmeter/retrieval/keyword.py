@@ -35,7 +35,7 @@ WIDER = 4  # SQLite: rank this many times ``limit`` matches of the whole table f
 # SQLite: a word in more of the assistant's passages than this many times the candidates
 # is looked up candidate by candidate; a rarer word's matches are read in one go.
 PROBE_ABOVE = 100
-# PostgreSQL: how many passages contain a word, by (assistant, index version, word), and
+# Both databases: how many passages contain a word, by (assistant, index version, word), and
 # how many passages an assistant has, by (assistant, index version); in each process,
 # for each database it talks to.
 MAX_COUNTS = 100_000
@@ -384,8 +384,8 @@ def _frequencies(
 ) -> tuple[dict[str, int], int]:
     """How many of the assistant's passages contain each word, and how many it has: from
     this process's memory when counted before for the same index version (the passages
-    change only with a new version), else from the big assistant's common words
-    (``_common``), else counted with the GIN index."""
+    change only with a new version), else counted with the database's own index
+    (``_count_postgres``, ``_count_sqlite``), each word as that database matches it."""
     memory = _MEMORY.setdefault(session.get_bind(), _Counts())
     key = (assistant_id, version)
     total = memory.totals.get(key)
@@ -399,13 +399,35 @@ def _frequencies(
         )
     missing = [word for word in words if (*key, word) not in memory.words]
     counted: dict[str, int] = {}
-    if missing and total >= COMMON_ABOVE:
+    if missing:
+        if session.get_bind().dialect.name == "postgresql":
+            counted = _count_postgres(session, memory, key, total, missing)
+        else:
+            counted = _count_sqlite(session, assistant_id, missing)
+        with memory.lock:
+            if len(memory.words) + len(counted) > MAX_COUNTS:
+                memory.words.clear()  # starting afresh beats bookkeeping: a count is one lookup
+                memory.totals.clear()
+            memory.words.update({(*key, word): count for word, count in counted.items()})
+    memory.totals[key] = total
+    found = {w: counted[w] if w in counted else memory.words.get((*key, w), 0) for w in words}
+    return found, total
+
+
+def _count_postgres(
+    session: Session, memory: _Counts, key: tuple[int, int], total: int, words: list[str]
+) -> dict[str, int]:
+    """The words' passage counts from a big assistant's common words (``_common``), the
+    others each counted with the GIN index."""
+    assistant_id = key[0]
+    counted: dict[str, int] = {}
+    if total >= COMMON_ABOVE:
         common = _common(session, memory, assistant_id, key)
         if common is not None:
-            for word, lexeme in _lexemes(session, memory, missing).items():
+            for word, lexeme in _lexemes(session, memory, words).items():
                 if lexeme is not None and lexeme in common:
                     counted[word] = common[lexeme]
-    alone = [word for word in missing if word not in counted]
+    alone = [word for word in words if word not in counted]
     if alone:
         rows = session.execute(
             text(
@@ -416,14 +438,21 @@ def _frequencies(
             {"words": alone, "assistant": assistant_id},
         ).all()
         counted |= {word: int(count) for word, count in rows}
-    if counted:
-        if len(memory.words) + len(counted) > MAX_COUNTS:
-            memory.words.clear()  # starting afresh beats bookkeeping: a count is one lookup
-            memory.totals.clear()
-        memory.words.update({(*key, word): count for word, count in counted.items()})
-    memory.totals[key] = total
-    found = {w: counted[w] if w in counted else memory.words.get((*key, w), 0) for w in words}
-    return found, total
+    return counted
+
+
+def _count_sqlite(session: Session, assistant_id: int, words: list[str]) -> dict[str, int]:
+    """The words' passage counts, as FTS5 matches them (porter stems), in one statement."""
+    params: dict[str, object] = {"assistant": assistant_id}
+    parts = []
+    for i, word in enumerate(words):
+        params[f"w{i}"] = f'"{word}"'
+        parts.append(
+            f"SELECT {i}, (SELECT count(*) FROM chunks WHERE chunks.assistant_id = :assistant"
+            f" AND chunks.id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w{i}))"
+        )
+    rows = session.execute(text(" UNION ALL ".join(parts)), params).all()
+    return {words[i]: int(count) for i, count in rows}
 
 
 def _common(
@@ -510,13 +539,13 @@ def _sqlite_search(
 
     bm25 weighs a word by how common it is in the whole table, every assistant's
     passages together: another business's documents made a word common or rare for
-    this one. The assistant's own counts (``_sqlite_frequencies``) weigh it by its
+    this one. The assistant's own counts (``_frequencies``) weigh it by its
     passages alone; bm25 still finds the matches and weighs how often and how densely
     a passage repeats the words."""
     best = _bm25_best(session, assistant_id, " OR ".join(f'"{w}"' for w in words), limit * WIDER)
     if len(best) < 2:
         return best
-    found, total = _sqlite_frequencies(session, assistant_id, version, words)
+    found, total = _frequencies(session, assistant_id, version, words)
     weights = idf_weights(found, total)
     params: dict[str, object] = {"ids": json.dumps(best)}
     ctes, parts = [], []
@@ -543,45 +572,6 @@ def _sqlite_search(
             score[chunk_id] += weight[word]
     order = {chunk_id: place for place, chunk_id in enumerate(best)}
     return sorted(best, key=lambda chunk_id: (-score[chunk_id], order[chunk_id]))[:limit]
-
-
-def _sqlite_frequencies(
-    session: Session, assistant_id: int, version: int, words: list[str]
-) -> tuple[dict[str, int], int]:
-    """How many of the assistant's passages contain each word (as FTS5 matches it: porter
-    stems), and how many it has: counted once per index version and process."""
-    memory = _MEMORY.setdefault(session.get_bind(), _Counts())
-    key = (assistant_id, version)
-    total = memory.totals.get(key)
-    if total is None:
-        total = int(
-            session.scalar(
-                text("SELECT count(*) FROM chunks WHERE assistant_id = :assistant"),
-                {"assistant": assistant_id},
-            )
-            or 0
-        )
-    missing = [word for word in words if (*key, word) not in memory.words]
-    counted: dict[str, int] = {}
-    if missing:
-        params: dict[str, object] = {"assistant": assistant_id}
-        parts = []
-        for i, word in enumerate(missing):
-            params[f"w{i}"] = f'"{word}"'
-            parts.append(
-                f"SELECT {i}, (SELECT count(*) FROM chunks WHERE chunks.assistant_id = :assistant"
-                f" AND chunks.id IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :w{i}))"
-            )
-        rows = session.execute(text(" UNION ALL ".join(parts)), params).all()
-        counted = {missing[i]: int(count) for i, count in rows}
-        with memory.lock:
-            if len(memory.words) + len(counted) > MAX_COUNTS:
-                memory.words.clear()
-                memory.totals.clear()
-            memory.words.update({(*key, word): count for word, count in counted.items()})
-    memory.totals[key] = total
-    found = {w: counted[w] if w in counted else memory.words.get((*key, w), 0) for w in words}
-    return found, total
 
 
 def _bm25_best(session: Session, assistant_id: int, match: str, limit: int) -> list[int]:
